@@ -1,0 +1,7 @@
+"""``python -m decentralml_core.devnet`` is ``decentralml devnet`` (handy where the CLI is not installed)."""
+
+import sys
+
+from agents.cli import main
+
+sys.exit(main(["devnet", *sys.argv[1:]]))

@@ -1,0 +1,324 @@
+"""The devnet's network edge: JSON-RPC 2.0 over WebSocket (and HTTP POST), subscriptions, block loop.
+
+Everything chain-related is delegated to :class:`Chain` and :class:`Methods`; this module only turns
+frames into calls, keeps each connection's subscriptions, and tells subscribers about new blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import WSMsgType, web
+
+from .chain import Block, Chain
+from .metadata import runtime as build_runtime
+from .rpc import INVALID_REQUEST, PARSE_ERROR, Methods, RpcError, header_json, hexs, runtime_version, unhex
+from .store import BlockStore
+
+log = structlog.get_logger("devnet")
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # larger frames close the connection (1009); the server stays up
+MAX_BATCH = 1000
+
+# subscribe method -> (notification method, kind); unsubscribe methods are listed apart
+SUBSCRIBE = {
+    "chain_subscribeNewHeads": ("chain_newHead", "heads"),
+    "chain_subscribeNewHead": ("chain_newHead", "heads"),
+    "subscribe_newHead": ("chain_newHead", "heads"),
+    "chain_subscribeAllHeads": ("chain_allHead", "heads"),
+    "chain_subscribeFinalizedHeads": ("chain_finalizedHead", "heads"),
+    "chain_subscribeFinalisedHeads": ("chain_finalizedHead", "heads"),
+    "state_subscribeStorage": ("state_storage", "storage"),
+    "state_subscribeRuntimeVersion": ("state_runtimeVersion", "version"),
+    "chain_subscribeRuntimeVersion": ("state_runtimeVersion", "version"),
+    "author_submitAndWatchExtrinsic": ("author_extrinsicUpdate", "extrinsic"),
+}
+UNSUBSCRIBE = {
+    "chain_unsubscribeNewHeads", "chain_unsubscribeNewHead", "unsubscribe_newHead", "chain_unsubscribeAllHeads",
+    "chain_unsubscribeFinalizedHeads", "chain_unsubscribeFinalisedHeads", "state_unsubscribeStorage",
+    "state_unsubscribeRuntimeVersion", "chain_unsubscribeRuntimeVersion", "author_unwatchExtrinsic",
+}
+SUBSCRIPTION_METHODS = set(SUBSCRIBE) | UNSUBSCRIBE
+
+
+class Subscription:
+    def __init__(self, conn: "Connection", sub_id: str, notify: str, kind: str, keys=None) -> None:
+        self.conn, self.id, self.notify, self.kind, self.keys = conn, sub_id, notify, kind, keys
+
+    async def send(self, result: Any) -> None:
+        await self.conn.send({"jsonrpc": "2.0", "method": self.notify,
+                              "params": {"subscription": self.id, "result": result}})
+
+
+class Connection:
+    """One client socket and its subscriptions."""
+
+    def __init__(self, ws: web.WebSocketResponse | None) -> None:
+        self.ws = ws
+        self.subs: dict[str, Subscription] = {}
+
+    async def send(self, message: Any) -> None:
+        if self.ws is not None and not self.ws.closed:
+            try:
+                await self.ws.send_str(json.dumps(message))
+            except (ConnectionError, RuntimeError):
+                pass  # the client went away; its subscriptions go with the connection
+
+
+class Node:
+    """A running devnet: chain + RPC + subscribers + block production."""
+
+    def __init__(self, chain: Chain, block_time: float = 0.0) -> None:
+        self.chain = chain
+        self.methods = Methods(chain)
+        self.block_time = block_time
+        self.connections: set[Connection] = set()
+        self.watchers: dict[bytes, Subscription] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._block_loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _block_loop(self) -> None:
+        while True:
+            if self.block_time > 0:
+                await asyncio.sleep(self.block_time)
+                await self._produce()
+                continue
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # let submissions that arrived together join one block
+            while self.chain.has_ready():
+                await self._produce()
+                await asyncio.sleep(0)
+
+    async def _produce(self) -> None:
+        block = self.chain.produce_block()
+        log.info("block", number=block.number, hash=hexs(block.hash), extrinsics=len(block.extrinsics),
+                 dropped=len(block.dropped), pool=len(self.chain.pool))
+        await self._announce(block)
+
+    async def _announce(self, block: Block) -> None:
+        head = header_json(block.header)
+        block_hash = hexs(block.hash)
+        for tx_hash in block.included:
+            sub = self.watchers.pop(tx_hash, None)
+            if sub is not None:
+                await sub.send({"inBlock": block_hash})
+                await sub.send({"finalized": block_hash})
+                sub.conn.subs.pop(sub.id, None)
+        for tx_hash in block.dropped:
+            sub = self.watchers.pop(tx_hash, None)
+            if sub is not None:
+                await sub.send("invalid")
+                sub.conn.subs.pop(sub.id, None)
+        for conn in list(self.connections):
+            for sub in list(conn.subs.values()):
+                if sub.kind == "heads":
+                    await sub.send(head)
+                elif sub.kind == "storage":
+                    changes = [[hexs(k), hexs(v) if v is not None else None] for k, v in block.changes.items()
+                               if sub.keys is None or k in sub.keys]
+                    if changes:
+                        await sub.send({"block": block_hash, "changes": changes})
+
+    # -- requests -------------------------------------------------------------------------------
+    async def handle_text(self, conn: Connection, text: str) -> Any:
+        """One frame in, the response (None for notifications) out."""
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            return _error(None, RpcError(PARSE_ERROR, "Parse error"))
+        if isinstance(message, list):
+            if not message or len(message) > MAX_BATCH:
+                return _error(None, RpcError(INVALID_REQUEST, "Invalid request", "batch must hold 1..1000 calls"))
+            replies = [await self.handle_request(conn, m) for m in message]
+            return [r for r in replies if r is not None] or None
+        return await self.handle_request(conn, message)
+
+    async def handle_request(self, conn: Connection, message: Any) -> Any:
+        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
+            return _error(message.get("id") if isinstance(message, dict) else None,
+                          RpcError(INVALID_REQUEST, "Invalid request"))
+        req_id, method, params = message.get("id"), message["method"], message.get("params")
+        try:
+            if method in SUBSCRIBE:
+                result = await self.subscribe(conn, method, params, req_id)
+                return None if result is None else _ok(req_id, result)
+            if method in UNSUBSCRIBE:
+                result = self.unsubscribe(conn, params)
+            else:
+                result = self.methods.call(method, params)
+        except RpcError as exc:
+            return _error(req_id, exc)
+        except Exception as exc:  # a bug must not take the node down: report it and keep serving
+            log.exception("rpc_internal_error", method=method)
+            return _error(req_id, RpcError(-32603, "Internal error", str(exc)))
+        return None if "id" not in message else _ok(req_id, result)
+
+    async def subscribe(self, conn: Connection, method: str, params: Any, req_id: Any) -> Any:
+        if conn.ws is None:
+            raise RpcError(-32000, "Subscriptions need a WebSocket connection")
+        notify, kind = SUBSCRIBE[method]
+        params = params or []
+        keys = None
+        if kind == "extrinsic":
+            if not params:
+                raise RpcError(-32602, "Invalid params", "the extrinsic is missing")
+            tx_hash, ready = self.methods.submit(params[0])
+        elif kind == "storage" and params and params[0] is not None:
+            if not isinstance(params[0], list):
+                raise RpcError(-32602, "Invalid params", "keys must be an array")
+            keys = {unhex(k, "storage key") for k in params[0]}
+        sub = Subscription(conn, secrets.token_hex(8), notify, kind, keys)
+        conn.subs[sub.id] = sub
+        await conn.send(_ok(req_id, sub.id))
+        # what a node sends right after subscribing
+        if kind == "heads":
+            await sub.send(header_json(self.chain.best_header))
+        elif kind == "version":
+            await sub.send(runtime_version())
+        elif kind == "storage" and keys is not None:
+            changes = [[hexs(k), hexs(v) if (v := self.chain.state.get(k)) is not None else None] for k in keys]
+            await sub.send({"block": hexs(self.chain.best_hash), "changes": changes})
+        elif kind == "extrinsic":
+            self.watchers[tx_hash] = sub
+            await sub.send("ready" if ready else "future")
+            self._wake.set()
+        return None
+
+    def unsubscribe(self, conn: Connection, params: Any) -> bool:
+        if not params:
+            raise RpcError(-32602, "Invalid params", "subscription id missing")
+        sub = conn.subs.pop(params[0], None)
+        if sub is None:
+            return False
+        for tx_hash, watcher in list(self.watchers.items()):
+            if watcher is sub:
+                del self.watchers[tx_hash]
+        return True
+
+    def after_request(self) -> None:
+        if self.chain.pool.by_hash and self.block_time == 0:
+            self._wake.set()
+
+    def drop(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for tx_hash, watcher in list(self.watchers.items()):
+            if watcher.conn is conn:
+                del self.watchers[tx_hash]
+
+
+def _ok(req_id: Any, result: Any) -> dict:
+    return {"jsonrpc": "2.0", "id": req_id, "result": result}
+
+
+def _error(req_id: Any, exc: RpcError) -> dict:
+    return {"jsonrpc": "2.0", "id": req_id, "error": exc.to_json()}
+
+
+# -- aiohttp ------------------------------------------------------------------------------------
+def make_app(node: Node) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            return await websocket(request)
+        if request.method != "POST":
+            return web.Response(text="DecentralML devnet: JSON-RPC over WebSocket or HTTP POST\n")
+        conn = Connection(None)
+        reply = await node.handle_text(conn, await request.text())
+        node.after_request()
+        return web.json_response(reply)
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=None)
+        await ws.prepare(request)
+        conn = Connection(ws)
+        node.connections.add(conn)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    reply = await node.handle_text(conn, msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    try:
+                        reply = await node.handle_text(conn, msg.data.decode())
+                    except UnicodeDecodeError:
+                        reply = _error(None, RpcError(PARSE_ERROR, "Parse error", "frame is not UTF-8"))
+                else:
+                    break
+                if reply is not None:
+                    await conn.send(reply)
+                node.after_request()
+        finally:
+            node.drop(conn)
+        return ws
+
+    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+    app.router.add_route("*", "/", handle)
+    return app
+
+
+def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.TemporaryDirectory | None]:
+    tmp = None
+    if db_path is None:
+        tmp = tempfile.TemporaryDirectory(prefix="decentralml-devnet-")
+        db_path = str(Path(tmp.name) / "chain.sqlite")
+    return Chain(build_runtime(pallet), BlockStore(db_path)), tmp
+
+
+async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
+                pallet: str = "full", ready: asyncio.Event | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run a devnet until ``stop`` is set (or SIGINT/SIGTERM when run from :func:`run`)."""
+    chain, tmp = open_chain(db_path, pallet)
+    node = Node(chain, block_time)
+    runner = web.AppRunner(make_app(node), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    node.start()
+    bound = runner.addresses[0][1] if runner.addresses else port
+    log.info("devnet_ready", url=f"ws://{host}:{bound}", pallet=pallet, best=chain.best_number,
+             genesis=hexs(chain.genesis_hash), db=db_path or "tmp")
+    if ready is not None:
+        ready.set()
+    stop = stop or asyncio.Event()
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
+        await runner.cleanup()
+        chain.store.close()
+        if tmp is not None:
+            tmp.cleanup()
+        log.info("devnet_stopped", best=chain.best_number)
+
+
+def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
+        pallet: str = "full") -> None:
+    """Blocking entry point for the CLI: serve until SIGINT or SIGTERM, then stop cleanly."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(host, port, block_time, db_path, pallet, stop=stop)
+
+    asyncio.run(main())
