@@ -161,18 +161,23 @@ class Executive:
             payload = blake2_256(payload)
         if not _verify(signature, payload, xt.signer):
             raise invalid(BAD_PROOF)
-        account = self.storage.get("System", "Account", xt.signer)
-        if xt.nonce < account["nonce"]:
+        nonce, free = self.nonce_and_free(xt.signer)
+        if xt.nonce < nonce:
             raise invalid(STALE)
-        if account["data"]["free"] < xt.fee + self.runtime_ed():
+        if free < xt.fee + balances.EXISTENTIAL_DEPOSIT:
             raise invalid(PAYMENT)
         return xt
 
-    def runtime_ed(self) -> int:
-        return balances.EXISTENTIAL_DEPOSIT
+    def nonce_and_free(self, who: bytes) -> tuple[int, int]:
+        """An account's nonce and free balance, read at their fixed offsets in ``AccountInfo``
+        (nonce u32 first; free u128 after four u32 counters) instead of decoding the whole value."""
+        raw = self.storage.raw("System", "Account", who)
+        if raw is None:
+            return 0, 0
+        return int.from_bytes(raw[0:4], "little"), int.from_bytes(raw[16:32], "little")
 
     def account_nonce(self, who: bytes) -> int:
-        return self.storage.get("System", "Account", who)["nonce"]
+        return self.nonce_and_free(who)[0]
 
     # -- block building -------------------------------------------------------------------------
     def initialize_block(self, number: int, timestamp_ms: int) -> None:
@@ -185,9 +190,10 @@ class Executive:
 
     def apply(self, xt: Extrinsic, index: int) -> bool:
         """Apply a validated extrinsic at position ``index``; False if it is no longer valid."""
-        account = self.storage.get("System", "Account", xt.signer)
-        if xt.nonce != account["nonce"] or account["data"]["free"] < xt.fee + self.runtime_ed():
+        nonce, free = self.nonce_and_free(xt.signer)
+        if xt.nonce != nonce or free < xt.fee + balances.EXISTENTIAL_DEPOSIT:
             return False
+        account = self.storage.get("System", "Account", xt.signer)
         self.extrinsic_index = index
         account["nonce"] += 1
         account["data"]["free"] -= xt.fee

@@ -68,12 +68,34 @@ class State:
 class TypedStorage:
     """Typed access to storage items by pallet and item name, encoded with the runtime's codec."""
 
+    KEY_CACHE_SIZE = 100_000
+
     def __init__(self, runtime: Runtime, state: State) -> None:
         self.runtime = runtime
         self.state = state
         self._codec = runtime.codec
+        self._keys: dict[tuple, bytes] = {}  # hashing a key costs more than the read it serves
 
     def key(self, pallet: str, item: str, keys: tuple = ()) -> bytes:
+        cache_key = (pallet, item, keys)
+        try:
+            return self._keys[cache_key]
+        except (KeyError, TypeError):  # TypeError: an unhashable key (a dict); compute it each time
+            pass
+        key = self._compute_key(pallet, item, keys)
+        if len(self._keys) >= self.KEY_CACHE_SIZE:
+            self._keys.clear()
+        try:
+            self._keys[cache_key] = key
+        except TypeError:
+            pass
+        return key
+
+    def raw(self, pallet: str, item: str, *keys: Any) -> bytes | None:
+        """The stored bytes, for hot paths that read one fixed-offset field."""
+        return self.state.get(self.key(pallet, item, keys))
+
+    def _compute_key(self, pallet: str, item: str, keys: tuple) -> bytes:
         entry, prefix = self.runtime.storage_entry(pallet, item)
         if len(keys) != len(entry.keys):
             raise TypeError(f"{pallet}.{item} takes {len(entry.keys)} key(s), got {len(keys)}")
