@@ -45,8 +45,8 @@ def run(url: str) -> None:
         "pays_amount": pays, "expiration_block": expiration, "max_assignments": assignments,
         "validation_strategy": "AutoAccept", "model_contributor_script_path": None,
         "model_contributor_script_storage_type": None, "model_contributor_script_storage_credentials": None,
-        "annotation_type": "Image", "annotation_media_samples": ["sample_1.jpg", "sample_2.jpg"],
-        "annotation_files": ["file_1.jpg", "file_2.jpg"], "annotation_class_labels": "sample_1,sample_2",
+        "annotation_type": "Image", "annotation_media_samples": [["sample_1.jpg", "sample_2.jpg"]],
+        "annotation_files": [["file_1.jpg", "file_2.jpg"]], "annotation_class_labels": "sample_1,sample_2",
         "annotation_class_coordinates": None, "annotation_json": '{"script": "start_task.sh"}',
         "annotation_files_storage_type": "IPFS", "annotation_files_storage_credentials": None,
         "model_engineer_path": None, "model_engineer_storage_type": None, "model_engineer_storage_credentials": None,
@@ -62,7 +62,7 @@ def run(url: str) -> None:
     print("3. //Bob runs start_task.sh and sends the outputs folder as the result")
     submit(si, annotator, "DecentralMLModule", "send_task_result", {
         "submission_id": submission_id, "result": '{"annotations": "outputs/annotations_coco.json"}',
-        "result_path": "outputs", "result_storage_type": "IPFS", "result_storage_credentials": None})
+        "result_path": "outputs", "result_storage_type": "IPFS", "result_storage_credentials": ""})
 
     print("4. //Alice validates (AutoAccept) and accepts: //Bob is paid from the escrow")
     bob_mid = free(si, annotator.ss58_address)

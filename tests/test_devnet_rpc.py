@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from aiohttp import ClientSession, WSMsgType
+from aiohttp import ClientSession, WSCloseCode, WSMsgType
 
 pytestmark = pytest.mark.asyncio
 
@@ -68,10 +68,14 @@ async def test_batch_requests(devnet):
 async def test_oversized_frame_closes_only_that_connection(devnet):
     async with ClientSession() as s:
         async with s.ws_connect(devnet.url, max_msg_size=0) as ws:
-            await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_chain",
-                                          "params": ["x" * (17 * 1024 * 1024)]}))
-            msg = await ws.receive(timeout=30)
-            assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+            try:  # the server may close while the 17 MiB frame is still being written
+                await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "system_chain",
+                                              "params": ["x" * (17 * 1024 * 1024)]}))
+                msg = await ws.receive(timeout=30)
+                assert msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING)
+                assert msg.type != WSMsgType.CLOSE or msg.data == WSCloseCode.MESSAGE_TOO_BIG
+            except ConnectionError:
+                pass
         async with s.ws_connect(devnet.url) as ws:
             assert (await rpc(ws, "system_chain"))["result"] == "Development"
 

@@ -143,7 +143,7 @@ def test_malformed_extrinsic_bytes(substrate):
 
 
 def test_ed25519_signer(substrate, keys):
-    ed = Keypair.create_from_uri("//Ed", crypto_type=KeypairType.ED25519)
+    ed = Keypair.create_from_mnemonic(Keypair.generate_mnemonic(), crypto_type=KeypairType.ED25519)
     fund = substrate.compose_call("Balances", "transfer_keep_alive", {"dest": ed.ss58_address, "value": 10**12})
     assert substrate.submit_extrinsic(substrate.create_signed_extrinsic(fund, keypair=keys["alice"]),
                                       wait_for_inclusion=True).is_success

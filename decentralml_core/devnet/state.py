@@ -91,6 +91,10 @@ class TypedStorage:
             pass
         return key
 
+    def prefix(self, pallet: str, item: str) -> bytes:
+        """The key prefix shared by all entries of a storage map."""
+        return self.runtime.storage_entry(pallet, item)[1]
+
     def raw(self, pallet: str, item: str, *keys: Any) -> bytes | None:
         """The stored bytes, for hot paths that read one fixed-offset field."""
         return self.state.get(self.key(pallet, item, keys))

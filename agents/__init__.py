@@ -1,0 +1,1 @@
+"""The role daemons (creator, annotator, engineer, contributor) and the ``decentralml`` command."""

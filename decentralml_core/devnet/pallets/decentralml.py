@@ -1,0 +1,259 @@
+"""The DecentralML pallet's rules: tasks, assignments, results, escrowed pay.
+
+Calls 0–2 keep upstream's names, arguments, storage and events (``../shared/spec/upstream-pallet.md``),
+with its defects fixed: assignments are capped at ``max_assignments`` (upstream allowed one more),
+expired tasks take no new work, a worker holds one assignment per task, and only the assigned worker
+submits. What upstream lacks is added as calls 3–5: the creator accepts (pays the worker from the
+task's escrow, at most once), rejects (with a reason) or closes (refunds what no pending result can
+still claim). ``create_task`` escrows ``pays_amount × max_assignments`` in the task's sub-account.
+
+Every function takes the dispatch :class:`~.base.Env`, the signer's AccountId and the call's
+arguments; a refusal raises :class:`~.base.DispatchError` and the executive rolls the call back.
+"""
+
+from __future__ import annotations
+
+from ..metadata import MAX_OPEN_TASKS, MAX_SUBMISSION_IDS, MAX_SUBMISSIONS_PER_WORKER, MIN_CONTRIBUTION
+from .base import DispatchError
+
+PALLET = "DecentralMLModule"
+PALLET_ID = b"decentml"
+U32_MAX = (1 << 32) - 1
+U128_MAX = (1 << 128) - 1
+MAX_ASSIGNMENTS = MAX_SUBMISSION_IDS - 1
+"""Upstream records submission ids in a ``[u32; 10000]`` at 1-based slots, so 9,999 fit."""
+
+# Spelled out for tests and docs; the metadata declares the same names in the same order.
+UPSTREAM_ERRORS = (
+    "TaskInvalidPaysAmount", "TaskEndTooEarly", "Overflow", "MissingAnnotationType", "MissingAnnotationFiles",
+    "MissingAnnotationFilesStorageType", "MissingModelContributorScriptPath",
+    "MissingModelContributorScriptStorageType", "MissingModelEngineerPath", "MissingModelEngineerStorageType",
+    "InvalidMaxAssignments", "InvalidQuestion", "InvalidTaskType", "TaskNotFound", "MaxAssignmentsReached",
+    "OpenTasksLimitReached", "SubmissionNotFound", "InvalidStatus", "NotAuthorized", "WorkerSubmissionLimit",
+    "InvalidResultSubmission",
+)
+ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", "TaskClosed", "AlreadyDecided",
+                "ResultNotSubmitted", "InsufficientEscrow")
+
+
+def fail(error: str, detail: str = "") -> DispatchError:
+    return DispatchError(PALLET, error, detail)
+
+
+def task_account(task_id: int) -> bytes:
+    """The task's escrow: ``PalletId(b"decentml").into_sub_account_truncating(task_id)``, as upstream."""
+    return (b"modl" + PALLET_ID + task_id.to_bytes(4, "little")).ljust(32, b"\x00")
+
+
+def _checked_add(value: int, step: int = 1) -> int:
+    if value + step > U32_MAX:
+        raise fail("Overflow")
+    return value + step
+
+
+def _is_expired(env, task: dict) -> bool:
+    """A task takes work through its expiration block and not after."""
+    return env.block_number > task["expiration_block"]
+
+
+def _is_closed(task: dict) -> bool:
+    return task["status"] in ("Completed", "Withdrawn")
+
+
+def _check_task_fields(task_type: str, args: dict) -> None:
+    """Upstream's per-type requirements, in upstream's order."""
+    if task_type == "DataAnnotators":
+        if args.get("annotation_type") is None:
+            raise fail("MissingAnnotationType")
+        if not args.get("annotation_files"):
+            raise fail("MissingAnnotationFiles")
+        if args.get("annotation_files_storage_type") is None:
+            raise fail("MissingAnnotationFilesStorageType")
+    elif task_type == "ModelContributor":
+        if args.get("model_contributor_script_path") is None:
+            raise fail("MissingModelContributorScriptPath")
+        if args.get("model_contributor_script_storage_type") is None:
+            raise fail("MissingModelContributorScriptStorageType")
+    elif task_type == "ModelEngineer":
+        if args.get("model_engineer_path") is None:
+            raise fail("MissingModelEngineerPath")
+        if args.get("model_engineer_storage_type") is None:
+            raise fail("MissingModelEngineerStorageType")
+    else:
+        raise fail("InvalidTaskType")
+
+
+def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, pays_amount: int,
+                expiration_block: int, max_assignments: int, validation_strategy: str, **fields) -> None:
+    """Validate, escrow ``pays_amount × max_assignments`` from the creator, store and open the task."""
+    if pays_amount < MIN_CONTRIBUTION:
+        raise fail("TaskInvalidPaysAmount", f"at least {MIN_CONTRIBUTION}")
+    if not 0 < max_assignments <= MAX_ASSIGNMENTS:
+        raise fail("InvalidMaxAssignments", f"1 to {MAX_ASSIGNMENTS}")
+    if expiration_block <= env.block_number:
+        raise fail("TaskEndTooEarly")
+    if not question:
+        raise fail("InvalidQuestion")
+    _check_task_fields(task_type, fields)
+    escrow = pays_amount * max_assignments
+    if escrow > U128_MAX:
+        raise fail("Overflow")
+    task_id = env.get(PALLET, "TaskCount")
+    env.set(PALLET, "TaskCount", _checked_add(task_id))
+    env.transfer(creator, task_account(task_id), escrow, keep_alive=True)
+    env.set(PALLET, "Tasks", task_id, {
+        "status": "Created", "task_type": task_type, "creator": creator, "pays_amount": pays_amount,
+        "creation_block": env.block_number, "expiration_block": expiration_block,
+        "max_assignments": max_assignments, "validation_strategy": validation_strategy, "question": question,
+        **fields,
+    })
+    open_tasks = env.get(PALLET, "OpenTasks")
+    if len(open_tasks) >= MAX_OPEN_TASKS:
+        raise fail("OpenTasksLimitReached")
+    env.set(PALLET, "OpenTasks", [*open_tasks, task_id])
+    env.deposit_event(PALLET, "TaskCreated", {"taskid": task_id, "created": env.block_number})
+
+
+def _assigned_workers(env, task_id: int, count: int) -> set[bytes]:
+    ids = env.get(PALLET, "TaskResultSubmissionIds", task_id) or []
+    return {env.get(PALLET, "TaskResultSubmissions", i)["worker"] for i in ids[1:count + 1]}
+
+
+def assign_task(env, worker: bytes, *, task_id: int) -> None:
+    """Give ``worker`` one of the task's ``max_assignments`` slots, as a submission in ``Assigned``."""
+    task = env.get(PALLET, "Tasks", task_id)
+    if task is None:
+        raise fail("TaskNotFound")
+    if _is_closed(task):
+        raise fail("TaskClosed")
+    if _is_expired(env, task):
+        raise fail("TaskExpired")
+    count = env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 0
+    if worker in _assigned_workers(env, task_id, count):
+        raise fail("AlreadyAssigned")
+    if count >= task["max_assignments"]:
+        raise fail("MaxAssignmentsReached")
+    count = _checked_add(count)
+    env.set(PALLET, "TaskResultSubmissionCountByTaskId", task_id, count)
+    submission_id = env.get(PALLET, "TaskResultSubmissionCount")
+    env.set(PALLET, "TaskResultSubmissionCount", _checked_add(submission_id))
+    env.set(PALLET, "TaskResultSubmissions", submission_id, {
+        "task_id": task_id, "submission_id": submission_id, "worker": worker, "created_block": env.block_number,
+        "result": None, "result_path": None, "result_storage_type": None, "result_storage_credentials": None,
+        "status": "Assigned", "paid_amount": None, "paid_block": None,
+    })
+    ids = list(env.get(PALLET, "TaskResultSubmissionIds", task_id) or [0] * MAX_SUBMISSION_IDS)
+    ids[count] = submission_id  # upstream's 1-based slots
+    env.set(PALLET, "TaskResultSubmissionIds", task_id, ids)
+    mine = env.get(PALLET, "WorkerSubmissions", worker)
+    if len(mine) >= MAX_SUBMISSIONS_PER_WORKER:
+        raise fail("WorkerSubmissionLimit")
+    env.set(PALLET, "WorkerSubmissions", worker, [*mine, submission_id])
+    if task["status"] == "Created":
+        env.set(PALLET, "Tasks", task_id, {**task, "status": "InProgress"})
+    if count == task["max_assignments"]:
+        env.set(PALLET, "OpenTasks", [t for t in env.get(PALLET, "OpenTasks") if t != task_id])
+    env.deposit_event(PALLET, "TaskAssigned", {"task_id": task_id, "submission_index": submission_id,
+                                               "modified_block": env.block_number})
+
+
+def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | None, result_path: bytes | None,
+                     result_storage_type: str | None, result_storage_credentials: bytes | None) -> None:
+    """Record the assigned worker's result; it then waits for the creator's decision.
+
+    As upstream: a result or a path is required, and a path needs a storage type and credentials
+    (``b""`` for public storage such as IPFS).
+    """
+    submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
+    if submission is None:
+        raise fail("SubmissionNotFound")
+    if submission["worker"] != worker:
+        raise fail("NotAuthorized", "only the assigned worker submits")
+    if submission["status"] != "Assigned":
+        raise fail("InvalidStatus", f"submission is {submission['status']}")
+    task = env.get(PALLET, "Tasks", submission["task_id"])
+    if _is_closed(task):
+        raise fail("TaskClosed")
+    if _is_expired(env, task):
+        raise fail("TaskExpired")
+    if (result is None and result_path is None) or (
+            result_path is not None and (result_storage_type is None or result_storage_credentials is None)):
+        raise fail("InvalidResultSubmission")
+    env.set(PALLET, "TaskResultSubmissions", submission_id, {
+        **submission, "result": result, "result_path": result_path, "result_storage_type": result_storage_type,
+        "result_storage_credentials": result_storage_credentials, "status": "PendingValidation",
+    })
+    env.deposit_event(PALLET, "TaskResultSubmitted", {
+        "task_id": submission["task_id"], "submission_id": submission_id, "worker": worker,
+        "block": env.block_number})
+
+
+def _decidable(env, creator: bytes, submission_id: int) -> tuple[dict, dict]:
+    """The submission and its task, if ``creator`` may accept or reject it now."""
+    submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
+    if submission is None:
+        raise fail("SubmissionNotFound")
+    task = env.get(PALLET, "Tasks", submission["task_id"])
+    if task["creator"] != creator:
+        raise fail("NotAuthorized", "only the task's creator decides")
+    if submission["status"] in ("Accepted", "Rejected"):
+        raise fail("AlreadyDecided")
+    if submission["status"] != "PendingValidation":
+        raise fail("ResultNotSubmitted")
+    return submission, task
+
+
+def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
+    """Accept a pending result: pay the worker ``pays_amount`` from the task's escrow, once."""
+    submission, task = _decidable(env, creator, submission_id)
+    escrow, amount = task_account(submission["task_id"]), task["pays_amount"]
+    if env.free_balance(escrow) < amount:
+        raise fail("InsufficientEscrow")
+    env.transfer(escrow, submission["worker"], amount, keep_alive=False)
+    env.set(PALLET, "TaskResultSubmissions", submission_id, {
+        **submission, "status": "Accepted", "paid_amount": amount, "paid_block": env.block_number})
+    env.deposit_event(PALLET, "TaskResultAccepted", {
+        "task_id": submission["task_id"], "submission_id": submission_id, "worker": submission["worker"],
+        "amount": amount, "block": env.block_number})
+
+
+def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes) -> None:
+    """Reject a pending result with a reason; its pay stays in escrow for the creator's refund."""
+    submission, _ = _decidable(env, creator, submission_id)
+    env.set(PALLET, "TaskResultSubmissions", submission_id, {**submission, "status": "Rejected"})
+    env.deposit_event(PALLET, "TaskResultRejected", {
+        "task_id": submission["task_id"], "submission_id": submission_id, "worker": submission["worker"],
+        "reason": reason, "block": env.block_number})
+
+
+def _submissions(env, task_id: int) -> list[dict]:
+    count = env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 0
+    ids = env.get(PALLET, "TaskResultSubmissionIds", task_id) or []
+    return [env.get(PALLET, "TaskResultSubmissions", i) for i in ids[1:count + 1]]
+
+
+def close_task(env, creator: bytes, *, task_id: int) -> None:
+    """Close an expired or fully decided task and refund the escrow that no pending result can claim.
+
+    Results still ``PendingValidation`` keep their pay in escrow, so the creator can decide them later.
+    """
+    task = env.get(PALLET, "Tasks", task_id)
+    if task is None:
+        raise fail("TaskNotFound")
+    if task["creator"] != creator:
+        raise fail("NotAuthorized", "only the task's creator closes it")
+    if _is_closed(task):
+        raise fail("TaskClosed")
+    submissions = _submissions(env, task_id)
+    all_decided = len(submissions) == task["max_assignments"] and all(
+        s["status"] in ("Accepted", "Rejected") for s in submissions)
+    if not (_is_expired(env, task) or all_decided):
+        raise fail("TaskNotExpired")
+    pending = sum(1 for s in submissions if s["status"] == "PendingValidation")
+    escrow = task_account(task_id)
+    refund = max(env.free_balance(escrow) - pending * task["pays_amount"], 0)
+    if refund:
+        env.transfer(escrow, creator, refund, keep_alive=False)
+    env.set(PALLET, "Tasks", task_id, {**task, "status": "Completed"})
+    env.set(PALLET, "OpenTasks", [t for t in env.get(PALLET, "OpenTasks") if t != task_id])
+    env.deposit_event(PALLET, "TaskClosed", {"task_id": task_id, "refunded": refund, "block": env.block_number})
