@@ -289,18 +289,16 @@ async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0
     chain, tmp = open_chain(db_path, pallet)
     node = Node(chain, block_time)
     runner = web.AppRunner(make_app(node), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    node.start()
-    bound = runner.addresses[0][1] if runner.addresses else port
-    log.info("devnet_ready", url=f"ws://{host}:{bound}", pallet=pallet, best=chain.best_number,
-             genesis=hexs(chain.genesis_hash), db=db_path or "tmp")
-    if ready is not None:
-        ready.set()
-    stop = stop or asyncio.Event()
     try:
-        await stop.wait()
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        node.start()
+        bound = runner.addresses[0][1] if runner.addresses else port
+        log.info("devnet_ready", url=f"ws://{host}:{bound}", pallet=pallet, best=chain.best_number,
+                 genesis=hexs(chain.genesis_hash), db=db_path or "tmp")
+        if ready is not None:
+            ready.set()
+        await (stop or asyncio.Event()).wait()
     finally:
         await node.stop()
         await runner.cleanup()

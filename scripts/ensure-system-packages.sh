@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install the Debian packages the project needs, only those missing. Idempotent; quiet when all is there.
+# Needed: Python's venv module (python3-venv on Debian's own Python). Optional: Node.js and npm, for
+# the @polkadot/api compatibility test (skipped without them).
+set -euo pipefail
+
+missing=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "ensure-system-packages: please install: ${missing[*]} (no apt-get here)" >&2
+    exit 0
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "ensure-system-packages: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
