@@ -1,63 +1,41 @@
-"""The ``decentralml`` command: ``decentralml devnet …`` (agents come with their issues)."""
+"""The ``decentralml`` command. Subcommands live in :mod:`agents.commands`, one module each."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from agents.commands import devnet
 from decentralml_core import logs
 
-DEVNET_HELP = """Run a local DecentralML chain: Substrate JSON-RPC over WebSocket (and HTTP POST) on one port.
-Dev accounts //Alice … //Ferdie are endowed; //Alice holds the sudo key."""
+COMMANDS = [devnet]
+LEVELS = ["debug", "info", "warning", "error"]
 
 
-def _block_time(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 (instant seal) or a positive number of seconds")
-    return value
+def _common() -> argparse.ArgumentParser:
+    """Options every subcommand takes too, so they may come before or after its name."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LEVELS)
+    common.add_argument("--log-json", action="store_true", default=argparse.SUPPRESS,
+                        help="one JSON object per log line")
+    return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="decentralml", description="DecentralML agents and local devnet.")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=LEVELS)
     parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    devnet = commands.add_parser("devnet", help="run a local DecentralML chain", description=DEVNET_HELP)
-    devnet.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
-    devnet.add_argument("--port", type=int, default=9944, help="WebSocket/HTTP port (default: %(default)s)")
-    devnet.add_argument("--block-time", type=_block_time, default=0.0, metavar="0|SECONDS",
-                        help="0 seals a block as soon as transactions wait (default); else a block every SECONDS")
-    storage = devnet.add_mutually_exclusive_group()
-    storage.add_argument("--db", metavar="PATH", help="SQLite file that keeps the chain across restarts")
-    storage.add_argument("--tmp", action="store_true", help="a throwaway chain (the default without --db)")
-    devnet.add_argument("--pallet", choices=["full", "upstream"], default="full",
-                        help="full: upstream calls plus accept/reject/close; upstream: only calls 0-2")
-    devnet.add_argument("--log-level", default=argparse.SUPPRESS, choices=["debug", "info", "warning", "error"])
+    common = _common()
+    for module in COMMANDS:
+        module.register(commands, common)
     return parser
-
-
-def run_devnet(args: argparse.Namespace) -> int:
-    from decentralml_core.devnet.server import run
-
-    try:
-        run(host=args.host, port=args.port, block_time=args.block_time, db_path=args.db, pallet=args.pallet)
-    except ValueError as exc:  # e.g. a database made with the other --pallet mode
-        print(f"decentralml devnet: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # e.g. the port is taken
-        print(f"decentralml devnet: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level, json=args.log_json)
-    if args.command == "devnet":
-        return run_devnet(args)
-    raise AssertionError(args.command)
+    return args.run(args)
 
 
 if __name__ == "__main__":
