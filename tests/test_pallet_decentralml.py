@@ -287,3 +287,26 @@ def test_send_after_close_is_refused(rt):
     rt.ok(ALICE, "close_task", task_id=0)
     rt.at(2)  # even were the clock earlier, a closed task takes no results
     assert rt.call(BOB, "send_task_result", **result(sid)) == "TaskClosed"
+
+
+def test_upstream_runtime_emits_no_added_event(tmp_path):
+    chain = Chain(runtime("upstream"), BlockStore(tmp_path / "u.sqlite"))
+    rt = Dispatcher(chain)
+    rt.ok(ALICE, "create_task", **task())
+    sid = rt.ok(BOB, "assign_task", task_id=0)["submission_index"]
+    mark = len(rt.ex.events)
+    assert rt.call(BOB, "send_task_result", **result(sid)) is None
+    assert not [e for e in rt.ex.events[mark:] if PALLET in e["event"]]
+    assert rt.get("TaskResultSubmissions", sid)["status"] == "PendingValidation"
+    chain.store.close()
+
+
+def test_a_pallet_bug_fails_only_its_call(rt, monkeypatch):
+    def broken(env, origin, **_):
+        env.set(PALLET, "TaskCount", 99)
+        raise KeyError("bug")
+
+    monkeypatch.setitem(rt.ex._dispatchers, (PALLET, "assign_task"), broken)
+    assert rt.call(BOB, "assign_task", task_id=0) == "Other"
+    assert rt.get("TaskCount") == 0  # rolled back
+    assert rt.call(ALICE, "create_task", **task()) is None

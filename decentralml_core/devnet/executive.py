@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import ed25519_zebra
 import sr25519
+import structlog
 
 from .codec import CodecError, compact_bytes, decode_compact
 from .hashing import blake2_256
@@ -19,6 +20,8 @@ from .metadata import SPEC_VERSION, TRANSACTION_VERSION, Runtime
 from .pallets import balances, decentralml, sudo, system
 from .pallets.base import ROOT, BadOrigin, DispatchError, signed
 from .state import State, TypedStorage
+
+log = structlog.get_logger(__name__)
 
 BASE_WEIGHT = 125_000_000  # ExtrinsicBaseWeight-like ref_time; fees are IdentityFee(weight) + length
 CALL_WEIGHT = 10_000_000
@@ -232,6 +235,11 @@ class Executive:
             self.state.rollback()
             del self.events[mark:]
             return "BadOrigin"
+        except Exception:  # a bug in a pallet: this call fails, the chain goes on
+            log.exception("dispatch_internal_error", pallet=pallet, call=name)
+            self.state.rollback()
+            del self.events[mark:]
+            return "Other"
         self.state.commit_layer()
         return None
 
@@ -246,7 +254,12 @@ class Executive:
         return self.state.layers[-1]
 
     # -- the Env the pallets see ----------------------------------------------------------------
+    def declares_event(self, pallet: str, name: str) -> bool:
+        return (pallet, name) in self.runtime.event_index
+
     def deposit_event(self, pallet: str, name: str, fields: Any = None) -> None:
+        if (pallet, name) not in self.runtime.event_index:
+            raise LookupError(f"the runtime declares no event {pallet}.{name}")
         phase = "Initialization" if self.extrinsic_index is None else {"ApplyExtrinsic": self.extrinsic_index}
         event = {name: fields} if fields is not None else name
         self.events.append({"phase": phase, "event": {pallet: event}, "topics": []})

@@ -561,6 +561,8 @@ class Runtime:
         for p in self.pallets:
             for i, c in enumerate(p.calls or []):
                 self.calls_by_index[(p.index, i)] = (p, c)
+            for i, (name, _) in enumerate(p.events or []):
+                self.event_index[(p.name, name)] = i
             for i, e in enumerate(p.errors or []):
                 self.error_index[(p.name, e)] = (p.index, i)
             for s in p.storage:

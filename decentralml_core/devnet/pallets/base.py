@@ -56,6 +56,9 @@ class Env(Protocol):
     def remove(self, pallet: str, item: str, *keys: Any) -> None:
         """Delete an entry."""
 
+    def declares_event(self, pallet: str, name: str) -> bool:
+        """Whether the runtime has this event (``--pallet upstream`` lacks the ones we added)."""
+
     def deposit_event(self, pallet: str, name: str, fields: Any = None) -> None:
         """Emit ``pallet.name``; ``fields`` is a dict for named fields, a tuple for unnamed ones."""
 

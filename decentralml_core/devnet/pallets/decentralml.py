@@ -183,9 +183,10 @@ def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | 
         **submission, "result": result, "result_path": result_path, "result_storage_type": result_storage_type,
         "result_storage_credentials": result_storage_credentials, "status": "PendingValidation",
     })
-    env.deposit_event(PALLET, "TaskResultSubmitted", {
-        "task_id": submission["task_id"], "submission_id": submission_id, "worker": worker,
-        "block": env.block_number})
+    if env.declares_event(PALLET, "TaskResultSubmitted"):  # upstream emits nothing here
+        env.deposit_event(PALLET, "TaskResultSubmitted", {
+            "task_id": submission["task_id"], "submission_id": submission_id, "worker": worker,
+            "block": env.block_number})
 
 
 def _decidable(env, creator: bytes, submission_id: int) -> tuple[dict, dict]:
