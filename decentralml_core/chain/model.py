@@ -1,0 +1,250 @@
+"""The DecentralML pallet's types as Python objects: enums, tasks, submissions, and what a call sends.
+
+Bounds are the pallet's (``BoundedVec<u8, N>`` limits), checked before anything is signed so an
+operator gets an error naming the field and its limit instead of a node's "invalid format".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
+from typing import Any
+
+
+class TaskType(StrEnum):
+    DATA_ANNOTATORS = "DataAnnotators"
+    MODEL_CONTRIBUTOR = "ModelContributor"
+    MODEL_ENGINEER = "ModelEngineer"
+
+
+class ValidationStrategy(StrEnum):
+    AUTO_ACCEPT = "AutoAccept"
+    MANUAL_ACCEPT = "ManualAccept"
+    CUSTOM_ACCEPT = "CustomAccept"
+
+
+class StorageType(StrEnum):
+    IPFS = "IPFS"
+    CRUST = "Crust"
+    S3 = "S3"
+    GCP = "GCP"
+    AZURE = "Azure"
+
+
+class AnnotationType(StrEnum):
+    IMAGE = "Image"
+    AUDIO = "Audio"
+    TEXT = "Text"
+    VIDEO = "Video"
+
+
+class SubmissionStatus(StrEnum):
+    ASSIGNED = "Assigned"
+    PENDING_VALIDATION = "PendingValidation"
+    VALIDATED = "Validated"
+    ACCEPTED = "Accepted"
+    REJECTED = "Rejected"
+
+
+class TaskStatus(StrEnum):
+    CREATED = "Created"
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    WITHDRAWN = "Withdrawn"
+
+
+PATH, CREDENTIALS = 512, 1024
+BOUNDS: dict[str, int] = {
+    "question": 2048, "model_contributor_script_path": PATH, "model_contributor_script_storage_credentials": CREDENTIALS,
+    "annotation_class_labels": 1024, "annotation_class_coordinates": 2048, "annotation_json": 4096,
+    "annotation_files_storage_credentials": CREDENTIALS, "model_engineer_path": PATH,
+    "model_engineer_storage_credentials": CREDENTIALS, "result": 2048, "result_path": PATH,
+    "result_storage_credentials": CREDENTIALS, "reason": 1024,
+}
+"""Byte limits of the pallet's ``BoundedVec<u8, N>`` fields."""
+MAX_FILES = 100
+"""``annotation_media_samples`` and ``annotation_files`` hold at most this many names of ≤ 512 bytes."""
+
+
+def _text(value: Any) -> str | None:
+    """A chain byte string as text; substrate-interface gives str, or '0x…' for non-UTF-8 bytes."""
+    return None if value is None else str(value)
+
+
+def check_bytes(name: str, value: str | bytes | None) -> None:
+    if value is None:
+        return
+    size = len(value.encode() if isinstance(value, str) else value)
+    if size > BOUNDS[name]:
+        raise _too_long(name, BOUNDS[name], size)
+
+
+def check_files(name: str, values: list[str] | None) -> None:
+    if values is None:
+        return
+    if len(values) > MAX_FILES:
+        raise _too_long(name, MAX_FILES, len(values), "entries")
+    for i, value in enumerate(values):
+        size = len(value.encode())
+        if size > PATH:
+            raise _too_long(f"{name}[{i}]", PATH, size)
+
+
+def _too_long(name: str, limit: int, actual: int, unit: str = "bytes"):
+    from .errors import FieldTooLong
+
+    return FieldTooLong(name, limit, actual, unit)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything ``create_task`` sends, named as the pallet names its arguments."""
+
+    task_type: TaskType
+    question: str
+    pays_amount: int
+    expiration_block: int
+    max_assignments: int
+    validation_strategy: ValidationStrategy
+    model_contributor_script_path: str | None = None
+    model_contributor_script_storage_type: StorageType | None = None
+    model_contributor_script_storage_credentials: str | None = None
+    annotation_type: AnnotationType | None = None
+    annotation_media_samples: list[str] | None = None
+    annotation_files: list[str] | None = None
+    annotation_class_labels: str | None = None
+    annotation_class_coordinates: str | None = None
+    annotation_json: str | None = None
+    annotation_files_storage_type: StorageType | None = None
+    annotation_files_storage_credentials: str | None = None
+    model_engineer_path: str | None = None
+    model_engineer_storage_type: StorageType | None = None
+    model_engineer_storage_credentials: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in BOUNDS:
+                check_bytes(f.name, value)
+            elif f.name in ("annotation_media_samples", "annotation_files"):
+                check_files(f.name, value)
+
+    def call_params(self) -> dict[str, Any]:
+        """The ``create_task`` arguments as substrate-interface composes them.
+
+        A list of ``BoundedVec`` is a one-field tuple struct in metadata, so scalecodec wants the
+        list wrapped once more, as upstream's own client sends it.
+        """
+        params = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("annotation_media_samples", "annotation_files"):
+            if params[name] is not None:
+                params[name] = [list(params[name])]
+        return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in params.items()}
+
+
+@dataclass(frozen=True)
+class ResultSpec:
+    """What ``send_task_result`` sends: an inline result, or a path in some storage, or both."""
+
+    submission_id: int
+    result: str | None = None
+    result_path: str | None = None
+    result_storage_type: StorageType | None = None
+    result_storage_credentials: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("result", "result_path", "result_storage_credentials"):
+            check_bytes(name, getattr(self, name))
+
+    def call_params(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v, StrEnum) else v) for f in fields(self)
+                for v in [getattr(self, f.name)]}
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task as stored on chain (``Tasks``), with its id."""
+
+    task_id: int
+    status: TaskStatus
+    task_type: TaskType
+    creator: str
+    pays_amount: int
+    creation_block: int
+    expiration_block: int
+    max_assignments: int
+    validation_strategy: ValidationStrategy
+    question: str | None
+    annotation_type: AnnotationType | None = None
+    annotation_media_samples: list[str] = field(default_factory=list)
+    annotation_files: list[str] = field(default_factory=list)
+    annotation_class_labels: str | None = None
+    annotation_class_coordinates: str | None = None
+    annotation_json: str | None = None
+    annotation_files_storage_type: StorageType | None = None
+    annotation_files_storage_credentials: str | None = None
+    model_contributor_script_path: str | None = None
+    model_contributor_script_storage_type: StorageType | None = None
+    model_contributor_script_storage_credentials: str | None = None
+    model_engineer_path: str | None = None
+    model_engineer_storage_type: StorageType | None = None
+    model_engineer_storage_credentials: str | None = None
+
+    @classmethod
+    def from_chain(cls, task_id: int, value: dict) -> Task:
+        def opt(enum, key):
+            return None if value.get(key) is None else enum(value[key])
+
+        return cls(
+            task_id=task_id, status=TaskStatus(value["status"]), task_type=TaskType(value["task_type"]),
+            creator=value["creator"], pays_amount=value["pays_amount"], creation_block=value["creation_block"],
+            expiration_block=value["expiration_block"], max_assignments=value["max_assignments"],
+            validation_strategy=ValidationStrategy(value["validation_strategy"]), question=_text(value["question"]),
+            annotation_type=opt(AnnotationType, "annotation_type"),
+            annotation_media_samples=[str(v) for v in value.get("annotation_media_samples") or []],
+            annotation_files=[str(v) for v in value.get("annotation_files") or []],
+            annotation_class_labels=_text(value.get("annotation_class_labels")),
+            annotation_class_coordinates=_text(value.get("annotation_class_coordinates")),
+            annotation_json=_text(value.get("annotation_json")),
+            annotation_files_storage_type=opt(StorageType, "annotation_files_storage_type"),
+            annotation_files_storage_credentials=_text(value.get("annotation_files_storage_credentials")),
+            model_contributor_script_path=_text(value.get("model_contributor_script_path")),
+            model_contributor_script_storage_type=opt(StorageType, "model_contributor_script_storage_type"),
+            model_contributor_script_storage_credentials=_text(value.get("model_contributor_script_storage_credentials")),
+            model_engineer_path=_text(value.get("model_engineer_path")),
+            model_engineer_storage_type=opt(StorageType, "model_engineer_storage_type"),
+            model_engineer_storage_credentials=_text(value.get("model_engineer_storage_credentials")),
+        )
+
+    @property
+    def escrow(self) -> int:
+        return self.pays_amount * self.max_assignments
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A worker's assignment and, once sent, its result (``TaskResultSubmissions``)."""
+
+    submission_id: int
+    task_id: int
+    worker: str
+    created_block: int
+    status: SubmissionStatus
+    result: str | None = None
+    result_path: str | None = None
+    result_storage_type: StorageType | None = None
+    result_storage_credentials: str | None = None
+    paid_amount: int | None = None
+    paid_block: int | None = None
+
+    @classmethod
+    def from_chain(cls, value: dict) -> Submission:
+        storage = value.get("result_storage_type")
+        return cls(
+            submission_id=value["submission_id"], task_id=value["task_id"], worker=value["worker"],
+            created_block=value["created_block"], status=SubmissionStatus(value["status"]),
+            result=_text(value.get("result")), result_path=_text(value.get("result_path")),
+            result_storage_type=None if storage is None else StorageType(storage),
+            result_storage_credentials=_text(value.get("result_storage_credentials")),
+            paid_amount=value.get("paid_amount"), paid_block=value.get("paid_block"),
+        )

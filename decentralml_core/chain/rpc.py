@@ -1,0 +1,163 @@
+"""JSON-RPC 2.0 over one WebSocket, async: many requests in flight, subscriptions as async iterators.
+
+The chain client talks to a node only through :class:`RpcTransport`, so tests and other transports
+swap the edge, not the logic. A lost connection fails every pending request and ends every
+subscription with :class:`ConnectionLost`; reconnecting is the caller's decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from .errors import ConnectionLost
+
+log = structlog.get_logger(__name__)
+MAX_MESSAGE = 64 * 1024 * 1024  # metadata and large blocks fit
+
+
+class RpcError(Exception):
+    """The node answered with a JSON-RPC error object."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{message} ({code})" + (f": {data}" if data else ""))
+        self.code, self.message, self.data = code, message, data
+
+
+class Subscription:
+    """Notifications of one subscription, in order; ends with ConnectionLost if the socket drops."""
+
+    def __init__(self, rpc: WebSocketRpc, sub_id: str, unsubscribe: str) -> None:
+        self.id, self._rpc, self._unsubscribe = sub_id, rpc, unsubscribe
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self._rpc._subs.pop(self.id, None)
+        if not self._rpc.closed:
+            try:
+                await self._rpc.request(self._unsubscribe, [self.id])
+            except (RpcError, ConnectionLost):
+                pass
+
+
+class RpcTransport(Protocol):
+    closed: bool
+
+    async def request(self, method: str, params: list | None = None) -> Any: ...
+
+    async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription: ...
+
+    async def close(self) -> None: ...
+
+
+class WebSocketRpc:
+    """One WebSocket connection to a node; ``await WebSocketRpc.connect(url)``."""
+
+    def __init__(self, url: str, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.url, self._session, self._ws = url, session, ws
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._subs: dict[str, Subscription] = {}
+        self._early: dict[str, list] = {}  # notifications that beat their subscription's reply
+        self.closed = False
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float = 10.0) -> WebSocketRpc:
+        session = aiohttp.ClientSession()
+        try:
+            ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE, heartbeat=30,
+                                          timeout=aiohttp.ClientWSTimeout(ws_close=timeout))
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            await session.close()
+            raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
+        return cls(url, session, ws)
+
+    async def request(self, method: str, params: list | None = None) -> Any:
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.url} is closed")
+        req_id = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = future
+        try:
+            await self._ws.send_str(json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method,
+                                                "params": params or []}))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            self._pending.pop(req_id, None)
+            raise ConnectionLost(f"lost {self.url}: {exc}") from exc
+        return await future
+
+    async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription:
+        sub_id = await self.request(method, params)
+        sub = Subscription(self, sub_id, unsubscribe)
+        self._subs[sub_id] = sub
+        for item in self._early.pop(sub_id, []):
+            sub.queue.put_nowait(item)
+        return sub
+
+    async def close(self) -> None:
+        self.closed = True
+        self._reader.cancel()
+        await self._ws.close()
+        await self._session.close()
+        self._fail(ConnectionLost("closed"))
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self._ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    self._dispatch(json.loads(msg.data))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("rpc_bad_message", url=self.url, error=str(exc), size=len(msg.data))
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("rpc_connection_error", url=self.url, error=str(exc))
+        finally:
+            if not self.closed:
+                self.closed = True
+                log.warning("rpc_connection_lost", url=self.url)
+                self._fail(ConnectionLost(f"lost connection to {self.url}"))
+                await self._session.close()
+
+    def _dispatch(self, message: Any) -> None:
+        for item in message if isinstance(message, list) else [message]:
+            if "id" in item and item["id"] is not None:
+                future = self._pending.pop(item["id"], None)
+                if future is None or future.done():
+                    continue
+                if "error" in item:
+                    err = item["error"]
+                    future.set_exception(RpcError(err.get("code", 0), err.get("message", ""), err.get("data")))
+                else:
+                    future.set_result(item.get("result"))
+            elif "params" in item:
+                sub_id, result = item["params"]["subscription"], item["params"]["result"]
+                sub = self._subs.get(sub_id)
+                if sub is not None:
+                    sub.queue.put_nowait(result)
+                elif len(self._early) < 64:  # else a late notice of a subscription already closed
+                    self._early.setdefault(sub_id, []).append(result)
+
+    def _fail(self, exc: Exception) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._pending.clear()
+        for sub in self._subs.values():
+            sub.queue.put_nowait(exc)
+        self._subs.clear()

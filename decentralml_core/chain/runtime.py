@@ -1,0 +1,147 @@
+"""The node's runtime as substrate-interface knows it: metadata, call composition, signing, decoding.
+
+substrate-interface is synchronous and its objects are not thread-safe, so every use goes through
+one worker thread (a capacity-1 limiter): the event loop never blocks on it and calls never interleave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+import anyio
+from scalecodec.base import ScaleBytes
+from substrateinterface import Keypair, SubstrateInterface
+
+T = TypeVar("T")
+
+
+class _Interface(SubstrateInterface):
+    """substrate-interface that loads the runtime once per connection instead of before each call.
+
+    Stock ``init_runtime()`` asks the node for its head and header before every compose/sign; a
+    client that pipelines hundreds of extrinsics would spend most of its time there. A runtime
+    upgrade is picked up when the client reconnects.
+    """
+
+    _genesis: str | None = None
+
+    def init_runtime(self, block_hash=None, block_id=None):
+        if block_hash is None and block_id is None and self.metadata is not None:
+            return
+        return super().init_runtime(block_hash=block_hash, block_id=block_id)
+
+    def get_block_hash(self, block_id: int = None) -> str:
+        if block_id == 0:
+            if self._genesis is None:
+                self._genesis = super().get_block_hash(0)
+            return self._genesis
+        return super().get_block_hash(block_id)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One decoded event of a block, addressed by (block_number, index)."""
+
+    block_number: int
+    block_hash: str
+    index: int
+    extrinsic_index: int | None
+    pallet: str
+    name: str
+    attributes: Any
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.block_number, self.index
+
+
+class Runtime:
+    """Metadata-driven encoding and decoding for one node connection; ``await Runtime.load(url)``."""
+
+    def __init__(self, si: SubstrateInterface) -> None:
+        self.si = si
+        self._limiter = anyio.CapacityLimiter(1)
+        self._events_type = si.metadata.get_metadata_pallet("System").get_storage_function(
+            "Events").get_value_type_string()
+        self.ss58_format = si.ss58_format
+
+    @classmethod
+    async def load(cls, url: str) -> Runtime:
+        def connect() -> SubstrateInterface:
+            si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024})
+            si.init_runtime()
+            return si
+
+        return cls(await anyio.to_thread.run_sync(connect))
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the runtime's own thread."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    async def close(self) -> None:
+        await self.run(self.si.close)
+
+    # -- calls ------------------------------------------------------------------------------------
+    def has_call(self, pallet: str, call: str) -> bool:
+        found = self.si.metadata.get_metadata_pallet(pallet)
+        return found is not None and any(c.name == call for c in found.calls or [])
+
+    async def sign(self, keypair: Keypair, pallet: str, call: str, params: dict, nonce: int) -> tuple[bytes, str]:
+        """The signed extrinsic's bytes and hash (immortal era, no tip)."""
+
+        def build() -> tuple[bytes, str]:
+            composed = self.si.compose_call(pallet, call, params)
+            xt = self.si.create_signed_extrinsic(composed, keypair=keypair, nonce=nonce)
+            return bytes(xt.data.data), "0x" + xt.extrinsic_hash.hex()
+
+        return await self.run(build)
+
+    # -- decoding ---------------------------------------------------------------------------------
+    def _decode(self, type_string: str, raw_hex: str) -> Any:
+        obj = self.si.runtime_config.create_scale_object(type_string, data=ScaleBytes(raw_hex), metadata=self.si.metadata)
+        return obj.decode()
+
+    async def decode_events(self, block_number: int, block_hash: str, raw_hex: str | None) -> list[Event]:
+        if not raw_hex:
+            return []
+        records = await self.run(self._decode, self._events_type, raw_hex)
+        events = []
+        for index, record in enumerate(records):
+            extrinsic = record.get("extrinsic_idx") if record["phase"] == "ApplyExtrinsic" else None
+            events.append(Event(block_number, block_hash, index, extrinsic, record["module_id"], record["event_id"],
+                                record["attributes"]))
+        return events
+
+    async def decode_extrinsic(self, raw_hex: str) -> dict:
+        """A block's extrinsic as substrate-interface shows it (``address``, ``call`` …)."""
+
+        def decode() -> dict:
+            xt = self.si.create_scale_object("Extrinsic", metadata=self.si.metadata)
+            return xt.decode(data=ScaleBytes(raw_hex))
+
+        return await self.run(decode)
+
+    def module_error(self, index: int, error: int) -> tuple[str, str, str]:
+        """(pallet, error name, docs) of ``DispatchError::Module``."""
+        pallet = next((p for p in self.si.metadata.pallets if p["index"] == index), None)
+        if pallet is None or not pallet.errors or error >= len(pallet.errors):
+            return f"pallet#{index}", f"error#{error}", ""
+        err = pallet.errors[error]
+        return pallet.name, err.name, " ".join(err.docs or [])
+
+    async def storage_key(self, pallet: str, item: str, params: list | None = None) -> str:
+        return await self.run(lambda: self.si.create_storage_key(pallet, item, params or []).to_hex())
+
+    async def decode_storage(self, pallet: str, item: str, raw_hex: str | None) -> Any:
+        """The item's value; for an absent ``ValueQuery`` entry its default, else None."""
+        fn = self.si.metadata.get_metadata_pallet(pallet).get_storage_function(item)
+        if raw_hex is None:
+            if fn.value["modifier"] != "Default":
+                return None
+            default = fn.value["default"]  # scalecodec shows bytes that are valid UTF-8 as str
+            raw_hex = default if default.startswith("0x") else "0x" + default.encode().hex()
+        return await self.run(self._decode, fn.get_value_type_string(), raw_hex)
+
+    def ss58(self, public_key: bytes) -> str:
+        return self.si.ss58_encode(public_key)

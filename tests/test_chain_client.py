@@ -1,0 +1,188 @@
+"""The async chain client against real devnet processes: pipelining, typed errors, reconnects, events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from substrateinterface import Keypair, SubstrateInterface
+
+from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed, FieldTooLong, TransactionRejected
+from decentralml_core.chain.market import Market, parse_verdict
+from decentralml_core.chain.model import (AnnotationType, ResultSpec, StorageType, SubmissionStatus, TaskSpec,
+                                          TaskStatus, TaskType, ValidationStrategy)
+from devnet_process import DevnetProcess, free_port
+
+PAYS = 1_000_000
+
+
+def fresh() -> Keypair:
+    return Keypair.create_from_mnemonic(Keypair.generate_mnemonic())
+
+
+def spec(expiration_block: int, **overrides) -> TaskSpec:
+    args = dict(task_type=TaskType.DATA_ANNOTATORS, question="Find the samples", pays_amount=PAYS,
+                expiration_block=expiration_block, max_assignments=2,
+                validation_strategy=ValidationStrategy.MANUAL_ACCEPT, annotation_type=AnnotationType.IMAGE,
+                annotation_media_samples=["sample_1.jpg"], annotation_files=["file_1.jpg", "file_2.jpg"],
+                annotation_files_storage_type=StorageType.IPFS)
+    args.update(overrides)
+    return TaskSpec(**args)
+
+
+@pytest.fixture
+async def client(devnet):
+    async with await ChainClient.connect(devnet.url, inclusion_timeout=30) as c:
+        yield c
+
+
+async def fund(client: ChainClient, *accounts: Keypair, amount: int = 10**15) -> None:
+    alice = Keypair.create_from_uri("//Alice")
+    await asyncio.gather(*[client.submit(alice, "Balances", "transfer_keep_alive",
+                                         {"dest": a.ss58_address, "value": amount}) for a in accounts])
+
+
+async def test_pipelined_submissions_from_many_accounts(client):
+    senders = [fresh() for _ in range(5)]
+    await fund(client, *senders)
+    sink = fresh().ss58_address
+    receipts = await asyncio.gather(*[client.submit(s, "Balances", "transfer_keep_alive", {"dest": sink, "value": 1000})
+                                      for s in senders for _ in range(20)])
+    assert len({r.extrinsic_hash for r in receipts}) == 100
+    assert all(r.find("Balances", "Transfer")[0]["amount"] == 1000 for r in receipts)
+    assert await client.free_balance(sink) == 100 * 1000
+    for s in senders:
+        assert await client.request("system_accountNextIndex", [s.ss58_address]) == 20
+
+
+async def test_dispatch_error_is_typed_and_final(client):
+    bob = Keypair.create_from_uri("//Bob")
+    before = await client.request("system_accountNextIndex", [bob.ss58_address])
+    with pytest.raises(DispatchFailed) as info:
+        await client.submit(bob, "DecentralMLModule", "assign_task", {"task_id": 987_654})
+    assert (info.value.pallet, info.value.error) == ("DecentralMLModule", "TaskNotFound")
+    assert info.value.block_number is not None
+    assert await client.request("system_accountNextIndex", [bob.ss58_address]) == before + 1  # not retried
+
+
+async def test_pool_refusal_is_typed_and_gives_the_nonce_back(client):
+    poor = fresh()
+    with pytest.raises(TransactionRejected) as info:
+        await client.submit(poor, "System", "remark", {"remark": "0x00"})
+    assert info.value.code == 1010 and "pay" in info.value.data
+    await fund(client, poor)
+    receipt = await client.submit(poor, "System", "remark", {"remark": "0x01"})
+    assert receipt.block_number > 0
+
+
+async def test_nonce_resyncs_when_another_client_used_the_account(client, devnet):
+    dave = fresh()
+    await fund(client, dave)
+    await client.submit(dave, "System", "remark", {"remark": "0x01"})  # the client now tracks nonce 1
+    si = SubstrateInterface(url=devnet.url)
+    si.submit_extrinsic(si.create_signed_extrinsic(si.compose_call("System", "remark", {"remark": "0x02"}),
+                                                   keypair=dave), wait_for_inclusion=True)
+    si.close()
+    receipt = await client.submit(dave, "System", "remark", {"remark": "0x03"})  # nonce 1 is stale: resync
+    assert receipt.find("System", "ExtrinsicSuccess")
+    assert await client.request("system_accountNextIndex", [dave.ss58_address]) == 3
+
+
+def test_bounds_are_checked_before_signing():
+    with pytest.raises(FieldTooLong) as info:
+        spec(10, question="q" * 2049)
+    assert (info.value.field, info.value.limit, info.value.actual) == ("question", 2048, 2049)
+    with pytest.raises(FieldTooLong, match=r"annotation_files\[1\] is 513 bytes"):
+        spec(10, annotation_files=["a", "é" * 256 + "x"])
+    with pytest.raises(FieldTooLong, match="101 entries"):
+        spec(10, annotation_files=["a"] * 101)
+    with pytest.raises(FieldTooLong, match="result_path"):
+        ResultSpec(0, result_path="p" * 513)
+
+
+async def test_market_flow_with_the_full_pallet(client):
+    market = Market(client)
+    assert market.capabilities.verdict_calls
+    alice, worker = Keypair.create_from_uri("//Alice"), fresh()
+    await fund(client, worker)
+    task_id, _ = await market.create_task(alice, spec(await client.block_number() + 100))
+    task = await market.task(task_id)
+    assert (task.status, task.creator, task.annotation_files, task.escrow) == \
+        (TaskStatus.CREATED, alice.ss58_address, ["file_1.jpg", "file_2.jpg"], 2 * PAYS)
+    assert task_id in await market.open_task_ids()
+    sid, _ = await market.assign_task(worker, task_id)
+    await market.send_task_result(worker, ResultSpec(sid, result='{"boxes": 3}', result_path="bafy-outputs",
+                                                     result_storage_type=StorageType.IPFS,
+                                                     result_storage_credentials=""))
+    pending = await market.submission(sid)
+    assert (pending.status, pending.worker, pending.result_path) == \
+        (SubmissionStatus.PENDING_VALIDATION, worker.ss58_address, "bafy-outputs")
+    before = await client.free_balance(worker.ss58_address)
+    receipt = await market.accept_task_result(alice, sid)
+    assert receipt.find("DecentralMLModule", "TaskResultAccepted")[0]["amount"] == PAYS
+    assert await client.free_balance(worker.ss58_address) == before + PAYS
+    with pytest.raises(DispatchFailed, match="AlreadyDecided"):
+        await market.accept_task_result(alice, sid)
+    assert [s.submission_id for s in await market.submissions(task_id)] == [sid]
+    assert sid in await market.worker_submissions(worker.ss58_address)
+
+
+async def test_market_on_an_upstream_node_pays_by_transfer_and_records_verdicts(tmp_path):
+    with DevnetProcess("--pallet", "upstream", log_path=tmp_path / "devnet.log") as node:
+        async with await ChainClient.connect(node.url, inclusion_timeout=30) as client:
+            market = Market(client)
+            assert not market.capabilities.verdict_calls
+            alice, good, bad = Keypair.create_from_uri("//Alice"), fresh(), fresh()
+            await fund(client, good, bad)
+            task_id, _ = await market.create_task(alice, spec(await client.block_number() + 100))
+            (s1, _), (s2, _) = await asyncio.gather(market.assign_task(good, task_id), market.assign_task(bad, task_id))
+            for who, sid in ((good, s1), (bad, s2)):
+                await market.send_task_result(who, ResultSpec(sid, result="{}"))
+            before = await client.free_balance(good.ss58_address)
+            paid = await market.accept_task_result(alice, s1)
+            assert paid.find("Balances", "Transfer")[0]["amount"] == PAYS
+            assert await client.free_balance(good.ss58_address) == before + PAYS
+            rejected = await market.reject_task_result(alice, s2, "empty result")
+            assert rejected.find("System", "Remarked")
+            assert await market.verdicts_at(rejected.block_hash) == [(alice.ss58_address, {
+                "schema": "decentralml.verdict/1", "submission_id": s2, "task_id": task_id, "verdict": "reject",
+                "amount": 0, "reason": "empty result"})]
+            assert parse_verdict("not json") is None and parse_verdict('{"schema": "other"}') is None
+            with pytest.raises(DispatchFailed, match="NotAuthorized"):
+                await market.accept_task_result(good, s2)
+
+
+async def test_event_stream_catches_up_and_survives_a_node_restart(tmp_path):
+    port, db = free_port(), str(tmp_path / "chain.sqlite")
+    alice = Keypair.create_from_uri("//Alice")
+    node = DevnetProcess(db=db, port=port, log_path=tmp_path / "devnet.log").start()
+    try:
+        async with await ChainClient.connect(node.url, reconnect_for=30) as client:
+            for i in range(3):
+                await client.submit(alice, "System", "remark_with_event", {"remark": f"0x0{i}"})
+            seen = []
+
+            async def collect(since, until: int) -> None:
+                async for event in client.events(since=since):
+                    seen.append(event)
+                    if event.pallet == "System" and event.name == "Remarked":
+                        until -= 1
+                        if until == 0:
+                            return
+
+            await asyncio.wait_for(collect(Checkpoint(1), 3), 30)  # catch up blocks 1..3
+            assert [e.block_number for e in seen if e.name == "Remarked"] == [1, 2, 3]
+            resume = Checkpoint.after(seen[-1])
+            consumer = asyncio.create_task(collect(resume, 2))
+            node.stop(kill=True)
+            node.start()
+            for i in range(2):  # submitted through the reconnected client
+                await client.submit(alice, "System", "remark_with_event", {"remark": f"0x1{i}"})
+            await asyncio.wait_for(consumer, 30)
+            positions = [e.position for e in seen]
+            assert positions == sorted(set(positions)), "an event was repeated or reordered"
+            assert [e.block_number for e in seen if e.name == "Remarked"] == [1, 2, 3, 4, 5]
+            block4 = [e.position for e in seen if e.block_number == 4]
+            assert block4 == [(4, i) for i in range(len(block4))], "an event was lost"
+    finally:
+        node.stop()
