@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from substrateinterface import Keypair, SubstrateInterface
-
 from devnet_process import DevnetProcess
+from substrateinterface import Keypair, SubstrateInterface
 
 
 @pytest.fixture(scope="module")

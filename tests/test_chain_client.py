@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from devnet_process import DevnetProcess, free_port
 from substrateinterface import Keypair, SubstrateInterface
 
 from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed, FieldTooLong, TransactionRejected
 from decentralml_core.chain.market import Market, parse_verdict
-from decentralml_core.chain.model import (AnnotationType, ResultSpec, StorageType, SubmissionStatus, TaskSpec,
-                                          TaskStatus, TaskType, ValidationStrategy)
-from devnet_process import DevnetProcess, free_port
+from decentralml_core.chain.model import (
+    AnnotationType,
+    ResultSpec,
+    StorageType,
+    SubmissionStatus,
+    TaskSpec,
+    TaskStatus,
+    TaskType,
+    ValidationStrategy,
+)
 
 PAYS = 1_000_000
 

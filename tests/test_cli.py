@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from substrateinterface import SubstrateInterface
-
 from devnet_process import free_port
+from substrateinterface import SubstrateInterface
 
 CLI = str(Path(sys.executable).parent / "decentralml")
 

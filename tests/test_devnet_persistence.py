@@ -9,9 +9,8 @@ import sys
 
 import pytest
 from aiohttp import ClientSession
-from substrateinterface import Keypair, SubstrateInterface
-
 from devnet_process import ROOT, DevnetProcess
+from substrateinterface import Keypair, SubstrateInterface
 
 
 def _remarks(si: SubstrateInterface, who: Keypair, count: int, start_nonce: int) -> list[str]:

@@ -12,7 +12,7 @@ from substrateinterface import Keypair
 from decentralml_core.devnet.chain import Chain
 from decentralml_core.devnet.metadata import runtime
 from decentralml_core.devnet.pallets import decentralml
-from decentralml_core.devnet.pallets.decentralml import ADDED_ERRORS, PALLET, UPSTREAM_ERRORS, U32_MAX, task_account
+from decentralml_core.devnet.pallets.decentralml import ADDED_ERRORS, PALLET, U32_MAX, UPSTREAM_ERRORS, task_account
 from decentralml_core.devnet.store import BlockStore
 
 ALICE, BOB, CHARLIE, EVE = (Keypair.create_from_uri(f"//{n}").public_key for n in ("Alice", "Bob", "Charlie", "Eve"))

@@ -1,8 +1,15 @@
 """The async chain client agents stand on: submission, reads, event streams, and the pallet's types."""
 
 from .client import ChainClient, Checkpoint, Receipt
-from .errors import (ChainError, ConnectionLost, DispatchFailed, FieldTooLong, InclusionTimeout, TransactionRejected,
-                     UnsupportedCall)
+from .errors import (
+                     ChainError,
+                     ConnectionLost,
+                     DispatchFailed,
+                     FieldTooLong,
+                     InclusionTimeout,
+                     TransactionRejected,
+                     UnsupportedCall,
+)
 from .runtime import Event
 
 __all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", "ChainError", "ConnectionLost", "DispatchFailed",

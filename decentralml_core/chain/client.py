@@ -173,7 +173,7 @@ class ChainClient:
             raw, xt_hash, future = await self._sign_and_send(keypair, pallet, call, params)
         try:
             receipt = await asyncio.wait_for(future, self.inclusion_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise InclusionTimeout(f"{pallet}.{call} {xt_hash} not included in {self.inclusion_timeout:.0f} s") from None
         finally:
             self._watched.pop(xt_hash, None)
@@ -300,7 +300,7 @@ class ChainClient:
         block, after = since.block_number, since.index
         while True:
             async with self._new_block:
-                await self._new_block.wait_for(lambda: self._finalized >= block or self._failure is not None)
+                await self._new_block.wait_for(lambda b=block: self._finalized >= b or self._failure is not None)
             if self._failure is not None and self._finalized < block:
                 raise self._failure
             for event in await self.events_at(block):

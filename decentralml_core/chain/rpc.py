@@ -82,7 +82,7 @@ class WebSocketRpc:
         try:
             ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE, heartbeat=30,
                                           timeout=aiohttp.ClientWSTimeout(ws_close=timeout))
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await session.close()
             raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
         return cls(url, session, ws)

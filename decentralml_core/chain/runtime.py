@@ -6,8 +6,9 @@ one worker thread (a capacity-1 limiter): the event loop never blocks on it and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from scalecodec.base import ScaleBytes

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from substrateinterface import Keypair
 
 from .codec import compact_bytes, decode_compact
-from .executive import Executive, Extrinsic, InvalidTransaction, invalid, STALE
+from .executive import STALE, Executive, Extrinsic, InvalidTransaction, invalid
 from .hashing import blake2_256
 from .metadata import Runtime
 from .pallets.balances import EXISTENTIAL_DEPOSIT

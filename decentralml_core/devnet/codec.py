@@ -14,7 +14,8 @@ a fieldless enum variant and ``{name: fields}`` otherwise.
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Encoder = Callable[[Any, bytearray], None]
 Decoder = Callable[[bytes, int], tuple[Any, int]]
@@ -212,7 +213,7 @@ class Codec:
         def enc_unnamed(v, out):
             if len(v) != len(encs):
                 raise CodecError(f"need {len(encs)} values, got {len(v)}")
-            for x, (_, enc) in zip(v, encs):
+            for x, (_, enc) in zip(v, encs, strict=True):
                 enc(x, out)
         return enc_unnamed
 

@@ -7,8 +7,9 @@ recording events. The signed payload, era and nonce rules follow ``frame_system`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import ed25519_zebra
 import sr25519

@@ -30,12 +30,15 @@ class DevnetProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "DevnetProcess":
+    def start(self, timeout: float = 20.0) -> DevnetProcess:
         cmd = [sys.executable, "-m", "decentralml_core.devnet", "--port", str(self.port), *self.args]
         cmd += ["--db", self.db] if self.db else ["--tmp"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        if self.log_path:
+            with open(self.log_path, "ab") as out:  # the child keeps its own copy of the descriptor
+                self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        else:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -58,7 +61,7 @@ class DevnetProcess:
             self.proc.kill()
             return self.proc.wait(timeout=5)
 
-    def __enter__(self) -> "DevnetProcess":
+    def __enter__(self) -> DevnetProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:

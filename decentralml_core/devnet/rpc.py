@@ -6,15 +6,23 @@ a JSON value out, or an :class:`RpcError` with the code a Substrate node would g
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from scalecodec.utils.ss58 import ss58_decode
 
 from .chain import Chain
 from .codec import CodecError, compact_bytes, decode_compact
 from .executive import BASE_WEIGHT, CALL_WEIGHT, InvalidTransaction
-from .metadata import RUNTIME_APIS, SPEC_NAME, SPEC_VERSION, SS58_PREFIX, TOKEN_DECIMALS, TOKEN_SYMBOL, \
-    TRANSACTION_VERSION
+from .metadata import (
+    RUNTIME_APIS,
+    SPEC_NAME,
+    SPEC_VERSION,
+    SS58_PREFIX,
+    TOKEN_DECIMALS,
+    TOKEN_SYMBOL,
+    TRANSACTION_VERSION,
+)
 
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602

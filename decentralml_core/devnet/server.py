@@ -49,7 +49,7 @@ SUBSCRIPTION_METHODS = set(SUBSCRIBE) | UNSUBSCRIBE
 
 
 class Subscription:
-    def __init__(self, conn: "Connection", sub_id: str, notify: str, kind: str, keys=None) -> None:
+    def __init__(self, conn: Connection, sub_id: str, notify: str, kind: str, keys=None) -> None:
         self.conn, self.id, self.notify, self.kind, self.keys = conn, sub_id, notify, kind, keys
 
     async def send(self, result: Any) -> None:

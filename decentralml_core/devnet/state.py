@@ -6,7 +6,8 @@ Pallets read and write typed values through :class:`TypedStorage`; RPC reads the
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .codec import CodecError
 from .hashing import hash_key
@@ -104,7 +105,7 @@ class TypedStorage:
         if len(keys) != len(entry.keys):
             raise TypeError(f"{pallet}.{item} takes {len(entry.keys)} key(s), got {len(keys)}")
         out = prefix
-        for (hasher, key_type), key in zip(entry.keys, keys):
+        for (hasher, key_type), key in zip(entry.keys, keys, strict=True):
             out += hash_key(hasher, self._codec.encode(key_type, key))
         return out
 

@@ -9,7 +9,7 @@ and what clients read cannot drift apart.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 Field = tuple  # (name | None, type_id, type_name)
 """A field: its name (None for tuple-like), its type id, and the Rust type name clients show."""
