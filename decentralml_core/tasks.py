@@ -1,0 +1,218 @@
+"""The data-annotation tutorial's functions, with its names and parameters, on the async chain client.
+
+``substrate`` is a connected :class:`~decentralml_core.chain.ChainClient`; a function that signs
+takes the tutorial's ``sudoaccount`` (a Keypair) or ``passphrase`` (a mnemonic or URI), whichever is
+given. Thin synchronous wrappers with the same call style live in :mod:`decentralml_core.tutorial`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from substrateinterface import Keypair
+
+from .chain import ChainClient, DispatchFailed
+from .chain.market import Market
+from .chain.model import (
+    AnnotationType,
+    ResultSpec,
+    StorageType,
+    Submission,
+    SubmissionStatus,
+    Task,
+    TaskSpec,
+    TaskStatus,
+    TaskType,
+    ValidationStrategy,
+)
+from .keys import load_keypair
+
+log = structlog.get_logger(__name__)
+
+
+def signer(sudoaccount: Keypair | None, passphrase: str | None) -> Keypair:
+    """The tutorial's convention: a keypair if given, else one made from the passphrase."""
+    if sudoaccount is not None:
+        return sudoaccount
+    if not passphrase:
+        raise ValueError("give sudoaccount (a Keypair) or passphrase (a mnemonic or key URI)")
+    return load_keypair(passphrase)
+
+
+def _enum(kind, value):
+    return None if value is None else kind(value)
+
+
+async def _create(substrate: ChainClient, who: Keypair, spec: TaskSpec) -> int:
+    task_id, receipt = await Market(substrate).create_task(who, spec)
+    log.info("task_created", task_id=task_id, creator=who.ss58_address, type=str(spec.task_type),
+             escrow=spec.pays_amount * spec.max_assignments, block=receipt.block_number)
+    return task_id
+
+
+async def create_task_data_annotator(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
+                                     pays_amount, max_assignments, validation_strategy, annotation_type,
+                                     annotation_media_samples, annotation_files, annotation_class_labels,
+                                     annotation_class_coordinates, annotation_json, annotation_files_storage_type,
+                                     annotation_files_storage_credentials) -> int:
+    """Post a data-annotation task; its pay × max_assignments is escrowed. Returns the task id."""
+    spec = TaskSpec(
+        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
+        expiration_block=expiration_block, max_assignments=max_assignments,
+        validation_strategy=ValidationStrategy(validation_strategy),
+        annotation_type=_enum(AnnotationType, annotation_type),
+        annotation_media_samples=list(annotation_media_samples) if annotation_media_samples is not None else None,
+        annotation_files=list(annotation_files) if annotation_files is not None else None,
+        annotation_class_labels=annotation_class_labels, annotation_class_coordinates=annotation_class_coordinates,
+        annotation_json=annotation_json, annotation_files_storage_type=_enum(StorageType, annotation_files_storage_type),
+        annotation_files_storage_credentials=annotation_files_storage_credentials)
+    return await _create(substrate, signer(sudoaccount, passphrase), spec)
+
+
+async def create_task_model_engineer(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
+                                     pays_amount, max_assignments, validation_strategy, model_engineer_path,
+                                     model_engineer_storage_type, model_engineer_storage_credentials) -> int:
+    spec = TaskSpec(
+        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
+        expiration_block=expiration_block, max_assignments=max_assignments,
+        validation_strategy=ValidationStrategy(validation_strategy), model_engineer_path=model_engineer_path,
+        model_engineer_storage_type=_enum(StorageType, model_engineer_storage_type),
+        model_engineer_storage_credentials=model_engineer_storage_credentials)
+    return await _create(substrate, signer(sudoaccount, passphrase), spec)
+
+
+async def create_task_model_contributor(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
+                                        pays_amount, max_assignments, validation_strategy,
+                                        model_contributor_script_path, model_contributor_script_storage_type,
+                                        model_contributor_script_storage_credentials) -> int:
+    spec = TaskSpec(
+        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
+        expiration_block=expiration_block, max_assignments=max_assignments,
+        validation_strategy=ValidationStrategy(validation_strategy),
+        model_contributor_script_path=model_contributor_script_path,
+        model_contributor_script_storage_type=_enum(StorageType, model_contributor_script_storage_type),
+        model_contributor_script_storage_credentials=model_contributor_script_storage_credentials)
+    return await _create(substrate, signer(sudoaccount, passphrase), spec)
+
+
+async def list_task(substrate: ChainClient, status: str | None = None, task_type: str | None = None,
+                    open_only: bool = False) -> list[Task]:
+    """Tasks on chain, optionally only open ones (still taking assignments) or of a status/type."""
+    market = Market(substrate)
+    tasks = await market.tasks()
+    if open_only:
+        open_ids = set(await market.open_task_ids())
+        now = await substrate.block_number()
+        tasks = [t for t in tasks if t.task_id in open_ids and t.expiration_block >= now]
+    if status is not None:
+        tasks = [t for t in tasks if t.status == TaskStatus(status)]
+    if task_type is not None:
+        tasks = [t for t in tasks if t.task_type == TaskType(task_type)]
+    return tasks
+
+
+async def list_task_results(substrate: ChainClient, task_id: int | None = None,
+                            status: str | None = None) -> list[Submission]:
+    results = await Market(substrate).submissions(task_id)
+    return [s for s in results if status is None or s.status == SubmissionStatus(status)]
+
+
+async def assign_task(substrate, sudoaccount, passphrase, task_id) -> int:
+    """Take one assignment of a task; returns the submission id (assets: :mod:`decentralml_core.work`)."""
+    who = signer(sudoaccount, passphrase)
+    submission_id, receipt = await Market(substrate).assign_task(who, task_id)
+    log.info("task_assigned", task_id=task_id, submission_id=submission_id, worker=who.ss58_address,
+             block=receipt.block_number)
+    return submission_id
+
+
+async def send_task_result(substrate, keypair, submission_id, result, result_path, result_storage_type,
+                           result_storage_credentials) -> None:
+    """Submit a result for an assignment. ``result_path`` is the reference of uploaded outputs."""
+    spec = ResultSpec(submission_id=submission_id, result=result, result_path=result_path,
+                      result_storage_type=_enum(StorageType, result_storage_type),
+                      result_storage_credentials=result_storage_credentials)
+    receipt = await Market(substrate).send_task_result(keypair, spec)
+    log.info("task_result_sent", submission_id=submission_id, worker=keypair.ss58_address,
+             block=receipt.block_number)
+
+
+async def accept_task_results(substrate, sudoaccount, passphrase, submission_ids) -> list[int]:
+    """Accept results (each worker paid once); returns the ids accepted now, skipping decided ones."""
+    who, market = signer(sudoaccount, passphrase), Market(substrate)
+    accepted = []
+    for submission_id in submission_ids:
+        try:
+            await market.accept_task_result(who, submission_id)
+        except DispatchFailed as exc:
+            if exc.error != "AlreadyDecided":
+                raise
+            log.info("task_result_already_decided", submission_id=submission_id)
+            continue
+        accepted.append(submission_id)
+        log.info("task_result_accepted", submission_id=submission_id)
+    return accepted
+
+
+async def reject_task_results(substrate, sudoaccount, passphrase, submission_ids, reason: str) -> list[int]:
+    who, market = signer(sudoaccount, passphrase), Market(substrate)
+    rejected = []
+    for submission_id in submission_ids:
+        try:
+            await market.reject_task_result(who, submission_id, reason)
+        except DispatchFailed as exc:
+            if exc.error != "AlreadyDecided":
+                raise
+            continue
+        rejected.append(submission_id)
+        log.info("task_result_rejected", submission_id=submission_id, reason=reason)
+    return rejected
+
+
+Verdict = tuple[bool, str]
+"""(accept?, reason): what a CustomAccept validator returns for one result."""
+Validator = Callable[[Submission], Awaitable[Verdict]]
+
+
+@dataclass(frozen=True)
+class Validation:
+    accepted: list[int]
+    rejected: list[int]
+    waiting: list[int]  # ManualAccept: results a person still has to decide
+
+
+async def validate_task_results(substrate, sudoaccount, passphrase, task_id,
+                                validator: Validator | None = None) -> Validation:
+    """Apply the task's validation strategy to its results waiting for validation.
+
+    AutoAccept accepts each; CustomAccept asks ``validator``; ManualAccept decides nothing and
+    lists what waits for a person (``accept_task_results``/``reject_task_results``).
+    """
+    task = await Market(substrate).task(task_id)
+    if task is None:
+        raise DispatchFailed("DecentralMLModule", "TaskNotFound")
+    pending = await list_task_results(substrate, task_id, SubmissionStatus.PENDING_VALIDATION)
+    ids = [s.submission_id for s in pending]
+    if task.validation_strategy == ValidationStrategy.AUTO_ACCEPT:
+        return Validation(await accept_task_results(substrate, sudoaccount, passphrase, ids), [], [])
+    if task.validation_strategy == ValidationStrategy.MANUAL_ACCEPT:
+        return Validation([], [], ids)
+    if validator is None:
+        raise ValueError(f"task {task_id} uses CustomAccept: pass a validator")
+    accepted, rejected = [], []
+    for submission in pending:
+        ok, reason = await validator(submission)
+        if ok:
+            accepted += await accept_task_results(substrate, sudoaccount, passphrase, [submission.submission_id])
+        else:
+            rejected += await reject_task_results(substrate, sudoaccount, passphrase, [submission.submission_id],
+                                                  reason or "rejected by the creator's validator")
+    return Validation(accepted, rejected, [])
+
+
+def work_dir(root: str | Path, task_id: int, submission_id: int) -> Path:
+    """Where an assignment's assets and outputs live: ``ROOT/task-<id>/submission-<id>``."""
+    return Path(root) / f"task-{int(task_id)}" / f"submission-{int(submission_id)}"

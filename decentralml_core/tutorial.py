@@ -1,0 +1,56 @@
+"""The tutorial's functions in its own synchronous call style, for scripts:
+
+    from decentralml_core.tutorial import create_task_data_annotator
+    task_id = create_task_data_annotator(expiration_block, "ws://127.0.0.1:9944", alice, None, ...)
+
+``substrate`` may be a node URL or a connected ``SubstrateInterface`` (its URL is used). Each call
+opens a client, runs the async function from :mod:`decentralml_core.tasks`, and closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from typing import Any
+
+from . import tasks
+from .chain import ChainClient
+
+
+def _url(substrate: Any) -> str:
+    if isinstance(substrate, str):
+        return substrate
+    url = getattr(substrate, "url", None)
+    if not url:
+        raise TypeError("substrate must be a node URL or a SubstrateInterface connected to one")
+    return url
+
+
+def _sync(fn):
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+
+        async def run():
+            async with await ChainClient.connect(_url(bound.arguments["substrate"])) as client:
+                bound.arguments["substrate"] = client
+                return await fn(*bound.args, **bound.kwargs)
+
+        return asyncio.run(run())
+
+    return wrapper
+
+
+create_task_data_annotator = _sync(tasks.create_task_data_annotator)
+create_task_model_engineer = _sync(tasks.create_task_model_engineer)
+create_task_model_contributor = _sync(tasks.create_task_model_contributor)
+list_task = _sync(tasks.list_task)
+list_task_results = _sync(tasks.list_task_results)
+assign_task = _sync(tasks.assign_task)
+send_task_result = _sync(tasks.send_task_result)
+accept_task_results = _sync(tasks.accept_task_results)
+reject_task_results = _sync(tasks.reject_task_results)
+validate_task_results = _sync(tasks.validate_task_results)

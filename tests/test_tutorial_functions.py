@@ -1,0 +1,103 @@
+"""The tutorial's functions, async and in its synchronous call style, against a real devnet."""
+
+from __future__ import annotations
+
+import pytest
+from substrateinterface import Keypair, SubstrateInterface
+
+from decentralml_core import tasks, tutorial
+from decentralml_core.chain import ChainClient, DispatchFailed
+from decentralml_core.chain.model import SubmissionStatus, TaskStatus
+
+PAYS = 2_000_000
+
+
+def annotator_args(expiration_block: int, strategy: str = "AutoAccept", assignments: int = 2) -> dict:
+    """The seed tutorial's create_task_data_annotator parameters (after substrate/sudoaccount/passphrase)."""
+    return dict(task_type="DataAnnotators", question="Find and label the samples in each file",
+                pays_amount=PAYS, max_assignments=assignments, validation_strategy=strategy,
+                annotation_type="Image", annotation_media_samples=["sample_1.jpg", "sample_2.jpg"],
+                annotation_files=["file_1.jpg", "file_2.jpg"], annotation_class_labels="sample_1,sample_2",
+                annotation_class_coordinates=None, annotation_json='{"script": "start_task.sh"}',
+                annotation_files_storage_type="IPFS", annotation_files_storage_credentials="")
+
+
+@pytest.fixture
+async def client(devnet):
+    async with await ChainClient.connect(devnet.url, inclusion_timeout=30) as c:
+        yield c
+
+
+async def test_create_assign_send_and_auto_validate(client, keys):
+    end = await client.block_number() + 200
+    task_id = await tasks.create_task_data_annotator(end, client, keys["alice"], None, **annotator_args(end))
+    listed = await tasks.list_task(client, open_only=True)
+    assert task_id in [t.task_id for t in listed]
+    sid = await tasks.assign_task(client, None, "//Bob", task_id)
+    await tasks.send_task_result(client, keys["bob"], sid, '{"boxes": 4}', "bafy-outputs", "IPFS", "")
+    waiting = await tasks.list_task_results(client, task_id, "PendingValidation")
+    assert [s.submission_id for s in waiting] == [sid]
+    bob = await client.free_balance(keys["bob"].ss58_address)
+    outcome = await tasks.validate_task_results(client, keys["alice"], None, task_id)
+    assert (outcome.accepted, outcome.rejected, outcome.waiting) == ([sid], [], [])
+    assert await client.free_balance(keys["bob"].ss58_address) == bob + PAYS
+    assert await tasks.accept_task_results(client, keys["alice"], None, [sid]) == []  # paid once
+
+
+async def test_manual_and_custom_strategies(client, keys):
+    end = await client.block_number() + 200
+    manual = await tasks.create_task_data_annotator(end, client, None, "//Alice", **annotator_args(end, "ManualAccept"))
+    custom = await tasks.create_task_data_annotator(end, client, None, "//Alice", **annotator_args(end, "CustomAccept"))
+    sids = {}
+    for task_id in (manual, custom):
+        for name in ("charlie", "dave"):
+            sid = await tasks.assign_task(client, keys[name], None, task_id)
+            await tasks.send_task_result(client, keys[name], sid, f'{{"by": "{name}"}}', None, None, None)
+            sids[(task_id, name)] = sid
+    outcome = await tasks.validate_task_results(client, keys["alice"], None, manual)
+    assert sorted(outcome.waiting) == sorted([sids[(manual, "charlie")], sids[(manual, "dave")]])
+    assert await tasks.reject_task_results(client, keys["alice"], None, outcome.waiting, "not labelled") == \
+        outcome.waiting
+
+    async def charlie_only(submission):
+        return "charlie" in submission.result, "only charlie's boxes are right"
+
+    outcome = await tasks.validate_task_results(client, keys["alice"], None, custom, validator=charlie_only)
+    assert (outcome.accepted, outcome.rejected) == ([sids[(custom, "charlie")]], [sids[(custom, "dave")]])
+    results = {s.submission_id: s.status for s in await tasks.list_task_results(client, custom)}
+    assert results == {sids[(custom, "charlie")]: SubmissionStatus.ACCEPTED,
+                       sids[(custom, "dave")]: SubmissionStatus.REJECTED}
+    with pytest.raises(ValueError, match="CustomAccept"):
+        await tasks.validate_task_results(client, keys["alice"], None, custom)
+
+
+async def test_engineer_and_contributor_tasks(client, keys):
+    end = await client.block_number() + 200
+    common = dict(question="Restructure the model", pays_amount=PAYS, max_assignments=1,
+                  validation_strategy="ManualAccept")
+    engineer = await tasks.create_task_model_engineer(end, client, keys["alice"], None, "ModelEngineer",
+                                                      model_engineer_path="bafy-model", model_engineer_storage_type="S3",
+                                                      model_engineer_storage_credentials=None, **common)
+    contributor = await tasks.create_task_model_contributor(
+        end, client, keys["alice"], None, "ModelContributor", model_contributor_script_path="train.py",
+        model_contributor_script_storage_type="IPFS", model_contributor_script_storage_credentials=None, **common)
+    found = {t.task_id: t for t in await tasks.list_task(client, task_type="ModelEngineer")}
+    assert engineer in found and found[engineer].model_engineer_path == "bafy-model"
+    assert [t.task_id for t in await tasks.list_task(client, task_type="ModelContributor")][-1] == contributor
+    with pytest.raises(DispatchFailed, match="MissingModelEngineerPath"):
+        await tasks.create_task_model_engineer(end, client, keys["alice"], None, "ModelEngineer",
+                                               model_engineer_path=None, model_engineer_storage_type="S3",
+                                               model_engineer_storage_credentials=None, **common)
+
+
+def test_synchronous_call_style(devnet, keys):
+    si = SubstrateInterface(url=devnet.url)
+    end = si.get_block_number(None) + 200
+    task_id = tutorial.create_task_data_annotator(end, si, keys["alice"], None, **annotator_args(end, assignments=1))
+    sid = tutorial.assign_task(si, None, "//Eve", task_id)
+    tutorial.send_task_result(devnet.url, Keypair.create_from_uri("//Eve"), sid, "{}", None, None, None)
+    [task] = [t for t in tutorial.list_task(devnet.url) if t.task_id == task_id]
+    assert task.status == TaskStatus.IN_PROGRESS
+    si.close()
+    with pytest.raises(ValueError, match="sudoaccount"):
+        tutorial.assign_task(devnet.url, None, None, task_id)
