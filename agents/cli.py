@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.commands import devnet
+from agents.commands import account, devnet, result, task
 from decentralml_core import logs
 
-COMMANDS = [devnet]
+COMMANDS = [devnet, task, result, account]
 LEVELS = ["debug", "info", "warning", "error"]
 
 

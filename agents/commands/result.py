@@ -1,0 +1,78 @@
+"""``decentralml result …``: send, list and decide results."""
+
+from __future__ import annotations
+
+import argparse
+
+from decentralml_core import tasks
+from decentralml_core.chain.model import StorageType, SubmissionStatus
+
+from ._shared import add_key_options, add_node_options, emit, keypair, runner
+
+RESULT_COLUMNS = ["submission_id", "task_id", "worker", "status", "result_path", "paid_amount", "paid_block"]
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    result = commands.add_parser("result", parents=[common], help="send, list and decide results")
+    sub = result.add_subparsers(dest="result_command", required=True, metavar="ACTION")
+
+    send = sub.add_parser("send", parents=[common], help="send the result of an assignment")
+    add_node_options(send)
+    add_key_options(send)
+    send.add_argument("submission_id", type=int)
+    send.add_argument("--result", help="an inline result (≤ 2048 bytes)")
+    send.add_argument("--path", help="storage reference of the uploaded outputs")
+    send.add_argument("--storage-type", choices=[s.value for s in StorageType], default=StorageType.IPFS)
+    send.set_defaults(run=runner(send_result))
+
+    listing = sub.add_parser("list", parents=[common], help="results on chain")
+    add_node_options(listing)
+    listing.add_argument("--task", type=int, dest="task_id")
+    listing.add_argument("--status", choices=[s.value for s in SubmissionStatus])
+    listing.set_defaults(run=runner(list_results))
+
+    for name, fn, text in (("accept", accept, "accept results: each worker is paid once"),
+                           ("reject", reject, "reject results, with a reason")):
+        decide = sub.add_parser(name, parents=[common], help=text)
+        add_node_options(decide)
+        add_key_options(decide)
+        decide.add_argument("submission_ids", type=int, nargs="+", metavar="SUBMISSION")
+        if name == "reject":
+            decide.add_argument("--reason", required=True)
+        decide.set_defaults(run=runner(fn))
+
+    validate = sub.add_parser("validate", parents=[common],
+                              help="apply a task's strategy: AutoAccept accepts, ManualAccept lists what waits")
+    add_node_options(validate)
+    add_key_options(validate)
+    validate.add_argument("task_id", type=int)
+    validate.set_defaults(run=runner(validate_results))
+
+
+async def send_result(args, client) -> None:
+    if args.result is None and args.path is None:
+        raise ValueError("give --result, --path or both")
+    who = keypair(args)
+    storage = args.storage_type if args.path is not None else None
+    await tasks.send_task_result(client, who, args.submission_id, args.result, args.path, storage,
+                                 "" if args.path is not None else None)
+    emit(args, {"submission_id": args.submission_id, "status": SubmissionStatus.PENDING_VALIDATION.value})
+
+
+async def list_results(args, client) -> None:
+    emit(args, await tasks.list_task_results(client, args.task_id, args.status), RESULT_COLUMNS, title="results")
+
+
+async def accept(args, client) -> None:
+    done = await tasks.accept_task_results(client, keypair(args), None, args.submission_ids)
+    emit(args, {"accepted": done, "already_decided": [s for s in args.submission_ids if s not in done]})
+
+
+async def reject(args, client) -> None:
+    done = await tasks.reject_task_results(client, keypair(args), None, args.submission_ids, args.reason)
+    emit(args, {"rejected": done, "already_decided": [s for s in args.submission_ids if s not in done]})
+
+
+async def validate_results(args, client) -> None:
+    outcome = await tasks.validate_task_results(client, keypair(args), None, args.task_id)
+    emit(args, outcome)

@@ -1,0 +1,108 @@
+"""``decentralml task …``: create, list, show and take tasks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from decentralml_core import tasks
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
+
+from ._shared import add_key_options, add_node_options, emit, keypair, plain, runner
+
+TASK_COLUMNS = ["task_id", "status", "task_type", "pays_amount", "max_assignments", "expiration_block",
+                "validation_strategy", "question"]
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    task = commands.add_parser("task", parents=[common], help="create, list, show and take tasks")
+    sub = task.add_subparsers(dest="task_command", required=True, metavar="ACTION")
+
+    create = sub.add_parser("create", parents=[common], help="post a task; its pay x max assignments is escrowed")
+    add_node_options(create)
+    add_key_options(create)
+    create.add_argument("--type", dest="task_type", default=TaskType.DATA_ANNOTATORS,
+                        choices=[t.value for t in TaskType])
+    create.add_argument("--question", required=True)
+    create.add_argument("--pays", type=int, required=True, help="paid to each accepted worker")
+    create.add_argument("--max-assignments", type=int, default=1)
+    create.add_argument("--strategy", default=ValidationStrategy.MANUAL_ACCEPT,
+                        choices=[s.value for s in ValidationStrategy])
+    create.add_argument("--expires-in", type=int, default=600, metavar="BLOCKS")
+    create.add_argument("--annotation-type", choices=[a.value for a in AnnotationType])
+    create.add_argument("--files", nargs="*", help="annotation files (storage references or names)")
+    create.add_argument("--samples", nargs="*", help="annotation media samples")
+    create.add_argument("--labels", help="annotation class labels, comma separated")
+    create.add_argument("--coordinates", help="annotation class coordinates")
+    create.add_argument("--annotation-json", help="extra JSON for annotators (e.g. the script to run)")
+    create.add_argument("--storage-type", choices=[s.value for s in StorageType], default=StorageType.IPFS)
+    create.add_argument("--path", help="model engineer path / model contributor script path")
+    create.set_defaults(run=runner(create_task))
+
+    listing = sub.add_parser("list", parents=[common], help="tasks on chain")
+    add_node_options(listing)
+    listing.add_argument("--status", choices=["Created", "InProgress", "Completed", "Withdrawn"])
+    listing.add_argument("--type", dest="task_type", choices=[t.value for t in TaskType])
+    listing.add_argument("--open", action="store_true", help="only tasks still taking assignments")
+    listing.set_defaults(run=runner(list_tasks))
+
+    show = sub.add_parser("show", parents=[common], help="one task with its results")
+    add_node_options(show)
+    show.add_argument("task_id", type=int)
+    show.set_defaults(run=runner(show_task))
+
+    assign = sub.add_parser("assign", parents=[common], help="take one assignment of a task")
+    add_node_options(assign)
+    add_key_options(assign)
+    assign.add_argument("task_id", type=int)
+    assign.set_defaults(run=runner(assign_task))
+
+
+async def create_task(args, client) -> None:
+    who = keypair(args)
+    end = await client.block_number() + args.expires_in
+    common = dict(question=args.question, pays_amount=args.pays, max_assignments=args.max_assignments,
+                  validation_strategy=args.strategy)
+    if args.task_type == TaskType.DATA_ANNOTATORS:
+        if args.annotation_json is not None:
+            json.loads(args.annotation_json)  # refuse malformed JSON before paying a fee
+        task_id = await tasks.create_task_data_annotator(
+            end, client, who, None, args.task_type, annotation_type=args.annotation_type,
+            annotation_media_samples=args.samples, annotation_files=args.files, annotation_class_labels=args.labels,
+            annotation_class_coordinates=args.coordinates, annotation_json=args.annotation_json,
+            annotation_files_storage_type=args.storage_type, annotation_files_storage_credentials="", **common)
+    elif args.task_type == TaskType.MODEL_ENGINEER:
+        task_id = await tasks.create_task_model_engineer(end, client, who, None, args.task_type,
+                                                         model_engineer_path=args.path,
+                                                         model_engineer_storage_type=args.storage_type,
+                                                         model_engineer_storage_credentials=None, **common)
+    else:
+        task_id = await tasks.create_task_model_contributor(end, client, who, None, args.task_type,
+                                                            model_contributor_script_path=args.path,
+                                                            model_contributor_script_storage_type=args.storage_type,
+                                                            model_contributor_script_storage_credentials=None,
+                                                            **common)
+    emit(args, {"task_id": task_id, "creator": who.ss58_address, "escrow": args.pays * args.max_assignments,
+                "expiration_block": end})
+
+
+async def list_tasks(args, client) -> None:
+    found = await tasks.list_task(client, status=args.status, task_type=args.task_type, open_only=args.open)
+    emit(args, found, TASK_COLUMNS, title="tasks")
+
+
+async def show_task(args, client) -> int:
+    task = await Market(client).task(args.task_id)
+    if task is None:
+        raise ValueError(f"no task {args.task_id}")
+    results = await tasks.list_task_results(client, args.task_id)
+    emit(args, {**plain(task), "results": [r.submission_id for r in results]}, title=f"task {args.task_id}")
+    return 0
+
+
+async def assign_task(args, client) -> None:
+    who = keypair(args)
+    submission_id = await tasks.assign_task(client, who, None, args.task_id)
+    emit(args, {"task_id": args.task_id, "submission_id": submission_id, "worker": who.ss58_address})
+

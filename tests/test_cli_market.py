@@ -1,0 +1,67 @@
+"""The market commands as a person types them: create, list, assign, send, decide, balance; JSON and tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = str(Path(sys.executable).parent / "decentralml")
+
+
+def cli(devnet, *args: str, key: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DECENTRALML_URL": devnet.url, "COLUMNS": "200"}
+    env.pop("DECENTRALML_KEY", None)
+    if key:
+        env["DECENTRALML_KEY"] = key
+    out = subprocess.run([CLI, "--log-level", "warning", *args], capture_output=True, text=True, env=env, timeout=60)
+    if ok:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def js(devnet, *args: str, key: str | None = None):
+    return json.loads(cli(devnet, *args, "--json", key=key).stdout)
+
+
+def test_create_assign_send_accept_from_the_command_line(devnet):
+    created = js(devnet, "task", "create", "--question", "Label the cars", "--pays", "5000000",
+                 "--max-assignments", "2", "--strategy", "AutoAccept", "--annotation-type", "Image",
+                 "--files", "file_1.jpg", "file_2.jpg", "--samples", "sample_1.jpg", "--labels", "car",
+                 "--annotation-json", '{"script": "start_task.sh"}', key="//Alice")
+    task_id = created["task_id"]
+    assert created["escrow"] == 10_000_000
+    listed = js(devnet, "task", "list", "--open")
+    assert task_id in [t["task_id"] for t in listed]
+    table = cli(devnet, "task", "list", "--type", "DataAnnotators").stdout
+    assert "Label the cars" in table and "DataAnnotators" in table
+    assigned = js(devnet, "task", "assign", str(task_id), "--dev-key", "bob")
+    sid = assigned["submission_id"]
+    js(devnet, "result", "send", str(sid), "--result", '{"boxes": 2}', "--path", "bafy-out", "--dev-key", "bob")
+    [pending] = js(devnet, "result", "list", "--task", str(task_id), "--status", "PendingValidation")
+    assert (pending["submission_id"], pending["result_path"]) == (sid, "bafy-out")
+    before = js(devnet, "account", "balance", "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty")["free"]
+    outcome = js(devnet, "result", "validate", str(task_id), key="//Alice")
+    assert outcome == {"accepted": [sid], "rejected": [], "waiting": []}
+    after = js(devnet, "account", "balance", "--dev-key", "bob")["free"]
+    assert after == before + 5_000_000
+    assert js(devnet, "result", "accept", str(sid), key="//Alice") == {"accepted": [], "already_decided": [sid]}
+    shown = js(devnet, "task", "show", str(task_id))
+    assert shown["results"] == [sid] and shown["creator"] == "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+
+def test_errors_are_one_line_without_traceback(devnet):
+    out = cli(devnet, "task", "assign", "424242", "--dev-key", "eve", ok=False)
+    assert out.returncode == 1
+    assert "DispatchFailed: DecentralMLModule.TaskNotFound" in out.stderr and "Traceback" not in out.stderr
+    out = cli(devnet, "task", "create", "--question", "q", "--pays", "1000", "--annotation-type", "Image",
+              "--files", "a.jpg", ok=False)
+    assert out.returncode == 1 and "no signing key" in out.stderr
+    out = cli(devnet, "task", "create", "--question", "q" * 2049, "--pays", "1000", key="//Alice", ok=False)
+    assert "question is 2049 bytes, the chain accepts at most 2048" in out.stderr
+    out = cli(devnet, "task", "show", "424242", "--debug", ok=False)
+    assert out.returncode == 1 and "Traceback" in out.stderr and "no task 424242" in out.stderr
+    out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9", ok=False)
+    assert out.returncode == 1 and "ConnectionLost" in out.stderr
