@@ -7,7 +7,6 @@ tells subscribers what each produced :class:`Block` changed.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from substrateinterface import Keypair
@@ -39,11 +38,15 @@ class Block:
 
 
 class Pool:
-    """Signed extrinsics waiting for a block, in arrival order, one per (sender, nonce)."""
+    """Signed extrinsics waiting for a block: one per (sender, nonce), senders in arrival order.
+
+    Indexed by sender, so building a block walks each sender's run of consecutive nonces
+    (work proportional to what is included) instead of rescanning the whole pool.
+    """
 
     def __init__(self) -> None:
-        self.by_hash: OrderedDict[bytes, Extrinsic] = OrderedDict()
-        self.by_sender_nonce: dict[tuple[bytes, int], bytes] = {}
+        self.by_hash: dict[bytes, Extrinsic] = {}
+        self.senders: dict[bytes, dict[int, bytes]] = {}  # sender -> nonce -> hash; senders in arrival order
 
     def __len__(self) -> int:
         return len(self.by_hash)
@@ -51,18 +54,31 @@ class Pool:
     def add(self, xt: Extrinsic) -> None:
         if xt.hash in self.by_hash:
             raise InvalidTransaction(1013, "Transaction Already Imported", "")
-        slot = (xt.signer, xt.nonce)
-        if slot in self.by_sender_nonce:
+        waiting = self.senders.setdefault(xt.signer, {})
+        if xt.nonce in waiting:
             raise InvalidTransaction(1014, "Priority is too low", "(0 vs 0)")
         if len(self.by_hash) >= POOL_LIMIT:
+            if not waiting:
+                del self.senders[xt.signer]
             raise InvalidTransaction(1016, "Immediately Dropped", "the pool is full")
         self.by_hash[xt.hash] = xt
-        self.by_sender_nonce[slot] = xt.hash
+        waiting[xt.nonce] = xt.hash
+
+    def get(self, sender: bytes, nonce: int) -> Extrinsic | None:
+        tx_hash = self.senders.get(sender, {}).get(nonce)
+        return None if tx_hash is None else self.by_hash[tx_hash]
+
+    def stale(self, sender: bytes, nonce: int) -> list[Extrinsic]:
+        """The sender's extrinsics with a nonce below ``nonce``: they can never be included."""
+        return [self.by_hash[h] for n, h in self.senders.get(sender, {}).items() if n < nonce]
 
     def remove(self, tx_hash: bytes) -> None:
         xt = self.by_hash.pop(tx_hash, None)
         if xt is not None:
-            self.by_sender_nonce.pop((xt.signer, xt.nonce), None)
+            waiting = self.senders[xt.signer]
+            del waiting[xt.nonce]
+            if not waiting:
+                del self.senders[xt.signer]
 
 
 class Chain:
@@ -151,7 +167,7 @@ class Chain:
     def account_next_index(self, who: bytes) -> int:
         """The next nonce to use, counting the sender's transactions already in the pool."""
         nonce = self.executive.account_nonce(who)
-        while (who, nonce) in self.pool.by_sender_nonce:
+        while self.pool.get(who, nonce) is not None:
             nonce += 1
         return nonce
 
@@ -164,39 +180,41 @@ class Chain:
         xt = self.executive.validate(raw)
         self.pool.add(xt)
         ready = xt.nonce == self.executive.account_nonce(xt.signer) or (
-            (xt.signer, xt.nonce - 1) in self.pool.by_sender_nonce)
+            self.pool.get(xt.signer, xt.nonce - 1) is not None)
         return xt.hash, ready
 
     def has_ready(self) -> bool:
         nonce_of = self.executive.account_nonce
-        return any(xt.nonce == nonce_of(xt.signer) for xt in self.pool.by_hash.values())
+        return any(self.pool.get(who, nonce_of(who)) is not None for who in self.pool.senders)
 
     def produce_block(self) -> Block:
-        """Build, commit and return the next block from the ready part of the pool."""
+        """Build, commit and return the next block from the ready part of the pool.
+
+        Each sender's run of consecutive nonces goes in, senders in arrival order; an extrinsic whose
+        nonce is already used is dropped, one that can no longer pay is dropped with its successors
+        left waiting.
+        """
         number = self.best_number + 1
         ex = self.executive
         ex.initialize_block(number, int(self.clock() * 1000))
         ex.storage.set("System", "ParentHash", self.best_hash)
         ex.storage.set("System", "BlockHash", number - 1, self.best_hash)
         included, dropped, bodies = [], [], []
-        progress = True
-        while progress and len(bodies) < MAX_BLOCK_EXTRINSICS:
-            progress = False
-            for tx_hash, xt in list(self.pool.by_hash.items()):
-                if len(bodies) >= MAX_BLOCK_EXTRINSICS:
+        for sender in list(self.pool.senders):
+            nonce = ex.account_nonce(sender)
+            for xt in self.pool.stale(sender, nonce):
+                dropped.append(xt.hash)
+                self.pool.remove(xt.hash)
+            while len(bodies) < MAX_BLOCK_EXTRINSICS and (xt := self.pool.get(sender, nonce)) is not None:
+                self.pool.remove(xt.hash)
+                if not ex.apply(xt, len(bodies)):
+                    dropped.append(xt.hash)
                     break
-                nonce = ex.account_nonce(xt.signer)
-                if xt.nonce < nonce:
-                    dropped.append(tx_hash)
-                    self.pool.remove(tx_hash)
-                elif xt.nonce == nonce:
-                    if ex.apply(xt, len(bodies)):
-                        bodies.append(xt.raw)
-                        included.append(tx_hash)
-                        progress = True
-                    else:
-                        dropped.append(tx_hash)
-                    self.pool.remove(tx_hash)
+                bodies.append(xt.raw)
+                included.append(xt.hash)
+                nonce += 1
+            if len(bodies) >= MAX_BLOCK_EXTRINSICS:
+                break
         changes = ex.finalize_block()
         header = self._header(self.best_hash, number, self._state_root(self.best_header["state_root"], changes),
                               bodies)
