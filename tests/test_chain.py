@@ -104,3 +104,18 @@ def test_restart_resumes_state(tmp_path):
     assert again.executive.account_nonce(ALICE.public_key) == 1
     assert again.extrinsics(1) == block.extrinsics
     again.store.close()
+
+
+def test_block_takes_each_senders_run_of_nonces_and_leaves_gaps_waiting(chain):
+    a = [sign(chain, ALICE, remark(bytes([i])), i) for i in range(3)]
+    b_gap = sign(chain, BOB, remark(b"b2"), 2)  # Bob's nonce 0 and 1 have not arrived
+    b0 = sign(chain, BOB, remark(b"b0"), 0)
+    for xt in (a[2], b_gap, a[0], b0, a[1]):
+        chain.submit(xt)
+    block = chain.produce_block()
+    assert sorted(block.extrinsics) == sorted([*a, b0])
+    assert block.extrinsics.index(a[0]) < block.extrinsics.index(a[1]) < block.extrinsics.index(a[2])
+    assert len(chain.pool) == 1 and not chain.has_ready()
+    chain.submit(sign(chain, BOB, remark(b"b1"), 1))
+    assert chain.has_ready()
+    assert len(chain.produce_block().extrinsics) == 2 and len(chain.pool) == 0
