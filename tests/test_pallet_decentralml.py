@@ -177,7 +177,7 @@ def test_assignment_caps_and_closes_the_task_to_new_workers(rt):
     assert rt.get("OpenTasks") == []
     assert rt.call(EVE, "assign_task", task_id=0) == "MaxAssignmentsReached"  # upstream allowed this one
     assert rt.get("TaskResultSubmissionCountByTaskId", 0) == 2
-    assert rt.get("TaskResultSubmissionIds", 0)[:3] == [0, 0, 1]  # upstream's 1-based slots
+    assert rt.get("TaskResultSubmissionIds", 0) == [0, 1]
     assert rt.get("WorkerSubmissions", BOB) == [0] and rt.get("WorkerSubmissions", CHARLIE) == [1]
     sub = rt.get("TaskResultSubmissions", 1)
     assert (sub["worker"], sub["status"], sub["paid_amount"]) == (CHARLIE, "Assigned", None)
@@ -289,15 +289,22 @@ def test_send_after_close_is_refused(rt):
     assert rt.call(BOB, "send_task_result", **result(sid)) == "TaskClosed"
 
 
-def test_upstream_runtime_emits_no_added_event(tmp_path):
+def test_upstream_runtime_keeps_upstreams_rules_and_layout(tmp_path):
     chain = Chain(runtime("upstream"), BlockStore(tmp_path / "u.sqlite"))
     rt = Dispatcher(chain)
-    rt.ok(ALICE, "create_task", **task())
+    alice = rt.free(ALICE)
+    rt.ok(ALICE, "create_task", **task(max_assignments=1, expiration_block=5))
+    assert rt.free(task_account(0)) == PAYS and rt.free(ALICE) == alice - PAYS  # pays_amount only
     sid = rt.ok(BOB, "assign_task", task_id=0)["submission_index"]
     mark = len(rt.ex.events)
     assert rt.call(BOB, "send_task_result", **result(sid)) is None
-    assert not [e for e in rt.ex.events[mark:] if PALLET in e["event"]]
-    assert rt.get("TaskResultSubmissions", sid)["status"] == "PendingValidation"
+    assert not [e for e in rt.ex.events[mark:] if PALLET in e["event"]]  # upstream emits nothing here
+    rt.at(9)  # no expiry check upstream, and one assignment more than max_assignments
+    assert rt.ok(BOB, "assign_task", task_id=0)["submission_index"] == sid + 1
+    assert rt.call(CHARLIE, "assign_task", task_id=0) == "MaxAssignmentsReached"
+    ids = rt.get("TaskResultSubmissionIds", 0)
+    assert len(ids) == 10_000 and ids[:3] == [0, sid, sid + 1]  # upstream's [u32; 10000], 1-based slots
+    assert rt.get("Tasks", 0)["status"] == "Created"
     chain.store.close()
 
 

@@ -98,6 +98,7 @@ class Executive:
         self._enc_call = codec.encoder(runtime.runtime_call)
         self._dispatchers = _dispatch_table(runtime)
         self.block_number = 0  # the block being built
+        self.upstream = runtime.pallet_mode == "upstream"
         self.events: list[dict] = []
         self.extrinsic_index: int | None = None
 

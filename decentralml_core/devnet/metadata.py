@@ -210,6 +210,7 @@ def _opt(r: TypeRegistry, type_id: int) -> int:
 
 
 def _decentralml(t: Types, include_extensions: bool) -> Pallet:
+    upstream = not include_extensions
     """The DecentralML pallet: upstream's calls, storage, events and errors, then ours appended."""
     r = t.reg
     m = "pallet_decentralml"
@@ -333,7 +334,10 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         Storage("TaskResultSubmissions", submission, [(bc, u32)]),
         Storage("TaskResultSubmissionCount", u32, optional=False, default=b"\x00" * 4),
         Storage("TaskResultSubmissionCountByTaskId", u32, [(bc, u32)]),
-        Storage("TaskResultSubmissionIds", r.array(MAX_SUBMISSION_IDS, u32), [(bc, u32)]),
+        # Upstream's [u32; 10000] is longer than @polkadot/api accepts (≤ 2048): it cannot connect to
+        # an upstream node. Ours keeps the same ids, in order, as a BoundedVec<u32, 10000>.
+        Storage("TaskResultSubmissionIds", r.array(MAX_SUBMISSION_IDS, u32) if upstream else t.bounded_u32s,
+                [(bc, u32)]),
         Storage("WorkerSubmissions", t.bounded_u32s, [(bc, acc)], optional=False, default=b"\x00"),
     ]
     consts = [

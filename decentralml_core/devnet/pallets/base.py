@@ -46,6 +46,8 @@ class Env(Protocol):
     """The runtime's services during one dispatch; changes are rolled back if the call raises."""
 
     block_number: int
+    upstream: bool
+    """True for ``--pallet upstream``: storage laid out exactly as upstream's (see the pallet)."""
 
     def get(self, pallet: str, item: str, *keys: Any) -> Any:
         """The stored value; for an absent OptionQuery entry ``None``, for ValueQuery its default."""

@@ -9,6 +9,10 @@ still claim). ``create_task`` escrows ``pays_amount × max_assignments`` in the 
 
 Every function takes the dispatch :class:`~.base.Env`, the signer's AccountId and the call's
 arguments; a refusal raises :class:`~.base.DispatchError` and the executive rolls the call back.
+
+With ``env.upstream`` (``decentralml devnet --pallet upstream``) the rules are upstream's, defects
+included (one assignment too many, no expiry or duplicate check, only ``pays_amount`` moved to the
+task account), so clients can be tested against what an upstream node does.
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def _check_task_fields(task_type: str, args: dict) -> None:
 def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, pays_amount: int,
                 expiration_block: int, max_assignments: int, validation_strategy: str, **fields) -> None:
     """Validate, escrow ``pays_amount × max_assignments`` from the creator, store and open the task."""
-    if pays_amount < MIN_CONTRIBUTION:
+    if pays_amount < (1 if env.upstream else MIN_CONTRIBUTION):
         raise fail("TaskInvalidPaysAmount", f"at least {MIN_CONTRIBUTION}")
     if not 0 < max_assignments <= MAX_ASSIGNMENTS:
         raise fail("InvalidMaxAssignments", f"1 to {MAX_ASSIGNMENTS}")
@@ -95,12 +99,12 @@ def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, 
     if not question:
         raise fail("InvalidQuestion")
     _check_task_fields(task_type, fields)
-    escrow = pays_amount * max_assignments
+    escrow = pays_amount if env.upstream else pays_amount * max_assignments
     if escrow > U128_MAX:
         raise fail("Overflow")
     task_id = env.get(PALLET, "TaskCount")
     env.set(PALLET, "TaskCount", _checked_add(task_id))
-    env.transfer(creator, task_account(task_id), escrow, keep_alive=True)
+    env.transfer(creator, task_account(task_id), escrow, keep_alive=not env.upstream)
     env.set(PALLET, "Tasks", task_id, {
         "status": "Created", "task_type": task_type, "creator": creator, "pays_amount": pays_amount,
         "creation_block": env.block_number, "expiration_block": expiration_block,
@@ -114,9 +118,29 @@ def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, 
     env.deposit_event(PALLET, "TaskCreated", {"taskid": task_id, "created": env.block_number})
 
 
-def _assigned_workers(env, task_id: int, count: int) -> set[bytes]:
+def _submission_ids(env, task_id: int) -> list[int]:
+    """The task's submission ids in assignment order.
+
+    Upstream's layout is a ``[u32; 10000]`` with 1-based slots up to the task's count; ours (full
+    pallet) is a ``BoundedVec<u32>`` of just the ids.
+    """
     ids = env.get(PALLET, "TaskResultSubmissionIds", task_id) or []
-    return {env.get(PALLET, "TaskResultSubmissions", i)["worker"] for i in ids[1:count + 1]}
+    if env.upstream:
+        return ids[1:(env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 0) + 1]
+    return list(ids)
+
+
+def _record_submission_id(env, task_id: int, count: int, submission_id: int) -> None:
+    if env.upstream:
+        ids = list(env.get(PALLET, "TaskResultSubmissionIds", task_id) or [0] * MAX_SUBMISSION_IDS)
+        ids[count] = submission_id
+    else:
+        ids = [*_submission_ids(env, task_id), submission_id]
+    env.set(PALLET, "TaskResultSubmissionIds", task_id, ids)
+
+
+def _assigned_workers(env, task_id: int) -> set[bytes]:
+    return {env.get(PALLET, "TaskResultSubmissions", i)["worker"] for i in _submission_ids(env, task_id)}
 
 
 def assign_task(env, worker: bytes, *, task_id: int) -> None:
@@ -124,15 +148,19 @@ def assign_task(env, worker: bytes, *, task_id: int) -> None:
     task = env.get(PALLET, "Tasks", task_id)
     if task is None:
         raise fail("TaskNotFound")
-    if _is_closed(task):
-        raise fail("TaskClosed")
-    if _is_expired(env, task):
-        raise fail("TaskExpired")
     count = env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 0
-    if worker in _assigned_workers(env, task_id, count):
-        raise fail("AlreadyAssigned")
-    if count >= task["max_assignments"]:
-        raise fail("MaxAssignmentsReached")
+    if env.upstream:
+        if count > task["max_assignments"]:  # upstream's `<=`: one assignment more than asked
+            raise fail("MaxAssignmentsReached")
+    else:
+        if _is_closed(task):
+            raise fail("TaskClosed")
+        if _is_expired(env, task):
+            raise fail("TaskExpired")
+        if worker in _assigned_workers(env, task_id):
+            raise fail("AlreadyAssigned")
+        if count >= task["max_assignments"]:
+            raise fail("MaxAssignmentsReached")
     count = _checked_add(count)
     env.set(PALLET, "TaskResultSubmissionCountByTaskId", task_id, count)
     submission_id = env.get(PALLET, "TaskResultSubmissionCount")
@@ -142,14 +170,12 @@ def assign_task(env, worker: bytes, *, task_id: int) -> None:
         "result": None, "result_path": None, "result_storage_type": None, "result_storage_credentials": None,
         "status": "Assigned", "paid_amount": None, "paid_block": None,
     })
-    ids = list(env.get(PALLET, "TaskResultSubmissionIds", task_id) or [0] * MAX_SUBMISSION_IDS)
-    ids[count] = submission_id  # upstream's 1-based slots
-    env.set(PALLET, "TaskResultSubmissionIds", task_id, ids)
+    _record_submission_id(env, task_id, count, submission_id)
     mine = env.get(PALLET, "WorkerSubmissions", worker)
     if len(mine) >= MAX_SUBMISSIONS_PER_WORKER:
         raise fail("WorkerSubmissionLimit")
     env.set(PALLET, "WorkerSubmissions", worker, [*mine, submission_id])
-    if task["status"] == "Created":
+    if task["status"] == "Created" and not env.upstream:
         env.set(PALLET, "Tasks", task_id, {**task, "status": "InProgress"})
     if count == task["max_assignments"]:
         env.set(PALLET, "OpenTasks", [t for t in env.get(PALLET, "OpenTasks") if t != task_id])
@@ -172,9 +198,9 @@ def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | 
     if submission["status"] != "Assigned":
         raise fail("InvalidStatus", f"submission is {submission['status']}")
     task = env.get(PALLET, "Tasks", submission["task_id"])
-    if _is_closed(task):
+    if not env.upstream and _is_closed(task):
         raise fail("TaskClosed")
-    if _is_expired(env, task):
+    if not env.upstream and _is_expired(env, task):
         raise fail("TaskExpired")
     if (result is None and result_path is None) or (
             result_path is not None and (result_storage_type is None or result_storage_credentials is None)):
@@ -228,9 +254,7 @@ def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes
 
 
 def _submissions(env, task_id: int) -> list[dict]:
-    count = env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 0
-    ids = env.get(PALLET, "TaskResultSubmissionIds", task_id) or []
-    return [env.get(PALLET, "TaskResultSubmissions", i) for i in ids[1:count + 1]]
+    return [env.get(PALLET, "TaskResultSubmissions", i) for i in _submission_ids(env, task_id)]
 
 
 def close_task(env, creator: bytes, *, task_id: int) -> None:
