@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.commands import account, devnet, result, task
+from agents.commands import account, devnet, result, storage, task
 from decentralml_core import logs
 
-COMMANDS = [devnet, task, result, account]
+COMMANDS = [devnet, task, result, account, storage]
 LEVELS = ["debug", "info", "warning", "error"]
 
 
