@@ -14,6 +14,7 @@ from pathlib import Path
 import structlog
 from substrateinterface import Keypair
 
+from . import work
 from .chain import ChainClient, DispatchFailed
 from .chain.market import Market
 from .chain.model import (
@@ -29,6 +30,7 @@ from .chain.model import (
     ValidationStrategy,
 )
 from .keys import load_keypair
+from .storage import BlockStore
 
 log = structlog.get_logger(__name__)
 
@@ -120,24 +122,39 @@ async def list_task_results(substrate: ChainClient, task_id: int | None = None,
     return [s for s in results if status is None or s.status == SubmissionStatus(status)]
 
 
-async def assign_task(substrate, sudoaccount, passphrase, task_id) -> int:
-    """Take one assignment of a task; returns the submission id (assets: :mod:`decentralml_core.work`)."""
-    who = signer(sudoaccount, passphrase)
-    submission_id, receipt = await Market(substrate).assign_task(who, task_id)
+async def assign_task(substrate, sudoaccount, passphrase, task_id, *, store: BlockStore | None = None,
+                      work_root: str | Path | None = None) -> int:
+    """Take one assignment of a task; returns the submission id.
+
+    With a ``store`` and ``work_root``, the task's assets are then fetched and verified into the
+    assignment's work dir (``work.work_dir``), where its script runs and writes ``outputs/``.
+    """
+    who, market = signer(sudoaccount, passphrase), Market(substrate)
+    submission_id, receipt = await market.assign_task(who, task_id)
     log.info("task_assigned", task_id=task_id, submission_id=submission_id, worker=who.ss58_address,
              block=receipt.block_number)
+    if store is not None and work_root is not None:
+        task = await market.task(task_id)
+        if work.assets_of(task) is not None:
+            await work.fetch_assets(store, task, work.work_dir(work_root, task_id, submission_id))
     return submission_id
 
 
 async def send_task_result(substrate, keypair, submission_id, result, result_path, result_storage_type,
-                           result_storage_credentials) -> None:
-    """Submit a result for an assignment. ``result_path`` is the reference of uploaded outputs."""
+                           result_storage_credentials, *, store: BlockStore | None = None) -> str | None:
+    """Submit a result for an assignment; returns the ``result_path`` sent.
+
+    A ``result_path`` naming a local folder is first published to ``store`` and its reference sent.
+    """
+    if store is not None and result_path is not None and Path(result_path).is_dir():
+        result_path = await work.publish_outputs(store, result_path)
     spec = ResultSpec(submission_id=submission_id, result=result, result_path=result_path,
                       result_storage_type=_enum(StorageType, result_storage_type),
                       result_storage_credentials=result_storage_credentials)
     receipt = await Market(substrate).send_task_result(keypair, spec)
     log.info("task_result_sent", submission_id=submission_id, worker=keypair.ss58_address,
-             block=receipt.block_number)
+             block=receipt.block_number, result_path=result_path)
+    return result_path
 
 
 async def accept_task_results(substrate, sudoaccount, passphrase, submission_ids) -> list[int]:
@@ -212,7 +229,3 @@ async def validate_task_results(substrate, sudoaccount, passphrase, task_id,
                                                   reason or "rejected by the creator's validator")
     return Validation(accepted, rejected, [])
 
-
-def work_dir(root: str | Path, task_id: int, submission_id: int) -> Path:
-    """Where an assignment's assets and outputs live: ``ROOT/task-<id>/submission-<id>``."""
-    return Path(root) / f"task-{int(task_id)}" / f"submission-{int(submission_id)}"

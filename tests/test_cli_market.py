@@ -65,3 +65,38 @@ def test_errors_are_one_line_without_traceback(devnet):
     assert out.returncode == 1 and "Traceback" in out.stderr and "no task 424242" in out.stderr
     out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9", ok=False)
     assert out.returncode == 1 and "ConnectionLost" in out.stderr
+
+
+def test_assets_travel_from_creator_to_annotator_and_outputs_back(devnet, tmp_path):
+    """create --assets → assign (fetch + verify) → run start_task.sh → result send --path → creator fetches."""
+    assets = tmp_path / "assets"
+    (assets / "annotation_files").mkdir(parents=True)
+    (assets / "annotation_samples").mkdir()
+    (assets / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(300_000))
+    (assets / "annotation_samples" / "sample_1.jpg").write_bytes(b"sample")
+    (assets / "start_task.sh").write_text(
+        "mkdir -p outputs\nfor f in annotation_files/*; do wc -c < \"$f\" > \"outputs/$(basename \"$f\").size\"; done\n")
+    creator_store, annotator_store = str(tmp_path / "creator-store"), str(tmp_path / "annotator-store")
+    created = js(devnet, "task", "create", "--question", "Label the samples", "--pays", "1000000",
+                 "--annotation-type", "Image", "--assets", str(assets), "--store-root", creator_store,
+                 key="//Alice")
+    task = js(devnet, "task", "show", str(created["task_id"]))
+    assert task["annotation_files"] == ["annotation_files/file_1.jpg"]
+    assert json.loads(task["annotation_json"])["script"] == "start_task.sh"
+    # the annotator's store is empty: it fetches from the creator's over the shared disk here
+    # (other machines use `decentralml storage serve` + --gateway, see test_storage.py)
+    work = tmp_path / "work"
+    assigned = js(devnet, "task", "assign", str(created["task_id"]), "--dev-key", "charlie",
+                  "--store-root", creator_store, "--work-dir", str(work))
+    folder = Path(assigned["work_dir"])
+    assert (folder / "annotation_files" / "file_1.jpg").read_bytes() == \
+        (assets / "annotation_files" / "file_1.jpg").read_bytes()
+    ran = cli(devnet, "task", "run", str(created["task_id"]), "--work-dir", str(work))
+    assert ran.returncode == 0 and (folder / "outputs" / "file_1.jpg.size").read_text().strip() == "300000"
+    sent = js(devnet, "result", "send", str(assigned["submission_id"]), "--path", str(folder / "outputs"),
+              "--store-root", annotator_store, "--dev-key", "charlie")
+    assert sent["result_path"].startswith("bafkrei")
+    fetched = subprocess.run([CLI, "storage", "get", sent["result_path"], str(tmp_path / "review"),
+                              "--root", annotator_store], capture_output=True, text=True, timeout=60)
+    assert fetched.returncode == 0, fetched.stderr
+    assert (tmp_path / "review" / "file_1.jpg.size").read_text().strip() == "300000"

@@ -16,6 +16,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from decentralml_core.chain import ChainClient, ChainError
 from decentralml_core.keys import KeyLoadError, load_keypair
+from decentralml_core.storage import StorageConfig, StorageError, default_root, open_store
 
 DEFAULT_URL = "ws://127.0.0.1:9944"
 
@@ -39,6 +41,23 @@ def add_key_options(parser: argparse.ArgumentParser) -> None:
                         help="environment variable holding the signing key URI or mnemonic (default: %(default)s)")
     parser.add_argument("--keyfile", help="polkadot.js JSON keystore; password from $DECENTRALML_KEY_PASSWORD")
     parser.add_argument("--dev-key", metavar="NAME", help="a dev account (Alice … Ferdie): for devnets only")
+
+
+def add_storage_options(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--store-root", type=Path, default=Path(env("DECENTRALML_STORE", default_root())),
+                        help="local content-addressed store (default: $DECENTRALML_STORE or %(default)s)")
+    parser.add_argument("--gateway", action="append", default=[u for u in env("DECENTRALML_GATEWAYS", "").split(",") if u],
+                        metavar="URL", help="a trustless gateway to fetch from (repeatable; $DECENTRALML_GATEWAYS)")
+    parser.add_argument("--ipfs-api", default=env("DECENTRALML_IPFS_API"), help="an IPFS node's RPC API URL")
+    parser.add_argument("--s3-bucket", default=env("DECENTRALML_S3_BUCKET"))
+    parser.add_argument("--s3-endpoint", default=env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"))
+
+
+def store_for(args: argparse.Namespace, storage_type: str):
+    return open_store(storage_type, StorageConfig(local_root=args.store_root, gateways=args.gateway,
+                                                  ipfs_api=args.ipfs_api, s3_bucket=args.s3_bucket,
+                                                  s3_endpoint=args.s3_endpoint))
 
 
 def keypair(args: argparse.Namespace):
@@ -102,7 +121,7 @@ def runner(command: Command) -> Callable[[argparse.Namespace], int]:
 
         try:
             return asyncio.run(main())
-        except (ChainError, KeyLoadError, ValueError, OSError) as exc:
+        except (ChainError, KeyLoadError, StorageError, ValueError, OSError) as exc:
             if args.debug:
                 traceback.print_exc()
             print(f"decentralml {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)

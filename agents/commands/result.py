@@ -7,7 +7,7 @@ import argparse
 from decentralml_core import tasks
 from decentralml_core.chain.model import StorageType, SubmissionStatus
 
-from ._shared import add_key_options, add_node_options, emit, keypair, runner
+from ._shared import add_key_options, add_node_options, add_storage_options, emit, keypair, runner, store_for
 
 RESULT_COLUMNS = ["submission_id", "task_id", "worker", "status", "result_path", "paid_amount", "paid_block"]
 
@@ -21,8 +21,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_key_options(send)
     send.add_argument("submission_id", type=int)
     send.add_argument("--result", help="an inline result (≤ 2048 bytes)")
-    send.add_argument("--path", help="storage reference of the uploaded outputs")
+    send.add_argument("--path", help="the outputs folder (published first) or a storage reference")
     send.add_argument("--storage-type", choices=[s.value for s in StorageType], default=StorageType.IPFS)
+    add_storage_options(send)
     send.set_defaults(run=runner(send_result))
 
     listing = sub.add_parser("list", parents=[common], help="results on chain")
@@ -54,9 +55,11 @@ async def send_result(args, client) -> None:
         raise ValueError("give --result, --path or both")
     who = keypair(args)
     storage = args.storage_type if args.path is not None else None
-    await tasks.send_task_result(client, who, args.submission_id, args.result, args.path, storage,
-                                 "" if args.path is not None else None)
-    emit(args, {"submission_id": args.submission_id, "status": SubmissionStatus.PENDING_VALIDATION.value})
+    sent = await tasks.send_task_result(client, who, args.submission_id, args.result, args.path, storage,
+                                        "" if args.path is not None else None,
+                                        store=store_for(args, storage) if args.path is not None else None)
+    emit(args, {"submission_id": args.submission_id, "result_path": sent,
+                "status": SubmissionStatus.PENDING_VALIDATION.value})
 
 
 async def list_results(args, client) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
+from pathlib import Path
 
-from decentralml_core import tasks
+from decentralml_core import tasks, work
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
 
-from ._shared import add_key_options, add_node_options, emit, keypair, plain, runner
+from ._shared import add_key_options, add_node_options, add_storage_options, emit, keypair, plain, runner, store_for
 
 TASK_COLUMNS = ["task_id", "status", "task_type", "pays_amount", "max_assignments", "expiration_block",
                 "validation_strategy", "question"]
@@ -38,6 +41,9 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create.add_argument("--annotation-json", help="extra JSON for annotators (e.g. the script to run)")
     create.add_argument("--storage-type", choices=[s.value for s in StorageType], default=StorageType.IPFS)
     create.add_argument("--path", help="model engineer path / model contributor script path")
+    create.add_argument("--assets", type=Path, help="publish this folder (annotation_files/, annotation_samples/, "
+                                                    "start_task.sh) and reference it from the task")
+    add_storage_options(create)
     create.set_defaults(run=runner(create_task))
 
     listing = sub.add_parser("list", parents=[common], help="tasks on chain")
@@ -56,7 +62,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_node_options(assign)
     add_key_options(assign)
     assign.add_argument("task_id", type=int)
+    assign.add_argument("--work-dir", type=Path, default=Path("work"), help="assets go to WORK_DIR/task-N/submission-M")
+    add_storage_options(assign)
     assign.set_defaults(run=runner(assign_task))
+
+    run = sub.add_parser("run", parents=[common], help="run a fetched task's script in its work dir")
+    run.add_argument("task_id", type=int)
+    run.add_argument("--submission", type=int, help="which assignment (default: the only one)")
+    run.add_argument("--work-dir", type=Path, default=Path("work"))
+    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    run.set_defaults(run=run_task)
 
 
 async def create_task(args, client) -> None:
@@ -67,6 +82,10 @@ async def create_task(args, client) -> None:
     if args.task_type == TaskType.DATA_ANNOTATORS:
         if args.annotation_json is not None:
             json.loads(args.annotation_json)  # refuse malformed JSON before paying a fee
+        if args.assets is not None:
+            published = await work.publish_assets(store_for(args, args.storage_type), args.assets)
+            args.files, args.samples = published.annotation_files, published.annotation_media_samples
+            args.annotation_json = published.annotation_json
         task_id = await tasks.create_task_data_annotator(
             end, client, who, None, args.task_type, annotation_type=args.annotation_type,
             annotation_media_samples=args.samples, annotation_files=args.files, annotation_class_labels=args.labels,
@@ -103,6 +122,21 @@ async def show_task(args, client) -> int:
 
 async def assign_task(args, client) -> None:
     who = keypair(args)
-    submission_id = await tasks.assign_task(client, who, None, args.task_id)
-    emit(args, {"task_id": args.task_id, "submission_id": submission_id, "worker": who.ss58_address})
+    task = await Market(client).task(args.task_id)
+    store = store_for(args, task.annotation_files_storage_type or "IPFS") if task and work.assets_of(task) else None
+    submission_id = await tasks.assign_task(client, who, None, args.task_id, store=store, work_root=args.work_dir)
+    folder = work.work_dir(args.work_dir, args.task_id, submission_id)
+    emit(args, {"task_id": args.task_id, "submission_id": submission_id, "worker": who.ss58_address,
+                "work_dir": str(folder) if folder.exists() else None})
+
+
+def run_task(args) -> int:
+    runs = sorted((args.work_dir / f"task-{args.task_id}").glob("submission-*"))
+    if args.submission is not None:
+        runs = [r for r in runs if r.name == f"submission-{args.submission}"]
+    if len(runs) != 1:
+        print(f"decentralml task run: {len(runs)} work dirs for task {args.task_id} under {args.work_dir}"
+              " (give --submission)", file=sys.stderr)
+        return 1
+    return asyncio.run(work.run_script(runs[0], timeout=args.timeout))
 

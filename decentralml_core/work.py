@@ -1,0 +1,90 @@
+"""A task's files on both sides: the creator publishes an assets folder, a worker fetches it into its
+work dir, runs the task's script there and publishes the outputs folder.
+
+The chain carries references only: ``annotation_json`` holds ``{"assets": <folder CID>, "script":
+"start_task.sh"}``, ``annotation_files``/``annotation_media_samples`` the names inside the folder,
+and a result's ``result_path`` the CID of the outputs folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from .chain.model import Task
+from .storage import BlockStore, Limits, get_folder, put_folder
+from .storage.safety import safe_name, walk_folder
+
+log = structlog.get_logger(__name__)
+SCRIPT = "start_task.sh"
+
+
+@dataclass(frozen=True)
+class PublishedAssets:
+    ref: str
+    annotation_files: list[str]
+    annotation_media_samples: list[str]
+    annotation_json: str
+
+
+async def publish_assets(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> PublishedAssets:
+    """Publish the tutorial's layout (``annotation_files/``, ``annotation_samples/``, ``start_task.sh``)."""
+    folder = Path(folder)
+    names = [name for name, _, _ in walk_folder(folder, limits.max_files, limits.max_total)]
+    if SCRIPT not in names:
+        raise ValueError(f"{folder} has no {SCRIPT}: annotators would have nothing to run")
+    ref = await put_folder(store, folder, limits)
+    files = [n for n in names if n.startswith("annotation_files/")]
+    samples = [n for n in names if n.startswith("annotation_samples/")]
+    return PublishedAssets(ref, files, samples, json.dumps({"assets": ref, "script": SCRIPT}, sort_keys=True))
+
+
+def assets_of(task: Task) -> tuple[str, str] | None:
+    """(folder reference, script name) from a task's ``annotation_json``, or None if it has none."""
+    try:
+        info = json.loads(task.annotation_json or "")
+    except ValueError:
+        return None
+    if not isinstance(info, dict) or not isinstance(info.get("assets"), str):
+        return None
+    return info["assets"], safe_name(str(info.get("script") or SCRIPT))
+
+
+def work_dir(root: str | Path, task_id: int, submission_id: int) -> Path:
+    """Where an assignment's assets and outputs live: ``ROOT/task-<id>/submission-<id>``."""
+    return Path(root) / f"task-{int(task_id)}" / f"submission-{int(submission_id)}"
+
+
+async def fetch_assets(store: BlockStore, task: Task, dest: Path, limits: Limits = Limits()) -> Path:
+    found = assets_of(task)
+    if found is None:
+        raise ValueError(f"task {task.task_id} names no assets folder in its annotation_json")
+    return await get_folder(store, found[0], dest, limits)
+
+
+async def run_script(folder: Path, script: str = SCRIPT, timeout: float = 3600.0) -> int:
+    """Run the task's script with ``sh`` in its folder (never trusting an exec bit); returns its status.
+
+    This is the plain runner; the sandboxed one (issue: reliability) replaces it for unattended agents.
+    """
+    path = folder / safe_name(script)
+    if not path.is_file() or path.is_symlink():
+        raise ValueError(f"{script} is not a file in {folder}")
+    proc = await asyncio.create_subprocess_exec("sh", safe_name(script), cwd=folder,
+                                                stdin=asyncio.subprocess.DEVNULL)
+    try:
+        status = await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    log.info("task_script_finished", folder=str(folder), script=script, status=status)
+    return status
+
+
+async def publish_outputs(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> str:
+    return await put_folder(store, folder, limits)
