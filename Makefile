@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/devnet_throughput.py
+	$(PY) bench/submit_pipeline.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
