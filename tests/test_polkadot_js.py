@@ -1,44 +1,26 @@
 """@polkadot/api 16.5 against a real devnet: connect, decorate metadata, read storage, sign, submit.
 
-npm installs the client once into a cache keyed by ``tests/js/package.json`` (no lockfile is kept:
-it would record the registry's address); the test then runs ``tests/js/polkadot_check.mjs``.
+npm installs the client once into a cache keyed by ``tests/js/package.json``; the test then runs
+``tests/js/polkadot_check.mjs``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from node_packages import installed, needs_node
 from substrateinterface import SubstrateInterface
 
 JS = Path(__file__).parent / "js"
-pytestmark = [pytest.mark.node,
-              pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="needs Node.js and npm")]
+pytestmark = [pytest.mark.node, needs_node]
 
 
 @pytest.fixture(scope="module")
 def polkadot_js() -> Path:
-    """A directory with the check script and its node_modules, installed once per package.json."""
-    manifest = (JS / "package.json").read_bytes()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "decentralml-tests"
-    target = cache / f"polkadot-js-{hashlib.sha256(manifest).hexdigest()[:16]}"
-    if not (target / "node_modules" / "@polkadot" / "api").is_dir():
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        (staging / "package.json").write_bytes(manifest)
-        install = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-package-lock"],
-                                 cwd=staging, capture_output=True, text=True, timeout=600)
-        assert install.returncode == 0, f"npm install failed:\n{install.stderr[-2000:]}"
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    shutil.copy(JS / "polkadot_check.mjs", target / "polkadot_check.mjs")
-    return target
+    return installed(JS, "polkadot_check.mjs")
 
 
 def test_polkadot_api_connects_reads_and_submits(devnet, polkadot_js, keys):

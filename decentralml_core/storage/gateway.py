@@ -12,7 +12,8 @@ from aiohttp import web
 
 from .base import check_block
 from .cid import parse
-from .errors import IntegrityError, NotFound, StorageError, TooLarge
+from .errors import IntegrityError, NotFound, StorageError
+from .http import read_capped
 from .local import LocalStore
 
 RAW = "application/vnd.ipld.raw"
@@ -56,11 +57,7 @@ class GatewayStore:
                     raise NotFound(f"{cid} not found at {self.base_url}")
                 if resp.status != 200:
                     raise StorageError(f"{self.base_url} answered {resp.status} for {cid}")
-                data = bytearray()
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    data += chunk
-                    if len(data) > max_size:
-                        raise TooLarge(f"{cid} from {self.base_url} is over {max_size} bytes")
+                data = await read_capped(resp, max_size, f"{cid} from {self.base_url}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageError(f"fetching {cid} from {self.base_url} failed: {exc or type(exc).__name__}") from None
-        return check_block(cid, bytes(data), max_size)
+        return check_block(cid, data, max_size)

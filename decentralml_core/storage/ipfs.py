@@ -10,7 +10,8 @@ import aiohttp
 
 from .base import check_block
 from .cid import cid_of, parse
-from .errors import IntegrityError, NotFound, StorageError, TooLarge
+from .errors import IntegrityError, NotFound, StorageError
+from .http import read_capped
 
 
 class IpfsRpcStore:
@@ -45,9 +46,7 @@ class IpfsRpcStore:
                     if "not found" in text.lower():
                         raise NotFound(f"{cid} not found by {self.api_url}")
                     raise StorageError(f"IPFS cat at {self.api_url} answered {resp.status}: {text[:200]}")
-                data = await resp.content.read(max_size + 1)
+                data = await read_capped(resp, max_size, f"{cid} from {self.api_url}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StorageError(f"IPFS cat at {self.api_url} failed: {exc or type(exc).__name__}") from None
-        if len(data) > max_size:
-            raise TooLarge(f"{cid} is over {max_size} bytes")
         return check_block(cid, data, max_size)
