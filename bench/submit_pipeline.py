@@ -26,8 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
 from decentralml_core.chain.market import Market  # noqa: E402
-from decentralml_core.chain.model import (AnnotationType, ResultSpec, StorageType, SubmissionStatus,  # noqa: E402
-                                          TaskSpec, TaskType, ValidationStrategy)
+from decentralml_core.chain.model import (  # noqa: E402
+    AnnotationType,
+    ResultSpec,
+    StorageType,
+    SubmissionStatus,
+    TaskSpec,
+    TaskType,
+    ValidationStrategy,
+)
 from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
 
 PAYS = 1_000
