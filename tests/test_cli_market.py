@@ -100,3 +100,14 @@ def test_assets_travel_from_creator_to_annotator_and_outputs_back(devnet, tmp_pa
                               "--root", annotator_store], capture_output=True, text=True, timeout=60)
     assert fetched.returncode == 0, fetched.stderr
     assert (tmp_path / "review" / "file_1.jpg.size").read_text().strip() == "300000"
+
+
+def test_close_refunds_the_unused_escrow(devnet):
+    created = js(devnet, "task", "create", "--question", "Short task", "--pays", "1000000", "--max-assignments", "3",
+                 "--expires-in", "2", "--annotation-type", "Image", "--files", "a.jpg", key="//Alice")
+    out = cli(devnet, "task", "close", str(created["task_id"]), key="//Alice", ok=False)
+    assert out.returncode == 1 and "TaskNotExpired" in out.stderr
+    for _ in range(3):  # let it expire: a failed call is still included, so each makes a block
+        cli(devnet, "task", "assign", "999999", "--dev-key", "ferdie", ok=False)
+    closed = js(devnet, "task", "close", str(created["task_id"]), key="//Alice")
+    assert closed["refunded"] == 3_000_000

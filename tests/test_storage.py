@@ -267,3 +267,25 @@ async def test_s3_round_trip(tmp_path, s3_endpoint, monkeypatch):
         await S3Store("tasks", endpoint_url=s3_endpoint).get(cid_of(b"missing"), 100)
     with pytest.raises(StorageError):
         await asyncio.wait_for(S3Store("no-such-bucket", endpoint_url=s3_endpoint).put(b"x"), 30)
+
+
+async def test_dropped_upload_is_a_clear_error(tmp_path):
+    """An IPFS API that drops the connection mid-upload: the publish fails with a StorageError, no reference."""
+    from decentralml_core.storage import IpfsRpcStore
+
+    async def drop(request):
+        await request.content.read(1000)
+        request.transport.close()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/api/v0/add", drop)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with pytest.raises(StorageError, match="IPFS add at .* failed"):
+            await put_folder(IpfsRpcStore(f"http://127.0.0.1:{port}"), tutorial_assets(tmp_path / "assets"))
+    finally:
+        await runner.cleanup()

@@ -101,3 +101,26 @@ def test_synchronous_call_style(devnet, keys):
     si.close()
     with pytest.raises(ValueError, match="sudoaccount"):
         tutorial.assign_task(devnet.url, None, None, task_id)
+
+
+async def test_secrets_never_reach_a_log_line(client, keys):
+    from structlog.testing import capture_logs
+
+    from decentralml_core.keys import KeyLoadError
+
+    mnemonic = Keypair.generate_mnemonic()
+    worker = Keypair.create_from_mnemonic(mnemonic)
+    alice = keys["alice"]
+    await client.submit(alice, "Balances", "transfer_keep_alive", {"dest": worker.ss58_address, "value": 10**15})
+    end = await client.block_number() + 200
+    with capture_logs() as logs:
+        task_id = await tasks.create_task_data_annotator(end, client, alice, None, **annotator_args(end))
+        sid = await tasks.assign_task(client, None, mnemonic, task_id)
+        await tasks.send_task_result(client, worker, sid, "{}", None, None, None)
+        with pytest.raises(KeyLoadError):
+            await tasks.assign_task(client, None, mnemonic + " extra", task_id)
+    text = repr(logs)
+    events = [e["event"] for e in logs]
+    assert {"task_created", "task_assigned", "task_result_sent", "extrinsic_submitted"} <= set(events)
+    assert mnemonic.split()[0] not in text.split("'") and mnemonic not in text
+    assert worker.ss58_address in text  # addresses are fine to log

@@ -66,6 +66,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_storage_options(assign)
     assign.set_defaults(run=runner(assign_task))
 
+    close = sub.add_parser("close", parents=[common], help="close an expired or decided task; unused escrow returns")
+    add_node_options(close)
+    add_key_options(close)
+    close.add_argument("task_id", type=int)
+    close.set_defaults(run=runner(close_task))
+
     run = sub.add_parser("run", parents=[common], help="run a fetched task's script in its work dir")
     run.add_argument("task_id", type=int)
     run.add_argument("--submission", type=int, help="which assignment (default: the only one)")
@@ -128,6 +134,12 @@ async def assign_task(args, client) -> None:
     folder = work.work_dir(args.work_dir, args.task_id, submission_id)
     emit(args, {"task_id": args.task_id, "submission_id": submission_id, "worker": who.ss58_address,
                 "work_dir": str(folder) if folder.exists() else None})
+
+
+async def close_task(args, client) -> None:
+    receipt = await Market(client).close_task(keypair(args), args.task_id)
+    (closed,) = receipt.find("DecentralMLModule", "TaskClosed")
+    emit(args, {"task_id": args.task_id, "refunded": closed["refunded"], "block": receipt.block_number})
 
 
 def run_task(args) -> int:
