@@ -17,6 +17,7 @@ import structlog
 
 from .chain.model import Task
 from .storage import BlockStore, Limits, get_folder, put_folder
+from .storage.base import Progress
 from .storage.safety import safe_name, walk_folder
 
 log = structlog.get_logger(__name__)
@@ -31,13 +32,14 @@ class PublishedAssets:
     annotation_json: str
 
 
-async def publish_assets(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> PublishedAssets:
+async def publish_assets(store: BlockStore, folder: str | Path, limits: Limits = Limits(),
+                         progress: Progress | None = None) -> PublishedAssets:
     """Publish the tutorial's layout (``annotation_files/``, ``annotation_samples/``, ``start_task.sh``)."""
     folder = Path(folder)
     names = [name for name, _, _ in walk_folder(folder, limits.max_files, limits.max_total)]
     if SCRIPT not in names:
         raise ValueError(f"{folder} has no {SCRIPT}: annotators would have nothing to run")
-    ref = await put_folder(store, folder, limits)
+    ref = await put_folder(store, folder, limits, progress)
     files = [n for n in names if n.startswith("annotation_files/")]
     samples = [n for n in names if n.startswith("annotation_samples/")]
     return PublishedAssets(ref, files, samples, json.dumps({"assets": ref, "script": SCRIPT}, sort_keys=True))

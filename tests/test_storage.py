@@ -289,3 +289,15 @@ async def test_dropped_upload_is_a_clear_error(tmp_path):
             await put_folder(IpfsRpcStore(f"http://127.0.0.1:{port}"), tutorial_assets(tmp_path / "assets"))
     finally:
         await runner.cleanup()
+
+
+async def test_progress_reports_every_byte(tmp_path):
+    src = tutorial_assets(tmp_path / "assets")
+    store = LocalStore(tmp_path / "store")
+    seen = []
+    ref = await put_folder(store, src, progress=lambda done, total: seen.append((done, total)))
+    total = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+    assert seen[-1] == (total, total) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    seen.clear()
+    await get_folder(store, ref, tmp_path / "out", progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (total, total)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -58,6 +59,20 @@ def store_for(args: argparse.Namespace, storage_type: str):
     return open_store(storage_type, StorageConfig(local_root=args.store_root, gateways=args.gateway,
                                                   ipfs_api=args.ipfs_api, s3_bucket=args.s3_bucket,
                                                   s3_endpoint=args.s3_endpoint))
+
+
+@contextlib.contextmanager
+def progress_bar(description: str):
+    """A transfer progress bar on stderr when it is a terminal; yields the storage progress callback."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def keypair(args: argparse.Namespace):

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from agents.commands._shared import progress_bar
 from decentralml_core.storage import (
     LocalStore,
     StorageConfig,
@@ -63,7 +64,8 @@ def run_serve(args) -> int:
 
 def run_put(args) -> int:
     try:
-        ref = asyncio.run(put_folder(LocalStore(args.root), args.folder))
+        with progress_bar(f"publishing {args.folder}") as progress:
+            ref = asyncio.run(put_folder(LocalStore(args.root), args.folder, progress=progress))
     except (StorageError, OSError) as exc:
         return _fail(args, exc)
     print(json.dumps({"ref": ref}) if args.json else ref)
@@ -73,7 +75,8 @@ def run_put(args) -> int:
 def run_get(args) -> int:
     store = open_store("IPFS", StorageConfig(local_root=args.root, gateways=args.gateway))
     try:
-        dest = asyncio.run(get_folder(store, args.ref, args.dest))
+        with progress_bar(f"fetching {args.ref[:16]}…") as progress:
+            dest = asyncio.run(get_folder(store, args.ref, args.dest, progress=progress))
     except (StorageError, OSError) as exc:
         return _fail(args, exc)
     print(json.dumps({"ref": args.ref, "dest": str(dest)}) if args.json else dest)

@@ -12,7 +12,17 @@ from decentralml_core import tasks, work
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
 
-from ._shared import add_key_options, add_node_options, add_storage_options, emit, keypair, plain, runner, store_for
+from ._shared import (
+    add_key_options,
+    add_node_options,
+    add_storage_options,
+    emit,
+    keypair,
+    plain,
+    progress_bar,
+    runner,
+    store_for,
+)
 
 TASK_COLUMNS = ["task_id", "status", "task_type", "pays_amount", "max_assignments", "expiration_block",
                 "validation_strategy", "question"]
@@ -89,7 +99,9 @@ async def create_task(args, client) -> None:
         if args.annotation_json is not None:
             json.loads(args.annotation_json)  # refuse malformed JSON before paying a fee
         if args.assets is not None:
-            published = await work.publish_assets(store_for(args, args.storage_type), args.assets)
+            with progress_bar(f"publishing {args.assets}") as progress:
+                published = await work.publish_assets(store_for(args, args.storage_type), args.assets,
+                                                      progress=progress)
             args.files, args.samples = published.annotation_files, published.annotation_media_samples
             args.annotation_json = published.annotation_json
         task_id = await tasks.create_task_data_annotator(

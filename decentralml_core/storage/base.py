@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +24,10 @@ from .manifest import FileEntry, Manifest
 from .safety import target, walk_folder, write_new
 
 log = structlog.get_logger(__name__)
+
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes done, bytes in all) as a folder moves; for progress bars."""
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,22 @@ class BlockStore(Protocol):
         """The verified block; NotFound, IntegrityError or TooLarge otherwise."""
 
 
-async def put_folder(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> str:
+async def put_folder(store: BlockStore, folder: str | Path, limits: Limits = Limits(),
+                     progress: Progress | None = None) -> str:
     """Publish every regular file under ``folder``; returns the manifest's CID (the folder's reference)."""
-    entries = []
-    for name, path, size in walk_folder(Path(folder), limits.max_files, limits.max_total):
+    entries, done = [], 0
+    found = walk_folder(Path(folder), limits.max_files, limits.max_total)
+    total = sum(size for _, _, size in found)
+    for name, path, size in found:
         if size > limits.max_file:
             raise TooLarge(f"{name} is {size} bytes, the limit is {limits.max_file}")
         blocks = []
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK):
                 blocks.append(await store.put(chunk))
+                done += len(chunk)
+                if progress:
+                    progress(done, total)
         entries.append(FileEntry(name, size, tuple(blocks)))
     manifest = Manifest(tuple(entries))
     ref = await store.put(manifest.encode())
@@ -65,7 +76,8 @@ async def get_manifest(store: BlockStore, ref: str, limits: Limits = Limits()) -
     return Manifest.decode(await store.get(ref, MAX_MANIFEST), limits.max_files, limits.max_total)
 
 
-async def get_folder(store: BlockStore, ref: str, dest: str | Path, limits: Limits = Limits()) -> Path:
+async def get_folder(store: BlockStore, ref: str, dest: str | Path, limits: Limits = Limits(),
+                     progress: Progress | None = None) -> Path:
     """Fetch and verify the folder ``ref`` into ``dest`` (which must not exist yet)."""
     dest = Path(dest)
     if dest.exists() or dest.is_symlink():
@@ -73,11 +85,17 @@ async def get_folder(store: BlockStore, ref: str, dest: str | Path, limits: Limi
     manifest = await get_manifest(store, ref, limits)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    done = 0
     try:
         for entry in manifest.files:
             if entry.size > limits.max_file:
                 raise TooLarge(f"{entry.path} is {entry.size} bytes, the limit is {limits.max_file}")
-            chunks = [await store.get(block, CHUNK) for block in entry.blocks]
+            chunks = []
+            for block in entry.blocks:
+                chunks.append(await store.get(block, CHUNK))
+                done += len(chunks[-1])
+                if progress:
+                    progress(done, manifest.total_size)
             if sum(map(len, chunks)) != entry.size:
                 raise StorageError(f"{entry.path}: blocks add up to {sum(map(len, chunks))} bytes, "
                                    f"the manifest says {entry.size}")
