@@ -14,6 +14,27 @@ from .devnet.pallets.decentralml import task_account
 from .devnet.process import DevnetProcess
 
 
+def seed_task_params(**overrides) -> dict:
+    """``create_task`` arguments as the seed tutorial's ``create_task_data_annotator`` sends them.
+
+    A list of ``BoundedVec`` is a one-field tuple struct in metadata, so substrate-interface wants
+    it wrapped once more (``[[...]]``), exactly as upstream's own client sends it.
+    """
+    params = {
+        "task_type": "DataAnnotators", "question": "Find and label the samples in each file",
+        "pays_amount": 1_000_000, "expiration_block": 600, "max_assignments": 2,
+        "validation_strategy": "ManualAccept", "model_contributor_script_path": None,
+        "model_contributor_script_storage_type": None, "model_contributor_script_storage_credentials": None,
+        "annotation_type": "Image", "annotation_media_samples": [["sample_1.jpg", "sample_2.jpg"]],
+        "annotation_files": [["file_1.jpg", "file_2.jpg"]], "annotation_class_labels": "sample_1,sample_2",
+        "annotation_class_coordinates": None, "annotation_json": '{"script": "start_task.sh"}',
+        "annotation_files_storage_type": "IPFS", "annotation_files_storage_credentials": None,
+        "model_engineer_path": None, "model_engineer_storage_type": None, "model_engineer_storage_credentials": None,
+    }
+    params.update(overrides)
+    return params
+
+
 def submit(si: SubstrateInterface, who: Keypair, pallet: str, call: str, params: dict):
     receipt = si.submit_extrinsic(
         si.create_signed_extrinsic(si.compose_call(pallet, call, params), keypair=who), wait_for_inclusion=True)
@@ -40,17 +61,8 @@ def run(url: str) -> None:
     expiration = si.get_block_number(None) + 600
 
     print("1. model creator //Alice creates a data-annotation task (object detection)")
-    created = submit(si, creator, "DecentralMLModule", "create_task", {
-        "task_type": "DataAnnotators", "question": "Find and label the samples in each file",
-        "pays_amount": pays, "expiration_block": expiration, "max_assignments": assignments,
-        "validation_strategy": "AutoAccept", "model_contributor_script_path": None,
-        "model_contributor_script_storage_type": None, "model_contributor_script_storage_credentials": None,
-        "annotation_type": "Image", "annotation_media_samples": [["sample_1.jpg", "sample_2.jpg"]],
-        "annotation_files": [["file_1.jpg", "file_2.jpg"]], "annotation_class_labels": "sample_1,sample_2",
-        "annotation_class_coordinates": None, "annotation_json": '{"script": "start_task.sh"}',
-        "annotation_files_storage_type": "IPFS", "annotation_files_storage_credentials": None,
-        "model_engineer_path": None, "model_engineer_storage_type": None, "model_engineer_storage_credentials": None,
-    })
+    created = submit(si, creator, "DecentralMLModule", "create_task", seed_task_params(
+        pays_amount=pays, expiration_block=expiration, max_assignments=assignments, validation_strategy="AutoAccept"))
     task_id = next(a["taskid"] for _, n, a in created if n == "TaskCreated")
     escrow = si.ss58_encode(task_account(task_id))
     print(f"  task {task_id}: escrow account {escrow} holds {free(si, escrow)}")

@@ -10,6 +10,7 @@ import pytest
 from substrateinterface import Keypair
 from substrateinterface.exceptions import SubstrateRequestException
 
+from decentralml_core.demo import seed_task_params
 from decentralml_core.devnet.pallets.decentralml import task_account
 
 PAYS = 1_000_000
@@ -30,24 +31,9 @@ def events(receipt, name: str) -> list[dict]:
 
 
 def task_params(si, **overrides) -> dict:
-    """The seed tutorial's create_task_data_annotator parameters.
-
-    A ``BoundedVec`` is a one-field tuple struct in metadata, so scalecodec wants a list of them
-    wrapped once more (``[[...]]``), exactly as upstream's own client sends them.
-    """
-    params = {
-        "task_type": "DataAnnotators", "question": "Find the samples in each file", "pays_amount": PAYS,
-        "expiration_block": si.get_block_number(None) + 500, "max_assignments": 2,
-        "validation_strategy": "ManualAccept", "model_contributor_script_path": None,
-        "model_contributor_script_storage_type": None, "model_contributor_script_storage_credentials": None,
-        "annotation_type": "Image", "annotation_media_samples": [["sample_1.jpg", "sample_2.jpg"]],
-        "annotation_files": [["file_1.jpg", "file_2.jpg"]], "annotation_class_labels": "sample_1,sample_2",
-        "annotation_class_coordinates": None, "annotation_json": '{"script": "start_task.sh"}',
-        "annotation_files_storage_type": "IPFS", "annotation_files_storage_credentials": None,
-        "model_engineer_path": None, "model_engineer_storage_type": None, "model_engineer_storage_credentials": None,
-    }
-    params.update(overrides)
-    return params
+    """The seed tutorial's parameters, expiring 500 blocks from now."""
+    return seed_task_params(**{"pays_amount": PAYS, "expiration_block": si.get_block_number(None) + 500,
+                               **overrides})
 
 
 def create(si, who, **overrides) -> int:

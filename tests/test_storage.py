@@ -6,15 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from devnet_process import free_port
+from servers import app_server, server_process
 
 from decentralml_core.storage import (
     FallbackStore,
@@ -54,18 +53,6 @@ def tutorial_assets(root: Path) -> Path:
 def same_tree(a: Path, b: Path) -> bool:
     files = lambda r: {p.relative_to(r).as_posix(): p.read_bytes() for p in r.rglob("*") if p.is_file()}  # noqa: E731
     return files(a) == files(b)
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def test_cids_match_ipfs_raw_leaves():
@@ -173,11 +160,7 @@ async def test_gateway_serves_another_machine_and_fetchers_verify(tmp_path):
     assert put.returncode == 0, put.stderr
     ref = json.loads(put.stdout)["ref"]
     port = free_port()
-    server = subprocess.Popen([CLI, "storage", "serve", "--root", str(creator), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, server)
-        gateway = f"http://127.0.0.1:{port}"
+    with server_process([CLI, "storage", "serve", "--root", str(creator), "--port", str(port)], port) as gateway:
         out = await get_folder(GatewayStore(gateway), ref, tmp_path / "annotator" / "t1")
         assert same_tree(src, out)
         with pytest.raises(NotFound):
@@ -186,9 +169,6 @@ async def test_gateway_serves_another_machine_and_fetchers_verify(tmp_path):
                               "--root", str(tmp_path / "empty-store")], capture_output=True, text=True, timeout=60)
         assert got.returncode == 0, got.stderr
         assert same_tree(src, tmp_path / "cli-copy")
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 async def test_lying_and_dropping_gateways(tmp_path):
@@ -207,18 +187,8 @@ async def test_lying_and_dropping_gateways(tmp_path):
         request.transport.close()
         return resp
 
-    runners = []
-    urls = {}
-    for name, handler in (("lie", lie), ("drop", drop)):
-        app = web.Application()
-        app.router.add_get("/ipfs/{cid}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-        urls[name] = f"http://127.0.0.1:{port}"
-    try:
+    async with app_server(web.get("/ipfs/{cid}", lie)) as liar, app_server(web.get("/ipfs/{cid}", drop)) as dropper:
+        urls = {"lie": liar, "drop": dropper}
         with pytest.raises(IntegrityError):
             await get_folder(GatewayStore(urls["lie"]), ref, tmp_path / "w1")
         with pytest.raises(StorageError, match="failed"):
@@ -227,24 +197,14 @@ async def test_lying_and_dropping_gateways(tmp_path):
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".w")] == []
         mixed = FallbackStore(good, [GatewayStore(urls["lie"]), GatewayStore(urls["drop"]), good])
         assert same_tree(src, await get_folder(mixed, ref, tmp_path / "w3"))
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
     """A real S3 endpoint: moto's standalone server in its own process."""
     port = free_port()
-    with open(tmp_path_factory.mktemp("moto") / "moto.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with server_process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port) as url:
+        yield url
 
 
 async def test_s3_round_trip(tmp_path, s3_endpoint, monkeypatch):
@@ -278,17 +238,9 @@ async def test_dropped_upload_is_a_clear_error(tmp_path):
         request.transport.close()
         return web.Response()
 
-    app = web.Application()
-    app.router.add_post("/api/v0/add", drop)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with app_server(web.post("/api/v0/add", drop)) as url:
         with pytest.raises(StorageError, match="IPFS add at .* failed"):
-            await put_folder(IpfsRpcStore(f"http://127.0.0.1:{port}"), tutorial_assets(tmp_path / "assets"))
-    finally:
-        await runner.cleanup()
+            await put_folder(IpfsRpcStore(url), tutorial_assets(tmp_path / "assets"))
 
 
 async def test_progress_reports_every_byte(tmp_path):

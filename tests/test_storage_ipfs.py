@@ -5,13 +5,13 @@ installs on our machines, so the daemon's HTTP layer itself is not exercised her
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from devnet_process import free_port
 from node_packages import installed, needs_node
-from test_storage import same_tree, tutorial_assets, wait_port
+from servers import server_process
+from test_storage import same_tree, tutorial_assets
 
 from decentralml_core.storage import IpfsRpcStore, NotFound, get_folder, put_folder
 from decentralml_core.storage.cid import CHUNK, cid_of
@@ -23,14 +23,8 @@ pytestmark = [pytest.mark.node, needs_node]
 def ipfs_api():
     folder = installed(Path(__file__).parent / "js_ipfs", "ipfs_rpc.mjs")
     port = free_port()
-    proc = subprocess.Popen(["node", "ipfs_rpc.mjs", str(port)], cwd=folder, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with server_process(["node", "ipfs_rpc.mjs", str(port)], port, cwd=folder) as url:
+        yield url
 
 
 async def test_cids_equal_ipfs_add_raw_leaves(ipfs_api):

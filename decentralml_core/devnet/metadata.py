@@ -205,6 +205,20 @@ class Types:
         self.fixed_u128 = r.composite(["sp_arithmetic", "fixed_point", "FixedU128"], [(None, self.u128, "u128")])
 
 
+DECENTRALML_UPSTREAM_ERRORS = (
+    "TaskInvalidPaysAmount", "TaskEndTooEarly", "Overflow", "MissingAnnotationType", "MissingAnnotationFiles",
+    "MissingAnnotationFilesStorageType", "MissingModelContributorScriptPath",
+    "MissingModelContributorScriptStorageType", "MissingModelEngineerPath", "MissingModelEngineerStorageType",
+    "InvalidMaxAssignments", "InvalidQuestion", "InvalidTaskType", "TaskNotFound", "MaxAssignmentsReached",
+    "OpenTasksLimitReached", "SubmissionNotFound", "InvalidStatus", "NotAuthorized", "WorkerSubmissionLimit",
+    "InvalidResultSubmission",
+)
+"""Upstream's error names in upstream's order (the order is their on-chain index)."""
+DECENTRALML_ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", "TaskClosed", "AlreadyDecided",
+                            "ResultNotSubmitted", "InsufficientEscrow")
+"""Ours, appended so upstream's indices stay."""
+
+
 def _opt(r: TypeRegistry, type_id: int) -> int:
     return r.option(type_id)
 
@@ -300,17 +314,7 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
             ("TaskClosed", [("task_id", u32, "TaskIndex"), ("refunded", t.u128, "BalanceOf<T>"),
                             ("block", blk, "T::BlockNumber")]),
         ]
-    errors = [
-        "TaskInvalidPaysAmount", "TaskEndTooEarly", "Overflow", "MissingAnnotationType", "MissingAnnotationFiles",
-        "MissingAnnotationFilesStorageType", "MissingModelContributorScriptPath",
-        "MissingModelContributorScriptStorageType", "MissingModelEngineerPath", "MissingModelEngineerStorageType",
-        "InvalidMaxAssignments", "InvalidQuestion", "InvalidTaskType", "TaskNotFound", "MaxAssignmentsReached",
-        "OpenTasksLimitReached", "SubmissionNotFound", "InvalidStatus", "NotAuthorized", "WorkerSubmissionLimit",
-        "InvalidResultSubmission",
-    ]
-    if include_extensions:
-        errors += ["TaskExpired", "AlreadyAssigned", "TaskNotExpired", "TaskClosed", "AlreadyDecided",
-                   "ResultNotSubmitted", "InsufficientEscrow"]
+    errors = list(DECENTRALML_UPSTREAM_ERRORS) + (list(DECENTRALML_ADDED_ERRORS) if include_extensions else [])
     task_info = r.composite([m, "types", "TaskInfo"], [
         ("status", task_status, "TaskStatus"), ("task_type", task_type, "TaskType"),
         ("creator", acc, "AccountId"), ("pays_amount", t.u128, "Balance"),

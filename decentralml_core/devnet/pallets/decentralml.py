@@ -17,7 +17,14 @@ task account), so clients can be tested against what an upstream node does.
 
 from __future__ import annotations
 
-from ..metadata import MAX_OPEN_TASKS, MAX_SUBMISSION_IDS, MAX_SUBMISSIONS_PER_WORKER, MIN_CONTRIBUTION
+from ..metadata import (
+    DECENTRALML_ADDED_ERRORS,
+    DECENTRALML_UPSTREAM_ERRORS,
+    MAX_OPEN_TASKS,
+    MAX_SUBMISSION_IDS,
+    MAX_SUBMISSIONS_PER_WORKER,
+    MIN_CONTRIBUTION,
+)
 from .base import DispatchError
 
 PALLET = "DecentralMLModule"
@@ -27,17 +34,7 @@ U128_MAX = (1 << 128) - 1
 MAX_ASSIGNMENTS = MAX_SUBMISSION_IDS - 1
 """Upstream records submission ids in a ``[u32; 10000]`` at 1-based slots, so 9,999 fit."""
 
-# Spelled out for tests and docs; the metadata declares the same names in the same order.
-UPSTREAM_ERRORS = (
-    "TaskInvalidPaysAmount", "TaskEndTooEarly", "Overflow", "MissingAnnotationType", "MissingAnnotationFiles",
-    "MissingAnnotationFilesStorageType", "MissingModelContributorScriptPath",
-    "MissingModelContributorScriptStorageType", "MissingModelEngineerPath", "MissingModelEngineerStorageType",
-    "InvalidMaxAssignments", "InvalidQuestion", "InvalidTaskType", "TaskNotFound", "MaxAssignmentsReached",
-    "OpenTasksLimitReached", "SubmissionNotFound", "InvalidStatus", "NotAuthorized", "WorkerSubmissionLimit",
-    "InvalidResultSubmission",
-)
-ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", "TaskClosed", "AlreadyDecided",
-                "ResultNotSubmitted", "InsufficientEscrow")
+UPSTREAM_ERRORS, ADDED_ERRORS = DECENTRALML_UPSTREAM_ERRORS, DECENTRALML_ADDED_ERRORS
 
 
 def fail(error: str, detail: str = "") -> DispatchError:
