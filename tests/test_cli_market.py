@@ -111,3 +111,17 @@ def test_close_refunds_the_unused_escrow(devnet):
         cli(devnet, "task", "assign", "999999", "--dev-key", "ferdie", ok=False)
     closed = js(devnet, "task", "close", str(created["task_id"]), key="//Alice")
     assert closed["refunded"] == 3_000_000
+
+
+def test_credentials_reach_the_chain_only_when_asked(devnet, monkeypatch):
+    monkeypatch.setenv("S3_READ_TOKEN", "token-123")
+    common = ["task", "create", "--question", "q", "--pays", "1000", "--annotation-type", "Image", "--files", "a.jpg",
+              "--credentials-env", "S3_READ_TOKEN"]
+    out = cli(devnet, *common, key="//Alice", ok=False)
+    assert out.returncode == 1 and "refusing to put storage credentials on chain" in out.stderr
+    created = js(devnet, *common, "--publish-credentials", key="//Alice")
+    task = js(devnet, "task", "show", str(created["task_id"]))
+    assert task["annotation_files_storage_credentials"] == "token-123"
+    plain = js(devnet, "task", "create", "--question", "q", "--pays", "1000", "--annotation-type", "Image",
+               "--files", "a.jpg", key="//Alice")
+    assert js(devnet, "task", "show", str(plain["task_id"]))["annotation_files_storage_credentials"] == ""

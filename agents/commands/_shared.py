@@ -25,7 +25,7 @@ from rich.table import Table
 
 from decentralml_core.chain import ChainClient, ChainError
 from decentralml_core.keys import KeyLoadError, load_keypair
-from decentralml_core.storage import StorageConfig, StorageError, default_root, open_store
+from decentralml_core.storage import StorageConfig, StorageError, credentials_for_chain, default_root, open_store
 
 DEFAULT_URL = "ws://127.0.0.1:9944"
 
@@ -53,6 +53,18 @@ def add_storage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ipfs-api", default=env("DECENTRALML_IPFS_API"), help="an IPFS node's RPC API URL")
     parser.add_argument("--s3-bucket", default=env("DECENTRALML_S3_BUCKET"))
     parser.add_argument("--s3-endpoint", default=env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"))
+    parser.add_argument("--credentials-env", metavar="VAR",
+                        help="put the storage credentials in this variable ON CHAIN (public!): needs --publish-credentials")
+    parser.add_argument("--publish-credentials", action="store_true",
+                        help="allow --credentials-env: anyone can read them on chain")
+
+
+def chain_credentials(args: argparse.Namespace) -> str:
+    """The ``*_storage_credentials`` value to send: ``""`` unless publishing was explicitly asked for."""
+    secret = os.environ.get(args.credentials_env, "") if args.credentials_env else ""
+    if args.credentials_env and not secret:
+        raise ValueError(f"${args.credentials_env} is empty")
+    return credentials_for_chain(secret, publish=args.publish_credentials)
 
 
 def store_for(args: argparse.Namespace, storage_type: str):

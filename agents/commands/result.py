@@ -7,7 +7,16 @@ import argparse
 from decentralml_core import tasks
 from decentralml_core.chain.model import StorageType, SubmissionStatus
 
-from ._shared import add_key_options, add_node_options, add_storage_options, emit, keypair, runner, store_for
+from ._shared import (
+    add_key_options,
+    add_node_options,
+    add_storage_options,
+    chain_credentials,
+    emit,
+    keypair,
+    runner,
+    store_for,
+)
 
 RESULT_COLUMNS = ["submission_id", "task_id", "worker", "status", "result_path", "paid_amount", "paid_block"]
 
@@ -56,7 +65,7 @@ async def send_result(args, client) -> None:
     who = keypair(args)
     storage = args.storage_type if args.path is not None else None
     sent = await tasks.send_task_result(client, who, args.submission_id, args.result, args.path, storage,
-                                        "" if args.path is not None else None,
+                                        chain_credentials(args) if args.path is not None else None,
                                         store=store_for(args, storage) if args.path is not None else None)
     emit(args, {"submission_id": args.submission_id, "result_path": sent,
                 "status": SubmissionStatus.PENDING_VALIDATION.value})

@@ -16,6 +16,7 @@ from ._shared import (
     add_key_options,
     add_node_options,
     add_storage_options,
+    chain_credentials,
     emit,
     keypair,
     plain,
@@ -108,7 +109,8 @@ async def create_task(args, client) -> None:
             end, client, who, None, args.task_type, annotation_type=args.annotation_type,
             annotation_media_samples=args.samples, annotation_files=args.files, annotation_class_labels=args.labels,
             annotation_class_coordinates=args.coordinates, annotation_json=args.annotation_json,
-            annotation_files_storage_type=args.storage_type, annotation_files_storage_credentials="", **common)
+            annotation_files_storage_type=args.storage_type,
+            annotation_files_storage_credentials=chain_credentials(args), **common)
     elif args.task_type == TaskType.MODEL_ENGINEER:
         task_id = await tasks.create_task_model_engineer(end, client, who, None, args.task_type,
                                                          model_engineer_path=args.path,
