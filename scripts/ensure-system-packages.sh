@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs, only those missing. Idempotent; quiet when all is there.
-# Needed: Python's venv module (python3-venv on Debian's own Python). Optional: Node.js and npm, for
-# the @polkadot/api compatibility test (skipped without them).
+# Needed: Python's venv module (python3-venv on Debian's own Python), bubblewrap (the task sandbox).
+# Optional: Node.js and npm, for the @polkadot/api and IPFS compatibility tests (skipped without them).
 set -euo pipefail
 
 missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

@@ -1,0 +1,76 @@
+"""A per-run cgroup (v1 pids + memory controllers, where this machine delegates them) as a backstop:
+it caps processes and memory for the whole tree and lets us kill whatever a script left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+
+
+class RunCgroup:
+    def __init__(self, max_procs: int, memory_mb: int) -> None:
+        self.dirs: list[Path] = []
+        name = f"decentralml-{uuid.uuid4().hex[:12]}"
+        for controller, settings in (("pids", {"pids.max": str(max_procs)}),
+                                     ("memory", {"memory.limit_in_bytes": str(memory_mb * 1024 * 1024)})):
+            base = ROOT / controller
+            if not (base / "cgroup.procs").exists():
+                continue
+            path = base / name
+            try:
+                path.mkdir()
+                for key, value in settings.items():
+                    (path / key).write_text(value)
+            except OSError:
+                if path.exists():
+                    path.rmdir()
+                continue
+            self.dirs.append(path)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.dirs)
+
+    def join(self) -> None:
+        """Move the calling process in (called in the child between fork and exec)."""
+        for path in self.dirs:
+            (path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def pids(self) -> set[int]:
+        found: set[int] = set()
+        for path in self.dirs:
+            try:
+                found |= {int(p) for p in (path / "cgroup.procs").read_text().split()}
+            except OSError:
+                pass
+        return found
+
+    def peak_memory(self) -> int | None:
+        for path in self.dirs:
+            usage = path / "memory.max_usage_in_bytes"
+            if usage.exists():
+                return int(usage.read_text())
+        return None
+
+    def kill_all_and_remove(self) -> int:
+        """Kill every process still in the group; returns how many were left running."""
+        left = self.pids()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for path in self.dirs:
+            for _ in range(100):
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    import time
+
+                    time.sleep(0.01)
+        return len(left)

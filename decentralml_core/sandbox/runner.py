@@ -1,0 +1,181 @@
+"""Run a task's script as untrusted code and report what came of it.
+
+Isolation (bubblewrap): no network (own namespaces), read-only ``/usr``, nothing else of the host,
+only the task dir writable, a size-limited ``/tmp``, scrubbed environment, an unprivileged uid with no
+capabilities, its own pid namespace (the whole tree dies with it). Around it: rlimits (CPU, file
+size, open files, no core), a per-run cgroup for processes and memory where delegated, a wall-clock
+timeout that kills the process group. Outputs count only as regular files in ``outputs/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import structlog
+
+from ..storage.errors import StorageError
+from ..storage.safety import safe_name, walk_folder
+from .cgroup import RunCgroup
+from .limits import SandboxLimits
+
+log = structlog.get_logger(__name__)
+OUTPUTS = "outputs"
+INNER = "/task"
+
+
+class SandboxUnavailable(RuntimeError):
+    """No isolation on this machine, and running untrusted scripts without it was not allowed."""
+
+
+@dataclass
+class SandboxReport:
+    status: str  # ok | failed | timeout | killed | rejected
+    exit_code: int | None
+    outputs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    peak_memory_mb: float | None = None
+    leftover_processes: int = 0
+    isolation: str = "bubblewrap"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@functools.cache
+def bubblewrap_works() -> bool:
+    """Whether bwrap exists and may create namespaces here (some container hosts refuse)."""
+    if shutil.which("bwrap") is None:
+        return False
+    try:
+        probe = subprocess.run(["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/usr",
+                                "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
+                                "--symlink", "usr/lib64", "/lib64", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits) -> list[str]:
+    argv = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+            "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--clearenv",
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", INNER,
+            "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp",
+            "--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if Path("/usr", link).exists():
+            argv += ["--symlink", f"usr/{link}", f"/{link}"]
+    for etc in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl/certs", "/etc/localtime"):
+        if Path(etc).exists():
+            argv += ["--ro-bind", etc, etc]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
+             "--bind", str(task_dir), INNER, "--chdir", INNER, "--remount-ro", "/", "--disable-userns",
+             "sh", script]
+    return argv
+
+
+def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None):
+    def setup() -> None:  # runs in the child between fork and exec
+        if cgroup is not None:
+            cgroup.join()
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
+        size = limits.max_file_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if cgroup is None or not cgroup.active:  # no memory cgroup: cap the address space instead
+            memory = limits.memory_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    return setup
+
+
+async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", limits: SandboxLimits = SandboxLimits(),
+                          allow_unsandboxed: bool = False) -> SandboxReport:
+    """Run ``sh script`` in ``task_dir`` under the sandbox; never raises for what the script does."""
+    task_dir = Path(task_dir).resolve()
+    script = safe_name(script)
+    path = task_dir / script
+    if path.is_symlink() or not path.is_file():
+        return SandboxReport("rejected", None, errors=[f"{script} is not a regular file in the task dir"])
+    isolated = bubblewrap_works()
+    if not isolated and not allow_unsandboxed:
+        raise SandboxUnavailable("bubblewrap cannot isolate task scripts here; refusing to run untrusted code "
+                                 "(sandbox.allow_unsandboxed: true overrides, at your risk)")
+    outputs = task_dir / OUTPUTS
+    if outputs.is_symlink():
+        return SandboxReport("rejected", None, errors=["outputs is a symlink"])
+    outputs.mkdir(exist_ok=True)
+    for folder in (task_dir, outputs):
+        folder.chmod(0o777)  # the unprivileged uid inside must write here
+    logs = task_dir.parent / f".{task_dir.name}.logs"
+    logs.mkdir(exist_ok=True)
+    argv = bwrap_argv(task_dir, script, limits) if isolated else ["sh", script]
+    env = {} if isolated else {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(task_dir), "LANG": "C.UTF-8"}
+    cgroup = RunCgroup(limits.max_procs, limits.memory_mb)
+    started = time.monotonic()
+    status, code, errors = "ok", None, []
+    with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
+                                                    stdout=out, stderr=err, start_new_session=True,
+                                                    preexec_fn=_child_setup(limits, cgroup))
+        try:
+            code = await asyncio.wait_for(proc.wait(), limits.timeout_s)
+        except TimeoutError:
+            status = "timeout"
+            errors.append(f"timed out after {limits.timeout_s:g} s")
+            _kill_group(proc.pid)
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            cgroup.kill_all_and_remove()
+            raise
+    _kill_group(proc.pid)  # anything that stayed in the session
+    peak = cgroup.peak_memory()
+    leftover = cgroup.kill_all_and_remove()
+    wall = time.monotonic() - started
+    signum = _signal_of(code, isolated)
+    if status == "ok" and signum is not None:
+        status = "killed"
+        errors.append(f"killed by signal {signum.name}")
+    elif status == "ok" and code:
+        status = "failed"
+        errors.append(f"{script} exited with {code}")
+    report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
+                           peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
+                           leftover_processes=leftover, isolation="bubblewrap" if isolated else "none")
+    if status == "ok":
+        try:
+            found = walk_folder(outputs, limits.max_output_files, limits.max_output_mb * 1024 * 1024)
+            report.outputs = [name for name, _, _ in found]
+        except (StorageError, OSError) as exc:
+            report.status = "rejected"
+            report.errors.append(f"outputs refused: {exc}")
+    log.info("sandbox_run", task_dir=str(task_dir), status=report.status, exit_code=code, wall_s=report.wall_s,
+             outputs=len(report.outputs), leftover=leftover, isolation=report.isolation)
+    return report
+
+
+def _signal_of(code: int | None, isolated: bool) -> signal.Signals | None:
+    """The signal that ended the script: a negative status, or bwrap's 128 + signal number."""
+    number = -code if code is not None and code < 0 else (code - 128 if isolated and code and code > 128 else None)
+    try:
+        return None if number is None else signal.Signals(number)
+    except ValueError:
+        return None
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,93 @@
+"""Hostile start_task.sh scripts in the real sandbox (bubblewrap + rlimits + cgroup): each is contained,
+reported with a reason, and leaves nothing running or written outside its task dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from decentralml_core.sandbox import SandboxLimits, bubblewrap_works, run_task_script
+
+pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="bubblewrap cannot create namespaces here")
+LIMITS = SandboxLimits(timeout_s=3, max_file_mb=10, max_procs=50, max_output_mb=5)
+CLI = str(Path(sys.executable).parent / "decentralml")
+
+
+def task(tmp_path: Path, body: str) -> Path:
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "start_task.sh").write_text(body)
+    return folder
+
+
+async def test_a_good_script_yields_its_outputs(tmp_path):
+    report = await run_task_script(task(tmp_path, "mkdir -p outputs/labels; echo '{}' > outputs/labels/a.json"),
+                                   limits=LIMITS)
+    assert (report.status, report.exit_code, report.outputs) == ("ok", 0, ["labels/a.json"])
+
+
+@pytest.mark.parametrize("body,status,reason", [
+    ("exit 3", "failed", "exited with 3"),
+    ("while true; do :; done", "timeout", "timed out after 3 s"),
+    ("f() { f | f & }; f; sleep 5", "timeout", "timed out"),  # fork storm: pids cgroup + pid namespace
+    ("ln -s /etc/passwd outputs/p", "rejected", "symlink"),
+    ("mkfifo outputs/pipe", "rejected", "not a regular file"),
+    ("head -c 20000000 /dev/zero > outputs/big", "killed", "SIGXFSZ"),  # RLIMIT_FSIZE: 10 MB per file
+    ("for i in 1 2 3 4 5 6 7; do head -c 1000000 /dev/zero > outputs/$i; done", "rejected", "more than"),
+    ("kill -9 $$", "killed", "SIGKILL"),
+])
+async def test_hostile_scripts_are_contained(tmp_path, body, status, reason):
+    report = await run_task_script(task(tmp_path, body), limits=LIMITS)
+    assert report.status == status and reason in " ".join(report.errors), report
+    assert report.wall_s < 10
+
+
+async def test_no_network_no_secrets_no_writes_outside(tmp_path, monkeypatch):
+    monkeypatch.setenv("DECENTRALML_KEY", "//secret-seed")
+    body = ("python3 -c \"import socket; socket.create_connection(('127.0.0.1', 22), timeout=2)\" "
+            "&& echo connected > outputs/net || echo refused > outputs/net\n"
+            "env > outputs/env\n"
+            "echo x > /etc/evil 2>/dev/null; echo x > /tmp/evil; echo x > " + str(tmp_path) + "/outside 2>/dev/null\n"
+            "ls / > outputs/root\n")
+    folder = task(tmp_path, body)
+    report = await run_task_script(folder, limits=LIMITS)
+    assert report.status == "ok", report
+    outputs = folder / "outputs"
+    assert (outputs / "net").read_text().strip() == "refused"
+    assert "secret-seed" not in (outputs / "env").read_text() and "DECENTRALML" not in (outputs / "env").read_text()
+    assert not (tmp_path / "outside").exists() and not Path("/etc/evil").exists()
+    assert "root" not in (outputs / "root").read_text().split()  # the host's file system is not there
+
+
+async def test_background_processes_do_not_outlive_the_run(tmp_path):
+    report = await run_task_script(task(tmp_path, "(sleep 300 &); setsid sleep 300 & echo done > outputs/x"),
+                                   limits=LIMITS)
+    assert report.status == "ok"
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    assert leftovers == [], "a background process survived its task"
+
+
+async def test_script_must_be_a_regular_file(tmp_path):
+    folder = tmp_path / "task"
+    folder.mkdir()
+    os.symlink("/bin/true", folder / "start_task.sh")
+    report = await run_task_script(folder, limits=LIMITS)
+    assert report.status == "rejected" and "not a regular file" in report.errors[0]
+
+
+def test_sandbox_run_command_reports_json(tmp_path):
+    folder = task(tmp_path, "echo '[]' > outputs/result.json")
+    out = subprocess.run([CLI, "sandbox", "run", str(folder), "--timeout", "5", "--json"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert (report["status"], report["outputs"], report["isolation"]) == ("ok", ["result.json"], "bubblewrap")
+    (tmp_path / "b").mkdir()
+    failing = task(tmp_path / "b", "exit 4")
+    out = subprocess.run([CLI, "sandbox", "run", str(failing), "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and json.loads(out.stdout)["status"] == "failed"
