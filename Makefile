@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/ensure-system-packages.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m decentralml_core.demo
+	$(PY) -m agents.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,147 @@
+"""``make demo``: a devnet, one creator agent and three annotator agents from ``configs/*.yaml``.
+
+The creator publishes the example data-annotation task (``assets/data_annotator``); the annotators
+take it, run its start_task.sh in the sandbox and submit; the creator validates and pays each. The
+demo ends when every assignment is decided, prints what happened, and stops every process cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+from substrateinterface import Keypair
+
+from decentralml_core import logs
+from decentralml_core.chain import ChainClient
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.devnet.process import DevnetProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+ANNOTATORS = ("Bob", "Charlie", "Dave")
+TIMEOUT_S = 120
+
+
+def write_configs(node: str, tmp: Path) -> dict[str, Path]:
+    """The example configs, pointed at this devnet and a scratch dir, one annotator per dev account."""
+    creator = yaml.safe_load((ROOT / "configs" / "creator.yaml").read_text())
+    annotator = yaml.safe_load((ROOT / "configs" / "annotator.yaml").read_text())
+    store = str(tmp / "store")
+    paths = {}
+    creator.update(node=node, state_dir=str(tmp / "creator"), storage={"root": store}, metrics_port=None)
+    for task in creator["tasks"]:
+        task["assets"] = str(ROOT / "configs" / task["assets"])
+    paths["creator"] = tmp / "creator.yaml"
+    paths["creator"].write_text(yaml.safe_dump(creator))
+    for name in ANNOTATORS:
+        config = {**annotator, "node": node, "key": {"dev": name}, "state_dir": str(tmp / f"annotator-{name.lower()}"),
+                  "storage": {"root": store}, "metrics_port": None}
+        paths[name] = tmp / f"annotator-{name.lower()}.yaml"
+        paths[name].write_text(yaml.safe_dump(config))
+    return paths
+
+
+def unit(planck: int, sign: bool = False) -> str:
+    return f"{planck / 10**12:{'+' if sign else ''},.6f}"
+
+
+def start_agent(config: Path, log_path: Path) -> subprocess.Popen:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "info", "agent", "run", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+async def balances(client: ChainClient, names) -> dict[str, int]:
+    return {n: await client.free_balance(Keypair.create_from_uri(f"//{n}").ss58_address) for n in names}
+
+
+async def wait_until_decided(client: ChainClient, deadline: float) -> tuple:
+    market = Market(client)
+    while time.monotonic() < deadline:
+        tasks = [t for t in await market.tasks() if t.creator == Keypair.create_from_uri("//Alice").ss58_address]
+        if tasks:
+            task = tasks[0]
+            subs = await market.submissions(task.task_id)
+            decided = [s for s in subs if s.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED)]
+            if len(decided) == task.max_assignments:
+                return task, subs
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the task was not done within {TIMEOUT_S} s")
+
+
+NAMES = ("Alice", *ANNOTATORS)
+
+
+async def snapshot(url: str) -> dict[str, int]:
+    async with await ChainClient.connect(url) as client:
+        return await balances(client, NAMES)
+
+
+async def observe(url: str, started: float, before: dict[str, int]) -> None:
+    names = NAMES
+    async with await ChainClient.connect(url) as client:
+        task, subs = await wait_until_decided(client, started + TIMEOUT_S)
+        after = await balances(client, names)
+    console = Console()
+    console.print(f"task {task.task_id} \"{task.question}\": {task.max_assignments} assignments, "
+                  f"pays {task.pays_amount}, strategy {task.validation_strategy}")
+    table = Table(title="submissions")
+    for column in ("submission", "worker", "status", "paid", "result (outputs CID)"):
+        table.add_column(column)
+    by_address = {Keypair.create_from_uri(f"//{n}").ss58_address: n for n in names}
+    for s in subs:
+        table.add_row(str(s.submission_id), by_address.get(s.worker, s.worker), str(s.status),
+                      str(s.paid_amount or ""), s.result_path or "")
+    console.print(table)
+    table = Table(title="balances in UNIT (fees included)")
+    for column in ("account", "before", "after", "change"):
+        table.add_column(column)
+    for n in names:
+        table.add_row(n, unit(before[n]), unit(after[n]), unit(after[n] - before[n], sign=True))
+    console.print(table)
+    console.print(f"done in {time.monotonic() - started:.1f} s")
+
+
+def main() -> int:
+    logs.configure("warning")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="decentralml-demo-") as scratch, \
+            DevnetProcess("--log-level", "warning") as node:
+        tmp = Path(scratch)
+        print(f"devnet at {node.url}; agents: 1 creator, {len(ANNOTATORS)} annotators (logs in {tmp})")
+        paths = write_configs(node.url, tmp)
+        before = asyncio.run(snapshot(node.url))
+        agents = {name: start_agent(path, tmp / f"{name}.log") for name, path in paths.items()}
+        try:
+            asyncio.run(observe(node.url, started, before))
+            ok = True
+        except TimeoutError as exc:
+            print(f"demo failed: {exc}")
+            for name in agents:
+                print(f"--- {name} log (last lines)\n" + "\n".join(
+                    (tmp / f"{name}.log").read_text().splitlines()[-15:]))
+            ok = False
+        finally:
+            for proc in agents.values():
+                proc.send_signal(signal.SIGTERM)
+            codes = {name: proc.wait(timeout=30) for name, proc in agents.items()}
+        print("agents stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()))
+        if not ok or any(codes.values()):
+            return 1
+    print("demo ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

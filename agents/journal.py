@@ -1,0 +1,73 @@
+"""An agent's durable journal (SQLite, WAL): where each piece of work stands, and the event checkpoint.
+
+Every step is written (and committed) before the agent acts on the next one, so a restart — even
+after ``kill -9`` — resumes each task at its step. Steps are facts about what was *started*; the
+agent reconciles them with the chain before repeating anything that moves tokens or claims work.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS work (
+    kind TEXT NOT NULL, id TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, updated REAL NOT NULL,
+    PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    id: str
+    step: str
+    data: dict
+    updated: float
+
+
+class Journal:
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get(self, kind: str, key: Any) -> Entry | None:
+        row = self.db.execute("SELECT kind, id, step, data, updated FROM work WHERE kind=? AND id=?",
+                              (kind, str(key))).fetchone()
+        return None if row is None else Entry(row[0], row[1], row[2], json.loads(row[3]), row[4])
+
+    def set(self, kind: str, key: Any, step: str, **data: Any) -> Entry:
+        """Record ``step`` (merging ``data`` into what the entry already holds)."""
+        old = self.get(kind, key)
+        merged = {**(old.data if old else {}), **data}
+        now = time.time()
+        self.db.execute("INSERT INTO work (kind, id, step, data, updated) VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (kind, id) DO UPDATE SET step=excluded.step, data=excluded.data, "
+                        "updated=excluded.updated", (kind, str(key), step, json.dumps(merged), now))
+        return Entry(kind, str(key), step, merged, now)
+
+    def entries(self, kind: str | None = None, steps: tuple[str, ...] | None = None) -> list[Entry]:
+        rows = self.db.execute("SELECT kind, id, step, data, updated FROM work" + (" WHERE kind=?" if kind else "")
+                               + " ORDER BY updated", (kind,) if kind else ()).fetchall()
+        found = [Entry(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return [e for e in found if steps is None or e.step in steps]
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                        (key, json.dumps(value)))

@@ -1,0 +1,50 @@
+"""Counters and gauges an operator scrapes: ``/metrics`` (Prometheus text) and ``/healthz``."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from aiohttp import web
+
+
+class Metrics:
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.counters: dict[str, float] = defaultdict(float)
+        self.gauges: dict[str, float] = {}
+        self.started = time.time()
+        self.last_block_seen = time.time()
+
+    def inc(self, name: str, amount: float = 1) -> None:
+        self.counters[name] += amount
+
+    def set(self, name: str, value: float) -> None:
+        self.gauges[name] = value
+
+    def render(self) -> str:
+        lines = []
+        for name, value in sorted(self.counters.items()):
+            lines += [f"# TYPE decentralml_{name}_total counter", f'decentralml_{name}_total{{role="{self.role}"}} {value:g}']
+        for name, value in sorted({**self.gauges, "uptime_seconds": time.time() - self.started}.items()):
+            lines += [f"# TYPE decentralml_{name} gauge", f'decentralml_{name}{{role="{self.role}"}} {value:g}']
+        return "\n".join(lines) + "\n"
+
+
+async def serve_metrics(metrics: Metrics, port: int, healthy) -> web.AppRunner:
+    """Serve on 127.0.0.1:``port``; ``healthy()`` → (ok, detail) for /healthz."""
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(), content_type="text/plain")
+
+    async def health(request: web.Request) -> web.Response:
+        ok, detail = healthy()
+        return web.json_response({"ok": ok, **detail}, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner

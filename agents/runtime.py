@@ -1,0 +1,52 @@
+"""Run one agent from its config until SIGTERM/SIGINT: connect, serve metrics, run the role's loop,
+stop taking work on a signal, finish the step in flight, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import structlog
+
+from decentralml_core.chain import ChainClient
+
+from .config import AgentConfig
+from .creator import CreatorAgent
+from .journal import Journal
+from .metrics import Metrics, serve_metrics
+from .worker import WorkerAgent
+
+log = structlog.get_logger("agent")
+
+
+def journal_path(config: AgentConfig):
+    return config.state_dir / "journal.sqlite"
+
+
+async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    journal, metrics = Journal(journal_path(config)), Metrics(config.role)
+    client = await ChainClient.connect(config.node)
+    agent_cls = CreatorAgent if config.role == "creator" else WorkerAgent
+    agent = agent_cls(config, client, journal, metrics)
+    runner = None
+    if config.metrics_port is not None:
+        def healthy():
+            lag = time.time() - metrics.started if "chain_block" not in metrics.gauges else 0
+            return not client.closed, {"role": config.role, "chain_block": metrics.gauges.get("chain_block"),
+                                       "since_start_s": round(lag, 1)}
+        runner = await serve_metrics(metrics, config.metrics_port, healthy)
+    log.info("agent_running", role=config.role, node=config.node, state_dir=str(config.state_dir))
+    try:
+        await agent.run(stop)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await client.close()
+        journal.close()
+        log.info("agent_exited", role=config.role)

@@ -1,0 +1,204 @@
+"""A worker agent (annotator, engineer, contributor): take matching tasks, do them, submit, unattended.
+
+The loop reads as its journal steps: ``consider`` (policy) → ``claim`` (assign_task) → ``fetch``
+(verified assets) → ``run`` (sandboxed start_task.sh) → ``upload`` (outputs) → ``submit``
+(send_task_result). Each step is journaled before the next starts; on restart every unfinished task
+resumes at its step after checking the chain, so nothing is claimed or submitted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import structlog
+
+from decentralml_core import work
+from decentralml_core.chain import ChainClient, ChainError, Checkpoint, DispatchFailed
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
+from decentralml_core.sandbox import run_task_script
+from decentralml_core.storage import Limits, StorageError, open_store
+
+from .config import AgentConfig
+from .journal import Journal
+from .metrics import Metrics
+from .streams import close_stream
+
+log = structlog.get_logger("agent.worker")
+KIND = "task"
+DONE = ("submitted", "skipped", "failed", "lost")
+RACE_LOST = {"MaxAssignmentsReached", "AlreadyAssigned", "TaskExpired", "TaskClosed", "TaskNotFound"}
+
+
+class WorkerAgent:
+    def __init__(self, config: AgentConfig, client: ChainClient, journal: Journal, metrics: Metrics) -> None:
+        self.config, self.client, self.journal, self.metrics = config, client, journal, metrics
+        self.market = Market(client)
+        self.keypair = config.key.load()
+        self.slots = asyncio.Semaphore(config.policy.max_concurrent)
+        self.running: set[asyncio.Task] = set()
+        self.work_root = config.state_dir / "work"
+        self.stopping = False
+
+    # -- the loop ------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("worker_started", role=self.config.role, worker=self.keypair.ss58_address)
+        for entry in self.journal.entries(KIND):
+            if entry.step not in DONE:
+                self._spawn(int(entry.id))
+        since = self.journal.meta("checkpoint")
+        if since is None:  # first start: open tasks now, then everything new
+            for task_id in await self.market.open_task_ids():
+                await self.consider(task_id)
+            since = [await self.client.block_number() + 1, -1]
+        events = self.client.events(Checkpoint(*since))
+        waiter = asyncio.ensure_future(stop.wait())
+        nxt = None
+        try:
+            while not stop.is_set():
+                nxt = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    break
+                event = nxt.result()
+                self.metrics.set("chain_block", event.block_number)
+                if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
+                    self.metrics.inc("tasks_seen")
+                    await self.consider(event.attributes["taskid"])
+                self.journal.set_meta("checkpoint", [event.block_number, event.index])
+        finally:
+            waiter.cancel()
+            await close_stream(nxt, events)
+            self.stopping = True
+            if self.running:  # finish the steps in flight, start no new ones
+                await asyncio.gather(*self.running, return_exceptions=True)
+            log.info("worker_stopped", worker=self.keypair.ss58_address)
+
+    def _spawn(self, task_id: int) -> None:
+        task = asyncio.create_task(self.work_on(task_id))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+
+    # -- consider: the policy --------------------------------------------------------------------------
+    def refusal(self, task: Task, now: int) -> str | None:
+        """Why the policy declines a task, or None to take it."""
+        policy = self.config.policy
+        if task.task_type != self.config.task_type:
+            return f"type {task.task_type} is not {self.config.task_type}"
+        if task.creator == self.keypair.ss58_address:
+            return "own task"
+        if task.pays_amount < policy.min_pay:
+            return f"pays {task.pays_amount} < min_pay {policy.min_pay}"
+        if task.expiration_block - now < policy.min_blocks_left:
+            return f"expires at block {task.expiration_block}, fewer than {policy.min_blocks_left} blocks left"
+        if policy.annotation_types and task.annotation_type not in policy.annotation_types:
+            return f"annotation type {task.annotation_type} not in policy"
+        if policy.class_labels is not None:
+            labels = {label.strip() for label in (task.annotation_class_labels or "").split(",") if label.strip()}
+            if not labels <= set(policy.class_labels):
+                return f"labels {sorted(labels - set(policy.class_labels))} not in policy"
+        storage = task.annotation_files_storage_type or task.model_engineer_storage_type or \
+            task.model_contributor_script_storage_type
+        if storage is not None and storage not in policy.storage_types:
+            return f"storage {storage} not in policy"
+        return None
+
+    async def consider(self, task_id: int) -> None:
+        if self.stopping or self.journal.get(KIND, task_id) is not None:
+            return
+        task = await self.market.task(task_id)
+        if task is None:
+            return
+        reason = self.refusal(task, await self.client.block_number())
+        if reason is not None:
+            self.journal.set(KIND, task_id, "skipped", reason=reason)
+            log.info("task_skipped", task_id=task_id, reason=reason)
+            return
+        self.journal.set(KIND, task_id, "claiming")
+        self._spawn(task_id)
+
+    # -- one task, step by step ------------------------------------------------------------------------
+    async def work_on(self, task_id: int) -> None:
+        async with self.slots:
+            try:
+                while True:  # one journaled step at a time; when stopping, end after the current one
+                    entry = self.journal.get(KIND, task_id)
+                    if entry.step in DONE or (self.stopping and entry.step == "claiming"):
+                        return
+                    await getattr(self, f"_{entry.step}")(task_id, entry.data)
+                    if self.stopping:
+                        return
+            except (ChainError, StorageError, OSError) as exc:
+                self.journal.set(KIND, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                self.metrics.inc("tasks_failed")
+                log.error("task_failed", task_id=task_id, error=str(exc), error_type=type(exc).__name__)
+
+    async def _claiming(self, task_id: int, data: dict) -> None:
+        existing = await self._my_submission(task_id)  # a claim sent before a crash counts
+        if existing is None:
+            try:
+                existing, _ = await self.market.assign_task(self.keypair, task_id)
+            except DispatchFailed as exc:
+                if exc.error not in RACE_LOST:
+                    raise
+                self.journal.set(KIND, task_id, "lost", reason=exc.error)
+                self.metrics.inc("tasks_lost")
+                log.info("task_lost", task_id=task_id, reason=exc.error)
+                return
+        self.journal.set(KIND, task_id, "claimed", submission_id=existing)
+        self.metrics.inc("tasks_claimed")
+        log.info("task_claimed", task_id=task_id, submission_id=existing)
+
+    async def _claimed(self, task_id: int, data: dict) -> None:
+        task = await self.market.task(task_id)
+        folder = work.work_dir(self.work_root, task_id, data["submission_id"])
+        if not folder.exists():  # get_folder only ever leaves a complete folder there
+            store = open_store(str(task.annotation_files_storage_type or "IPFS"), self.config.storage.config())
+            limit = self.config.policy.max_asset_mb * 1024 * 1024
+            await work.fetch_assets(store, task, folder, Limits(max_total=limit, max_file=limit))
+        self.journal.set(KIND, task_id, "fetched", folder=str(folder))
+        log.info("task_fetched", task_id=task_id, folder=str(folder))
+
+    async def _fetched(self, task_id: int, data: dict) -> None:
+        folder = Path(data["folder"])
+        shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
+        task = await self.market.task(task_id)
+        _, script = work.assets_of(task) or (None, work.SCRIPT)
+        report = await run_task_script(folder, script, self.config.sandbox.limits(),
+                                       self.config.sandbox.allow_unsandboxed)
+        self.metrics.inc("sandbox_seconds", report.wall_s)
+        if report.status != "ok":
+            self.journal.set(KIND, task_id, "failed", error="; ".join(report.errors), sandbox=report.as_dict())
+            self.metrics.inc("tasks_failed")
+            log.warning("task_script_failed", task_id=task_id, status=report.status, errors=report.errors)
+            return
+        self.journal.set(KIND, task_id, "ran", outputs=report.outputs)
+
+    async def _ran(self, task_id: int, data: dict) -> None:
+        task = await self.market.task(task_id)
+        storage = str(task.annotation_files_storage_type or "IPFS")
+        ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
+                                         Path(data["folder"]) / "outputs")
+        self.journal.set(KIND, task_id, "uploaded", result_path=ref, storage=storage)
+
+    async def _uploaded(self, task_id: int, data: dict) -> None:
+        sid = data["submission_id"]
+        current = await self.market.submission(sid)
+        if current is not None and current.status != SubmissionStatus.ASSIGNED:
+            log.info("task_already_submitted", task_id=task_id, submission_id=sid)  # sent before a crash
+        else:
+            await self.market.send_task_result(self.keypair, ResultSpec(
+                sid, result=None, result_path=data["result_path"], result_storage_type=data["storage"],
+                result_storage_credentials=""))
+        self.journal.set(KIND, task_id, "submitted")
+        self.metrics.inc("tasks_completed")
+        log.info("task_submitted", task_id=task_id, submission_id=sid, result_path=data["result_path"])
+
+    async def _my_submission(self, task_id: int) -> int | None:
+        for sid in await self.market.worker_submissions(self.keypair.ss58_address):
+            sub = await self.market.submission(sid)
+            if sub is not None and sub.task_id == task_id:
+                return sid
+        return None
