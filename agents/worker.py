@@ -53,6 +53,7 @@ class WorkerAgent:
             for task_id in await self.market.open_task_ids():
                 await self.consider(task_id)
             since = [await self.client.block_number() + 1, -1]
+            self.journal.set_meta("checkpoint", since)
         events = self.client.events(Checkpoint(*since))
         waiter = asyncio.ensure_future(stop.wait())
         nxt = None

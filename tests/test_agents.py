@@ -1,0 +1,232 @@
+"""Agents as an operator runs them: real devnet, real agent processes, real sandbox.
+
+Each test writes YAML configs, starts `decentralml agent run` processes, and watches the chain and
+the agents' journals until the market settles — then stops every agent with SIGTERM (exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from substrateinterface import Keypair
+
+from agents.journal import Journal
+from decentralml_core.chain import ChainClient
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.sandbox import bubblewrap_works
+
+pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+CLI = str(Path(sys.executable).parent / "decentralml")
+PAYS = 10**12
+GOOD_SCRIPT = "mkdir -p outputs\nfor f in annotation_files/*; do echo '{\"file\": \"'$f'\"}' > outputs/$(basename $f).json; done\n"
+
+
+class Agent:
+    def __init__(self, tmp: Path, name: str, config: dict) -> None:
+        self.name, self.tmp = name, tmp
+        self.state = tmp / name
+        self.path = tmp / f"{name}.yaml"
+        self.log = tmp / f"{name}.log"
+        self.path.write_text(yaml.safe_dump({"state_dir": str(self.state), **config}))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Agent:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([CLI, "--log-level", "info", "agent", "run", str(self.path)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> Agent:
+        """Until the agent has looked at the chain once (its journal holds an event checkpoint)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.state / "journal.sqlite").exists():
+                journal = Journal(self.state / "journal.sqlite")
+                try:
+                    if journal.meta("checkpoint") is not None:
+                        return self
+                finally:
+                    journal.close()
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} did not start")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def journal(self) -> dict[tuple[str, str], str]:
+        journal = Journal(self.state / "journal.sqlite")
+        try:
+            return {(e.kind, e.id): e.step for e in journal.entries()}
+        finally:
+            journal.close()
+
+    def entry(self, kind: str, key):
+        journal = Journal(self.state / "journal.sqlite")
+        try:
+            return journal.get(kind, key)
+        finally:
+            journal.close()
+
+
+@pytest.fixture
+def market_setup(devnet, tmp_path):
+    """Builders for assets, a creator and workers on this test's scratch dir; stops them all at the end."""
+    started: list[Agent] = []
+    store = str(tmp_path / "store")
+
+    def assets(script: str = GOOD_SCRIPT) -> Path:
+        folder = tmp_path / f"assets-{len(list(tmp_path.glob('assets-*')))}"
+        (folder / "annotation_files").mkdir(parents=True)
+        (folder / "annotation_samples").mkdir()
+        (folder / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(2000))
+        (folder / "annotation_samples" / "sample_1.jpg").write_bytes(os.urandom(500))
+        (folder / "start_task.sh").write_text(script)
+        return folder
+
+    def creator(tasks: list[dict], **extra) -> Agent:
+        agent = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
+                                             "storage": {"root": store}, "tasks": tasks, **extra})
+        started.append(agent.start())
+        return agent
+
+    def worker(name: str, **policy) -> Agent:
+        config = {"role": "annotator", "node": devnet.url, "key": {"dev": name}, "storage": {"root": store},
+                  "policy": {"min_blocks_left": 0, **policy}, "sandbox": {"timeout_s": 5}}
+        agent = Agent(tmp_path, name.lower(), config)
+        started.append(agent.start())
+        return agent.wait_ready()
+
+    yield assets, creator, worker
+    codes = {a.name: a.stop() for a in started if a.proc.poll() is None}
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def task_decl(name: str, folder: Path, **overrides) -> dict:
+    return {"name": name, "assets": str(folder), "question": "Label the samples", "pays": PAYS,
+            "max_assignments": 1, "expires_in": 500, "strategy": "AutoAccept", "class_labels": "car", **overrides}
+
+
+async def settle(url: str, name: str, until, timeout: float = 60):
+    """Poll the chain until ``until(task, submissions)`` holds for the task published as ``name``."""
+    deadline = time.monotonic() + timeout
+    async with await ChainClient.connect(url) as client:
+        market = Market(client)
+        while time.monotonic() < deadline:
+            for task in await market.tasks():
+                if f'"name": "{name}"' in (task.annotation_json or ""):
+                    subs = await market.submissions(task.task_id)
+                    if until(task, subs):
+                        return task, subs
+            await asyncio.sleep(0.3)
+    raise TimeoutError(f"task {name} did not settle")
+
+
+def free(url: str, name: str) -> int:
+    async def read():
+        async with await ChainClient.connect(url) as client:
+            return await client.free_balance(Keypair.create_from_uri(f"//{name}").ss58_address)
+    return asyncio.run(read())
+
+
+def decided(n: int):
+    return lambda task, subs: len([s for s in subs if s.status in (SubmissionStatus.ACCEPTED,
+                                                                    SubmissionStatus.REJECTED)]) == n
+
+
+def test_auto_accept_pays_every_worker_once(devnet, market_setup):
+    assets, creator, worker = market_setup
+    before = {n: free(devnet.url, n) for n in ("Bob", "Charlie")}
+    creator([task_decl("auto", assets(), max_assignments=2)])
+    bob, charlie = worker("Bob"), worker("Charlie")
+    task, subs = asyncio.run(settle(devnet.url, "auto", decided(2)))
+    assert {s.status for s in subs} == {SubmissionStatus.ACCEPTED} and all(s.paid_amount == PAYS for s in subs)
+    for name in ("Bob", "Charlie"):
+        gained = free(devnet.url, name) - before[name]
+        assert PAYS - 10**9 < gained < PAYS  # paid once, minus two fees
+    assert bob.journal()[("task", str(task.task_id))] == "submitted"
+    assert charlie.journal()[("task", str(task.task_id))] == "submitted"
+
+
+def test_policy_filters_and_the_race_for_the_last_slot(devnet, market_setup):
+    assets, creator, worker = market_setup
+    picky = worker("Eve", min_pay=PAYS * 10)
+    racers = [worker("Dave"), worker("Ferdie")]
+    creator([task_decl("race", assets(), max_assignments=1)])
+    task, subs = asyncio.run(settle(devnet.url, "race", decided(1)))
+    assert len(subs) == 1  # one slot, one claim
+    time.sleep(1)
+    assert picky.journal()[("task", str(task.task_id))] == "skipped"
+    assert "min_pay" in picky.entry("task", task.task_id).data["reason"]
+    steps = sorted(r.journal().get(("task", str(task.task_id))) for r in racers)
+    assert steps == ["lost", "submitted"], steps  # the loser logged the lost race and moved on
+
+
+def test_custom_validator_rejects_with_a_reason_on_chain(devnet, market_setup):
+    assets, creator, worker = market_setup
+    creator([task_decl("custom", assets("mkdir -p outputs; echo 'not json' > outputs/a.txt"),
+                       strategy="CustomAccept", validator="json_outputs")])
+    worker("Bob")
+    task, subs = asyncio.run(settle(devnet.url, "custom", decided(1)))
+    assert subs[0].status == SubmissionStatus.REJECTED and subs[0].paid_amount is None
+
+
+def test_manual_review_auto_approves_after_the_delay(devnet, market_setup):
+    assets, creator, worker = market_setup
+    creator([task_decl("manual", assets(), strategy="ManualAccept")], review={"auto_approve_after_s": 2})
+    worker("Charlie")
+    task, subs = asyncio.run(settle(devnet.url, "manual", decided(1)))
+    assert subs[0].status == SubmissionStatus.ACCEPTED
+
+
+def test_a_hostile_script_fails_its_task_and_nothing_is_submitted(devnet, market_setup):
+    assets, creator, worker = market_setup
+    creator([task_decl("hostile", assets("while true; do :; done"))])
+    eve = worker("Eve")
+    task, subs = asyncio.run(settle(devnet.url, "hostile", lambda t, s: len(s) == 1))
+    deadline = time.monotonic() + 30
+    while eve.journal().get(("task", str(task.task_id))) != "failed":
+        assert time.monotonic() < deadline, eve.journal()
+        time.sleep(0.3)
+    assert "timed out" in eve.entry("task", task.task_id).data["error"]
+    _, subs = asyncio.run(settle(devnet.url, "hostile", lambda t, s: True))
+    assert subs[0].status == SubmissionStatus.ASSIGNED  # never submitted
+
+
+def test_kill_9_mid_task_resumes_and_is_paid_once(devnet, market_setup):
+    assets, creator, worker = market_setup
+    creator([task_decl("crash", assets("sleep 2\n" + GOOD_SCRIPT))])
+    ferdie = worker("Ferdie")
+    before = free(devnet.url, "Ferdie")
+    task, _ = asyncio.run(settle(devnet.url, "crash", lambda t, s: len(s) == 1))
+    deadline = time.monotonic() + 20
+    while ferdie.journal().get(("task", str(task.task_id))) not in ("fetched", "ran", "uploaded"):
+        assert time.monotonic() < deadline, ferdie.journal()
+        time.sleep(0.1)
+    assert ferdie.stop(signal.SIGKILL) == -signal.SIGKILL
+    ferdie.start()  # same state dir: resumes from the journal
+    task, subs = asyncio.run(settle(devnet.url, "crash", decided(1)))
+    assert len(subs) == 1 and subs[0].status == SubmissionStatus.ACCEPTED
+    assert ferdie.journal()[("task", str(task.task_id))] == "submitted"
+    assert PAYS - 10**9 < free(devnet.url, "Ferdie") - before < PAYS
+
+
+def test_config_errors_stop_start_up_with_the_key_path(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("role: annotator\nkey: {dev: Bob}\nstate_dir: s\npolicy: {max_concurrent: 0}\n")
+    out = subprocess.run([CLI, "agent", "run", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "policy.max_concurrent" in out.stderr
+    bad.write_text("role: annotator\nkey: {dev: Bob}\nstate_dir: s\nsandbox: {timeout: 5}\n")
+    out = subprocess.run([CLI, "agent", "check", str(bad)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "sandbox.timeout" in out.stderr and "Extra inputs" in out.stderr
