@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.commands import account, agent, devnet, result, sandbox, storage, task
+from agents.commands import account, agent, devnet, result, review, sandbox, storage, task
 from decentralml_core import logs
 
-COMMANDS = [devnet, task, result, account, storage, sandbox, agent]
+COMMANDS = [devnet, task, result, account, storage, sandbox, agent, review]
 LEVELS = ["debug", "info", "warning", "error"]
 
 
@@ -24,7 +24,8 @@ def _common() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="decentralml", description="DecentralML agents and local devnet.")
     parser.add_argument("--log-level", default="info", choices=LEVELS)
-    parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
+    parser.add_argument("--log-json", action="store_true", help="JSON log lines even on a terminal "
+                        "(the default when stderr is not one)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
     for module in COMMANDS:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level, json=args.log_json)
+    logs.configure(args.log_level, json=args.log_json or not sys.stderr.isatty())
     return args.run(args)
 
 

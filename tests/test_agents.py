@@ -7,15 +7,18 @@ the agents' journals until the market settles — then stops every agent with SI
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from devnet_process import free_port
 from substrateinterface import Keypair
 
 from agents.journal import Journal
@@ -230,3 +233,34 @@ def test_config_errors_stop_start_up_with_the_key_path(tmp_path):
     bad.write_text("role: annotator\nkey: {dev: Bob}\nstate_dir: s\nsandbox: {timeout: 5}\n")
     out = subprocess.run([CLI, "agent", "check", str(bad)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "sandbox.timeout" in out.stderr and "Extra inputs" in out.stderr
+
+
+def test_review_queue_metrics_and_status(devnet, market_setup, tmp_path):
+    assets, creator, worker = market_setup
+    boss = creator([task_decl("review", assets(), strategy="ManualAccept")], metrics_port=free_port())
+    worker("Dave")
+    task, subs = asyncio.run(settle(devnet.url, "review", lambda t, s: s and s[0].status == "PendingValidation"))
+    sid = subs[0].submission_id
+    deadline = time.monotonic() + 20
+    while boss.journal().get(("submission", str(sid))) != "review":
+        assert time.monotonic() < deadline, boss.journal()
+        time.sleep(0.2)
+    listed = json.loads(subprocess.run([CLI, "review", "list", "--config", str(boss.path), "--json"],
+                                       capture_output=True, text=True, timeout=60).stdout)
+    assert [r["submission_id"] for r in listed] == [sid]
+    out = subprocess.run([CLI, "review", "accept", str(sid), "--config", str(boss.path), "--json"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout) == {"accepted": [sid]}, out.stderr
+    asyncio.run(settle(devnet.url, "review", decided(1)))
+    while boss.journal().get(("submission", str(sid))) != "paid":  # the agent notices on its next sweep
+        assert time.monotonic() < deadline + 20
+        time.sleep(0.2)
+    port = yaml.safe_load(boss.path.read_text())["metrics_port"]
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert 'decentralml_tasks_published_total{role="creator"} 1' in metrics
+    assert 'decentralml_results_seen_total{role="creator"} 1' in metrics
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
+    assert health["ok"] is True and health["role"] == "creator"
+    status = json.loads(subprocess.run([CLI, "status", str(boss.state), "--json"], capture_output=True, text=True,
+                                       timeout=60).stdout)
+    assert {"kind": "submission", "step": "paid"}.items() <= next(r for r in status if r["kind"] == "submission").items()
