@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/devnet_throughput.py
 	$(PY) bench/submit_pipeline.py
+	$(PY) bench/farm.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -77,30 +77,35 @@ class CreatorAgent:
         self.keypair = config.key.load()
         self.declared = {t.name: t for t in config.tasks}
         self.validators = {t.name: load_validator(t.validator) for t in config.tasks if t.validator}
+        self._tasks: dict[int, Task] = {}  # a task's terms do not change; its status is read when it matters
+        self._validating: dict[int, asyncio.Task] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("creator_started", creator=self.keypair.ss58_address, tasks=len(self.declared))
-        for declared in self.config.tasks:
-            await self.publish(declared)
+        await asyncio.gather(*[self.publish(declared) for declared in self.config.tasks])  # pipelined
         since = self.journal.meta("checkpoint") or [await self.client.block_number() + 1, -1]
         events = self.client.events(Checkpoint(*since))
         next_event = asyncio.ensure_future(anext(events))
         stopped = asyncio.ensure_future(stop.wait())
+        last_sweep = 0.0
         try:
             while not stop.is_set():
-                await self.sweep()
+                if time.monotonic() - last_sweep >= SWEEP_S:
+                    await self.sweep()
+                    last_sweep = time.monotonic()
                 done, _ = await asyncio.wait({next_event, stopped}, timeout=SWEEP_S,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if next_event in done:
                     event = next_event.result()
                     self.metrics.set("chain_block", event.block_number)
                     if event.pallet == "DecentralMLModule" and event.name == "TaskResultSubmitted":
-                        await self.validate(event.attributes["submission_id"])
+                        self.start_validation(event.attributes["submission_id"])
                     self.journal.set_meta("checkpoint", [event.block_number, event.index])
                     next_event = asyncio.ensure_future(anext(events))
         finally:
             stopped.cancel()
             await close_stream(next_event, events)
+            await asyncio.gather(*self._validating.values(), return_exceptions=True)  # finish decisions in flight
             log.info("creator_stopped", creator=self.keypair.ss58_address)
 
     # -- publishing, exactly once ---------------------------------------------------------------------
@@ -136,16 +141,41 @@ class CreatorAgent:
     # -- the periodic sweep: catch-up, upstream nodes (no result events), timers, expiry --------------
     async def sweep(self) -> None:
         now = await self.client.block_number()
-        for entry in self.journal.entries("published", steps=("published",)):
-            task = await self.market.task(entry.data["task_id"])
+        published = self.journal.entries("published", steps=("published",))
+        if not published:
+            return
+        by_task: dict[int, list[Submission]] = {}
+        for submission in await self.market.submissions():
+            by_task.setdefault(submission.task_id, []).append(submission)
+        for entry in published:
+            task = await self.task(entry.data["task_id"])
             if task is None:
                 continue
-            for submission in await self.market.submissions(task.task_id):
-                if submission.status == SubmissionStatus.PENDING_VALIDATION or \
-                        self.journal.get("submission", submission.submission_id) is not None:
-                    await self.validate(submission.submission_id, task, submission)
-            if now > task.expiration_block and task.status != TaskStatus.COMPLETED:
-                await self.close(entry.id, task)
+            for submission in by_task.get(task.task_id, []):
+                journaled = self.journal.get("submission", submission.submission_id)
+                if submission.status == SubmissionStatus.PENDING_VALIDATION or (
+                        journaled is not None and journaled.step not in ("paid", "rejected")):
+                    self.start_validation(submission.submission_id, task, submission)
+            if now > task.expiration_block:
+                current = await self.market.task(task.task_id)
+                if current is not None and current.status != TaskStatus.COMPLETED:
+                    await self.close(entry.id, current)
+
+    async def task(self, task_id: int) -> Task | None:
+        if task_id not in self._tasks:
+            task = await self.market.task(task_id)
+            if task is None:
+                return None
+            self._tasks[task_id] = task
+        return self._tasks[task_id]
+
+    def start_validation(self, sid: int, task: Task | None = None, submission: Submission | None = None) -> None:
+        """Validate in the background (decisions pipeline on chain); one validation per submission at a time."""
+        if sid in self._validating:
+            return
+        job = asyncio.create_task(self.validate(sid, task, submission))
+        self._validating[sid] = job
+        job.add_done_callback(lambda _: self._validating.pop(sid, None))
 
     async def close(self, name: str, task: Task) -> None:
         if not self.market.capabilities.verdict_calls:
@@ -169,7 +199,7 @@ class CreatorAgent:
         if entry is not None and entry.step in ("paid", "rejected"):
             return
         submission = submission or await self.market.submission(sid)
-        task = task or await self.market.task(submission.task_id)
+        task = task or await self.task(submission.task_id)
         if task is None or task.creator != self.keypair.ss58_address:
             return
         if submission.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # decided before a crash

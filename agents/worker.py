@@ -41,6 +41,8 @@ class WorkerAgent:
         self.running: set[asyncio.Task] = set()
         self.work_root = config.state_dir / "work"
         self.stopping = False
+        self._tasks: dict[int, Task] = {}  # a task's terms do not change once created
+        self._fresh: set[int] = set()  # claims this process is about to send: nothing on chain yet to check
 
     # -- the loop ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -50,9 +52,10 @@ class WorkerAgent:
                 self._spawn(int(entry.id))
         since = self.journal.meta("checkpoint")
         if since is None:  # first start: open tasks now, then everything new
+            now = await self.client.block_number()
             for task_id in await self.market.open_task_ids():
-                await self.consider(task_id)
-            since = [await self.client.block_number() + 1, -1]
+                await self.consider(task_id, now)
+            since = [now + 1, -1]
             self.journal.set_meta("checkpoint", since)
         events = self.client.events(Checkpoint(*since))
         waiter = asyncio.ensure_future(stop.wait())
@@ -67,7 +70,7 @@ class WorkerAgent:
                 self.metrics.set("chain_block", event.block_number)
                 if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
                     self.metrics.inc("tasks_seen")
-                    await self.consider(event.attributes["taskid"])
+                    await self.consider(event.attributes["taskid"], event.block_number)
                 self.journal.set_meta("checkpoint", [event.block_number, event.index])
         finally:
             waiter.cancel()
@@ -106,18 +109,27 @@ class WorkerAgent:
             return f"storage {storage} not in policy"
         return None
 
-    async def consider(self, task_id: int) -> None:
+    async def task(self, task_id: int) -> Task | None:
+        if task_id not in self._tasks:
+            task = await self.market.task(task_id)
+            if task is None:
+                return None
+            self._tasks[task_id] = task
+        return self._tasks[task_id]
+
+    async def consider(self, task_id: int, now: int) -> None:
         if self.stopping or self.journal.get(KIND, task_id) is not None:
             return
-        task = await self.market.task(task_id)
+        task = await self.task(task_id)
         if task is None:
             return
-        reason = self.refusal(task, await self.client.block_number())
+        reason = self.refusal(task, now)
         if reason is not None:
             self.journal.set(KIND, task_id, "skipped", reason=reason)
             log.info("task_skipped", task_id=task_id, reason=reason)
             return
         self.journal.set(KIND, task_id, "claiming")
+        self._fresh.add(task_id)
         self._spawn(task_id)
 
     # -- one task, step by step ------------------------------------------------------------------------
@@ -137,7 +149,16 @@ class WorkerAgent:
                 log.error("task_failed", task_id=task_id, error=str(exc), error_type=type(exc).__name__)
 
     async def _claiming(self, task_id: int, data: dict) -> None:
-        existing = await self._my_submission(task_id)  # a claim sent before a crash counts
+        # a claim journaled by an earlier run may have reached the chain before a crash: it counts
+        existing = None if task_id in self._fresh else await self._my_submission(task_id)
+        self._fresh.discard(task_id)
+        task = await self.task(task_id)
+        taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
+        if existing is None and task is not None and (taken or 0) >= task.max_assignments:
+            self.journal.set(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
+            self.metrics.inc("tasks_lost")
+            log.info("task_lost", task_id=task_id, reason="all assignments taken")
+            return
         if existing is None:
             try:
                 existing, _ = await self.market.assign_task(self.keypair, task_id)
@@ -153,7 +174,7 @@ class WorkerAgent:
         log.info("task_claimed", task_id=task_id, submission_id=existing)
 
     async def _claimed(self, task_id: int, data: dict) -> None:
-        task = await self.market.task(task_id)
+        task = await self.task(task_id)
         folder = work.work_dir(self.work_root, task_id, data["submission_id"])
         if not folder.exists():  # get_folder only ever leaves a complete folder there
             store = open_store(str(task.annotation_files_storage_type or "IPFS"), self.config.storage.config())
@@ -165,7 +186,7 @@ class WorkerAgent:
     async def _fetched(self, task_id: int, data: dict) -> None:
         folder = Path(data["folder"])
         shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
-        task = await self.market.task(task_id)
+        task = await self.task(task_id)
         _, script = work.assets_of(task) or (None, work.SCRIPT)
         report = await run_task_script(folder, script, self.config.sandbox.limits(),
                                        self.config.sandbox.allow_unsandboxed)
@@ -178,7 +199,7 @@ class WorkerAgent:
         self.journal.set(KIND, task_id, "ran", outputs=report.outputs)
 
     async def _ran(self, task_id: int, data: dict) -> None:
-        task = await self.market.task(task_id)
+        task = await self.task(task_id)
         storage = str(task.annotation_files_storage_type or "IPFS")
         ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
                                          Path(data["folder"]) / "outputs")
