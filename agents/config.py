@@ -74,11 +74,12 @@ class SandboxSection(Strict):
     max_file_mb: int = Field(SandboxLimits.max_file_mb, gt=0)
     max_output_mb: int = Field(SandboxLimits.max_output_mb, gt=0)
     allow_unsandboxed: bool = False
+    share_python: bool = Field(False, description="scripts may run the agent's python3 and its packages (numpy)")
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(timeout_s=self.timeout_s, cpu_s=self.cpu_s, memory_mb=self.memory_mb,
                              max_procs=self.max_procs, max_file_mb=self.max_file_mb,
-                             max_output_mb=self.max_output_mb)
+                             max_output_mb=self.max_output_mb, share_python=self.share_python)
 
 
 class WorkerPolicy(Strict):
@@ -93,6 +94,7 @@ class WorkerPolicy(Strict):
 
 class PublishedTask(Strict):
     name: str = Field(..., min_length=1, max_length=64)
+    task_type: TaskType = TaskType.DATA_ANNOTATORS
     assets: Path
     question: str
     pays: int = Field(..., gt=0)

@@ -121,14 +121,23 @@ class CreatorAgent:
                 if task.creator == self.keypair.ss58_address and task.annotation_json == annotation_json:
                     return self._published(declared, task.task_id)
         self.journal.set("published", declared.name, "publishing", assets=assets.ref)
-        spec = TaskSpec(task_type=TaskType.DATA_ANNOTATORS, question=declared.question, pays_amount=declared.pays,
-                        expiration_block=await self.client.block_number() + declared.expires_in,
-                        max_assignments=declared.max_assignments, validation_strategy=declared.strategy,
-                        annotation_type=declared.annotation_type,
-                        annotation_media_samples=assets.annotation_media_samples,
-                        annotation_files=assets.annotation_files, annotation_class_labels=declared.class_labels,
-                        annotation_json=annotation_json, annotation_files_storage_type=declared.storage_type,
-                        annotation_files_storage_credentials="")
+        common = dict(task_type=declared.task_type, question=declared.question, pays_amount=declared.pays,
+                      expiration_block=await self.client.block_number() + declared.expires_in,
+                      max_assignments=declared.max_assignments, validation_strategy=declared.strategy,
+                      annotation_json=annotation_json)
+        if declared.task_type == TaskType.MODEL_ENGINEER:
+            spec = TaskSpec(**common, model_engineer_path=assets.ref, model_engineer_storage_type=declared.storage_type,
+                            model_engineer_storage_credentials="")
+        elif declared.task_type == TaskType.MODEL_CONTRIBUTOR:
+            spec = TaskSpec(**common, model_contributor_script_path=assets.ref,
+                            model_contributor_script_storage_type=declared.storage_type,
+                            model_contributor_script_storage_credentials="")
+        else:
+            spec = TaskSpec(**common, annotation_type=declared.annotation_type,
+                            annotation_media_samples=assets.annotation_media_samples,
+                            annotation_files=assets.annotation_files, annotation_class_labels=declared.class_labels,
+                            annotation_files_storage_type=declared.storage_type,
+                            annotation_files_storage_credentials="")
         task_id, _ = await self.market.create_task(self.keypair, spec)
         return self._published(declared, task_id)
 

@@ -103,9 +103,8 @@ class WorkerAgent:
             labels = {label.strip() for label in (task.annotation_class_labels or "").split(",") if label.strip()}
             if not labels <= set(policy.class_labels):
                 return f"labels {sorted(labels - set(policy.class_labels))} not in policy"
-        storage = task.annotation_files_storage_type or task.model_engineer_storage_type or \
-            task.model_contributor_script_storage_type
-        if storage is not None and storage not in policy.storage_types:
+        storage = work.storage_of(task)
+        if storage not in policy.storage_types:
             return f"storage {storage} not in policy"
         return None
 
@@ -177,7 +176,7 @@ class WorkerAgent:
         task = await self.task(task_id)
         folder = work.work_dir(self.work_root, task_id, data["submission_id"])
         if not folder.exists():  # get_folder only ever leaves a complete folder there
-            store = open_store(str(task.annotation_files_storage_type or "IPFS"), self.config.storage.config())
+            store = open_store(work.storage_of(task), self.config.storage.config())
             limit = self.config.policy.max_asset_mb * 1024 * 1024
             await work.fetch_assets(store, task, folder, Limits(max_total=limit, max_file=limit))
         self.journal.set(KIND, task_id, "fetched", folder=str(folder))
@@ -200,7 +199,7 @@ class WorkerAgent:
 
     async def _ran(self, task_id: int, data: dict) -> None:
         task = await self.task(task_id)
-        storage = str(task.annotation_files_storage_type or "IPFS")
+        storage = work.storage_of(task)
         ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
                                          Path(data["folder"]) / "outputs")
         self.journal.set(KIND, task_id, "uploaded", result_path=ref, storage=storage)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import structlog
 
-from .chain.model import Task
+from .chain.model import StorageType, Task, TaskType
 from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
 from .storage.safety import safe_name, walk_folder
@@ -38,7 +38,7 @@ async def publish_assets(store: BlockStore, folder: str | Path, limits: Limits =
     folder = Path(folder)
     names = [name for name, _, _ in walk_folder(folder, limits.max_files, limits.max_total)]
     if SCRIPT not in names:
-        raise ValueError(f"{folder} has no {SCRIPT}: annotators would have nothing to run")
+        raise ValueError(f"{folder} has no {SCRIPT}: workers would have nothing to run")
     ref = await put_folder(store, folder, limits, progress)
     files = [n for n in names if n.startswith("annotation_files/")]
     samples = [n for n in names if n.startswith("annotation_samples/")]
@@ -46,7 +46,15 @@ async def publish_assets(store: BlockStore, folder: str | Path, limits: Limits =
 
 
 def assets_of(task: Task) -> tuple[str, str] | None:
-    """(folder reference, script name) from a task's ``annotation_json``, or None if it has none."""
+    """(folder reference, script name) of a task's assets, or None if it names none.
+
+    Data annotation: ``annotation_json``'s ``assets``; model engineering and model contribution: the
+    folder reference in ``model_engineer_path`` / ``model_contributor_script_path``.
+    """
+    path = {TaskType.MODEL_ENGINEER: task.model_engineer_path,
+            TaskType.MODEL_CONTRIBUTOR: task.model_contributor_script_path}.get(task.task_type)
+    if path:
+        return (path, SCRIPT) if path.startswith("bafk") else None
     try:
         info = json.loads(task.annotation_json or "")
     except ValueError:
@@ -54,6 +62,14 @@ def assets_of(task: Task) -> tuple[str, str] | None:
     if not isinstance(info, dict) or not isinstance(info.get("assets"), str):
         return None
     return info["assets"], safe_name(str(info.get("script") or SCRIPT))
+
+
+def storage_of(task: Task) -> str:
+    """The StorageType a task's assets live in (the pallet keeps one field per task type)."""
+    kind = {TaskType.MODEL_ENGINEER: task.model_engineer_storage_type,
+            TaskType.MODEL_CONTRIBUTOR: task.model_contributor_script_storage_type}.get(
+        task.task_type, task.annotation_files_storage_type)
+    return str(kind or StorageType.IPFS)
 
 
 def work_dir(root: str | Path, task_id: int, submission_id: int) -> Path:

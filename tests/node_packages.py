@@ -1,5 +1,9 @@
-"""npm packages for tests, installed once per package.json into a cache (no lockfile: it would record
-the registry's address). Used by the @polkadot/api and IPFS tests."""
+"""npm packages for tests, installed once per package.json (and package-lock.json) into a cache.
+
+Used by the @polkadot/api and IPFS tests. A folder with a ``package-lock.json`` is installed with
+``npm ci``, exactly as locked; the lockfile must not name a registry, so write it with
+``npm install --package-lock-only --ignore-scripts --omit-lockfile-registry-resolved`` (no
+``resolved`` URLs; the integrity hashes stay). A folder without one is resolved afresh from package.json."""
 
 from __future__ import annotations
 
@@ -15,16 +19,19 @@ needs_node = pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm"
 
 
 def installed(source: Path, *scripts: str) -> Path:
-    """A directory with ``source/package.json``'s node_modules and the named scripts copied in."""
-    manifest = (source / "package.json").read_bytes()
+    """A directory with ``source``'s packages in node_modules and the named scripts copied in."""
+    manifests = {name: (source / name).read_bytes() for name in ("package.json", "package-lock.json")
+                 if (source / name).is_file()}
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "decentralml-tests"
-    target = cache / f"{source.name}-{hashlib.sha256(manifest).hexdigest()[:16]}"
+    target = cache / f"{source.name}-{hashlib.sha256(b''.join(manifests.values())).hexdigest()[:16]}"
     if not (target / "node_modules").is_dir():
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        (staging / "package.json").write_bytes(manifest)
-        install = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts", "--no-package-lock"],
+        for name, data in manifests.items():
+            (staging / name).write_bytes(data)
+        npm = ["npm", "ci"] if "package-lock.json" in manifests else ["npm", "install", "--no-package-lock"]
+        install = subprocess.run([*npm, "--no-audit", "--no-fund", "--ignore-scripts"],
                                  cwd=staging, capture_output=True, text=True, timeout=600)
         assert install.returncode == 0, f"npm install failed:\n{install.stderr[-2000:]}"
         shutil.rmtree(target, ignore_errors=True)

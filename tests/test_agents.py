@@ -264,3 +264,27 @@ def test_review_queue_metrics_and_status(devnet, market_setup, tmp_path):
     status = json.loads(subprocess.run([CLI, "status", str(boss.state), "--json"], capture_output=True, text=True,
                                        timeout=60).stdout)
     assert {"kind": "submission", "step": "paid"}.items() <= next(r for r in status if r["kind"] == "submission").items()
+
+
+@pytest.mark.parametrize("role,task_type,assets_dir,key,expected", [
+    ("engineer", "ModelEngineer", "model_engineer", "Eve", "model_int8.json"),
+    ("contributor", "ModelContributor", "model_contributor", "Ferdie", "model.npz"),
+])
+def test_model_roles_run_their_example_tasks(devnet, market_setup, tmp_path, role, task_type, assets_dir, key,
+                                             expected):
+    from decentralml_core.storage import LocalStore, get_folder
+
+    _, creator, _ = market_setup
+    store = str(tmp_path / "store")
+    creator([task_decl(f"{role}-task", Path(__file__).parents[1] / "assets" / assets_dir, task_type=task_type)])
+    agent = Agent(tmp_path, role, {"role": role, "node": devnet.url, "key": {"dev": key}, "storage": {"root": store},
+                                   "policy": {"min_blocks_left": 0}, "sandbox": {"timeout_s": 60, "share_python": True}})
+    agent.start().wait_ready()
+    try:
+        task, subs = asyncio.run(settle(devnet.url, f"{role}-task", decided(1), timeout=90))
+        assert subs[0].status == SubmissionStatus.ACCEPTED and task.task_type == task_type
+        result = asyncio.run(get_folder(LocalStore(store), subs[0].result_path, tmp_path / "result"))
+        assert sorted(p.name for p in result.iterdir()) == sorted(["metrics.json", expected])
+        assert json.loads((result / "metrics.json").read_text())
+    finally:
+        assert agent.stop() == 0

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 from aiohttp import ClientSession, WSCloseCode, WSMsgType
+from substrateinterface import SubstrateInterface
+
+from decentralml_core.devnet.codec import compact_bytes
+from decentralml_core.devnet.server import FINALITY_LAG
 
 pytestmark = pytest.mark.asyncio
 
@@ -101,3 +107,64 @@ async def test_subscriptions_send_current_value_then_unsubscribe(devnet):
         note = json.loads((await ws.receive(timeout=10)).data)
         assert note["params"]["subscription"] == version_sub["result"]
         assert note["params"]["result"]["specVersion"] == 100
+
+
+async def test_metadata_runtime_api_v2(devnet):
+    """What @polkadot/api asks first: the metadata versions, then V14 by version, at any block."""
+    async with ClientSession() as s, s.ws_connect(devnet.url) as ws:
+        apis = dict((await rpc(ws, "state_getRuntimeVersion"))["result"]["apis"])
+        assert apis["0x37e397fc7c91f5e4"] == 2
+        meta = bytes.fromhex((await rpc(ws, "state_getMetadata"))["result"][2:])
+        genesis = (await rpc(ws, "chain_getBlockHash", [0]))["result"]
+        opaque = "0x" + (compact_bytes(len(meta)) + meta).hex()
+
+        async def call(method, data, *at):
+            return await rpc(ws, "state_call", [method, data, *at])
+
+        assert (await call("Metadata_metadata_versions", "0x"))["result"] == "0x040e000000"  # Vec<u32> [14]
+        assert (await call("Metadata_metadata_at_version", "0x0e000000", genesis))["result"] == "0x01" + opaque[2:]
+        assert (await call("Metadata_metadata_at_version", "0x0f000000"))["result"] == "0x00"  # None
+        assert (await call("Metadata_metadata", "0x", genesis))["result"] == opaque
+        assert (await call("Metadata_metadata_at_version", "0x0e"))["error"]["code"] == -32602
+        assert (await call("Metadata_metadata_versions", "0x", "0x" + "11" * 32))["error"]["code"] == 4003
+
+
+async def test_transaction_payment_api_quotes_the_fee_charged(devnet, keys):
+    si = SubstrateInterface(url=devnet.url)
+    call = si.compose_call("Balances", "transfer_keep_alive", {"dest": keys["bob"].ss58_address, "value": 10**6})
+    quote = si.get_payment_info(call, keys["charlie"])  # state_call TransactionPaymentApi_query_info
+    assert quote["class"] == "Normal" and quote["weight"]["ref_time"] > 0
+    xt = si.create_signed_extrinsic(call, keypair=keys["charlie"])
+    async with ClientSession() as s, s.ws_connect(devnet.url) as ws:
+        info = (await rpc(ws, "payment_queryInfo", [str(xt.data)]))["result"]
+        assert int(info["partialFee"]) == quote["partialFee"]
+        truncated = await rpc(ws, "state_call", ["TransactionPaymentApi_query_info", str(xt.data)])  # no u32 length
+        assert truncated["error"]["code"] == -32602
+    assert si.submit_extrinsic(xt, wait_for_inclusion=True).total_fee_amount == quote["partialFee"]
+    si.close()
+
+
+async def test_watched_extrinsic_is_finalized_a_moment_after_in_block(devnet, keys):
+    """`finalized` trails `inBlock` by FINALITY_LAG (or never comes once unwatched)."""
+    si = SubstrateInterface(url=devnet.url)
+    nonce = si.get_account_nonce(keys["dave"].ss58_address)
+    remarks = [str(si.create_signed_extrinsic(si.compose_call("System", "remark", {"remark": f"0x0{i}"}),
+                                              keypair=keys["dave"], nonce=nonce + i).data) for i in range(2)]
+    si.close()
+    async with ClientSession() as s, s.ws_connect(devnet.url) as ws:
+        sub = (await rpc(ws, "author_submitAndWatchExtrinsic", [remarks[0]]))["result"]
+        updates, times = [], []
+        while len(updates) < 3:
+            note = json.loads((await ws.receive(timeout=10)).data)
+            assert note["params"]["subscription"] == sub
+            updates.append(note["params"]["result"])
+            times.append(time.monotonic())
+        assert updates[0] == "ready" and updates[1]["inBlock"] == updates[2]["finalized"]
+        assert times[2] - times[1] >= FINALITY_LAG * 0.9
+
+        sub = (await rpc(ws, "author_submitAndWatchExtrinsic", [remarks[1]], req_id=2))["result"]
+        assert json.loads((await ws.receive(timeout=10)).data)["params"]["result"] == "ready"
+        assert "inBlock" in json.loads((await ws.receive(timeout=10)).data)["params"]["result"]
+        assert (await rpc(ws, "author_unwatchExtrinsic", [sub], req_id=3))["result"] is True
+        with pytest.raises(asyncio.TimeoutError):
+            await ws.receive(timeout=FINALITY_LAG * 2)

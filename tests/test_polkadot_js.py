@@ -1,12 +1,14 @@
-"""@polkadot/api 16.5 against a real devnet: connect, decorate metadata, read storage, sign, submit.
+"""@polkadot/api 16.5 against a real devnet: connect, decorate metadata, read storage, call runtime APIs,
+follow heads, sign and submit.
 
-npm installs the client once into a cache keyed by ``tests/js/package.json``; the test then runs
-``tests/js/polkadot_check.mjs``.
+npm installs the locked client once into a cache keyed by ``tests/js/package.json`` and its lockfile; the
+test then runs ``tests/js/polkadot_check.mjs`` and checks what it saw against substrate-interface.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from node_packages import installed, needs_node
 from substrateinterface import SubstrateInterface
 
 JS = Path(__file__).parent / "js"
-pytestmark = [pytest.mark.node, needs_node]
+AMOUNT = 12_345_678  # what polkadot_check.mjs transfers from Alice to Bob
+STEPS = ["connect", "storage", "runtimeCalls", "newHead", "finalizedHead", "transfer", "failedCall"]
 
 
 @pytest.fixture(scope="module")
@@ -23,22 +26,55 @@ def polkadot_js() -> Path:
     return installed(JS, "polkadot_check.mjs")
 
 
+def account(si: SubstrateInterface, who) -> dict:
+    return si.query("System", "Account", [who.ss58_address]).value
+
+
+@pytest.mark.node
+@needs_node
 def test_polkadot_api_connects_reads_and_submits(devnet, polkadot_js, keys):
     si = SubstrateInterface(url=devnet.url)
-    bob_before = si.query("System", "Account", [keys["bob"].ss58_address]).value["data"]["free"]
+    alice, bob = account(si, keys["alice"]), account(si, keys["bob"])
+    best = si.get_block_number(si.get_chain_head())
     run = subprocess.run(["node", "polkadot_check.mjs", devnet.url], cwd=polkadot_js, capture_output=True,
                          text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
-    assert out["chain"] == "Development"
-    assert out["genesis"] == si.get_block_hash(0)
-    assert (out["specName"], out["specVersion"], out["ss58"], out["decimals"]) == ("node-template", 100, 42, 12)
-    assert int(out["aliceFree"]) > 0 and isinstance(out["taskCount"], int) and isinstance(out["openTasks"], list)
-    assert out["calls"] == ["acceptTaskResult", "assignTask", "closeTask", "createTask", "rejectTaskResult",
-                            "sendTaskResult"]
-    assert out["transfer"]["events"][-1] == "system.ExtrinsicSuccess"
-    assert "balances.Transfer" in out["transfer"]["events"]
-    assert out["assignError"]["error"] == "decentralMLModule.TaskNotFound"
-    bob_after = si.query("System", "Account", [keys["bob"].ss58_address]).value["data"]["free"]
-    assert bob_after == bob_before + 12_345_678 - int(out["assignError"]["fee"])  # Bob paid for his failed call
+    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-3000:]}"
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert [line["step"] for line in lines[:-1]] == STEPS
+    out = lines[-1]
+
+    assert out["connect"] == {"chain": "Development", "genesis": si.get_block_hash(0), "specName": "node-template",
+                              "specVersion": 100, "metadataVersion": 14, "ss58": 42, "decimals": 12}
+    storage = out["storage"]
+    assert int(storage["aliceFree"]) == alice["data"]["free"] > 0
+    assert storage["taskCount"] == si.query("DecentralMLModule", "TaskCount").value
+    assert isinstance(storage["taskCount"], int) and isinstance(storage["openTasks"], list)
+    assert storage["calls"] == ["acceptTaskResult", "assignTask", "closeTask", "createTask", "rejectTaskResult",
+                                "sendTaskResult"]
+    calls = out["runtimeCalls"]
+    assert calls["metadataVersions"] == [14] and calls["aliceNonce"] == alice["nonce"]
+    assert out["newHead"] == out["finalizedHead"] == best
+
+    transfer = out["transfer"]
+    assert transfer["events"] == ["balances.Withdraw", "balances.Transfer", "transactionPayment.TransactionFeePaid",
+                                  "system.ExtrinsicSuccess"]
+    assert transfer["error"] is None and transfer["fee"] == calls["transferFee"]  # quoted fee == fee charged
+    assert transfer["inBlock"] == transfer["finalized"]  # the isInBlock status reached the callback too
+    assert si.get_block_number(transfer["inBlock"]) == best + 1
+    failed = out["failedCall"]
+    assert failed["error"] == "decentralMLModule.TaskNotFound" and failed["events"][-1] == "system.ExtrinsicFailed"
+
+    assert account(si, keys["alice"])["data"]["free"] == alice["data"]["free"] - AMOUNT - int(transfer["fee"])
+    bob_after = account(si, keys["bob"])["data"]["free"]
+    assert bob_after == bob["data"]["free"] + AMOUNT - int(failed["fee"])  # Bob paid for his failed call
     si.close()
+
+
+def test_lockfile_names_no_registry():
+    lock = (JS / "package-lock.json").read_text()
+    assert '"resolved"' not in lock, "regenerate with --omit-lockfile-registry-resolved (see node_packages.py)"
+    hosts = set(re.findall(r"https?://([^/\"]+)", lock))
+    assert not {h for h in hosts if "npm" in h or "yarn" in h or "registry" in h}, hosts
+    locked = json.loads(lock)["packages"]
+    assert locked["node_modules/@polkadot/api"]["version"] == json.loads((JS / "package.json").read_text())[
+        "dependencies"]["@polkadot/api"]

@@ -31,10 +31,12 @@ MAX_OPEN_TASKS = 10_000_000
 MAX_SUBMISSIONS_PER_WORKER = 10_000_000
 MAX_SUBMISSION_IDS = 10_000
 
+METADATA_VERSION = 14  # the only metadata version published (_encode_metadata builds V14)
+
 # Runtime APIs as (blake2_64 name hash, version), as a polkadot-v1.0.0 node-template lists them.
 RUNTIME_APIS = [
     ("0xdf6acb689907609b", 4),  # Core
-    ("0x37e397fc7c91f5e4", 1),  # Metadata (v1: state_getMetadata only)
+    ("0x37e397fc7c91f5e4", 2),  # Metadata (v2: metadata_versions / metadata_at_version; V14 only)
     ("0x40fe3ad401f8959a", 6),  # BlockBuilder
     ("0xd2bc9897eed08f15", 3),  # TaggedTransactionQueue
     ("0xbc9d89904f5b923f", 1),  # AccountNonceApi

@@ -15,6 +15,7 @@ from .chain import Chain
 from .codec import CodecError, compact_bytes, decode_compact
 from .executive import BASE_WEIGHT, CALL_WEIGHT, InvalidTransaction
 from .metadata import (
+    METADATA_VERSION,
     RUNTIME_APIS,
     SPEC_NAME,
     SPEC_VERSION,
@@ -29,6 +30,7 @@ INVALID_PARAMS = -32602
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 UNKNOWN_BLOCK = 4003  # what a node answers for a hash it does not know
+METADATA_CALLS = ("Metadata_metadata", "Metadata_metadata_versions", "Metadata_metadata_at_version")
 
 
 class RpcError(Exception):
@@ -235,26 +237,38 @@ class Methods:
     def state_call(self, method: Any, data: Any = "0x", at: Any = None) -> str:
         raw = unhex(data, "call data")
         number = self._number(at)
+        if method in METADATA_CALLS:  # one runtime for the whole chain: the same answer at every block
+            return hexs(self._metadata_call(method, raw))
         if number != self.chain.best_number:
             raise RpcError(INVALID_PARAMS, "Invalid params", "runtime calls are answered at the best block only")
         if method == "AccountNonceApi_account_nonce":
             if len(raw) != 32:
                 raise RpcError(INVALID_PARAMS, "Invalid params", "AccountNonceApi takes an AccountId")
             return hexs(self.chain.executive.account_nonce(raw).to_bytes(4, "little"))
-        if method == "Metadata_metadata":
-            meta = self.chain.runtime.metadata_bytes
-            return hexs(compact_bytes(len(meta)) + meta)
-        if method == "TransactionPaymentApi_query_info":
+        if method == "TransactionPaymentApi_query_info":  # (uxt: length-prefixed extrinsic, len: u32)
             try:
                 length, off = decode_compact(raw, 0)
             except CodecError as exc:
                 raise RpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
-            xt = raw[off:off + length]
-            info = self._fee(xt)
+            if len(raw) != off + length + 4:
+                raise RpcError(INVALID_PARAMS, "Invalid params", "TransactionPaymentApi takes an extrinsic and a u32")
+            info = self._fee(raw[:off + length])
             t = self.chain.runtime.types
             body = self.chain.runtime.codec.encode(t.weight, {"ref_time": info[0], "proof_size": 0})
             return hexs(body + b"\x00" + info[1].to_bytes(16, "little"))
         raise RpcError(-32000, "Client error: Execution failed", f"runtime call {method} is not supported")
+
+    def _metadata_call(self, method: str, raw: bytes) -> bytes:
+        """Metadata runtime API v2, SCALE-encoded as a node answers it."""
+        meta = self.chain.runtime.metadata_bytes
+        opaque = compact_bytes(len(meta)) + meta  # OpaqueMetadata: a length-prefixed byte vector
+        if method == "Metadata_metadata":
+            return opaque
+        if method == "Metadata_metadata_versions":  # Vec<u32>
+            return compact_bytes(1) + METADATA_VERSION.to_bytes(4, "little")
+        if len(raw) != 4:  # Metadata_metadata_at_version(u32) -> Option<OpaqueMetadata>
+            raise RpcError(INVALID_PARAMS, "Invalid params", "Metadata_metadata_at_version takes a u32")
+        return b"\x01" + opaque if int.from_bytes(raw, "little") == METADATA_VERSION else b"\x00"
 
     def _fee(self, xt: bytes) -> tuple[int, int]:
         try:

@@ -26,6 +26,10 @@ log = structlog.get_logger("devnet")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # larger frames close the connection (1009); the server stays up
 MAX_BATCH = 1000
+# Blocks are final at once, yet a watched extrinsic's `finalized` update follows its `inBlock` update this
+# much later, as on a node where finality trails import: @polkadot/api drops an `inBlock` status whose
+# block and events it is still fetching when `finalized` arrives, so a callback waiting for isInBlock alone never fired.
+FINALITY_LAG = 0.25
 
 # subscribe method -> (notification method, kind); unsubscribe methods are listed apart
 SUBSCRIBE = {
@@ -83,18 +87,20 @@ class Node:
         self.watchers: dict[bytes, Subscription] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._finalizing: set[asyncio.Task] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._block_loop())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in [self._task, *self._finalizing]:
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     async def _block_loop(self) -> None:
         while True:
@@ -118,12 +124,16 @@ class Node:
     async def _announce(self, block: Block) -> None:
         head = header_json(block.header)
         block_hash = hexs(block.hash)
+        in_block = []
         for tx_hash in block.included:
             sub = self.watchers.pop(tx_hash, None)
             if sub is not None:
                 await sub.send({"inBlock": block_hash})
-                await sub.send({"finalized": block_hash})
-                sub.conn.subs.pop(sub.id, None)
+                in_block.append(sub)
+        if in_block:
+            task = asyncio.get_running_loop().create_task(self._finalized(in_block, block_hash))
+            self._finalizing.add(task)
+            task.add_done_callback(self._finalizing.discard)
         for tx_hash in block.dropped:
             sub = self.watchers.pop(tx_hash, None)
             if sub is not None:
@@ -138,6 +148,13 @@ class Node:
                                if sub.keys is None or k in sub.keys]
                     if changes:
                         await sub.send({"block": block_hash, "changes": changes})
+
+    async def _finalized(self, subs: list[Subscription], block_hash: str) -> None:
+        """The last update of watched extrinsics, FINALITY_LAG after `inBlock`, unless unwatched meanwhile."""
+        await asyncio.sleep(FINALITY_LAG)
+        for sub in subs:
+            if sub.conn.subs.pop(sub.id, None) is not None:
+                await sub.send({"finalized": block_hash})
 
     # -- requests -------------------------------------------------------------------------------
     async def handle_text(self, conn: Connection, text: str) -> Any:

@@ -16,6 +16,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,9 +67,16 @@ def bubblewrap_works() -> bool:
 
 
 def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits) -> list[str]:
+    path = "/usr/local/bin:/usr/bin:/bin"
+    shared: list[str] = []
+    if limits.share_python:
+        for prefix in dict.fromkeys((sys.base_prefix, sys.prefix)):
+            if not prefix.startswith("/usr"):
+                shared += ["--ro-bind", prefix, prefix]
+        path = f"{sys.prefix}/bin:{path}"
     argv = ["bwrap", "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
             "--uid", "65534", "--gid", "65534", "--cap-drop", "ALL", "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", INNER,
+            "--setenv", "PATH", path, "--setenv", "HOME", INNER,
             "--setenv", "LANG", "C.UTF-8", "--setenv", "TMPDIR", "/tmp",
             "--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64", "sbin"):
@@ -77,6 +85,7 @@ def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits) -> list[str]:
     for etc in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl/certs", "/etc/localtime"):
         if Path(etc).exists():
             argv += ["--ro-bind", etc, etc]
+    argv += shared
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
              "--bind", str(task_dir), INNER, "--chdir", INNER, "--remount-ro", "/", "--disable-userns",
              "sh", script]
