@@ -79,6 +79,7 @@ class CreatorAgent:
         self.validators = {t.name: load_validator(t.validator) for t in config.tasks if t.validator}
         self._tasks: dict[int, Task] = {}  # a task's terms do not change; its status is read when it matters
         self._validating: dict[int, asyncio.Task] = {}
+        self._paying_now: set[int] = set()  # payments this process started (others predate a restart)
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("creator_started", creator=self.keypair.ss58_address, tasks=len(self.declared))
@@ -221,6 +222,14 @@ class CreatorAgent:
             entry = self.journal.set("submission", sid, "seen", task_id=task.task_id, worker=submission.worker)
             self.metrics.inc("results_seen")
         strategy = task.validation_strategy
+        if entry.step == "paying" and not self.market.capabilities.verdict_calls and sid not in self._paying_now:
+            # an upstream node keeps no verdict: a payment may have left before the crash. Never pay twice.
+            self.journal.set("submission", sid, "check_payment")
+            log.error("payment_unknown_after_restart", submission_id=sid, worker=submission.worker,
+                      action="check the worker's transfers and decide with `decentralml review`")
+            return
+        if entry.step == "check_payment":
+            return
         try:
             if strategy == ValidationStrategy.AUTO_ACCEPT or entry.step == "paying":
                 await self.accept(task, submission)
@@ -261,11 +270,14 @@ class CreatorAgent:
     async def accept(self, task: Task, submission: Submission) -> None:
         sid = submission.submission_id
         self.journal.set("submission", sid, "paying")
+        self._paying_now.add(sid)
         try:
             await self.market.accept_task_result(self.keypair, sid)
         except DispatchFailed as exc:
             if exc.error != "AlreadyDecided":
                 raise
+        finally:
+            self._paying_now.discard(sid)
         self.journal.set("submission", sid, "paid", amount=task.pays_amount)
         self.metrics.inc("results_accepted")
         self.metrics.inc("amount_paid", task.pays_amount)

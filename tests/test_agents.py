@@ -288,3 +288,54 @@ def test_model_roles_run_their_example_tasks(devnet, market_setup, tmp_path, rol
         assert json.loads((result / "metrics.json").read_text())
     finally:
         assert agent.stop() == 0
+
+
+def test_restarts_at_the_money_steps_never_pay_or_submit_twice(devnet, market_setup):
+    """A crash right after the chain call but before the journal recorded it: the journal says
+    "paying" / "uploaded" although the chain already has the payment / the result."""
+    assets, creator, worker = market_setup
+    boss = creator([task_decl("twice", assets())])
+    bob = worker("Bob")
+    task, subs = asyncio.run(settle(devnet.url, "twice", decided(1)))
+    sid = subs[0].submission_id
+    deadline = time.monotonic() + 20
+    while boss.journal().get(("submission", str(sid))) != "paid":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert boss.stop() == 0 and bob.stop() == 0
+    for agent, kind, key, step in ((boss, "submission", sid, "paying"), (bob, "task", task.task_id, "uploaded")):
+        journal = Journal(agent.state / "journal.sqlite")
+        journal.set(kind, key, step)
+        journal.close()
+    paid_before = free(devnet.url, "Bob")
+    boss.start()
+    bob.start()
+    deadline = time.monotonic() + 30
+    while (boss.journal().get(("submission", str(sid))), bob.journal().get(("task", str(task.task_id)))) != \
+            ("paid", "submitted"):
+        assert time.monotonic() < deadline, (boss.journal(), bob.journal())
+        time.sleep(0.2)
+    _, subs = asyncio.run(settle(devnet.url, "twice", decided(1)))
+    assert len(subs) == 1 and subs[0].status == SubmissionStatus.ACCEPTED
+    assert free(devnet.url, "Bob") == paid_before  # neither paid again nor another submission fee
+
+
+def test_creator_closes_an_expired_task_and_reclaims_the_escrow(devnet, market_setup):
+    assets, creator, worker = market_setup
+    boss = creator([task_decl("expiring", assets(), max_assignments=3, expires_in=4)])
+    worker("Charlie")  # takes one of the three slots; the other two expire unused
+    task, subs = asyncio.run(settle(devnet.url, "expiring", decided(1)))
+
+    async def advance(blocks: int) -> None:  # instant seal: a block per extrinsic
+        async with await ChainClient.connect(devnet.url) as client:
+            for i in range(blocks):
+                await client.submit(Keypair.create_from_uri("//Ferdie"), "System", "remark", {"remark": f"0x0{i}"})
+
+    asyncio.run(advance(6))
+    deadline = time.monotonic() + 30
+    while boss.journal().get(("published", "expiring")) != "closed":
+        assert time.monotonic() < deadline, boss.journal()
+        time.sleep(0.3)
+    assert boss.entry("published", "expiring").data["refunded"] == 2 * PAYS
+    task, _ = asyncio.run(settle(devnet.url, "expiring", lambda t, s: True))
+    assert task.status == "Completed"
