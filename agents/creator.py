@@ -77,7 +77,6 @@ class CreatorAgent:
         self.keypair = config.key.load()
         self.declared = {t.name: t for t in config.tasks}
         self.validators = {t.name: load_validator(t.validator) for t in config.tasks if t.validator}
-        self._tasks: dict[int, Task] = {}  # a task's terms do not change; its status is read when it matters
         self._validating: dict[int, asyncio.Task] = {}
         self._paying_now: set[int] = set()  # payments this process started (others predate a restart)
 
@@ -158,7 +157,7 @@ class CreatorAgent:
         for submission in await self.market.submissions():
             by_task.setdefault(submission.task_id, []).append(submission)
         for entry in published:
-            task = await self.task(entry.data["task_id"])
+            task = await self.market.terms(entry.data["task_id"])
             if task is None:
                 continue
             for submission in by_task.get(task.task_id, []):
@@ -170,14 +169,6 @@ class CreatorAgent:
                 current = await self.market.task(task.task_id)
                 if current is not None and current.status != TaskStatus.COMPLETED:
                     await self.close(entry.id, current)
-
-    async def task(self, task_id: int) -> Task | None:
-        if task_id not in self._tasks:
-            task = await self.market.task(task_id)
-            if task is None:
-                return None
-            self._tasks[task_id] = task
-        return self._tasks[task_id]
 
     def start_validation(self, sid: int, task: Task | None = None, submission: Submission | None = None) -> None:
         """Validate in the background (decisions pipeline on chain); one validation per submission at a time."""
@@ -209,7 +200,7 @@ class CreatorAgent:
         if entry is not None and entry.step in ("paid", "rejected"):
             return
         submission = submission or await self.market.submission(sid)
-        task = task or await self.task(submission.task_id)
+        task = task or await self.market.terms(submission.task_id)
         if task is None or task.creator != self.keypair.ss58_address:
             return
         if submission.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # decided before a crash

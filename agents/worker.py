@@ -41,7 +41,6 @@ class WorkerAgent:
         self.running: set[asyncio.Task] = set()
         self.work_root = config.state_dir / "work"
         self.stopping = False
-        self._tasks: dict[int, Task] = {}  # a task's terms do not change once created
         self._fresh: set[int] = set()  # claims this process is about to send: nothing on chain yet to check
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -108,18 +107,10 @@ class WorkerAgent:
             return f"storage {storage} not in policy"
         return None
 
-    async def task(self, task_id: int) -> Task | None:
-        if task_id not in self._tasks:
-            task = await self.market.task(task_id)
-            if task is None:
-                return None
-            self._tasks[task_id] = task
-        return self._tasks[task_id]
-
     async def consider(self, task_id: int, now: int) -> None:
         if self.stopping or self.journal.get(KIND, task_id) is not None:
             return
-        task = await self.task(task_id)
+        task = await self.market.terms(task_id)
         if task is None:
             return
         reason = self.refusal(task, now)
@@ -151,7 +142,7 @@ class WorkerAgent:
         # a claim journaled by an earlier run may have reached the chain before a crash: it counts
         existing = None if task_id in self._fresh else await self._my_submission(task_id)
         self._fresh.discard(task_id)
-        task = await self.task(task_id)
+        task = await self.market.terms(task_id)
         taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
         if existing is None and task is not None and (taken or 0) >= task.max_assignments:
             self.journal.set(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
@@ -173,7 +164,7 @@ class WorkerAgent:
         log.info("task_claimed", task_id=task_id, submission_id=existing)
 
     async def _claimed(self, task_id: int, data: dict) -> None:
-        task = await self.task(task_id)
+        task = await self.market.terms(task_id)
         folder = work.work_dir(self.work_root, task_id, data["submission_id"])
         if not folder.exists():  # get_folder only ever leaves a complete folder there
             store = open_store(work.storage_of(task), self.config.storage.config())
@@ -185,7 +176,7 @@ class WorkerAgent:
     async def _fetched(self, task_id: int, data: dict) -> None:
         folder = Path(data["folder"])
         shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
-        task = await self.task(task_id)
+        task = await self.market.terms(task_id)
         _, script = work.assets_of(task) or (None, work.SCRIPT)
         report = await run_task_script(folder, script, self.config.sandbox.limits(),
                                        self.config.sandbox.allow_unsandboxed)
@@ -198,7 +189,7 @@ class WorkerAgent:
         self.journal.set(KIND, task_id, "ran", outputs=report.outputs)
 
     async def _ran(self, task_id: int, data: dict) -> None:
-        task = await self.task(task_id)
+        task = await self.market.terms(task_id)
         storage = work.storage_of(task)
         ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
                                          Path(data["folder"]) / "outputs")

@@ -51,6 +51,7 @@ class Market:
 
     def __init__(self, client: ChainClient) -> None:
         self.client = client
+        self._terms: dict[int, Task] = {}
         rt = client.runtime
         self.capabilities = Capabilities(all(rt.has_call(PALLET, c) for c in (
             "accept_task_result", "reject_task_result", "close_task")))
@@ -131,6 +132,15 @@ class Market:
     async def task(self, task_id: int) -> Task | None:
         value = await self.client.storage(PALLET, "Tasks", [task_id])
         return None if value is None else Task.from_chain(task_id, value)
+
+    async def terms(self, task_id: int) -> Task | None:
+        """The task as first read, cached: its terms never change (read ``task`` for its status)."""
+        if task_id not in self._terms:
+            task = await self.task(task_id)
+            if task is None:
+                return None
+            self._terms[task_id] = task
+        return self._terms[task_id]
 
     async def submission(self, submission_id: int) -> Submission | None:
         value = await self.client.storage(PALLET, "TaskResultSubmissions", [submission_id])
