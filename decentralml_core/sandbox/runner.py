@@ -85,10 +85,9 @@ def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits) -> list[str]:
     for etc in ("/etc/alternatives", "/etc/ld.so.cache", "/etc/ssl/certs", "/etc/localtime"):
         if Path(etc).exists():
             argv += ["--ro-bind", etc, etc]
-    argv += shared
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
-             "--bind", str(task_dir), INNER, "--chdir", INNER, "--remount-ro", "/", "--disable-userns",
-             "sh", script]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
+    argv += shared  # after /tmp's tmpfs, which would hide a Python that lives under /tmp
+    argv += ["--bind", str(task_dir), INNER, "--chdir", INNER, "--remount-ro", "/", "--disable-userns", "sh", script]
     return argv
 
 
