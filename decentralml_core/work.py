@@ -8,7 +8,6 @@ and a result's ``result_path`` the CID of the outputs folder.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,26 +81,6 @@ async def fetch_assets(store: BlockStore, task: Task, dest: Path, limits: Limits
     if found is None:
         raise ValueError(f"task {task.task_id} names no assets folder in its annotation_json")
     return await get_folder(store, found[0], dest, limits)
-
-
-async def run_script(folder: Path, script: str = SCRIPT, timeout: float = 3600.0) -> int:
-    """Run the task's script with ``sh`` in its folder (never trusting an exec bit); returns its status.
-
-    This is the plain runner; the sandboxed one (issue: reliability) replaces it for unattended agents.
-    """
-    path = folder / safe_name(script)
-    if not path.is_file() or path.is_symlink():
-        raise ValueError(f"{script} is not a file in {folder}")
-    proc = await asyncio.create_subprocess_exec("sh", safe_name(script), cwd=folder,
-                                                stdin=asyncio.subprocess.DEVNULL)
-    try:
-        status = await asyncio.wait_for(proc.wait(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    log.info("task_script_finished", folder=str(folder), script=script, status=status)
-    return status
 
 
 async def publish_outputs(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> str:

@@ -91,8 +91,9 @@ def test_assets_travel_from_creator_to_annotator_and_outputs_back(devnet, tmp_pa
     folder = Path(assigned["work_dir"])
     assert (folder / "annotation_files" / "file_1.jpg").read_bytes() == \
         (assets / "annotation_files" / "file_1.jpg").read_bytes()
-    ran = cli(devnet, "task", "run", str(created["task_id"]), "--work-dir", str(work))
-    assert ran.returncode == 0 and (folder / "outputs" / "file_1.jpg.size").read_text().strip() == "300000"
+    ran = js(devnet, "task", "run", str(created["task_id"]), "--work-dir", str(work))  # in the sandbox
+    assert (ran["status"], ran["outputs"], ran["isolation"]) == ("ok", ["file_1.jpg.size"], "bubblewrap")
+    assert (folder / "outputs" / "file_1.jpg.size").read_text().strip() == "300000"
     sent = js(devnet, "result", "send", str(assigned["submission_id"]), "--path", str(folder / "outputs"),
               "--store-root", annotator_store, "--dev-key", "charlie")
     assert sent["result_path"].startswith("bafkrei")

@@ -11,6 +11,7 @@ from pathlib import Path
 from decentralml_core import tasks, work
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
+from decentralml_core.sandbox import SandboxLimits, SandboxUnavailable, run_task_script
 
 from ._shared import (
     add_key_options,
@@ -83,11 +84,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     close.add_argument("task_id", type=int)
     close.set_defaults(run=runner(close_task))
 
-    run = sub.add_parser("run", parents=[common], help="run a fetched task's script in its work dir")
+    run = sub.add_parser("run", parents=[common], help="run a fetched task's script in its work dir, sandboxed")
     run.add_argument("task_id", type=int)
     run.add_argument("--submission", type=int, help="which assignment (default: the only one)")
     run.add_argument("--work-dir", type=Path, default=Path("work"))
     run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    run.add_argument("--share-python", action="store_true", help="the script may use the agent's python3 + numpy")
+    run.add_argument("--allow-unsandboxed", action="store_true", help="run even where isolation is unavailable")
+    run.add_argument("--json", action="store_true")
     run.set_defaults(run=run_task)
 
 
@@ -164,5 +168,12 @@ def run_task(args) -> int:
         print(f"decentralml task run: {len(runs)} work dirs for task {args.task_id} under {args.work_dir}"
               " (give --submission)", file=sys.stderr)
         return 1
-    return asyncio.run(work.run_script(runs[0], timeout=args.timeout))
+    limits = SandboxLimits(timeout_s=args.timeout, share_python=args.share_python)
+    try:
+        report = asyncio.run(run_task_script(runs[0], limits=limits, allow_unsandboxed=args.allow_unsandboxed))
+    except SandboxUnavailable as exc:
+        print(f"decentralml task run: {exc}", file=sys.stderr)
+        return 1
+    emit(args, report.as_dict(), title=f"task {args.task_id}: {runs[0].name}")
+    return 0 if report.status == "ok" else 1
 
