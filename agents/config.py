@@ -105,6 +105,7 @@ class PublishedTask(Strict):
     annotation_type: AnnotationType = AnnotationType.IMAGE
     class_labels: str | None = None
     storage_type: StorageType = StorageType.IPFS
+    annotation_json: dict = Field({}, description="extra parameters for the task's script (e.g. detector)")
 
     @model_validator(mode="after")
     def validator_for_custom(self) -> PublishedTask:

@@ -115,7 +115,8 @@ class CreatorAgent:
             return entry.data["task_id"]
         store = open_store(str(declared.storage_type), self.config.storage.config())
         assets = await work.publish_assets(store, declared.assets)
-        annotation_json = json.dumps({**json.loads(assets.annotation_json), "name": declared.name}, sort_keys=True)
+        annotation_json = json.dumps({**declared.annotation_json, **json.loads(assets.annotation_json),
+                                      "name": declared.name}, sort_keys=True)
         if entry is not None:  # "publishing": the create may have reached the chain before a crash
             for task in await self.market.tasks():
                 if task.creator == self.keypair.ss58_address and task.annotation_json == annotation_json:
