@@ -101,7 +101,8 @@ class PublishedTask(Strict):
     max_assignments: int = Field(1, ge=1, le=9999)
     expires_in: int = Field(600, gt=0, description="blocks")
     strategy: ValidationStrategy = ValidationStrategy.MANUAL_ACCEPT
-    validator: str | None = Field(None, description="CustomAccept: 'outputs_present' or 'package.module:function'")
+    validator: str | None = Field(None, description="CustomAccept: outputs_present, json_outputs, coco_schema "
+                                                    "or 'package.module:function'")
     annotation_type: AnnotationType = AnnotationType.IMAGE
     class_labels: str | None = None
     storage_type: StorageType = StorageType.IPFS

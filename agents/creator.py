@@ -9,11 +9,9 @@ the call and confirmed from the chain after a restart, so a submission is paid a
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import json
 import time
-from pathlib import Path
 
 import structlog
 
@@ -35,39 +33,10 @@ from .config import AgentConfig, PublishedTask
 from .journal import Journal
 from .metrics import Metrics
 from .streams import close_stream
+from .validators import load_validator
 
 log = structlog.get_logger("agent.creator")
 SWEEP_S = 2.0
-
-
-def builtin_validator(name: str):
-    def outputs_present(submission: Submission, folder: Path):
-        files = [p for p in folder.rglob("*") if p.is_file()]
-        return (True, "") if files else (False, "the result has no output files")
-
-    def json_outputs(submission: Submission, folder: Path):
-        files = [p for p in folder.rglob("*") if p.is_file()]
-        if not files:
-            return False, "the result has no output files"
-        for path in files:
-            try:
-                json.loads(path.read_text())
-            except (ValueError, UnicodeDecodeError):
-                return False, f"{path.relative_to(folder)} is not JSON"
-        return True, ""
-
-    return {"outputs_present": outputs_present, "json_outputs": json_outputs}.get(name)
-
-
-def load_validator(spec: str):
-    """A built-in name or ``package.module:function`` → callable(submission, folder) → (ok, reason)."""
-    found = builtin_validator(spec)
-    if found is not None:
-        return found
-    module, _, attr = spec.partition(":")
-    if not module or not attr:
-        raise ValueError(f"validator {spec!r}: use a built-in (outputs_present, json_outputs) or package.module:function")
-    return getattr(importlib.import_module(module), attr)
 
 
 class CreatorAgent:
@@ -254,7 +223,7 @@ class CreatorAgent:
             storage = str(submission.result_storage_type or "IPFS")
             await get_folder(open_store(storage, self.config.storage.config()), submission.result_path, folder)
         folder.mkdir(parents=True, exist_ok=True)
-        verdict = validator(submission, folder)
+        verdict = validator(submission, folder, task)
         if inspect.isawaitable(verdict):
             verdict = await verdict
         return verdict if isinstance(verdict, tuple) else (bool(verdict), "")
