@@ -1,23 +1,31 @@
-"""Task assets and results: folders published as content-addressed blocks, fetched and verified.
+"""Task assets and results: folders published as IPFS content (UnixFS files under a JSON manifest),
+fetched and verified byte for byte.
 
-``open_store(storage_type, config)`` maps the pallet's StorageType to a backend; ``put_folder`` and
-``get_folder`` work the same on all of them.
+``open_store(storage_type, config)`` maps the pallet's StorageType ("IPFS", "S3"; "Crust", "GCP",
+"Azure" are refused with :class:`UnsupportedStorage`) or "local" to a :class:`BlockStore`;
+``put_folder(store, path) → reference`` and ``get_folder(store, reference, dest) → Path`` (and
+``put_blob``/``get_blob`` for single files) work the same on all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from .base import BlockStore, Limits, get_folder, get_manifest, put_folder
+from .base import BlockStore, Limits, get_blob, get_folder, get_manifest, iter_blob, put_blob, put_file, put_folder
+from .cid import cid_of
 from .errors import IntegrityError, NotFound, StorageError, TooLarge, UnsafeName, UnsupportedStorage
 from .gateway import GatewayStore, gateway_app
 from .ipfs import IpfsRpcStore
 from .local import LocalStore
 from .s3 import S3Store
+from .session import connected
+from .unixfs import file_cid, file_cid_of_path
 
 log = structlog.get_logger(__name__)
 
@@ -46,9 +54,17 @@ class FallbackStore:
     def __init__(self, writer: BlockStore, readers: list[BlockStore]) -> None:
         self.writer, self.readers = writer, readers
         self.name = "+".join(r.name for r in readers)
+        self.add_file = getattr(writer, "add_file", None)  # an IPFS node imports whole files itself
 
-    async def put(self, data: bytes) -> str:
-        return await self.writer.put(data)
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            for store in {id(s): s for s in (self.writer, *self.readers)}.values():
+                await stack.enter_async_context(connected(store))
+            yield
+
+    async def put(self, data: bytes, codec: str = "raw") -> str:
+        return await self.writer.put(data, codec)
 
     async def get(self, cid: str, max_size: int) -> bytes:
         failure: StorageError = NotFound(f"{cid} not found in {self.name}")
@@ -95,6 +111,6 @@ def credentials_for_chain(credentials: str | None, publish: bool = False) -> str
 
 
 __all__ = ["BlockStore", "Limits", "StorageConfig", "open_store", "put_folder", "get_folder", "get_manifest",
-           "credentials_for_chain", "LocalStore", "GatewayStore", "IpfsRpcStore", "S3Store", "FallbackStore",
+           "put_file", "put_blob", "get_blob", "iter_blob", "cid_of", "file_cid", "file_cid_of_path", "credentials_for_chain", "LocalStore", "GatewayStore", "IpfsRpcStore", "S3Store", "FallbackStore",
            "gateway_app", "StorageError", "IntegrityError", "NotFound", "TooLarge", "UnsafeName",
            "UnsupportedStorage"]

@@ -1,63 +1,103 @@
-"""Blocks across machines without an IPFS daemon: the IPFS trustless-gateway URL scheme.
+"""Blocks across machines without an IPFS daemon: the IPFS trustless-gateway protocol, both ends.
 
-``gateway_app(store)`` serves ``GET /ipfs/{cid}`` (raw block, ``application/vnd.ipld.raw``) from a
-local store; :class:`GatewayStore` fetches from any such gateway and verifies every byte against the
-CID, so it is as safe against a public IPFS gateway as against ours.
+``gateway_app(store)`` serves a local store as a trustless gateway: ``GET``/``HEAD /ipfs/{cid}`` with
+``?format=raw`` or ``Accept: application/vnd.ipld.raw`` answers the raw block (raw leaves and dag-pb
+nodes alike), ``/ipfs/bafkqaaa`` answers the probe, anything it cannot serve verifiably (CAR,
+paths, deserialized files) is refused. :class:`GatewayStore` fetches blocks from any such gateway —
+ours, a kubo node's, a public one — and checks every byte against the CID before it is used.
 """
 
 from __future__ import annotations
 
 import aiohttp
+import anyio
 from aiohttp import web
+from multiformats import CID
 
-from .base import check_block
-from .cid import parse
-from .errors import IntegrityError, NotFound, StorageError
-from .http import read_capped
+from .cid import MAX_BLOCK, canonical, check_block, inlined
+from .errors import IntegrityError, NotFound, StorageError, TooLarge
+from .http import read_capped, timeout, transport_errors
 from .local import LocalStore
+from .session import SharedClient
 
 RAW = "application/vnd.ipld.raw"
+CAR = "application/vnd.ipld.car"
+
+
+def _wanted(request: web.Request) -> str | None:
+    """The response type asked for: ``format`` takes precedence over ``Accept`` (the spec's rule)."""
+    fmt = request.query.get("format")
+    if fmt is not None:
+        return {"raw": RAW, "car": CAR}.get(fmt, fmt)
+    accept = request.headers.get("Accept", "")
+    types = [part.split(";")[0].strip() for part in accept.split(",")]
+    return RAW if RAW in types else CAR if CAR in types else None
+
+
+def _is_cid(text: str) -> bool:
+    try:
+        CID.decode(text)
+    except Exception:  # multiformats raises several types for malformed input
+        return False
+    return True
 
 
 def gateway_app(store: LocalStore) -> web.Application:
-    async def block(request: web.Request) -> web.Response:
-        cid = request.match_info["cid"]
+    async def block(request: web.Request) -> web.StreamResponse:
+        wanted = _wanted(request)
+        if wanted is None:
+            return web.Response(status=400, text=f"a trustless gateway: ask for ?format=raw or Accept: {RAW}\n")
+        if wanted != RAW:
+            return web.Response(status=406, text=f"only raw blocks ({RAW}) are served here, not {wanted}\n")
         try:
-            data = store.read(str(parse(cid)), 64 * 1024 * 1024)
-        except IntegrityError as exc:
-            return web.Response(status=400, text=str(exc))
+            cid = canonical(request.match_info["cid"])
+            data = await anyio.to_thread.run_sync(store.read, cid, MAX_BLOCK)
+        except (IntegrityError, TooLarge) as exc:  # not a CID, or one whose blocks are never stored here
+            return web.Response(status=404 if _is_cid(request.match_info["cid"]) else 400, text=f"{exc}\n")
         except NotFound:
-            return web.Response(status=404, text=f"{cid} not found")
-        return web.Response(body=data, content_type=RAW, headers={
-            "X-Ipfs-Roots": cid, "Cache-Control": "public, max-age=29030400, immutable"})
+            return web.Response(status=404, text=f"{request.match_info['cid']} not found\n")
+        etag = f'"{cid}.raw"'
+        headers = {"Etag": etag, "X-Ipfs-Roots": cid, "X-Ipfs-Path": f"/ipfs/{request.match_info['cid']}",
+                   "Cache-Control": "public, max-age=29030400, immutable", "Vary": "Accept",
+                   "Content-Disposition": f'attachment; filename="{cid}.bin"', "X-Content-Type-Options": "nosniff"}
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers=headers)
+        return web.Response(body=data, content_type=RAW, headers=headers)
+
+    async def path(request: web.Request) -> web.Response:
+        return web.Response(status=400, text="paths under a CID are not served: ask for each block by its CID\n")
 
     app = web.Application()
-    app.router.add_get("/ipfs/{cid}", block)
+    app.router.add_get("/ipfs/{cid}", block)  # and HEAD
+    app.router.add_get("/ipfs/{cid}/{path:.*}", path)
     return app
 
 
-class GatewayStore:
+class GatewayStore(SharedClient):
     """Read-only blocks from a trustless gateway at ``base_url`` (e.g. ``http://host:8080``)."""
 
     name = "gateway"
 
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self.timeout = timeout(timeout_s)
 
-    async def put(self, data: bytes) -> str:
+    async def _open(self):
+        session = aiohttp.ClientSession(timeout=self.timeout)
+        return session, session.close
+
+    async def put(self, data: bytes, codec: str = "raw") -> str:
         raise StorageError("a gateway is read-only: publish to a local, IPFS or S3 store")
 
     async def get(self, cid: str, max_size: int) -> bytes:
-        url = f"{self.base_url}/ipfs/{parse(cid)}?format=raw"
-        try:
-            async with aiohttp.ClientSession(timeout=self.timeout) as session, \
-                    session.get(url, headers={"Accept": RAW}) as resp:
-                if resp.status == 404:
-                    raise NotFound(f"{cid} not found at {self.base_url}")
-                if resp.status != 200:
-                    raise StorageError(f"{self.base_url} answered {resp.status} for {cid}")
-                data = await read_capped(resp, max_size, f"{cid} from {self.base_url}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise StorageError(f"fetching {cid} from {self.base_url} failed: {exc or type(exc).__name__}") from None
+        if (data := inlined(cid)) is not None:
+            return check_block(cid, data, max_size)
+        url = f"{self.base_url}/ipfs/{canonical(cid)}?format=raw"
+        async with transport_errors(f"fetching {cid} from {self.base_url}"), self.client() as session, \
+                session.get(url, headers={"Accept": RAW}) as resp:
+            if resp.status == 404:
+                raise NotFound(f"{cid} not found at {self.base_url}")
+            if resp.status != 200:
+                raise StorageError(f"{self.base_url} answered {resp.status} for {cid}")
+            data = await read_capped(resp, max_size, f"{cid} from {self.base_url}")
         return check_block(cid, data, max_size)
