@@ -17,6 +17,8 @@ import structlog
 from .chain.model import StorageType, Task, TaskType
 from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
+from .storage.cid import parse
+from .storage.errors import StorageError
 from .storage.safety import safe_name, walk_folder
 
 log = structlog.get_logger(__name__)
@@ -53,7 +55,10 @@ def assets_of(task: Task) -> tuple[str, str] | None:
     path = {TaskType.MODEL_ENGINEER: task.model_engineer_path,
             TaskType.MODEL_CONTRIBUTOR: task.model_contributor_script_path}.get(task.task_type)
     if path:
-        return (path, SCRIPT) if path.startswith("bafk") else None
+        try:
+            return parse(path).text, SCRIPT  # any CID (a large manifest is a dag-pb root, bafybei…)
+        except StorageError:
+            return None  # a plain path, not a published folder
     try:
         info = json.loads(task.annotation_json or "")
     except ValueError:

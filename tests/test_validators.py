@@ -52,3 +52,16 @@ def test_module_validators_get_the_task_if_they_take_it(tmp_path):
     two = load_validator("agents.validators:outputs_present")
     assert two(SUBMISSION, outputs(tmp_path), task()) == (True, "")
     assert load_validator("coco_schema") is coco_schema
+
+
+def test_model_task_assets_are_any_cid_but_not_a_plain_path():
+    from decentralml_core.storage.cid import cid_of
+    from decentralml_core.work import assets_of
+
+    def engineer(path):
+        return Task(0, TaskStatus.CREATED, TaskType.MODEL_ENGINEER, "c", 1000, 1, 100, 1,
+                    ValidationStrategy.AUTO_ACCEPT, "q", model_engineer_path=path)
+
+    dag = cid_of(b"node", codec="dag-pb")
+    assert dag.startswith("bafybei") and assets_of(engineer(dag)) == (dag, "start_task.sh")
+    assert assets_of(engineer("models/model.pt")) is None
