@@ -38,11 +38,16 @@ def server_process(cmd: list[str], port: int, **popen) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-@contextlib.asynccontextmanager
-async def app_server(*routes: web.RouteDef) -> AsyncIterator[str]:
+def app_server(*routes: web.RouteDef):
     """An aiohttp app with ``routes`` on a free loopback port; yields its base URL."""
     app = web.Application()
     app.add_routes(routes)
+    return serving(app)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free loopback port; yields its base URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -4,7 +4,6 @@ dropped connections) against real servers: a gateway subprocess, a moto S3 serve
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from devnet_process import free_port
-from servers import app_server, server_process
+from servers import app_server, server_process, serving
 from structlog.testing import capture_logs
 
 from decentralml_core.storage import (
@@ -68,19 +67,6 @@ def same_tree(a: Path, b: Path) -> bool:
 
 def no_leftovers(parent: Path) -> bool:
     return not [p for p in parent.iterdir() if ".partial-" in p.name]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application):
-    """``app`` on a free loopback port; yields its base URL."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
 
 
 async def publish_manifest(store: LocalStore, files: list[dict]) -> str:

@@ -9,7 +9,6 @@ ours, a kubo node's, a public one — and checks every byte against the CID befo
 
 from __future__ import annotations
 
-import aiohttp
 import anyio
 from aiohttp import web
 from multiformats import CID
@@ -18,7 +17,7 @@ from .cid import MAX_BLOCK, canonical, check_block, inlined
 from .errors import IntegrityError, NotFound, StorageError, TooLarge
 from .http import read_capped, timeout, transport_errors
 from .local import LocalStore
-from .session import SharedClient
+from .session import SharedHttpSession
 
 RAW = "application/vnd.ipld.raw"
 CAR = "application/vnd.ipld.car"
@@ -73,7 +72,7 @@ def gateway_app(store: LocalStore) -> web.Application:
     return app
 
 
-class GatewayStore(SharedClient):
+class GatewayStore(SharedHttpSession):
     """Read-only blocks from a trustless gateway at ``base_url`` (e.g. ``http://host:8080``)."""
 
     name = "gateway"
@@ -81,10 +80,6 @@ class GatewayStore(SharedClient):
     def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout(timeout_s)
-
-    async def _open(self):
-        session = aiohttp.ClientSession(timeout=self.timeout)
-        return session, session.close
 
     async def put(self, data: bytes, codec: str = "raw") -> str:
         raise StorageError("a gateway is read-only: publish to a local, IPFS or S3 store")

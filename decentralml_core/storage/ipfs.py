@@ -19,21 +19,17 @@ from .cid import CHUNK, MAX_BLOCK, canonical, check_block, cid_of, inlined
 from .errors import IntegrityError, NotFound, StorageError
 from .http import read_capped, timeout, transport_errors
 from .safety import open_regular
-from .session import SharedClient
+from .session import SharedHttpSession
 
 ADD = "cid-version=1&raw-leaves=true&chunker=size-262144&trickle=false&hash=sha2-256&pin=true&quieter=true"
 
 
-class IpfsRpcStore(SharedClient):
+class IpfsRpcStore(SharedHttpSession):
     name = "ipfs"
 
     def __init__(self, api_url: str, timeout_s: float = 120.0) -> None:
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout(timeout_s)
-
-    async def _open(self):
-        session = aiohttp.ClientSession(timeout=self.timeout)
-        return session, session.close
 
     async def _post_json(self, what: str, path: str, form: aiohttp.FormData) -> dict:
         async with transport_errors(f"IPFS {what} at {self.api_url}"), self.client() as session, \

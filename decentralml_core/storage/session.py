@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+
 
 class SharedClient:
     """Mixin: subclasses implement ``_open() -> (client, closer)``; calls use ``async with self.client()``."""
@@ -44,6 +46,16 @@ class SharedClient:
             yield client
         finally:
             await close()
+
+
+class SharedHttpSession(SharedClient):
+    """An aiohttp session as the shared client, with the store's ``timeout`` (an aiohttp.ClientTimeout)."""
+
+    timeout: Any = None
+
+    async def _open(self) -> tuple[Any, Any]:
+        session = aiohttp.ClientSession(timeout=self.timeout)
+        return session, session.close
 
 
 @contextlib.asynccontextmanager
