@@ -89,17 +89,16 @@ async def snapshot(url: str) -> dict[str, int]:
 
 
 async def observe(url: str, started: float, before: dict[str, int]) -> None:
-    names = NAMES
     async with await ChainClient.connect(url) as client:
         task, subs = await wait_until_decided(client, started + TIMEOUT_S)
-        after = await balances(client, names)
+        after = await balances(client, NAMES)
     console = Console()
     console.print(f"task {task.task_id} \"{task.question}\": {task.max_assignments} assignments, "
                   f"pays {task.pays_amount}, strategy {task.validation_strategy}")
     table = Table(title="submissions")
     for column in ("submission", "worker", "status", "paid", "result (outputs CID)"):
         table.add_column(column)
-    by_address = {Keypair.create_from_uri(f"//{n}").ss58_address: n for n in names}
+    by_address = {Keypair.create_from_uri(f"//{n}").ss58_address: n for n in NAMES}
     for s in subs:
         table.add_row(str(s.submission_id), by_address.get(s.worker, s.worker), str(s.status),
                       str(s.paid_amount or ""), s.result_path or "")
@@ -107,7 +106,7 @@ async def observe(url: str, started: float, before: dict[str, int]) -> None:
     table = Table(title="balances in UNIT (fees included)")
     for column in ("account", "before", "after", "change"):
         table.add_column(column)
-    for n in names:
+    for n in NAMES:
         table.add_row(n, unit(before[n]), unit(after[n]), unit(after[n] - before[n], sign=True))
     console.print(table)
     console.print(f"done in {time.monotonic() - started:.1f} s")

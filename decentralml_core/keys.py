@@ -44,7 +44,3 @@ def load_keypair(secret: str | None = None, *, keyfile: str | Path | None = None
     except Exception:
         raise KeyLoadError("not a valid key URI or mnemonic") from None
 
-
-def describe(keypair: Keypair) -> str:
-    """What may be shown of a key: its address."""
-    return keypair.ss58_address

@@ -58,6 +58,7 @@ async def test_pipelined_submissions_from_many_accounts(client):
                                       for s in senders for _ in range(20)])
     assert len({r.extrinsic_hash for r in receipts}) == 100
     assert all(r.find("Balances", "Transfer")[0]["amount"] == 1000 for r in receipts)
+    assert all(r.fee == r.find("TransactionPayment", "TransactionFeePaid")[0]["actual_fee"] > 0 for r in receipts)
     assert await client.free_balance(sink) == 100 * 1000
     for s in senders:
         assert await client.request("system_accountNextIndex", [s.ss58_address]) == 20

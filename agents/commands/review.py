@@ -7,6 +7,7 @@ the creator's key; the running agent sees the decision on its next sweep and jou
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
@@ -36,8 +37,6 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def run_review(args) -> int:
-    import asyncio
-
     try:
         config = load_config(args.config)
         return asyncio.run(_review(args, config))

@@ -170,7 +170,7 @@ class ChainClient:
         account = keypair.ss58_address
         lock = self._locks.setdefault(account, asyncio.Lock())
         async with lock:
-            raw, xt_hash, future = await self._sign_and_send(keypair, pallet, call, params)
+            xt_hash, future = await self._sign_and_send(keypair, pallet, call, params)
         try:
             receipt = await asyncio.wait_for(future, self.inclusion_timeout)
         except TimeoutError:
@@ -194,7 +194,7 @@ class ChainClient:
             try:
                 await self._send(raw)
                 log.debug("extrinsic_submitted", call=f"{pallet}.{call}", account=account, nonce=nonce, hash=xt_hash)
-                return raw, xt_hash, future
+                return xt_hash, future
             except TransactionRejected as exc:
                 self._watched.pop(xt_hash, None)
                 if exc.is_nonce_conflict and attempt < 2:

@@ -15,6 +15,5 @@ class SandboxLimits:
     max_output_mb: int = 1024
     max_output_files: int = 10_000
     tmp_mb: int = 256
-    max_log_kb: int = 256
     share_python: bool = False
     """Bind the agent's Python and its packages read-only, first on PATH: scripts may use numpy etc."""
