@@ -16,7 +16,7 @@ import time
 import structlog
 
 from decentralml_core import work
-from decentralml_core.chain import ChainClient, ChainError, Checkpoint, DispatchFailed
+from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import (
     Submission,
@@ -27,7 +27,7 @@ from decentralml_core.chain.model import (
     TaskType,
     ValidationStrategy,
 )
-from decentralml_core.storage import StorageError, get_folder, open_store
+from decentralml_core.storage import get_folder, open_store
 
 from .config import AgentConfig, PublishedTask
 from .journal import Journal
@@ -210,7 +210,7 @@ class CreatorAgent:
                     await self.accept(task, submission)
                 else:
                     await self.reject(task, submission, reason or "rejected by the validator")
-        except (ChainError, StorageError) as exc:
+        except Exception as exc:  # a chain, storage or validator error: this result waits, the agent goes on
             log.error("validation_failed", submission_id=sid, error=str(exc), error_type=type(exc).__name__)
 
     async def custom_verdict(self, task: Task, submission: Submission) -> tuple[bool, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from decentralml_core import work
-from decentralml_core.chain import ChainClient, ChainError, Checkpoint, DispatchFailed
+from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
 from decentralml_core.sandbox import run_task_script
@@ -104,6 +104,11 @@ class WorkerAgent:
             labels = {label.strip() for label in (task.annotation_class_labels or "").split(",") if label.strip()}
             if not labels <= set(policy.class_labels):
                 return f"labels {sorted(labels - set(policy.class_labels))} not in policy"
+        try:
+            if work.assets_of(task) is None:
+                return "names no assets folder"
+        except StorageError as exc:  # e.g. a script name that would leave the work dir
+            return f"unusable assets: {exc}"
         storage = work.storage_of(task)
         if storage not in policy.storage_types:
             return f"storage {storage} not in policy"
@@ -135,7 +140,7 @@ class WorkerAgent:
                     await getattr(self, f"_{entry.step}")(task_id, entry.data)
                     if self.stopping:
                         return
-            except (ChainError, StorageError, OSError) as exc:
+            except Exception as exc:  # malformed chain data included: this task fails, the agent goes on
                 self.journal.set(KIND, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 self.metrics.inc("tasks_failed")
                 log.error("task_failed", task_id=task_id, error=str(exc), error_type=type(exc).__name__)

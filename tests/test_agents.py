@@ -339,3 +339,32 @@ def test_creator_closes_an_expired_task_and_reclaims_the_escrow(devnet, market_s
     assert boss.entry("published", "expiring").data["refunded"] == 2 * PAYS
     task, _ = asyncio.run(settle(devnet.url, "expiring", lambda t, s: True))
     assert task.status == "Completed"
+
+
+def test_tasks_with_unusable_assets_are_skipped(devnet, market_setup):
+    """Malformed chain data: no assets folder, or a script name that would leave the work dir."""
+    from decentralml_core.chain.model import AnnotationType, StorageType, TaskSpec, TaskType, ValidationStrategy
+
+    _, _, worker = market_setup
+    dave = worker("Dave")
+
+    async def publish(annotation_json: str) -> int:
+        async with await ChainClient.connect(devnet.url) as client:
+            spec = TaskSpec(task_type=TaskType.DATA_ANNOTATORS, question="q", pays_amount=PAYS,
+                            expiration_block=await client.block_number() + 100, max_assignments=1,
+                            validation_strategy=ValidationStrategy.AUTO_ACCEPT, annotation_type=AnnotationType.IMAGE,
+                            annotation_files=["a.jpg"], annotation_files_storage_type=StorageType.IPFS,
+                            annotation_json=annotation_json)
+            task_id, _ = await Market(client).create_task(Keypair.create_from_uri("//Alice"), spec)
+            return task_id
+
+    cid = "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"
+    cases = {asyncio.run(publish("not json {")): "names no assets folder",
+             asyncio.run(publish(json.dumps({"assets": cid, "script": "../../bin/evil"}))): "unusable assets"}
+    deadline = time.monotonic() + 20
+    for task_id, reason in cases.items():
+        while dave.journal().get(("task", str(task_id))) != "skipped":
+            assert time.monotonic() < deadline, dave.journal()
+            time.sleep(0.2)
+        assert reason in dave.entry("task", task_id).data["reason"]
+    assert dave.proc.poll() is None  # still running
