@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the project needs, only those missing. Idempotent; quiet when all is there.
 # Needed: Python's venv module (python3-venv on Debian's own Python), bubblewrap (the task sandbox).
-# Optional: Node.js and npm, for the @polkadot/api and IPFS compatibility tests (skipped without them).
+# Tests also use: Node.js and npm (the @polkadot/api and IPFS compatibility checks), Chromium (the review
+# page, driven headless by Playwright), iproute2 (test hosts in network namespaces).
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,8 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
