@@ -32,9 +32,11 @@ class Strict(BaseModel):
 
 
 class KeySection(Strict):
-    env: str | None = Field(None, description="variable holding a key URI or mnemonic")
-    keyfile: Path | None = None
-    password_env: str = "DECENTRALML_KEY_PASSWORD"
+    """The agent's signing key: exactly one of ``env``, ``keyfile``, ``dev``. Never the secret itself."""
+
+    env: str | None = Field(None, description="name of the environment variable holding the key URI or mnemonic")
+    keyfile: Path | None = Field(None, description="a polkadot.js JSON keystore file")
+    password_env: str = Field("DECENTRALML_KEY_PASSWORD", description="variable holding the keyfile's password")
     dev: str | None = Field(None, description="a dev account (Alice … Ferdie): devnets only")
 
     @model_validator(mode="after")
@@ -55,11 +57,15 @@ class KeySection(Strict):
 
 
 class StorageSection(Strict):
-    root: Path = Field(default_factory=lambda: StorageConfig().local_root)
-    gateways: list[str] = []
-    ipfs_api: str | None = None
-    s3_bucket: str | None = None
-    s3_endpoint: str | None = None
+    """Where task assets and results are published and fetched; every fetched byte is checked against its CID."""
+
+    root: Path = Field(default_factory=lambda: StorageConfig().local_root,
+                       description="local content-addressed block store ($XDG_DATA_HOME/decentralml/store)")
+    gateways: list[str] = Field([], description="IPFS trustless gateways to fetch from, in order "
+                                                "(e.g. another machine's `decentralml storage serve`)")
+    ipfs_api: str | None = Field(None, description="an IPFS node's RPC API URL: publish and fetch there")
+    s3_bucket: str | None = Field(None, description="bucket for storage type S3 (keys from AWS_* variables)")
+    s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL (MinIO, …); unset: AWS")
 
     def config(self) -> StorageConfig:
         return StorageConfig(local_root=self.root, gateways=list(self.gateways), ipfs_api=self.ipfs_api,
@@ -67,13 +73,15 @@ class StorageSection(Strict):
 
 
 class SandboxSection(Strict):
-    timeout_s: float = Field(SandboxLimits.timeout_s, gt=0)
-    cpu_s: int = Field(SandboxLimits.cpu_s, gt=0)
-    memory_mb: int = Field(SandboxLimits.memory_mb, gt=0)
-    max_procs: int = Field(SandboxLimits.max_procs, gt=0)
-    max_file_mb: int = Field(SandboxLimits.max_file_mb, gt=0)
-    max_output_mb: int = Field(SandboxLimits.max_output_mb, gt=0)
-    allow_unsandboxed: bool = False
+    """Limits for a task's start_task.sh, run under bubblewrap (no network, only the task dir writable)."""
+
+    timeout_s: float = Field(SandboxLimits.timeout_s, gt=0, description="wall-clock limit; the script is killed after")
+    cpu_s: int = Field(SandboxLimits.cpu_s, gt=0, description="CPU-time limit (RLIMIT_CPU)")
+    memory_mb: int = Field(SandboxLimits.memory_mb, gt=0, description="memory limit (cgroup, else address space)")
+    max_procs: int = Field(SandboxLimits.max_procs, gt=0, description="processes and threads the script may run")
+    max_file_mb: int = Field(SandboxLimits.max_file_mb, gt=0, description="largest file the script may write")
+    max_output_mb: int = Field(SandboxLimits.max_output_mb, gt=0, description="total size of outputs/ accepted")
+    allow_unsandboxed: bool = Field(False, description="run scripts even where bubblewrap is unavailable (unsafe)")
     share_python: bool = Field(False, description="scripts may run the agent's python3 and its packages (numpy)")
 
     def limits(self) -> SandboxLimits:
@@ -83,29 +91,38 @@ class SandboxSection(Strict):
 
 
 class WorkerPolicy(Strict):
-    annotation_types: list[AnnotationType] | None = None
+    """Which tasks a worker takes (unused by a creator); a declined task is journaled as skipped, with why."""
+
+    annotation_types: list[AnnotationType] | None = Field(None, description="take only these annotation types "
+                                                                             "(unset: any)")
     class_labels: list[str] | None = Field(None, description="take only tasks whose labels are all in this list")
-    min_pay: int = Field(0, ge=0)
-    max_concurrent: int = Field(2, ge=1, le=256)
-    max_asset_mb: int = Field(512, gt=0)
-    storage_types: list[StorageType] = [StorageType.IPFS]
-    min_blocks_left: int = Field(5, ge=0)
+    min_pay: int = Field(0, ge=0, description="take only tasks paying at least this (planck: 10^-12 UNIT)")
+    max_concurrent: int = Field(2, ge=1, le=256, description="tasks worked on at once")
+    max_asset_mb: int = Field(512, gt=0, description="refuse a task whose assets (or any file) exceed this")
+    storage_types: list[StorageType] = Field([StorageType.IPFS], description="storage types this worker can fetch")
+    min_blocks_left: int = Field(5, ge=0, description="skip tasks expiring in fewer blocks than this")
 
 
 class PublishedTask(Strict):
-    name: str = Field(..., min_length=1, max_length=64)
-    task_type: TaskType = TaskType.DATA_ANNOTATORS
-    assets: Path
-    question: str
-    pays: int = Field(..., gt=0)
-    max_assignments: int = Field(1, ge=1, le=9999)
-    expires_in: int = Field(600, gt=0, description="blocks")
-    strategy: ValidationStrategy = ValidationStrategy.MANUAL_ACCEPT
+    """A task the creator publishes once (its pay x max_assignments escrowed), validates and pays."""
+
+    name: str = Field(..., min_length=1, max_length=64, description="identifies the task across restarts "
+                                                                     "(unique in the file)")
+    task_type: TaskType = Field(TaskType.DATA_ANNOTATORS, description="which workers take it")
+    assets: Path = Field(..., description="folder published with the task: annotation_files/, "
+                                          "annotation_samples/, start_task.sh")
+    question: str = Field(..., description="what the workers are asked (≤ 2048 bytes)")
+    pays: int = Field(..., gt=0, description="paid to each accepted worker (planck: 10^-12 UNIT)")
+    max_assignments: int = Field(1, ge=1, le=9999, description="how many workers may take it")
+    expires_in: int = Field(600, gt=0, description="blocks from publishing until it expires and is closed")
+    strategy: ValidationStrategy = Field(ValidationStrategy.MANUAL_ACCEPT,
+                                         description="how results are validated: AutoAccept, ManualAccept, "
+                                                     "CustomAccept")
     validator: str | None = Field(None, description="CustomAccept: outputs_present, json_outputs, coco_schema "
                                                     "or 'package.module:function'")
-    annotation_type: AnnotationType = AnnotationType.IMAGE
-    class_labels: str | None = None
-    storage_type: StorageType = StorageType.IPFS
+    annotation_type: AnnotationType = Field(AnnotationType.IMAGE, description="data annotation tasks: the media")
+    class_labels: str | None = Field(None, description="comma-separated labels; one sample per label")
+    storage_type: StorageType = Field(StorageType.IPFS, description="where the assets are published")
     annotation_json: dict = Field({}, description="extra parameters for the task's script (e.g. detector)")
 
     @model_validator(mode="after")
@@ -116,19 +133,25 @@ class PublishedTask(Strict):
 
 
 class ReviewSection(Strict):
+    """ManualAccept results wait for `decentralml review accept|reject`."""
+
     auto_approve_after_s: float | None = Field(None, gt=0, description="ManualAccept: accept if not reviewed in time")
 
 
 class AgentConfig(Strict):
-    role: Literal["creator", "annotator", "engineer", "contributor"]
-    node: str = "ws://127.0.0.1:9944"
-    key: KeySection
-    state_dir: Path
-    storage: StorageSection = StorageSection()
-    sandbox: SandboxSection = SandboxSection()
-    policy: WorkerPolicy = WorkerPolicy()
-    tasks: list[PublishedTask] = []
-    review: ReviewSection = ReviewSection()
+    """One agent's YAML (`decentralml agent run FILE`). Relative paths are relative to the file;
+    ``${VAR}`` in a string value is replaced from the environment."""
+
+    role: Literal["creator", "annotator", "engineer", "contributor"] = Field(
+        ..., description="creator publishes and pays; the others take tasks of their type")
+    node: str = Field("ws://127.0.0.1:9944", description="the chain node's WebSocket URL")
+    key: KeySection = Field(..., description="the signing key")
+    state_dir: Path = Field(..., description="the journal (journal.sqlite), work dirs and fetched results")
+    storage: StorageSection = Field(StorageSection(), description="where assets and results are published")
+    sandbox: SandboxSection = Field(SandboxSection(), description="limits for task scripts (workers)")
+    policy: WorkerPolicy = Field(WorkerPolicy(), description="which tasks to take (workers)")
+    tasks: list[PublishedTask] = Field([], description="tasks to publish (creator only)")
+    review: ReviewSection = Field(ReviewSection(), description="ManualAccept review (creator)")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on 127.0.0.1")
 
     @model_validator(mode="after")
