@@ -11,13 +11,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+from agent_process import CLI, PAYS, Agent, decided, free, settle, task_decl
 from devnet_process import free_port
 from substrateinterface import Keypair
 
@@ -28,59 +28,7 @@ from decentralml_core.chain.model import SubmissionStatus
 from decentralml_core.sandbox import bubblewrap_works
 
 pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
-CLI = str(Path(sys.executable).parent / "decentralml")
-PAYS = 10**12
 GOOD_SCRIPT = "mkdir -p outputs\nfor f in annotation_files/*; do echo '{\"file\": \"'$f'\"}' > outputs/$(basename $f).json; done\n"
-
-
-class Agent:
-    def __init__(self, tmp: Path, name: str, config: dict) -> None:
-        self.name, self.tmp = name, tmp
-        self.state = tmp / name
-        self.path = tmp / f"{name}.yaml"
-        self.log = tmp / f"{name}.log"
-        self.path.write_text(yaml.safe_dump({"state_dir": str(self.state), **config}))
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Agent:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([CLI, "--log-level", "info", "agent", "run", str(self.path)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def wait_ready(self, timeout: float = 30) -> Agent:
-        """Until the agent has looked at the chain once (its journal holds an event checkpoint)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (self.state / "journal.sqlite").exists():
-                journal = Journal(self.state / "journal.sqlite")
-                try:
-                    if journal.meta("checkpoint") is not None:
-                        return self
-                finally:
-                    journal.close()
-            assert self.proc.poll() is None, self.log.read_text()[-2000:]
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} did not start")
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
-
-    def journal(self) -> dict[tuple[str, str], str]:
-        journal = Journal(self.state / "journal.sqlite")
-        try:
-            return {(e.kind, e.id): e.step for e in journal.entries()}
-        finally:
-            journal.close()
-
-    def entry(self, kind: str, key):
-        journal = Journal(self.state / "journal.sqlite")
-        try:
-            return journal.get(kind, key)
-        finally:
-            journal.close()
 
 
 @pytest.fixture
@@ -114,38 +62,6 @@ def market_setup(devnet, tmp_path):
     yield assets, creator, worker
     codes = {a.name: a.stop() for a in started if a.proc.poll() is None}
     assert all(code == 0 for code in codes.values()), codes
-
-
-def task_decl(name: str, folder: Path, **overrides) -> dict:
-    return {"name": name, "assets": str(folder), "question": "Label the samples", "pays": PAYS,
-            "max_assignments": 1, "expires_in": 500, "strategy": "AutoAccept", "class_labels": "car", **overrides}
-
-
-async def settle(url: str, name: str, until, timeout: float = 60):
-    """Poll the chain until ``until(task, submissions)`` holds for the task published as ``name``."""
-    deadline = time.monotonic() + timeout
-    async with await ChainClient.connect(url) as client:
-        market = Market(client)
-        while time.monotonic() < deadline:
-            for task in await market.tasks():
-                if f'"name": "{name}"' in (task.annotation_json or ""):
-                    subs = await market.submissions(task.task_id)
-                    if until(task, subs):
-                        return task, subs
-            await asyncio.sleep(0.3)
-    raise TimeoutError(f"task {name} did not settle")
-
-
-def free(url: str, name: str) -> int:
-    async def read():
-        async with await ChainClient.connect(url) as client:
-            return await client.free_balance(Keypair.create_from_uri(f"//{name}").ss58_address)
-    return asyncio.run(read())
-
-
-def decided(n: int):
-    return lambda task, subs: len([s for s in subs if s.status in (SubmissionStatus.ACCEPTED,
-                                                                    SubmissionStatus.REJECTED)]) == n
 
 
 def test_auto_accept_pays_every_worker_once(devnet, market_setup):
