@@ -38,6 +38,8 @@ class KeySection(Strict):
     keyfile: Path | None = Field(None, description="a polkadot.js JSON keystore file")
     password_env: str = Field("DECENTRALML_KEY_PASSWORD", description="variable holding the keyfile's password")
     dev: str | None = Field(None, description="a dev account (Alice … Ferdie): devnets only")
+    derive: str | None = Field(None, pattern=r"^(//?[^/]+)+$",
+                               description="a derivation path on that key (//annotator/3): one secret, many accounts")
 
     @model_validator(mode="after")
     def exactly_one(self) -> KeySection:
@@ -46,14 +48,17 @@ class KeySection(Strict):
         return self
 
     def load(self):
-        if self.dev:
-            return load_keypair(f"//{self.dev.capitalize()}")
         if self.keyfile:
+            if self.derive:
+                raise ConfigError("key.derive: a keyfile's key cannot be derived from (it holds no secret URI)")
             return load_keypair(keyfile=self.keyfile, password=os.environ.get(self.password_env))
-        secret = os.environ.get(self.env or "")
-        if not secret:
-            raise ConfigError(f"key.env: ${self.env} is not set")
-        return load_keypair(secret)
+        if self.dev:
+            secret = f"//{self.dev.capitalize()}"
+        else:
+            secret = os.environ.get(self.env or "")
+            if not secret:
+                raise ConfigError(f"key.env: ${self.env} is not set")
+        return load_keypair(secret + (self.derive or ""))
 
 
 class StorageSection(Strict):
@@ -183,6 +188,17 @@ def _expand(value, path: str):
     return value
 
 
+def validate_config(raw: dict) -> AgentConfig:
+    """``${VAR}`` expanded, then validated; the error names the first bad key's path."""
+    try:
+        return AgentConfig.model_validate(_expand(raw, ""))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise ConfigError(f"{where}: {first['msg']}" + (
+            f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
+
+
 def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
@@ -196,15 +212,11 @@ def load_config(path: str | Path) -> AgentConfig:
     if isinstance(raw.get("key"), str):
         raise ConfigError(f"{path}: key: secrets are never inline; use key: {{env: VAR}}, {{keyfile: PATH}} "
                           "or {dev: NAME}")
-    raw = _expand(raw, "")
     base = path.parent
     try:
-        config = AgentConfig.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise ConfigError(f"{path}: {where}: {first['msg']}" + (
-            f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
+        config = validate_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     # relative paths are relative to the config file
     def rel(p: Path) -> Path:
         return p if p.is_absolute() else (base / p).resolve()

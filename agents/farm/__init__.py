@@ -1,0 +1,1 @@
+"""Farms: many agents on one machine from one YAML file, supervised (``decentralml farm run|status``)."""

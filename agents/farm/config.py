@@ -1,0 +1,173 @@
+"""A farm's YAML file: shared defaults, then groups of agents, each from an agent config plus overrides.
+
+    state_root: ../.state/farm        # each agent's state_dir is <state_root>/<agent name>
+    metrics_base_port: 9700           # agent n of the farm serves /healthz and /metrics on base + n
+    defaults: {node: ws://127.0.0.1:9944, storage: {root: ../.state/store}}
+    agents:
+      creator: {config: creator.yaml}
+      annotator: {count: 8, config: annotator.yaml, overrides: {key: {dev: Alice, derive: "//annotator/{index}"}}}
+
+An agent's config is its group's ``config`` file over the farm's ``defaults``, then the group's
+``overrides``; ``{index}`` (0-based within the group) and ``{name}`` in an override's strings make
+each member distinct. Every resolved agent config is validated like ``decentralml agent check``;
+errors name the key path (``agents.annotator[3].policy.min_pay: …``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agents.config import AgentConfig, ConfigError, validate_config
+
+GROUP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RestartPolicy(Strict):
+    backoff_initial_s: float = Field(1.0, gt=0, description="wait before the first restart")
+    backoff_max_s: float = Field(60.0, gt=0, description="the wait doubles per crash up to this")
+    reset_after_s: float = Field(60.0, gt=0, description="a run this long resets the wait to the initial one")
+    stop_timeout_s: float = Field(120.0, gt=0, description="on SIGTERM, how long agents may finish work in flight")
+
+
+class Group(Strict):
+    config: Path | None = Field(None, description="an agent YAML file, relative to the farm file")
+    count: int = Field(1, ge=1, le=256)
+    overrides: dict[str, Any] = {}
+
+
+class FarmFile(Strict):
+    state_root: Path
+    metrics_base_port: int = Field(9700, ge=1, le=65000)
+    defaults: dict[str, Any] = {}
+    restart: RestartPolicy = RestartPolicy()
+    agents: dict[str, Group] = Field(..., min_length=1)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One supervised agent: its name in the farm and its resolved, validated config."""
+
+    name: str
+    group: str
+    config: AgentConfig
+    raw: dict  # what is written to the agent's YAML (``${VAR}`` left for the agent to expand)
+
+
+@dataclass(frozen=True)
+class Farm:
+    path: Path
+    state_root: Path
+    restart: RestartPolicy
+    agents: list[AgentSpec]
+
+
+WHOLE = ("key",)  # replaced, never merged: a key is exactly one source
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` on ``base``, mappings merged key by key (except :data:`WHOLE`), anything else replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        mergeable = isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in WHOLE
+        merged[key] = merge(merged[key], value) if mergeable else value
+    return merged
+
+
+def substitute(value: Any, index: int, name: str) -> Any:
+    if isinstance(value, dict):
+        return {k: substitute(v, index, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, index, name) for v in value]
+    if isinstance(value, str):
+        return value.replace("{index}", str(index)).replace("{name}", name)
+    return value
+
+
+def absolute_paths(raw: dict, base: Path) -> dict:
+    """The path-valued keys of an agent config made absolute against the file they were written in."""
+    def rel(p: Any) -> Any:
+        return str(p if Path(p).is_absolute() or "${" in str(p) else (base / p).resolve()) if isinstance(p, str) else p
+
+    out = dict(raw)
+    if isinstance(out.get("storage"), dict) and "root" in out["storage"]:
+        out["storage"] = {**out["storage"], "root": rel(out["storage"]["root"])}
+    if isinstance(out.get("key"), dict) and "keyfile" in out["key"]:
+        out["key"] = {**out["key"], "keyfile": rel(out["key"]["keyfile"])}
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [{**t, "assets": rel(t["assets"])} if isinstance(t, dict) and "assets" in t else t
+                        for t in out["tasks"]]
+    return out
+
+
+def _read_yaml(path: Path, what: str) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{what}: {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: {path}: not YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{what}: {path}: expected a mapping at the top")
+    return raw
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"])) or "(top)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def load_farm(path: str | Path) -> Farm:
+    path = Path(path)
+    try:
+        farm = FarmFile.model_validate(_read_yaml(path, "farm"))
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_error(exc)}") from None
+    base = path.parent.resolve()
+    state_root = farm.state_root if farm.state_root.is_absolute() else (base / farm.state_root).resolve()
+    defaults = absolute_paths(farm.defaults, base)
+    specs: list[AgentSpec] = []
+    for group_name, group in farm.agents.items():
+        if not GROUP_NAME.match(group_name):
+            raise ConfigError(f"{path}: agents.{group_name}: a group name is lower-case letters, digits, - and _")
+        file_raw: dict = {}
+        if group.config is not None:
+            config_path = group.config if group.config.is_absolute() else base / group.config
+            file_raw = absolute_paths(_read_yaml(config_path, f"agents.{group_name}.config"), config_path.parent)
+        for index in range(group.count):
+            name = group_name if group.count == 1 else f"{group_name}-{index}"
+            where = f"agents.{group_name}" + (f"[{index}]" if group.count > 1 else "")
+            overrides = absolute_paths(substitute(group.overrides, index, name), base)
+            raw = merge(merge(defaults, file_raw), overrides)
+            # the farm owns where each agent keeps its state and serves its health
+            raw.update(state_dir=str(state_root / name), metrics_port=farm.metrics_base_port + len(specs))
+            try:
+                config = validate_config(raw)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {where}.{exc}") from None
+            specs.append(AgentSpec(name, group_name, config, raw))
+    _distinct_keys(path, specs)
+    return Farm(path, state_root, farm.restart, specs)
+
+
+def _distinct_keys(path: Path, specs: list[AgentSpec]) -> None:
+    """Two agents signing with one key would race each other's nonces and claims."""
+    seen: dict[tuple, str] = {}
+    for spec in specs:
+        key = spec.config.key
+        ident = (key.env, str(key.keyfile) if key.keyfile else None, key.dev, key.derive)
+        if ident in seen:
+            raise ConfigError(f"{path}: agents {seen[ident]} and {spec.name} sign with the same key: give each its "
+                              "own (e.g. overrides: {key: {dev: Alice, derive: \"//{name}\"}})")
+        seen[ident] = spec.name

@@ -1,0 +1,148 @@
+"""``decentralml farm status``: one row per agent — the supervisor's view (farm.json), the agent's
+``/healthz``, its journal (tasks done and failed, last error) and its earnings on chain.
+
+Pure assembly (:func:`row`) is apart from the reads, so the table is testable without a farm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from agents.journal import Journal
+
+from .config import Farm
+from .supervisor import STATE_FILE
+
+log = structlog.get_logger("farm.status")
+COLUMNS = ["agent", "role", "state", "health", "pid", "restarts", "done", "failed", "earnings", "last_error"]
+UNIT = 10**12
+
+
+@dataclass(frozen=True)
+class JournalSummary:
+    done: int
+    failed: int
+    paid_out: int  # a creator's payments
+    last_error: str | None
+
+
+def summarize_journal(state_dir: Path, role: str) -> JournalSummary | None:
+    """A worker's tasks submitted/failed, or a creator's results paid/rejected; the newest error."""
+    path = state_dir / "journal.sqlite"
+    if not path.exists():
+        return None
+    journal = Journal(path)
+    try:
+        kind, good, bad = ("submission", "paid", "rejected") if role == "creator" else ("task", "submitted", "failed")
+        entries = journal.entries(kind)
+        errors = [e for e in journal.entries() if e.data.get("error")]
+    finally:
+        journal.close()
+    paid = sum(e.data.get("amount") or 0 for e in entries if e.step == "paid")
+    return JournalSummary(sum(e.step == good for e in entries), sum(e.step == bad for e in entries), paid,
+                          f"{errors[-1].kind} {errors[-1].id}: {errors[-1].data['error']}"[:300] if errors else None)
+
+
+def supervisor_alive(state: dict) -> bool:
+    pid = state.get("supervisor_pid")
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def row(agent: dict, alive: bool, health: dict | None, journal: JournalSummary | None,
+        earned: int | None) -> dict:
+    """One agent's line of the table (JSON-ready; amounts in the chain's smallest unit)."""
+    if agent["role"] == "creator" and journal is not None:
+        earned = -journal.paid_out
+    return {"agent": agent["name"], "role": agent["role"],
+            "state": agent["state"] if alive else "down",
+            "health": None if health is None else ("ok" if health.get("ok") else "failing"),
+            "pid": agent["pid"] if alive else None, "restarts": agent["restarts"],
+            "done": journal.done if journal else 0, "failed": journal.failed if journal else 0,
+            "earnings": earned,
+            "last_error": agent.get("last_error") or (journal.last_error if journal else None)}
+
+
+async def _health(session: aiohttp.ClientSession, port: int | None) -> dict | None:
+    if port is None:
+        return None
+    try:
+        async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+            return await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def _earnings(farm: Farm) -> dict[str, int]:
+    """Each worker's accepted pay on chain, by agent name (empty if the chain cannot be read)."""
+    from decentralml_core.chain import ChainClient, ChainError
+    from decentralml_core.chain.market import Market
+    from decentralml_core.chain.model import SubmissionStatus
+
+    addresses = {}
+    for spec in farm.agents:
+        try:
+            addresses[spec.config.key.load().ss58_address] = spec.name
+        except Exception as exc:  # a key variable unset in this shell: no earnings for that agent
+            log.debug("earnings_key_unavailable", agent=spec.name, error=str(exc))
+    if not addresses or not farm.agents:
+        return {}
+    try:
+        client = await asyncio.wait_for(ChainClient.connect(farm.agents[0].config.node, reconnect_for=5), 15)
+    except (ChainError, OSError, TimeoutError) as exc:
+        log.warning("earnings_unavailable", node=farm.agents[0].config.node, error=str(exc))
+        return {}
+    async with client:
+        earned: dict[str, int] = {}
+        for sub in await Market(client).submissions():
+            name = addresses.get(sub.worker)
+            if name is not None and sub.status == SubmissionStatus.ACCEPTED:
+                earned[name] = earned.get(name, 0) + (sub.paid_amount or 0)
+    return {spec.name: earned.get(spec.name, 0) for spec in farm.agents if spec.name in addresses.values()}
+
+
+async def collect(farm: Farm, with_chain: bool = True) -> list[dict]:
+    try:
+        state = json.loads((farm.state_root / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        state = {"agents": [{"name": s.name, "role": s.config.role, "state": "never started", "pid": None,
+                             "restarts": 0, "metrics_port": s.config.metrics_port, "state_dir": str(s.config.state_dir)}
+                            for s in farm.agents]}
+    alive = supervisor_alive(state)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        health = await asyncio.gather(*[_health(session, a.get("metrics_port") if alive else None)
+                                        for a in state["agents"]])
+    earned = await _earnings(farm) if with_chain else {}
+    return [row(agent, alive, h, summarize_journal(Path(agent["state_dir"]), agent["role"]), earned.get(agent["name"]))
+            for agent, h in zip(state["agents"], health, strict=True)]
+
+
+def table(rows: list[dict]):
+    """The rows as a rich Table (earnings in units)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    out = Table(title="farm", title_justify="left")
+    for column in COLUMNS:
+        out.add_column(column.replace("_", " "), overflow="fold", max_width=60 if column == "last_error" else None)
+    colors = {"running": "green", "backoff": "yellow", "stopping": "yellow", "down": "red", "stopped": "dim"}
+    for r in rows:
+        earned = "" if r["earnings"] is None else f"{r['earnings'] / UNIT:,.3f}"
+        out.add_row(r["agent"], r["role"], f"[{colors.get(r['state'], 'white')}]{r['state']}[/]", r["health"] or "",
+                    str(r["pid"] or ""), str(r["restarts"]), str(r["done"]), str(r["failed"]), earned,
+                    Text(r["last_error"] or ""))
+    return out
