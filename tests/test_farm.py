@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from agent_process import CLI, PAYS, decided, settle, task_decl
 from devnet_process import free_port
 from substrateinterface import Keypair
-from test_agents import CLI, PAYS, decided, settle, task_decl
 
 from agents.config import ConfigError
 from agents.farm.config import load_farm

@@ -41,16 +41,21 @@ class RestartPolicy(Strict):
 
 class Group(Strict):
     config: Path | None = Field(None, description="an agent YAML file, relative to the farm file")
-    count: int = Field(1, ge=1, le=256)
-    overrides: dict[str, Any] = {}
+    count: int = Field(1, ge=1, le=256, description="how many agents: NAME-0 … NAME-(count-1), or NAME alone if 1")
+    overrides: dict[str, Any] = Field({}, description="agent config keys over the file's; {index} and {name} in "
+                                                       "strings make each member distinct")
 
 
 class FarmFile(Strict):
-    state_root: Path
-    metrics_base_port: int = Field(9700, ge=1, le=65000)
-    defaults: dict[str, Any] = {}
-    restart: RestartPolicy = RestartPolicy()
-    agents: dict[str, Group] = Field(..., min_length=1)
+    """A farm file (``decentralml farm run FARM.yaml``)."""
+
+    state_root: Path = Field(..., description="agent NAME keeps its journal in <state_root>/NAME; relative to the file")
+    metrics_base_port: int = Field(9700, ge=1, le=65000, description="the farm's n-th agent serves /healthz and "
+                                                                     "/metrics on 127.0.0.1:<this + n>")
+    defaults: dict[str, Any] = Field({}, description="agent config keys under every agent's own file (node, storage…)")
+    restart: RestartPolicy = Field(RestartPolicy(), description="how crashed agents come back and how all stop")
+    agents: dict[str, Group] = Field(..., min_length=1, description="groups of agents by name: {config, count, "
+                                                                     "overrides}")
 
 
 @dataclass(frozen=True)
