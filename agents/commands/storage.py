@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from agents.commands._shared import progress_bar
+from decentralml_core.netguard import GATEWAY_TOKEN_ENV, ExposureError, add_exposure_options, guard_from_args
 from decentralml_core.storage import (
     Limits,
     LocalStore,
@@ -50,8 +51,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     remote.add_argument("--json", action="store_true", help="print JSON for scripts")
 
     serve = sub.add_parser("serve", parents=[common, root], help="serve the local store as an IPFS trustless gateway")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s); "
+                       "beyond loopback only with --token-env or --allow")
     serve.add_argument("--port", type=int, default=8080, help="(default: %(default)s)")
+    add_exposure_options(serve, GATEWAY_TOKEN_ENV)
     serve.set_defaults(run=run_serve)
 
     put = sub.add_parser("put", parents=[common, remote], help="publish a folder; prints its reference")
@@ -89,10 +92,15 @@ def _store(args):
 def run_serve(args) -> int:
     from aiohttp import web
 
+    try:
+        guard = guard_from_args(args)
+    except ExposureError as exc:
+        print(f"decentralml storage serve: {exc}", file=sys.stderr)
+        return 2
     store = LocalStore(args.root)
     print(f"serving {store.root} at http://{args.host}:{args.port}/ipfs/<cid>?format=raw", file=sys.stderr, flush=True)
     try:
-        web.run_app(gateway_app(store), host=args.host, port=args.port, print=None)
+        web.run_app(gateway_app(store, guard), host=args.host, port=args.port, print=None)
     except OSError as exc:
         return _fail(args, exc)
     return 0

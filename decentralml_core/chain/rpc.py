@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import aiohttp
 import structlog
 
+from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
 
 log = structlog.get_logger(__name__)
@@ -81,7 +82,8 @@ class WebSocketRpc:
         session = aiohttp.ClientSession()
         try:
             ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE, heartbeat=30,
-                                          timeout=aiohttp.ClientWSTimeout(ws_close=timeout))
+                                          timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                                          headers=bearer_headers(NODE_TOKEN_ENV))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await session.close()
             raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc

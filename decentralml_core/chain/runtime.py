@@ -14,6 +14,8 @@ import anyio
 from scalecodec.base import ScaleBytes
 from substrateinterface import Keypair, SubstrateInterface
 
+from ..netguard import NODE_TOKEN_ENV, bearer_headers
+
 T = TypeVar("T")
 
 
@@ -70,7 +72,8 @@ class Runtime:
     @classmethod
     async def load(cls, url: str) -> Runtime:
         def connect() -> SubstrateInterface:
-            si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024})
+            headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
+            si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers})
             si.init_runtime()
             return si
 

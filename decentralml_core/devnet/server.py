@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from ..netguard import Guard
 from .chain import Block, Chain
 from .metadata import runtime as build_runtime
 from .rpc import INVALID_REQUEST, PARSE_ERROR, Methods, RpcError, header_json, hexs, runtime_version, unhex
@@ -252,7 +253,11 @@ def _error(req_id: Any, exc: RpcError) -> dict:
 
 
 # -- aiohttp ------------------------------------------------------------------------------------
-def make_app(node: Node) -> web.Application:
+def make_app(node: Node, guard: Guard | None = None) -> web.Application:
+    """The RPC app; ``guard`` admits clients (token, allow-list, rate per client) and caps frame sizes."""
+    guard = guard or Guard()
+    max_bytes = guard.max_request_bytes or MAX_MESSAGE_BYTES
+
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await websocket(request)
@@ -264,12 +269,15 @@ def make_app(node: Node) -> web.Application:
         return web.json_response(reply)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=None)
+        ws = web.WebSocketResponse(max_msg_size=max_bytes, heartbeat=None)
         await ws.prepare(request)
         conn = Connection(ws)
         node.connections.add(conn)
+        frames = guard.bucket(conn)  # per-connection rate limit (None: unlimited)
         try:
             async for msg in ws:
+                if frames is not None and (wait := frames.delay()) > 0:
+                    await asyncio.sleep(wait)  # over the connection's rate: read it more slowly
                 if msg.type == WSMsgType.TEXT:
                     reply = await node.handle_text(conn, msg.data)
                 elif msg.type == WSMsgType.BINARY:
@@ -286,7 +294,7 @@ def make_app(node: Node) -> web.Application:
             node.drop(conn)
         return ws
 
-    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
+    app = web.Application(client_max_size=max_bytes, middlewares=[guard.middleware()])
     app.router.add_route("*", "/", handle)
     return app
 
@@ -301,11 +309,11 @@ def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.Tempor
 
 async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
                 pallet: str = "full", ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None, guard: Guard | None = None) -> None:
     """Run a devnet until ``stop`` is set (or SIGINT/SIGTERM when run from :func:`run`)."""
     chain, tmp = open_chain(db_path, pallet)
     node = Node(chain, block_time)
-    runner = web.AppRunner(make_app(node), handle_signals=False)
+    runner = web.AppRunner(make_app(node, guard), handle_signals=False)
     try:
         await runner.setup()
         await web.TCPSite(runner, host, port).start()
@@ -326,7 +334,7 @@ async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0
 
 
 def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
-        pallet: str = "full") -> None:
+        pallet: str = "full", guard: Guard | None = None) -> None:
     """Blocking entry point for the CLI: serve until SIGINT or SIGTERM, then stop cleanly."""
 
     async def main() -> None:
@@ -334,6 +342,6 @@ def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_p
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(host, port, block_time, db_path, pallet, stop=stop)
+        await serve(host, port, block_time, db_path, pallet, stop=stop, guard=guard)
 
     asyncio.run(main())

@@ -13,6 +13,7 @@ import anyio
 from aiohttp import web
 from multiformats import CID
 
+from ..netguard import GATEWAY_TOKEN_ENV, Guard, bearer_headers
 from .cid import MAX_BLOCK, canonical, check_block, inlined
 from .errors import IntegrityError, NotFound, StorageError, TooLarge
 from .http import read_capped, timeout, transport_errors
@@ -20,6 +21,7 @@ from .local import LocalStore
 from .session import SharedHttpSession
 
 RAW = "application/vnd.ipld.raw"
+MAX_REQUEST = 64 * 1024  # a gateway only answers GET/HEAD: no request needs a body
 CAR = "application/vnd.ipld.car"
 
 
@@ -41,7 +43,9 @@ def _is_cid(text: str) -> bool:
     return True
 
 
-def gateway_app(store: LocalStore) -> web.Application:
+def gateway_app(store: LocalStore, guard: Guard | None = None) -> web.Application:
+    """``guard`` admits clients (token, allow-list, rate per client address); requests are GETs, so small."""
+    guard = guard or Guard()
     async def block(request: web.Request) -> web.StreamResponse:
         wanted = _wanted(request)
         if wanted is None:
@@ -66,7 +70,7 @@ def gateway_app(store: LocalStore) -> web.Application:
     async def path(request: web.Request) -> web.Response:
         return web.Response(status=400, text="paths under a CID are not served: ask for each block by its CID\n")
 
-    app = web.Application()
+    app = web.Application(client_max_size=guard.max_request_bytes or MAX_REQUEST, middlewares=[guard.middleware()])
     app.router.add_get("/ipfs/{cid}", block)  # and HEAD
     app.router.add_get("/ipfs/{cid}/{path:.*}", path)
     return app
@@ -89,7 +93,7 @@ class GatewayStore(SharedHttpSession):
             return check_block(cid, data, max_size)
         url = f"{self.base_url}/ipfs/{canonical(cid)}?format=raw"
         async with transport_errors(f"fetching {cid} from {self.base_url}"), self.client() as session, \
-                session.get(url, headers={"Accept": RAW}) as resp:
+                session.get(url, headers={"Accept": RAW, **bearer_headers(GATEWAY_TOKEN_ENV)}) as resp:
             if resp.status == 404:
                 raise NotFound(f"{cid} not found at {self.base_url}")
             if resp.status != 200:
