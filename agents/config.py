@@ -86,13 +86,17 @@ class SandboxSection(Strict):
     max_procs: int = Field(SandboxLimits.max_procs, gt=0, description="processes and threads the script may run")
     max_file_mb: int = Field(SandboxLimits.max_file_mb, gt=0, description="largest file the script may write")
     max_output_mb: int = Field(SandboxLimits.max_output_mb, gt=0, description="total size of outputs/ accepted")
+    disk_mb: int = Field(SandboxLimits.disk_mb, gt=0, description="how much a run may grow its task dir (watchdog)")
+    min_free_disk_mb: int = Field(SandboxLimits.min_free_disk_mb, ge=0,
+                                  description="stop a run that leaves less free space on the work dir's disk")
     allow_unsandboxed: bool = Field(False, description="run scripts even where bubblewrap is unavailable (unsafe)")
     share_python: bool = Field(False, description="scripts may run the agent's python3 and its packages (numpy)")
 
     def limits(self) -> SandboxLimits:
         return SandboxLimits(timeout_s=self.timeout_s, cpu_s=self.cpu_s, memory_mb=self.memory_mb,
                              max_procs=self.max_procs, max_file_mb=self.max_file_mb,
-                             max_output_mb=self.max_output_mb, share_python=self.share_python)
+                             max_output_mb=self.max_output_mb, disk_mb=self.disk_mb,
+                             min_free_disk_mb=self.min_free_disk_mb, share_python=self.share_python)
 
 
 class WorkerPolicy(Strict):

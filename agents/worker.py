@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -185,7 +184,7 @@ class WorkerAgent:
         shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
         task = await self.market.terms(task_id)
         terms = {k: v for k, v in dataclasses.asdict(task).items() if not k.endswith("credentials")}
-        (folder / "task.json").write_text(json.dumps(terms, default=str, indent=1))  # the script's parameters
+        work.write_task_parameters(folder, terms)  # the script's parameters
         _, script = work.assets_of(task) or (None, work.SCRIPT)
         report = await run_task_script(folder, script, self.config.sandbox.limits(),
                                        self.config.sandbox.allow_unsandboxed)

@@ -9,6 +9,8 @@ and a result's ``result_path`` the CID of the outputs folder.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
 from .storage.cid import parse
 from .storage.errors import StorageError
-from .storage.safety import safe_name, walk_folder
+from .storage.safety import safe_name, walk_folder, write_new
 
 log = structlog.get_logger(__name__)
 SCRIPT = "start_task.sh"
@@ -90,3 +92,16 @@ async def fetch_assets(store: BlockStore, task: Task, dest: Path, limits: Limits
 
 async def publish_outputs(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> str:
     return await put_folder(store, folder, limits)
+
+
+def write_task_parameters(folder: Path, terms: dict) -> None:
+    """``folder/task.json``: the task's terms for its script. Whatever a previous run left under that
+    name (a link out of the work dir, say) is removed, never followed."""
+    name = "task.json"
+    try:
+        os.unlink(folder / name)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(folder / name)
+    write_new(folder, name, [json.dumps(terms, default=str, indent=1).encode()])

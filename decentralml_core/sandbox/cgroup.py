@@ -56,6 +56,15 @@ class RunCgroup:
                 return int(usage.read_text())
         return None
 
+    def out_of_memory(self) -> bool:
+        """Whether the kernel killed something in the group for reaching its memory limit."""
+        for path in self.dirs:
+            control = path / "memory.oom_control"
+            if control.exists():
+                fields = dict(line.split() for line in control.read_text().splitlines() if line.strip())
+                return int(fields.get("oom_kill", 0)) > 0
+        return False
+
     def kill_all_and_remove(self) -> int:
         """Kill every process still in the group; returns how many were left running."""
         left = self.pids()

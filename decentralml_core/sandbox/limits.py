@@ -15,5 +15,11 @@ class SandboxLimits:
     max_output_mb: int = 1024
     max_output_files: int = 10_000
     tmp_mb: int = 256
+    disk_mb: int = 2048
+    """How much the task dir may grow during a run (files of any size, checked by a watchdog)."""
+    max_entries: int = 100_000
+    """How many files and folders the task dir may gain during a run (an inode fill)."""
+    min_free_disk_mb: int = 256
+    """Stop the run if the work dir's file system gets this full: the agent's journal lives there too."""
     share_python: bool = False
     """Bind the agent's Python and its packages read-only, first on PATH: scripts may use numpy etc."""

@@ -4,7 +4,9 @@ Isolation (bubblewrap): no network (own namespaces), read-only ``/usr``, nothing
 only the task dir writable, a size-limited ``/tmp``, scrubbed environment, an unprivileged uid with no
 capabilities, its own pid namespace (the whole tree dies with it). Around it: rlimits (CPU, file
 size, open files, no core), a per-run cgroup for processes and memory where delegated, a wall-clock
-timeout that kills the process group. Outputs count only as regular files in ``outputs/``.
+timeout that kills the process group, and a disk watchdog (the task dir's growth in bytes and
+entries, the file system's free space) that kills a run filling the disk. Outputs count only as regular
+files in ``outputs/``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .limits import SandboxLimits
 log = structlog.get_logger(__name__)
 OUTPUTS = "outputs"
 INNER = "/task"
+DISK_CHECK_S = 0.5
 
 
 class SandboxUnavailable(RuntimeError):
@@ -135,20 +138,29 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
         proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
                                                     stdout=out, stderr=err, start_new_session=True,
                                                     preexec_fn=_child_setup(limits, cgroup))
+        ended = asyncio.ensure_future(proc.wait())
+        watchdog = asyncio.ensure_future(_watch_disk(task_dir, limits))
         try:
-            code = await asyncio.wait_for(proc.wait(), limits.timeout_s)
-        except TimeoutError:
-            status = "timeout"
-            errors.append(f"timed out after {limits.timeout_s:g} s")
-            _kill_group(proc.pid)
-            code = await proc.wait()
+            await asyncio.wait({ended, watchdog}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                if watchdog.done():
+                    status = "killed"
+                    errors.append(watchdog.result())
+                else:
+                    status = "timeout"
+                    errors.append(f"timed out after {limits.timeout_s:g} s")
+                _kill_group(proc.pid)
+            code = await ended
         except asyncio.CancelledError:
             _kill_group(proc.pid)
             await proc.wait()
             cgroup.kill_all_and_remove()
             raise
+        finally:
+            watchdog.cancel()
     _kill_group(proc.pid)  # anything that stayed in the session
     peak = cgroup.peak_memory()
+    out_of_memory = cgroup.out_of_memory()
     leftover = cgroup.kill_all_and_remove()
     wall = time.monotonic() - started
     signum = _signal_of(code, isolated)
@@ -158,6 +170,8 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     elif status == "ok" and code:
         status = "failed"
         errors.append(f"{script} exited with {code}")
+    if status in ("killed", "failed") and out_of_memory:
+        errors.insert(0, f"memory limit reached ({limits.memory_mb} MB, memory_mb)")
     report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
                            peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
                            leftover_processes=leftover, isolation="bubblewrap" if isolated else "none")
@@ -171,6 +185,43 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     log.info("sandbox_run", task_dir=str(task_dir), status=report.status, exit_code=code, wall_s=report.wall_s,
              outputs=len(report.outputs), leftover=leftover, isolation=report.isolation)
     return report
+
+
+def _disk_use(folder: Path, max_entries: int) -> tuple[int, int]:
+    """(bytes allocated, entries) under ``folder``, links not followed; counting stops past ``max_entries``."""
+    used, entries, pending = 0, 0, [str(folder)]
+    while pending and entries <= max_entries:
+        try:
+            with os.scandir(pending.pop()) as found:
+                for entry in found:
+                    entries += 1
+                    info = entry.stat(follow_symlinks=False)
+                    used += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+        except OSError:  # vanished or made unreadable meanwhile: counted as far as it could be
+            continue
+    return used, entries
+
+
+async def _watch_disk(task_dir: Path, limits: SandboxLimits) -> str:
+    """Returns (the reason) once the run grows its task dir past the limits or the disk gets too full."""
+    room = limits.disk_mb * 2**20
+    base_used, base_entries = await asyncio.to_thread(_disk_use, task_dir, 10**9)
+    max_entries = base_entries + limits.max_entries
+    while True:
+        await asyncio.sleep(DISK_CHECK_S)
+        try:
+            disk = os.statvfs(task_dir)
+        except OSError:
+            continue
+        if disk.f_bavail * disk.f_frsize < limits.min_free_disk_mb * 2**20:
+            return f"disk limit: fewer than {limits.min_free_disk_mb} MB left on the work dir's file system"
+        used, entries = await asyncio.to_thread(_disk_use, task_dir, max_entries)
+        if used - base_used > room:
+            return f"disk limit: the task dir grew by more than {limits.disk_mb} MB (disk_mb)"
+        if entries > max_entries:
+            return f"disk limit: the task dir gained more than {limits.max_entries} files (max_entries)"
 
 
 def _signal_of(code: int | None, isolated: bool) -> signal.Signals | None:
