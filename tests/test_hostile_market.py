@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from test_agents import Agent, decided, market_setup, settle, task_decl  # noqa: F401 (the fixture)
+from agent_process import Agent, decided, settle, task_decl
+from test_agents import market_setup  # noqa: F401 (the fixture)
 
 from decentralml_core.chain.model import SubmissionStatus
 
