@@ -86,7 +86,7 @@ def test_restart_with_another_pallet_mode_is_refused(tmp_path):
     assert "--pallet full" in proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("mode,calls", [("upstream", 3), ("full", 6)])
+@pytest.mark.parametrize("mode,calls", [("upstream", 3), ("full", 8)])
 def test_pallet_modes_publish_their_calls(tmp_path, mode, calls):
     with DevnetProcess("--pallet", mode) as node:
         si = SubstrateInterface(url=node.url)

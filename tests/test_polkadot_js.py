@@ -49,8 +49,8 @@ def test_polkadot_api_connects_reads_and_submits(devnet, polkadot_js, keys):
     assert int(storage["aliceFree"]) == alice["data"]["free"] > 0
     assert storage["taskCount"] == si.query("DecentralMLModule", "TaskCount").value
     assert isinstance(storage["taskCount"], int) and isinstance(storage["openTasks"], list)
-    assert storage["calls"] == ["acceptTaskResult", "assignTask", "closeTask", "createTask", "rejectTaskResult",
-                                "sendTaskResult"]
+    assert storage["calls"] == ["acceptTaskResult", "assignTask", "claimPayment", "closeTask", "createTask",
+                                "createTaskWithTerms", "rejectTaskResult", "sendTaskResult"]
     calls = out["runtimeCalls"]
     assert calls["metadataVersions"] == [14] and calls["aliceNonce"] == alice["nonce"]
     assert out["newHead"] == out["finalizedHead"] == best

@@ -192,6 +192,20 @@ class Executive:
         self.state.begin()
         self.storage.set("System", "Number", number)
         self.storage.set("Timestamp", "Now", timestamp_ms)
+        self._on_initialize()
+
+    def _on_initialize(self) -> None:
+        """The pallets' block hooks (deadlines falling due), in their own layer: a bug there is logged and
+        rolled back, never stops block production."""
+        self.state.begin()
+        try:
+            decentralml.on_initialize(self)
+        except Exception:
+            log.exception("on_initialize_failed", block=self.block_number)
+            self.state.rollback()
+            self.events.clear()
+            return
+        self.state.commit_layer()
 
     def apply(self, xt: Extrinsic, index: int) -> bool:
         """Apply a validated extrinsic at position ``index``; False if it is no longer valid."""

@@ -217,8 +217,17 @@ DECENTRALML_UPSTREAM_ERRORS = (
 )
 """Upstream's error names in upstream's order (the order is their on-chain index)."""
 DECENTRALML_ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", "TaskClosed", "AlreadyDecided",
-                            "ResultNotSubmitted", "InsufficientEscrow")
+                            "ResultNotSubmitted", "InsufficientEscrow",
+                            # the market rules: deadlines, worker protection, qualifications, client tokens
+                            "SubmissionDeadlinePassed", "ReviewWindowOpen", "ReviewWindowClosed", "NoReviewWindow",
+                            "TooFewAccepted", "RejectionRateTooHigh", "DuplicateClientToken", "InvalidTaskTerms",
+                            "TooManyDeadlines")
 """Ours, appended so upstream's indices stay."""
+MAX_CLIENT_TOKEN = 64
+"""``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
+MAX_DEADLINES_PER_BLOCK = 10_000
+"""``AssignmentDeadlines``: at most this many assignments may fall due at one block (bounded on_initialize)."""
+PERMILL = 1_000_000
 
 
 def _opt(r: TypeRegistry, type_id: int) -> int:
@@ -237,11 +246,23 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
     storage_type = r.variant([m, "types", "StorageType"], [(n, []) for n in ("IPFS", "Crust", "S3", "GCP", "Azure")])
     annotation_type = r.variant([m, "types", "AnnotationType"], [(n, []) for n in ("Image", "Audio", "Text", "Video")])
     sub_status = r.variant([m, "types", "ResultSubmissionStatus"], [(n, []) for n in (
-        "Assigned", "PendingValidation", "Validated", "Accepted", "Rejected")])
+        "Assigned", "PendingValidation", "Validated", "Accepted", "Rejected") + (
+        ("Abandoned",) if include_extensions else ())])  # appended: upstream's indices stay
     task_status = r.variant([m, "types", "TaskStatus"], [(n, []) for n in (
         "Created", "InProgress", "Completed", "Withdrawn")])
     bb = t.bounded_bytes
     obb = _opt(r, bb)
+    task_terms = worker_stats = None
+    if include_extensions:  # only the full pallet declares the market rules' types
+        ou32 = _opt(r, t.u32)
+        permill = r.composite(["sp_arithmetic", "per_things", "Permill"], [(None, t.u32, "u32")])
+        task_terms = r.composite([m, "types", "TaskTerms"], [
+            ("submit_within", ou32, "Option<BlockNumber>"), ("review_window", ou32, "Option<BlockNumber>"),
+            ("min_accepted", t.u32, "u32"), ("max_rejection_rate", _opt(r, permill), "Option<Permill>"),
+        ], docs=["Market rules of a task: blocks to submit after assign_task, blocks the creator has to decide "
+                 "a result, and who qualifies (accepted results, rejection rate)."])
+        worker_stats = r.composite([m, "types", "WorkerStats"], [
+            ("accepted", t.u32, "u32"), ("rejected", t.u32, "u32"), ("abandoned", t.u32, "u32")])
     files = _opt(r, r.bounded_vec(bb))
     ost = _opt(r, storage_type)
     b = "BoundedVec<u8, T::"
@@ -293,6 +314,13 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
                  "Creator rejects a result, with a reason."),
             Call("close_task", [Arg("task_id", t.u32, "TaskIndex")],
                  "Creator closes an expired or finished task; unused escrow is refunded."),
+            Call("create_task_with_terms", create_args + [
+                Arg("terms", task_terms, "TaskTerms"),
+                Arg("client_token", obb, "Option<BoundedVec<u8, T::MaxClientTokenLength>>", max_len=MAX_CLIENT_TOKEN),
+            ], "create_task with market rules (deadlines, review window, qualifications) and an optional "
+               "client token: a second call with the same token from the same creator is refused."),
+            Call("claim_payment", [Arg("submission_id", t.u32, "u32")],
+                 "The worker takes the pay of a result the creator left undecided past the review window."),
         ]
     u32, blk, acc = t.u32, t.u32, t.account
     events = [
@@ -315,6 +343,11 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
                                     ("block", blk, "T::BlockNumber")]),
             ("TaskClosed", [("task_id", u32, "TaskIndex"), ("refunded", t.u128, "BalanceOf<T>"),
                             ("block", blk, "T::BlockNumber")]),
+            ("AssignmentAbandoned", [("task_id", u32, "TaskIndex"), ("submission_id", u32, "u32"),
+                                     ("worker", acc, "T::AccountId"), ("block", blk, "T::BlockNumber")]),
+            ("PaymentClaimed", [("task_id", u32, "TaskIndex"), ("submission_id", u32, "u32"),
+                                ("worker", acc, "T::AccountId"), ("amount", t.u128, "BalanceOf<T>"),
+                                ("block", blk, "T::BlockNumber")]),
         ]
     errors = list(DECENTRALML_UPSTREAM_ERRORS) + (list(DECENTRALML_ADDED_ERRORS) if include_extensions else [])
     task_info = r.composite([m, "types", "TaskInfo"], [
@@ -346,6 +379,14 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
                 [(bc, u32)]),
         Storage("WorkerSubmissions", t.bounded_u32s, [(bc, acc)], optional=False, default=b"\x00"),
     ]
+    if include_extensions:  # the market rules' storage, appended; Tasks keeps upstream's encoding
+        storage += [
+            Storage("TaskTerms", task_terms, [(bc, u32)]),
+            Storage("WorkerStats", worker_stats, [(bc, acc)], optional=False, default=b"\x00" * 12),
+            Storage("TaskByClientToken", u32, [(bc, acc), (bc, bb)]),
+            Storage("ResultSubmittedAt", blk, [(bc, u32)]),
+            Storage("AssignmentDeadlines", t.bounded_u32s, [(bc, blk)], optional=False, default=b"\x00"),
+        ]
     consts = [
         ("MinContribution", t.u128, MIN_CONTRIBUTION.to_bytes(16, "little")),
         ("TaskReward", t.u128, MIN_CONTRIBUTION.to_bytes(16, "little")),

@@ -7,6 +7,34 @@ submits. What upstream lacks is added as calls 3–5: the creator accepts (pays 
 task's escrow, at most once), rejects (with a reason) or closes (refunds what no pending result can
 still claim). ``create_task`` escrows ``pays_amount × max_assignments`` in the task's sub-account.
 
+The market rules an unattended market needs (MTurk's AssignmentDurationInSeconds,
+AutoApprovalDelayInSeconds, QualificationRequirements, UniqueRequestToken), enforced on chain:
+
+- ``create_task_with_terms`` (call 6) is ``create_task`` plus :data:`TaskTerms <DEFAULT_TERMS>` and an
+  optional client token. The terms live in their own map ``TaskTerms`` keyed by task id, so ``Tasks``
+  keeps upstream's encoding; a task made by plain ``create_task`` has :data:`DEFAULT_TERMS` (no
+  deadline, no review window, anyone qualifies: the behaviour before the rules). A token is
+  remembered in ``TaskByClientToken[(creator, token)]``; reusing it fails ``DuplicateClientToken``.
+- Assignment deadline: ``submit_within`` blocks after ``assign_task`` the worker may still submit
+  (through block ``created_block + submit_within``). Abandonment is applied eagerly, in
+  :func:`on_initialize` of the next block, from an agenda ``AssignmentDeadlines[block]`` written by
+  ``assign_task`` (bounded per block, like a scheduler's agenda): the worker's ``abandoned`` counter
+  goes up, the slot returns (the live-slot count drops, the task re-enters ``OpenTasks``) and the
+  event ``AssignmentAbandoned`` tells other workers. Eager rather than lazy because a refused call
+  is rolled back: a late ``send_task_result`` could never record the abandonment itself, and a slot
+  held by a silent worker would otherwise stay taken until someone else happened to ask.
+  ``send_task_result`` also checks the deadline itself, so the rule never depends on the hook alone.
+- Review window: ``review_window`` blocks after a result is sent (``ResultSubmittedAt``) the creator
+  decides; past it the worker may ``claim_payment`` (call 7) from escrow. Past the window the creator
+  can no longer reject (``ReviewWindowClosed``) but may still accept: either way the worker is paid
+  exactly once, and whichever of accept and claim comes second fails ``AlreadyDecided``.
+- Qualifications: ``WorkerStats[worker]`` counts accepted (claims included), rejected and abandoned
+  results; ``assign_task`` refuses a worker with fewer than ``min_accepted`` accepted results
+  (``TooFewAccepted``) or a rejection rate rejected / (accepted + rejected) above
+  ``max_rejection_rate`` (Permill; ``RejectionRateTooHigh``).
+- ``TaskResultSubmissionCountByTaskId`` counts the slots held (abandoned ones released);
+  ``TaskResultSubmissionIds`` keeps every assignment, abandoned ones included, in order.
+
 Every function takes the dispatch :class:`~.base.Env`, the signer's AccountId and the call's
 arguments; a refusal raises :class:`~.base.DispatchError` and the executive rolls the call back.
 
@@ -20,10 +48,12 @@ from __future__ import annotations
 from ..metadata import (
     DECENTRALML_ADDED_ERRORS,
     DECENTRALML_UPSTREAM_ERRORS,
+    MAX_DEADLINES_PER_BLOCK,
     MAX_OPEN_TASKS,
     MAX_SUBMISSION_IDS,
     MAX_SUBMISSIONS_PER_WORKER,
     MIN_CONTRIBUTION,
+    PERMILL,
 )
 from .base import DispatchError
 
@@ -35,6 +65,9 @@ MAX_ASSIGNMENTS = MAX_SUBMISSION_IDS - 1
 """Upstream records submission ids in a ``[u32; 10000]`` at 1-based slots, so 9,999 fit."""
 
 UPSTREAM_ERRORS, ADDED_ERRORS = DECENTRALML_UPSTREAM_ERRORS, DECENTRALML_ADDED_ERRORS
+DEFAULT_TERMS = {"submit_within": None, "review_window": None, "min_accepted": 0, "max_rejection_rate": None}
+"""The terms of a task created without any: no deadline, no review window, everyone qualifies."""
+NO_STATS = {"accepted": 0, "rejected": 0, "abandoned": 0}
 
 
 def fail(error: str, detail: str = "") -> DispatchError:
@@ -85,7 +118,7 @@ def _check_task_fields(task_type: str, args: dict) -> None:
 
 
 def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, pays_amount: int,
-                expiration_block: int, max_assignments: int, validation_strategy: str, **fields) -> None:
+                expiration_block: int, max_assignments: int, validation_strategy: str, **fields) -> int:
     """Validate, escrow ``pays_amount × max_assignments`` from the creator, store and open the task."""
     if pays_amount < (1 if env.upstream else MIN_CONTRIBUTION):
         raise fail("TaskInvalidPaysAmount", f"at least {MIN_CONTRIBUTION}")
@@ -113,6 +146,49 @@ def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, 
         raise fail("OpenTasksLimitReached")
     env.set(PALLET, "OpenTasks", [*open_tasks, task_id])
     env.deposit_event(PALLET, "TaskCreated", {"taskid": task_id, "created": env.block_number})
+    return task_id
+
+
+def create_task_with_terms(env, creator: bytes, *, terms: dict, client_token: bytes | None, **task_args) -> None:
+    """``create_task`` under market rules, at most once per ``(creator, client_token)``."""
+    _check_terms(terms)
+    if client_token is not None and env.get(PALLET, "TaskByClientToken", creator, client_token) is not None:
+        raise fail("DuplicateClientToken", "this creator already created a task with this token")
+    task_id = create_task(env, creator, **task_args)
+    env.set(PALLET, "TaskTerms", task_id, terms)
+    if client_token is not None:
+        env.set(PALLET, "TaskByClientToken", creator, client_token, task_id)
+
+
+def _check_terms(terms: dict) -> None:
+    for name in ("submit_within", "review_window"):
+        if terms[name] == 0:
+            raise fail("InvalidTaskTerms", f"{name} is at least 1 block (or None)")
+    if terms["max_rejection_rate"] is not None and terms["max_rejection_rate"] > PERMILL:
+        raise fail("InvalidTaskTerms", "max_rejection_rate is in parts per million (at most 1,000,000)")
+
+
+def task_terms(env, task_id: int) -> dict:
+    """The task's market rules; a task created by plain ``create_task`` has :data:`DEFAULT_TERMS`."""
+    if env.upstream:
+        return DEFAULT_TERMS
+    return env.get(PALLET, "TaskTerms", task_id) or DEFAULT_TERMS
+
+
+def qualification_error(terms: dict, stats: dict) -> str | None:
+    """The error ``assign_task`` raises for a worker with ``stats``, or None if they qualify."""
+    if stats["accepted"] < terms["min_accepted"]:
+        return "TooFewAccepted"
+    limit, decided = terms["max_rejection_rate"], stats["accepted"] + stats["rejected"]
+    if limit is not None and decided and stats["rejected"] * PERMILL > limit * decided:
+        return "RejectionRateTooHigh"
+    return None
+
+
+def _count(env, worker: bytes, outcome: str) -> None:
+    """One more accepted / rejected / abandoned result on the worker's record."""
+    stats = env.get(PALLET, "WorkerStats", worker)
+    env.set(PALLET, "WorkerStats", worker, {**stats, outcome: _checked_add(stats[outcome])})
 
 
 def _submission_ids(env, task_id: int) -> list[int]:
@@ -133,6 +209,8 @@ def _record_submission_id(env, task_id: int, count: int, submission_id: int) -> 
         ids[count] = submission_id
     else:
         ids = [*_submission_ids(env, task_id), submission_id]
+        if len(ids) > MAX_SUBMISSION_IDS:  # abandoned assignments stay listed, so the history can fill up
+            raise fail("Overflow", f"a task records at most {MAX_SUBMISSION_IDS} assignments")
     env.set(PALLET, "TaskResultSubmissionIds", task_id, ids)
 
 
@@ -154,10 +232,14 @@ def assign_task(env, worker: bytes, *, task_id: int) -> None:
             raise fail("TaskClosed")
         if _is_expired(env, task):
             raise fail("TaskExpired")
-        if worker in _assigned_workers(env, task_id):
+        if worker in _assigned_workers(env, task_id):  # an abandoner too: the slot goes to another worker
             raise fail("AlreadyAssigned")
         if count >= task["max_assignments"]:
             raise fail("MaxAssignmentsReached")
+        terms = task_terms(env, task_id)
+        unqualified = qualification_error(terms, env.get(PALLET, "WorkerStats", worker))
+        if unqualified:
+            raise fail(unqualified)
     count = _checked_add(count)
     env.set(PALLET, "TaskResultSubmissionCountByTaskId", task_id, count)
     submission_id = env.get(PALLET, "TaskResultSubmissionCount")
@@ -176,8 +258,54 @@ def assign_task(env, worker: bytes, *, task_id: int) -> None:
         env.set(PALLET, "Tasks", task_id, {**task, "status": "InProgress"})
     if count == task["max_assignments"]:
         env.set(PALLET, "OpenTasks", [t for t in env.get(PALLET, "OpenTasks") if t != task_id])
+    if not env.upstream and terms["submit_within"] is not None:
+        _schedule_deadline(env, _checked_add(env.block_number, terms["submit_within"]), submission_id)
     env.deposit_event(PALLET, "TaskAssigned", {"task_id": task_id, "submission_index": submission_id,
                                                "modified_block": env.block_number})
+
+
+def _schedule_deadline(env, deadline: int, submission_id: int) -> None:
+    due = env.get(PALLET, "AssignmentDeadlines", deadline)
+    if len(due) >= MAX_DEADLINES_PER_BLOCK:
+        raise fail("TooManyDeadlines", f"{MAX_DEADLINES_PER_BLOCK} assignments already fall due at block {deadline}")
+    env.set(PALLET, "AssignmentDeadlines", deadline, [*due, submission_id])
+
+
+def submit_deadline(env, submission: dict) -> int | None:
+    """The last block in which the assigned worker may send the result, if the task sets one."""
+    within = task_terms(env, submission["task_id"])["submit_within"]
+    return None if within is None else submission["created_block"] + within
+
+
+def on_initialize(env) -> None:
+    """Abandon the assignments whose deadline was the previous block and are still unsubmitted."""
+    if env.upstream or env.block_number < 1:
+        return
+    due_block = env.block_number - 1
+    due = env.get(PALLET, "AssignmentDeadlines", due_block)
+    if not due:
+        return
+    env.remove(PALLET, "AssignmentDeadlines", due_block)
+    for submission_id in due:
+        _abandon(env, submission_id)
+
+
+def _abandon(env, submission_id: int) -> None:
+    submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
+    if submission is None or submission["status"] != "Assigned":  # sent in time
+        return
+    task_id, worker = submission["task_id"], submission["worker"]
+    env.set(PALLET, "TaskResultSubmissions", submission_id, {**submission, "status": "Abandoned"})
+    env.set(PALLET, "TaskResultSubmissionCountByTaskId", task_id,
+            (env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 1) - 1)
+    _count(env, worker, "abandoned")
+    task = env.get(PALLET, "Tasks", task_id)
+    open_tasks = env.get(PALLET, "OpenTasks")
+    if (not _is_closed(task) and not _is_expired(env, task) and task_id not in open_tasks
+            and len(open_tasks) < MAX_OPEN_TASKS):
+        env.set(PALLET, "OpenTasks", [*open_tasks, task_id])  # the slot is back in the pool
+    env.deposit_event(PALLET, "AssignmentAbandoned", {
+        "task_id": task_id, "submission_id": submission_id, "worker": worker, "block": env.block_number})
 
 
 def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | None, result_path: bytes | None,
@@ -192,6 +320,10 @@ def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | 
         raise fail("SubmissionNotFound")
     if submission["worker"] != worker:
         raise fail("NotAuthorized", "only the assigned worker submits")
+    if not env.upstream:
+        deadline = submit_deadline(env, submission)
+        if submission["status"] == "Abandoned" or (deadline is not None and env.block_number > deadline):
+            raise fail("SubmissionDeadlinePassed", f"the result was due by block {deadline}")
     if submission["status"] != "Assigned":
         raise fail("InvalidStatus", f"submission is {submission['status']}")
     task = env.get(PALLET, "Tasks", submission["task_id"])
@@ -206,6 +338,8 @@ def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | 
         **submission, "result": result, "result_path": result_path, "result_storage_type": result_storage_type,
         "result_storage_credentials": result_storage_credentials, "status": "PendingValidation",
     })
+    if not env.upstream:
+        env.set(PALLET, "ResultSubmittedAt", submission_id, env.block_number)
     if env.declares_event(PALLET, "TaskResultSubmitted"):  # upstream emits nothing here
         env.deposit_event(PALLET, "TaskResultSubmitted", {
             "task_id": submission["task_id"], "submission_id": submission_id, "worker": worker,
@@ -227,24 +361,64 @@ def _decidable(env, creator: bytes, submission_id: int) -> tuple[dict, dict]:
     return submission, task
 
 
-def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
-    """Accept a pending result: pay the worker ``pays_amount`` from the task's escrow, once."""
-    submission, task = _decidable(env, creator, submission_id)
-    escrow, amount = task_account(submission["task_id"]), task["pays_amount"]
+def review_deadline(env, submission_id: int, task_id: int) -> int | None:
+    """The last block of the creator's review window for a sent result, if the task sets one."""
+    window = task_terms(env, task_id)["review_window"]
+    sent = env.get(PALLET, "ResultSubmittedAt", submission_id)
+    return None if window is None or sent is None else sent + window
+
+
+def _pay(env, submission: dict, task: dict, event: str) -> None:
+    """Pay the worker ``pays_amount`` from the task's escrow and record the result as accepted."""
+    submission_id, escrow, amount = submission["submission_id"], task_account(submission["task_id"]), task["pays_amount"]
     if env.free_balance(escrow) < amount:
         raise fail("InsufficientEscrow")
     env.transfer(escrow, submission["worker"], amount, keep_alive=False)
     env.set(PALLET, "TaskResultSubmissions", submission_id, {
         **submission, "status": "Accepted", "paid_amount": amount, "paid_block": env.block_number})
-    env.deposit_event(PALLET, "TaskResultAccepted", {
+    _count(env, submission["worker"], "accepted")
+    env.deposit_event(PALLET, event, {
         "task_id": submission["task_id"], "submission_id": submission_id, "worker": submission["worker"],
         "amount": amount, "block": env.block_number})
 
 
+def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
+    """Accept a pending result: pay the worker ``pays_amount`` from the task's escrow, once.
+
+    Also after the review window: the worker gets the same pay it could claim.
+    """
+    submission, task = _decidable(env, creator, submission_id)
+    _pay(env, submission, task, "TaskResultAccepted")
+
+
+def claim_payment(env, worker: bytes, *, submission_id: int) -> None:
+    """The worker takes the pay of a result left undecided past the task's review window."""
+    submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
+    if submission is None:
+        raise fail("SubmissionNotFound")
+    if submission["worker"] != worker:
+        raise fail("NotAuthorized", "only the result's worker claims")
+    if submission["status"] in ("Accepted", "Rejected"):
+        raise fail("AlreadyDecided")
+    if submission["status"] != "PendingValidation":
+        raise fail("ResultNotSubmitted")
+    deadline = review_deadline(env, submission_id, submission["task_id"])
+    if deadline is None:
+        raise fail("NoReviewWindow", "the task sets no review window: only the creator decides")
+    if env.block_number <= deadline:
+        raise fail("ReviewWindowOpen", f"the creator decides through block {deadline}")
+    _pay(env, submission, env.get(PALLET, "Tasks", submission["task_id"]), "PaymentClaimed")
+
+
 def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes) -> None:
-    """Reject a pending result with a reason; its pay stays in escrow for the creator's refund."""
+    """Reject a pending result with a reason, inside the review window; its pay stays in escrow for the
+    creator's refund."""
     submission, _ = _decidable(env, creator, submission_id)
+    deadline = review_deadline(env, submission_id, submission["task_id"])
+    if deadline is not None and env.block_number > deadline:
+        raise fail("ReviewWindowClosed", f"the review window ended at block {deadline}: the worker may claim")
     env.set(PALLET, "TaskResultSubmissions", submission_id, {**submission, "status": "Rejected"})
+    _count(env, submission["worker"], "rejected")
     env.deposit_event(PALLET, "TaskResultRejected", {
         "task_id": submission["task_id"], "submission_id": submission_id, "worker": submission["worker"],
         "reason": reason, "block": env.block_number})
@@ -266,7 +440,7 @@ def close_task(env, creator: bytes, *, task_id: int) -> None:
         raise fail("NotAuthorized", "only the task's creator closes it")
     if _is_closed(task):
         raise fail("TaskClosed")
-    submissions = _submissions(env, task_id)
+    submissions = [s for s in _submissions(env, task_id) if s["status"] != "Abandoned"]
     all_decided = len(submissions) == task["max_assignments"] and all(
         s["status"] in ("Accepted", "Rejected") for s in submissions)
     if not (_is_expired(env, task) or all_decided):
