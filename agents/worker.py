@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 
 import structlog
 
 from decentralml_core import work
-from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed
+from decentralml_core.chain import ChainClient, Checkpoint, ConnectionLost, DispatchFailed, InclusionTimeout
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
 from decentralml_core.sandbox import run_task_script
-from decentralml_core.storage import Limits, StorageError, open_store
+from decentralml_core.storage import Limits, StorageError, Unreachable, open_store
 
 from .config import AgentConfig
 from .journal import Journal
@@ -30,6 +31,8 @@ from .streams import close_stream
 log = structlog.get_logger("agent.worker")
 KIND = "task"
 DONE = ("submitted", "skipped", "failed", "lost")
+TRANSIENT = (ConnectionLost, InclusionTimeout, Unreachable)  # a step failing with these is tried again
+RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
 RACE_LOST = {"MaxAssignmentsReached", "AlreadyAssigned", "TaskExpired", "TaskClosed", "TaskNotFound"}
 
 
@@ -131,18 +134,38 @@ class WorkerAgent:
     # -- one task, step by step ------------------------------------------------------------------------
     async def work_on(self, task_id: int) -> None:
         async with self.slots:
+            delay, give_up = RETRY_FIRST_S, time.monotonic() + RETRY_FOR_S
             try:
                 while True:  # one journaled step at a time; when stopping, end after the current one
                     entry = self.journal.get(KIND, task_id)
                     if entry.step in DONE or (self.stopping and entry.step == "claiming"):
                         return
-                    await getattr(self, f"_{entry.step}")(task_id, entry.data)
+                    try:
+                        await getattr(self, f"_{entry.step}")(task_id, entry.data)
+                    except TRANSIENT as exc:  # the network: the same step again (each one checks the chain first)
+                        if time.monotonic() + delay > give_up:
+                            raise
+                        log.warning("task_step_retry", task_id=task_id, step=entry.step, error=str(exc),
+                                    error_type=type(exc).__name__, retry_in_s=delay)
+                        self.metrics.inc("step_retries")
+                        if not await self._pause(delay):
+                            return
+                        delay = min(delay * 2, RETRY_MAX_S)
+                        continue
+                    delay = RETRY_FIRST_S
                     if self.stopping:
                         return
             except Exception as exc:  # malformed chain data included: this task fails, the agent goes on
                 self.journal.set(KIND, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 self.metrics.inc("tasks_failed")
                 log.error("task_failed", task_id=task_id, error=str(exc), error_type=type(exc).__name__)
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep, unless the agent is stopping (then False at once)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.5, deadline - time.monotonic()))
+        return not self.stopping
 
     async def _claiming(self, task_id: int, data: dict) -> None:
         # a claim journaled by an earlier run may have reached the chain before a crash: it counts

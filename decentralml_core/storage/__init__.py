@@ -19,7 +19,7 @@ import structlog
 
 from .base import BlockStore, Limits, get_blob, get_folder, get_manifest, iter_blob, put_blob, put_file, put_folder
 from .cid import cid_of
-from .errors import IntegrityError, NotFound, StorageError, TooLarge, UnsafeName, UnsupportedStorage
+from .errors import IntegrityError, NotFound, StorageError, TooLarge, Unreachable, UnsafeName, UnsupportedStorage
 from .gateway import GatewayStore, gateway_app
 from .ipfs import IpfsRpcStore
 from .local import LocalStore
@@ -113,4 +113,4 @@ def credentials_for_chain(credentials: str | None, publish: bool = False) -> str
 __all__ = ["BlockStore", "Limits", "StorageConfig", "open_store", "put_folder", "get_folder", "get_manifest",
            "put_file", "put_blob", "get_blob", "iter_blob", "cid_of", "file_cid", "file_cid_of_path", "credentials_for_chain", "LocalStore", "GatewayStore", "IpfsRpcStore", "S3Store", "FallbackStore",
            "gateway_app", "StorageError", "IntegrityError", "NotFound", "TooLarge", "UnsafeName",
-           "UnsupportedStorage"]
+           "Unreachable", "UnsupportedStorage"]

@@ -23,5 +23,9 @@ class NotFound(StorageError):
     """No store reachable from here has this content."""
 
 
+class Unreachable(StorageError):
+    """A store could not be reached, stopped answering or asked us to slow down: it may work later."""
+
+
 class UnsupportedStorage(StorageError):
     """A storage type (from the chain) this agent cannot use."""

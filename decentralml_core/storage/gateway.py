@@ -15,7 +15,7 @@ from multiformats import CID
 
 from ..netguard import GATEWAY_TOKEN_ENV, Guard, bearer_headers
 from .cid import MAX_BLOCK, canonical, check_block, inlined
-from .errors import IntegrityError, NotFound, StorageError, TooLarge
+from .errors import IntegrityError, NotFound, StorageError, TooLarge, Unreachable
 from .http import read_capped, timeout, transport_errors
 from .local import LocalStore
 from .session import SharedHttpSession
@@ -96,6 +96,8 @@ class GatewayStore(SharedHttpSession):
                 session.get(url, headers={"Accept": RAW, **bearer_headers(GATEWAY_TOKEN_ENV)}) as resp:
             if resp.status == 404:
                 raise NotFound(f"{cid} not found at {self.base_url}")
+            if resp.status == 429 or resp.status >= 500:
+                raise Unreachable(f"{self.base_url} answered {resp.status} for {cid}")
             if resp.status != 200:
                 raise StorageError(f"{self.base_url} answered {resp.status} for {cid}")
             data = await read_capped(resp, max_size, f"{cid} from {self.base_url}")

@@ -1,5 +1,5 @@
 """HTTP plumbing shared by the gateway and IPFS clients: bodies read without trusting their size,
-timeouts that bound silence rather than whole transfers, and transport errors as StorageError."""
+timeouts that bound silence rather than whole transfers, and transport errors as Unreachable (a StorageError that may pass)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from .errors import StorageError, TooLarge
+from .errors import TooLarge, Unreachable
 
 
 def timeout(read_s: float) -> aiohttp.ClientTimeout:
@@ -30,8 +30,8 @@ async def read_capped(resp: aiohttp.ClientResponse, max_size: int, what: str) ->
 
 @contextlib.asynccontextmanager
 async def transport_errors(what: str) -> AsyncIterator[None]:
-    """Connection refused, reset, dropped mid-body or silent: one StorageError naming ``what``."""
+    """Connection refused, reset, dropped mid-body or silent: one :class:`Unreachable` naming ``what``."""
     try:
         yield
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise StorageError(f"{what} failed: {exc or type(exc).__name__}") from None
+        raise Unreachable(f"{what} failed: {exc or type(exc).__name__}") from None
