@@ -8,15 +8,17 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
 from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
+
+from .validators import GoldStandardParams, ValidatorParams
 
 ROLE_TASK_TYPES = {"annotator": TaskType.DATA_ANNOTATORS, "engineer": TaskType.MODEL_ENGINEER,
                    "contributor": TaskType.MODEL_CONTRIBUTOR}
@@ -112,6 +114,11 @@ class WorkerPolicy(Strict):
     min_blocks_left: int = Field(5, ge=0, description="skip tasks expiring in fewer blocks than this")
 
 
+ValidatorSpec = Annotated[Annotated[str, Tag("by_name")] | Annotated[ValidatorParams, Tag("with_params")],
+                          Discriminator(lambda v: "by_name" if isinstance(v, str) else "with_params")]
+UNION_TAGS = {"by_name", "with_params"}  # left out of error locations: the operator never wrote them
+
+
 class PublishedTask(Strict):
     """A task the creator publishes once (its pay x max_assignments escrowed), validates and pays."""
 
@@ -127,8 +134,10 @@ class PublishedTask(Strict):
     strategy: ValidationStrategy = Field(ValidationStrategy.MANUAL_ACCEPT,
                                          description="how results are validated: AutoAccept, ManualAccept, "
                                                      "CustomAccept")
-    validator: str | None = Field(None, description="CustomAccept: outputs_present, json_outputs, coco_schema "
-                                                    "or 'package.module:function'")
+    validator: ValidatorSpec | None = Field(
+        None, description="CustomAccept: decides; ManualAccept: its scores and boxes advise the reviewer. "
+                          "outputs_present, json_outputs, coco_schema, {name: iou_consensus, ...}, "
+                          "{name: gold_standard, truth: FILE, ...} or 'package.module:function'")
     annotation_type: AnnotationType = Field(AnnotationType.IMAGE, description="data annotation tasks: the media")
     class_labels: str | None = Field(None, description="comma-separated labels; one sample per label")
     storage_type: StorageType = Field(StorageType.IPFS, description="where the assets are published")
@@ -145,6 +154,13 @@ class ReviewSection(Strict):
     """ManualAccept results wait for `decentralml review accept|reject`."""
 
     auto_approve_after_s: float | None = Field(None, gt=0, description="ManualAccept: accept if not reviewed in time")
+    web_port: int | None = Field(None, ge=0, le=65535, description="serve the review page on this port "
+                                                                   "(log in with the review token)")
+    web_host: str = Field("127.0.0.1", description="the review page's address; another than loopback only "
+                                                  "behind a TLS proxy")
+    token_env: str = Field("DECENTRALML_REVIEW_TOKEN", description="variable holding the review page's login "
+                                                                   "token; unset: one is generated into "
+                                                                   "state_dir/review.token (mode 0600)")
 
 
 class AgentConfig(Strict):
@@ -198,9 +214,16 @@ def validate_config(raw: dict) -> AgentConfig:
         return AgentConfig.model_validate(_expand(raw, ""))
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        where = ".".join(str(p) for p in first["loc"] if p not in UNION_TAGS
+                         and not str(p).startswith("tagged-union[")) or "(top)"
         raise ConfigError(f"{where}: {first['msg']}" + (
             f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
+
+
+def _validator_paths(validator, rel):
+    if isinstance(validator, GoldStandardParams):
+        return validator.model_copy(update={"truth": rel(validator.truth)})
+    return validator
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -228,5 +251,6 @@ def load_config(path: str | Path) -> AgentConfig:
     return config.model_copy(update={
         "state_dir": rel(config.state_dir),
         "storage": config.storage.model_copy(update={"root": rel(config.storage.root)}),
-        "tasks": [t.model_copy(update={"assets": rel(t.assets)}) for t in config.tasks],
+        "tasks": [t.model_copy(update={"assets": rel(t.assets), "validator": _validator_paths(t.validator, rel)})
+                  for t in config.tasks],
     })

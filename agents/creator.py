@@ -2,7 +2,7 @@
 once, and close expired tasks to reclaim unused escrow.
 
 Journal kinds: ``published`` (by task name: publishing → published → closed) and ``submission``
-(seen → review | paying → paid, rejecting → rejected). A step that moves tokens is journaled before
+(seen → [undecided →] review | paying → paid, rejecting → rejected). A step that moves tokens is journaled before
 the call and confirmed from the chain after a restart, so a submission is paid at most once.
 """
 
@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import shutil
 import time
+from pathlib import Path
 
 import structlog
 
@@ -30,13 +32,22 @@ from decentralml_core.chain.model import (
 from decentralml_core.storage import get_folder, open_store
 
 from .config import AgentConfig, PublishedTask
-from .journal import Journal
+from .journal import Entry, Journal
 from .metrics import Metrics
 from .streams import close_stream
-from .validators import load_validator
+from .validators import Evidence, Validator, Verdict, load_validator
 
 log = structlog.get_logger("agent.creator")
 SWEEP_S = 2.0
+
+
+def result_path(state_dir: Path, submission_id: int) -> Path:
+    return state_dir / "results" / f"submission-{submission_id}"
+
+
+def reference_path(state_dir: Path, submission_id: int) -> Path:
+    """The boxes a validator judged the result against (consensus or ground truth), for reviewers."""
+    return state_dir / "results" / f"submission-{submission_id}.reference.json"
 
 
 class CreatorAgent:
@@ -46,6 +57,7 @@ class CreatorAgent:
         self.keypair = config.key.load()
         self.declared = {t.name: t for t in config.tasks}
         self.validators = {t.name: load_validator(t.validator) for t in config.tasks if t.validator}
+        self._fetching: dict[int, asyncio.Lock] = {}
         self._validating: dict[int, asyncio.Task] = {}
         self._paying_now: set[int] = set()  # payments this process started (others predate a restart)
 
@@ -180,7 +192,8 @@ class CreatorAgent:
         if submission.status != SubmissionStatus.PENDING_VALIDATION:
             return
         if entry is None:
-            entry = self.journal.set("submission", sid, "seen", task_id=task.task_id, worker=submission.worker)
+            entry = self.journal.set("submission", sid, "seen", task_id=task.task_id, worker=submission.worker,
+                                     seen_at=time.time())
             self.metrics.inc("results_seen")
         strategy = task.validation_strategy
         if entry.step == "paying" and not self.market.capabilities.verdict_calls and sid not in self._paying_now:
@@ -196,37 +209,139 @@ class CreatorAgent:
                 await self.accept(task, submission)
             elif entry.step == "rejecting":
                 await self.reject(task, submission, entry.data["reason"])
+            elif entry.step == "review":
+                await self.review_timer(task, submission, entry)
             elif strategy == ValidationStrategy.MANUAL_ACCEPT:
-                delay = self.config.review.auto_approve_after_s
-                if entry.step != "review":
-                    self.journal.set("submission", sid, "review")
-                    log.info("result_waiting_for_review", submission_id=sid, task_id=task.task_id)
-                elif delay is not None and time.time() - entry.updated >= delay:
-                    log.info("result_auto_approved", submission_id=sid, after_s=delay)
-                    await self.accept(task, submission)
+                await self.to_review(task, submission, await self.advice(task, submission))
             else:
-                ok, reason = await self.custom_verdict(task, submission)
-                if ok:
-                    await self.accept(task, submission)
-                else:
-                    await self.reject(task, submission, reason or "rejected by the validator")
+                await self.decide(task, submission, entry)
         except Exception as exc:  # a chain, storage or validator error: this result waits, the agent goes on
             log.error("validation_failed", submission_id=sid, error=str(exc), error_type=type(exc).__name__)
 
-    async def custom_verdict(self, task: Task, submission: Submission) -> tuple[bool, str]:
-        name = json.loads(task.annotation_json or "{}").get("name")
-        validator = self.validators.get(name)
+    async def decide(self, task: Task, submission: Submission, entry: Entry) -> None:
+        """CustomAccept: the validator's verdict, or — while it cannot decide — wait up to its ``wait_s``,
+        then do what it says (leave to a person, accept, reject)."""
+        sid, validator = submission.submission_id, self.validator_for(task)
         if validator is None:
-            return False, f"no validator configured for task {name!r}"
-        folder = self.config.state_dir / "results" / f"submission-{submission.submission_id}"
-        if submission.result_path and not folder.exists():
-            storage = str(submission.result_storage_type or "IPFS")
-            await get_folder(open_store(storage, self.config.storage.config()), submission.result_path, folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        verdict = validator(submission, folder, task)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        return verdict if isinstance(verdict, tuple) else (bool(verdict), "")
+            await self.reject(task, submission, f"no validator configured for task {self.task_name(task)!r}")
+            return
+        verdict = await self.verdict(validator, task, submission)
+        if verdict.accept is None:
+            waited = time.time() - entry.data.get("seen_at", entry.updated)
+            if validator.wait_s is None or waited < validator.wait_s:
+                if entry.step != "undecided" or entry.data.get("verdict") != verdict.record():
+                    self.journal.set("submission", sid, "undecided", verdict=verdict.record())
+                    log.info("result_undecided", submission_id=sid, task_id=task.task_id, reason=verdict.reason)
+                return
+            log.info("result_undecided_in_time", submission_id=sid, waited_s=round(waited), then=validator.on_timeout)
+            if validator.on_timeout == "review":
+                await self.to_review(task, submission, verdict)
+                return
+            verdict = Verdict(validator.on_timeout == "accept", f"{verdict.reason}; undecided after "
+                              f"{validator.wait_s:g} s", verdict.scores)
+        self.journal.set("submission", sid, entry.step, verdict=verdict.record())
+        if verdict.accept:
+            await self.accept(task, submission)
+        else:
+            await self.reject(task, submission, verdict.for_chain() or "rejected by the validator")
+
+    async def to_review(self, task: Task, submission: Submission, verdict: Verdict | None) -> None:
+        self.journal.set("submission", submission.submission_id, "review", review_since=time.time(),
+                         verdict=verdict.record() if verdict else None)
+        log.info("result_waiting_for_review", submission_id=submission.submission_id, task_id=task.task_id,
+                 advice=verdict.reason if verdict else None)
+
+    async def review_timer(self, task: Task, submission: Submission, entry: Entry) -> None:
+        delay = self.config.review.auto_approve_after_s
+        if delay is not None and time.time() - entry.data.get("review_since", entry.updated) >= delay:
+            log.info("result_auto_approved", submission_id=submission.submission_id, after_s=delay)
+            await self.accept(task, submission)
+
+    async def advice(self, task: Task, submission: Submission) -> Verdict | None:
+        """ManualAccept with a validator: its verdict informs the reviewer; its failure does not block review."""
+        validator = self.validator_for(task)
+        if validator is None:
+            return None
+        try:
+            return await self.verdict(validator, task, submission)
+        except Exception as exc:
+            log.warning("advice_failed", submission_id=submission.submission_id, error=str(exc),
+                        error_type=type(exc).__name__)
+            return Verdict(None, f"{validator.name} failed: {type(exc).__name__}")
+
+    def task_name(self, task: Task) -> str | None:
+        try:
+            return json.loads(task.annotation_json or "{}").get("name")
+        except ValueError:
+            return None
+
+    def validator_for(self, task: Task) -> Validator | None:
+        return self.validators.get(self.task_name(task))
+
+    async def verdict(self, validator: Validator, task: Task, submission: Submission) -> Verdict:
+        folder = await self.result_folder(submission)
+        peers = []
+        if validator.needs_peers:
+            for other in await self.market.submissions(task.task_id):
+                if other.submission_id != submission.submission_id and other.result_path:
+                    try:
+                        peers.append((other, await self.result_folder(other)))
+                    except Exception as exc:  # a peer's unreadable result is not this result's fault
+                        log.warning("peer_result_unreadable", submission_id=other.submission_id, error=str(exc))
+        evidence = Evidence(submission, folder, task, tuple(peers))
+        if inspect.iscoroutinefunction(validator.check):
+            verdict = await validator.check(evidence)
+        else:  # CPU-bound matching runs off the event loop, so chain events and the review page keep flowing
+            verdict = await asyncio.to_thread(validator.check, evidence)
+        if verdict.reference is not None:
+            reference_path(self.config.state_dir, submission.submission_id).write_text(json.dumps(verdict.reference))
+        return verdict
+
+    async def result_folder(self, submission: Submission) -> Path:
+        """The result's outputs, fetched once (whole or not at all) into the agent's state dir."""
+        folder = result_path(self.config.state_dir, submission.submission_id)
+        async with self._fetching.setdefault(submission.submission_id, asyncio.Lock()):
+            if not folder.exists():
+                partial = folder.with_name(folder.name + ".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                if submission.result_path:
+                    storage = str(submission.result_storage_type or "IPFS")
+                    await get_folder(open_store(storage, self.config.storage.config()), submission.result_path, partial)
+                else:
+                    partial.mkdir()
+                partial.rename(folder)
+        return folder
+
+    async def review_decision(self, sid: int, accept: bool, reason: str = "") -> str:
+        """A person's decision (the review page), taken in turn with the agent's own work on that result."""
+        while (running := self._validating.get(sid)) is not None:
+            await asyncio.wait({running})
+        job = asyncio.create_task(self._review_decision(sid, accept, reason))
+        self._validating[sid] = job
+        job.add_done_callback(lambda _: self._validating.pop(sid, None))
+        return await job
+
+    async def _review_decision(self, sid: int, accept: bool, reason: str) -> str:
+        entry = self.journal.get("submission", sid)
+        if entry is None or entry.step != "review":
+            return f"submission {sid} is not waiting for review ({entry.step if entry else 'unknown'})"
+        submission = await self.market.submission(sid)
+        task = await self.market.terms(submission.task_id)
+        if accept:
+            await self.accept(task, submission)
+        else:
+            await self.reject(task, submission, reason)
+        step = self.journal.get("submission", sid).step
+        log.info("result_reviewed", submission_id=sid, decision="accept" if accept else "reject", step=step)
+        return f"submission {sid}: {step}"
+
+    async def _decided_elsewhere(self, sid: int, task: Task) -> None:
+        """After AlreadyDecided: journal what the chain holds (a person or another process decided)."""
+        current = await self.market.submission(sid)
+        step = "paid" if current.status == SubmissionStatus.ACCEPTED else "rejected"
+        self.journal.set("submission", sid, step, amount=current.paid_amount)
+        log.info("result_decided_elsewhere", submission_id=sid, task_id=task.task_id, step=step)
 
     async def accept(self, task: Task, submission: Submission) -> None:
         sid = submission.submission_id
@@ -237,6 +352,8 @@ class CreatorAgent:
         except DispatchFailed as exc:
             if exc.error != "AlreadyDecided":
                 raise
+            await self._decided_elsewhere(sid, task)
+            return
         finally:
             self._paying_now.discard(sid)
         self.journal.set("submission", sid, "paid", amount=task.pays_amount)
@@ -253,6 +370,8 @@ class CreatorAgent:
         except DispatchFailed as exc:
             if exc.error != "AlreadyDecided":
                 raise
+            await self._decided_elsewhere(sid, task)
+            return
         self.journal.set("submission", sid, "rejected")
         self.metrics.inc("results_rejected")
         log.info("result_rejected", submission_id=sid, task_id=task.task_id, reason=reason)

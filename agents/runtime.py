@@ -15,6 +15,7 @@ from .config import AgentConfig
 from .creator import CreatorAgent
 from .journal import Journal
 from .metrics import Metrics, serve_metrics
+from .review_web import serve_review_page
 from .worker import WorkerAgent
 
 log = structlog.get_logger("agent")
@@ -41,12 +42,16 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
             return not client.closed, {"role": config.role, "chain_block": metrics.gauges.get("chain_block"),
                                        "since_start_s": round(lag, 1)}
         runner = await serve_metrics(metrics, config.metrics_port, healthy)
+    review = None
+    if config.role == "creator" and config.review.web_port is not None:
+        review = await serve_review_page(agent)
     log.info("agent_running", role=config.role, node=config.node, state_dir=str(config.state_dir))
     try:
         await agent.run(stop)
     finally:
-        if runner is not None:
-            await runner.cleanup()
+        for server in (runner, review):
+            if server is not None:
+                await server.cleanup()
         await client.close()
         journal.close()
         log.info("agent_exited", role=config.role)

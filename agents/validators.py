@@ -1,8 +1,15 @@
-"""CustomAccept validators: a result's outputs folder (and the task) in, ``(accept?, reason)`` out.
+"""CustomAccept validators: a result's outputs (and the task, and other results of the same task) in, a
+:class:`Verdict` out — accept, reject, or not yet decidable — with a short reason and scores that go
+on chain with a rejection and into the journal.
 
-Built-ins are named in the creator's YAML (``validator: coco_schema``); any other validator is
-``package.module:function`` taking ``(submission, folder)`` or ``(submission, folder, task)``.
-The reason is short and machine-readable enough to go on chain with a rejection.
+Built-ins are named in the creator's YAML, with their parameters::
+
+    validator: coco_schema
+    validator: {name: iou_consensus, iou: 0.5, min_f1: 0.8, min_submissions: 2, wait_s: 600}
+    validator: {name: gold_standard, truth: truth.json, min_precision: 0.9, min_recall: 0.9}
+
+Any other validator is ``package.module:function`` taking ``(submission, folder)`` or ``(submission,
+folder, task)`` and returning ``(accept, reason)``, a bool, or a :class:`Verdict`.
 """
 
 from __future__ import annotations
@@ -10,79 +17,238 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from decentralml_core.chain.model import Submission, Task
 
-Verdict = tuple[bool, str]
+from .box_agreement import Boxes, agreement, boxes_from_coco, boxes_to_coco, consensus, count_boxes
+
+COCO_FILE = "annotations_coco.json"
+REASON_LIMIT = 1024  # the pallet's bound on a rejection reason
 
 
+@dataclass(frozen=True)
+class Verdict:
+    accept: bool | None  # None: not decidable yet (e.g. waiting for more submissions)
+    reason: str = ""
+    scores: dict = field(default_factory=dict)
+    reference: dict | None = None  # boxes judged against (consensus or ground truth), as COCO, for reviewers
+
+    def for_chain(self) -> str:
+        """The reason with its scores, as a rejection's on-chain text."""
+        text = self.reason + (" " + json.dumps(self.scores, sort_keys=True, separators=(",", ":")) if self.scores else "")
+        return text[:REASON_LIMIT]
+
+    def record(self) -> dict:
+        """What the journal keeps (and the review page shows)."""
+        return {"accept": self.accept, "reason": self.reason, "scores": self.scores}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    submission: Submission
+    folder: Path
+    task: Task | None = None
+    peers: tuple[tuple[Submission, Path], ...] = ()  # the task's other results, fetched (validators that ask)
+
+
+@dataclass(frozen=True)
+class Validator:
+    name: str
+    check: Callable[[Evidence], Verdict]  # may also return an awaitable Verdict
+    needs_peers: bool = False
+    wait_s: float | None = None  # how long an undecidable result may wait
+    on_timeout: str = "review"
+
+
+# -- parameters, as the creator's YAML gives them ---------------------------------------------------------
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CocoSchemaParams(_Params):
+    """The COCO output parses, covers every file, keeps boxes inside their images, uses known labels."""
+
+    name: Literal["coco_schema"] = Field(description="the validator")
+
+
+class IouConsensusParams(_Params):
+    """Accept a result when it agrees with the majority of the task's results (needs max_assignments ≥ 2)."""
+
+    name: Literal["iou_consensus"] = Field(description="the validator")
+    iou: float = Field(0.5, gt=0, le=1, description="IoU at which two boxes are the same object")
+    min_f1: float = Field(0.8, ge=0, le=1, description="F1 against the consensus needed to accept")
+    min_submissions: int = Field(2, ge=2, description="results needed before any decision")
+    wait_s: float = Field(600, gt=0, description="seconds a result waits for enough agreeing results")
+    on_timeout: Literal["review", "accept", "reject"] = Field(
+        "review", description="after wait_s: leave it to a person (the review queue), accept, or reject")
+
+
+class GoldStandardParams(_Params):
+    """Accept a result when it finds the creator's hidden ground-truth boxes (some files suffice)."""
+
+    name: Literal["gold_standard"] = Field(description="the validator")
+    truth: Path = Field(..., description="COCO file with the true boxes of some annotation files (kept by the creator)")
+    iou: float = Field(0.5, gt=0, le=1, description="IoU at which a box finds a true box")
+    min_precision: float = Field(0.9, ge=0, le=1, description="share of the result's boxes that are true, to accept")
+    min_recall: float = Field(0.9, ge=0, le=1, description="share of the true boxes the result finds, to accept")
+
+
+ValidatorParams = Annotated[CocoSchemaParams | IouConsensusParams | GoldStandardParams, Field(discriminator="name")]
+
+
+# -- the checks -----------------------------------------------------------------------------------------
 def _files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def outputs_present(submission: Submission, folder: Path, task: Task | None = None) -> Verdict:
-    return (True, "") if _files(folder) else (False, "the result has no output files")
+def outputs_present(ev: Evidence) -> Verdict:
+    return Verdict(True) if _files(ev.folder) else Verdict(False, "the result has no output files")
 
 
-def json_outputs(submission: Submission, folder: Path, task: Task | None = None) -> Verdict:
-    files = _files(folder)
+def json_outputs(ev: Evidence) -> Verdict:
+    files = _files(ev.folder)
     if not files:
-        return False, "the result has no output files"
+        return Verdict(False, "the result has no output files")
     for path in files:
         try:
             json.loads(path.read_text())
         except (ValueError, UnicodeDecodeError):
-            return False, f"{path.relative_to(folder)} is not JSON"
-    return True, ""
+            return Verdict(False, f"{path.relative_to(ev.folder)} is not JSON")
+    return Verdict(True)
 
 
-def coco_schema(submission: Submission, folder: Path, task: Task | None = None) -> Verdict:
-    """``annotations_coco.json`` parses as COCO, covers every annotation file, keeps boxes inside their
-    images and uses only the task's class labels."""
-    path = folder / "annotations_coco.json"
+def _labels(task: Task | None) -> list[str]:
+    return [s.strip() for s in ((task.annotation_class_labels if task else None) or "").split(",") if s.strip()]
+
+
+def read_coco(folder: Path, task: Task | None) -> tuple[dict | None, str]:
+    """``annotations_coco.json`` if it parses as COCO, covers every annotation file, keeps boxes inside
+    their images and uses only the task's class labels; else None and why."""
     try:
-        coco = json.loads(path.read_text())
+        coco = json.loads((folder / COCO_FILE).read_text())
         images = {im["id"]: im for im in coco["images"]}
         categories = {c["id"]: c["name"] for c in coco["categories"]}
         annotations = coco["annotations"]
     except FileNotFoundError:
-        return False, "coco_schema: no annotations_coco.json"
-    except (ValueError, KeyError, TypeError) as exc:
-        return False, f"coco_schema: not COCO ({type(exc).__name__}: {exc})"[:200]
+        return None, f"no {COCO_FILE}"
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        return None, f"not COCO ({type(exc).__name__}: {exc})"[:200]
+    labels = _labels(task)
+    unknown = sorted(set(categories.values()) - set(labels)) if labels else []
+    if unknown:
+        return None, f"unknown categories {unknown}"
     if task is not None:
-        labels = [s.strip() for s in (task.annotation_class_labels or "").split(",") if s.strip()]
-        unknown = sorted(set(categories.values()) - set(labels)) if labels else []
-        if unknown:
-            return False, f"coco_schema: unknown categories {unknown}"
         expected = {Path(name).name for name in task.annotation_files}
         missing = sorted(expected - {im.get("file_name") for im in images.values()})
         if missing:
-            return False, f"coco_schema: {len(missing)} files not annotated, e.g. {missing[0]}"
+            return None, f"{len(missing)} files not annotated, e.g. {missing[0]}"
     for a in annotations:
         image = images.get(a.get("image_id"))
         if image is None or a.get("category_id") not in categories:
-            return False, f"coco_schema: annotation {a.get('id')} names an unknown image or category"
+            return None, f"annotation {a.get('id')} names an unknown image or category"
         try:
             x, y, w, h = (float(v) for v in a["bbox"])
+            inside = w > 0 and h > 0 and x >= 0 and y >= 0 and x + w <= image["width"] and y + h <= image["height"]
         except (KeyError, TypeError, ValueError):
-            return False, f"coco_schema: annotation {a.get('id')} has no [x, y, w, h] bbox"
-        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > image["width"] or y + h > image["height"]:
-            return False, f"coco_schema: annotation {a.get('id')} box outside {image['file_name']}"
-    return True, f"coco_schema: {len(images)} images, {len(annotations)} boxes"
+            return None, f"annotation {a.get('id')} has no [x, y, w, h] bbox in a sized image"
+        if not inside:
+            return None, f"annotation {a.get('id')} box outside {image['file_name']}"
+    return coco, ""
 
 
-BUILTINS = {"outputs_present": outputs_present, "json_outputs": json_outputs, "coco_schema": coco_schema}
+def coco_schema(ev: Evidence) -> Verdict:
+    coco, problem = read_coco(ev.folder, ev.task)
+    if coco is None:
+        return Verdict(False, f"coco_schema: {problem}")
+    return Verdict(True, "coco_schema: ok", {"images": len(coco["images"]), "boxes": len(coco["annotations"])})
 
 
-def load_validator(spec: str):
-    """A built-in name or ``package.module:function``, as a callable (submission, folder, task)."""
-    if spec in BUILTINS:
-        return BUILTINS[spec]
+def iou_consensus(params: IouConsensusParams) -> Validator:
+    def check(ev: Evidence) -> Verdict:
+        mine, problem = read_coco(ev.folder, ev.task)
+        if mine is None:
+            return Verdict(False, f"iou_consensus: {problem}")
+        others = [coco for coco, _ in (read_coco(folder, ev.task) for _, folder in ev.peers) if coco is not None]
+        results = [boxes_from_coco(mine)] + [boxes_from_coco(coco) for coco in others]
+        n = len(results)
+        if n < params.min_submissions:
+            return Verdict(None, f"iou_consensus: {n} of {params.min_submissions} results so far", {"results": n})
+        agreed = consensus(results, params.iou)
+        f1s = [agreement(agreed, boxes, params.iou).f1 for boxes in results]
+        agreeing = sum(f >= params.min_f1 for f in f1s)
+        scores = {"f1": round(f1s[0], 3), "results": n, "agreeing": agreeing, "consensus_boxes": count_boxes(agreed)}
+        reference = boxes_to_coco(agreed)
+        if agreeing < 2:  # nobody corroborates anybody yet: a tie, wait for another result
+            return Verdict(None, f"iou_consensus: no two of {n} results agree yet", scores, reference)
+        verb = "reaches" if f1s[0] >= params.min_f1 else "is below"
+        return Verdict(f1s[0] >= params.min_f1, f"iou_consensus: F1 {f1s[0]:.2f} {verb} {params.min_f1} "
+                       f"against the consensus of {n}", scores, reference)
+
+    return Validator("iou_consensus", check, needs_peers=True, wait_s=params.wait_s, on_timeout=params.on_timeout)
+
+
+@lru_cache(maxsize=8)
+def _truth(path: Path, mtime: float) -> Boxes:
+    return boxes_from_coco(json.loads(path.read_text()))
+
+
+def gold_standard(params: GoldStandardParams) -> Validator:
+    json.loads(params.truth.read_text())["images"]  # fail at start-up, not at the first result
+
+    def check(ev: Evidence) -> Verdict:
+        mine, problem = read_coco(ev.folder, ev.task)
+        if mine is None:
+            return Verdict(False, f"gold_standard: {problem}")
+        submitted = {im["file_name"] for im in mine["images"]}
+        truth = {key: rows for key, rows in _truth(params.truth, params.truth.stat().st_mtime).items()
+                 if key[0] in submitted}
+        checked = {file for file, _ in truth}
+        if not checked:
+            return Verdict(None, "gold_standard: none of the result's files has ground truth")
+        found = agreement(truth, boxes_from_coco(mine, files=checked), params.iou)
+        scores = {"precision": round(found.precision, 3), "recall": round(found.recall, 3), "files": len(checked)}
+        ok = found.precision >= params.min_precision and found.recall >= params.min_recall
+        verb = "reach" if ok else "miss"
+        return Verdict(ok, f"gold_standard: precision {found.precision:.2f} recall {found.recall:.2f} {verb} "
+                       f"{params.min_precision}/{params.min_recall} on {len(checked)} files", scores,
+                       boxes_to_coco(truth))
+
+    return Validator("gold_standard", check)
+
+
+SIMPLE = {"outputs_present": outputs_present, "json_outputs": json_outputs, "coco_schema": coco_schema}
+BUILDERS = {"iou_consensus": iou_consensus, "gold_standard": gold_standard}
+
+
+def load_validator(spec: str | BaseModel) -> Validator:
+    """A built-in (by name, or its parameters) or ``package.module:function``."""
+    if isinstance(spec, BaseModel):
+        name = spec.name
+        return BUILDERS[name](spec) if name in BUILDERS else Validator(name, SIMPLE[name])
+    if spec in SIMPLE:
+        return Validator(spec, SIMPLE[spec])
+    if spec in BUILDERS:
+        raise ValueError(f"validator {spec!r} takes parameters: validator: {{name: {spec}, ...}}")
     module, _, attr = spec.partition(":")
     if not module or not attr:
-        raise ValueError(f"validator {spec!r}: use a built-in ({', '.join(BUILTINS)}) or package.module:function")
+        raise ValueError(f"validator {spec!r}: use a built-in ({', '.join([*SIMPLE, *BUILDERS])}) "
+                         "or package.module:function")
     fn = getattr(importlib.import_module(module), attr)
-    if len(inspect.signature(fn).parameters) >= 3:
-        return fn
-    return lambda submission, folder, task: fn(submission, folder)
+    takes_task = len(inspect.signature(fn).parameters) >= 3
+
+    async def check(ev: Evidence) -> Verdict:
+        verdict = fn(ev.submission, ev.folder, ev.task) if takes_task else fn(ev.submission, ev.folder)
+        if inspect.isawaitable(verdict):
+            verdict = await verdict
+        if isinstance(verdict, Verdict):
+            return verdict
+        return Verdict(*verdict) if isinstance(verdict, tuple) else Verdict(bool(verdict))
+
+    return Validator(spec, check)

@@ -59,6 +59,8 @@ def roots(models: list[type[BaseModel]]) -> list[type[BaseModel]]:
 
 def type_name(annotation) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin in (typing.Union, types.UnionType):

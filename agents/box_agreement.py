@@ -1,0 +1,128 @@
+"""How far sets of detection boxes agree: one-to-one matching at an IoU threshold (COCO's rule), the
+precision/recall/F1 that follow, and the majority consensus of several annotators' boxes.
+
+Pure functions over :data:`Boxes` — boxes grouped by (file name, class label), each an ``[x, y, w, h,
+score]`` row — so the validators and the benchmark share one definition. IoU comes from pycocotools.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+Boxes = dict[tuple[str, str], np.ndarray]
+"""(file name, class label) → an N×5 array of ``x, y, w, h, score``."""
+
+
+def boxes_from_coco(coco: dict, files: set[str] | None = None) -> Boxes:
+    """The boxes of a parsed COCO document, keyed by image file name and category name (ids differ
+    between annotators; names do not). ``files`` keeps only those images."""
+    names = {im["id"]: im["file_name"] for im in coco["images"]}
+    labels = {c["id"]: c["name"] for c in coco["categories"]}
+    rows: dict[tuple[str, str], list] = defaultdict(list)
+    for a in coco["annotations"]:
+        file = names[a["image_id"]]
+        if files is None or file in files:
+            rows[(file, labels[a["category_id"]])].append([*map(float, a["bbox"]), float(a.get("score", 1.0))])
+    return {key: np.asarray(value, dtype=float) for key, value in rows.items()}
+
+
+def boxes_to_coco(boxes: Boxes) -> dict:
+    """Boxes as a minimal COCO document (for drawing and for storing a reference)."""
+    files = sorted({f for f, _ in boxes})
+    labels = sorted({c for _, c in boxes})
+    images = [{"id": i + 1, "file_name": f} for i, f in enumerate(files)]
+    categories = [{"id": i + 1, "name": c} for i, c in enumerate(labels)]
+    image_ids, category_ids = {f: i + 1 for i, f in enumerate(files)}, {c: i + 1 for i, c in enumerate(labels)}
+    annotations = [{"id": n + 1, "image_id": image_ids[f], "category_id": category_ids[c],
+                    "bbox": [round(v, 1) for v in row[:4]], "score": round(float(row[4]), 3)}
+                   for n, ((f, c), row) in enumerate((key, row) for key, rows in sorted(boxes.items()) for row in rows)]
+    return {"images": images, "categories": categories, "annotations": annotations}
+
+
+def count_boxes(boxes: Boxes) -> int:
+    return sum(len(rows) for rows in boxes.values())
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` with every box of ``b`` (rows × columns)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    return np.asarray(coco_mask.iou(a[:, :4].tolist(), b[:, :4].tolist(), [0] * len(b)), dtype=float)
+
+
+def greedy_match(ious: np.ndarray, threshold: float, order: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """COCO's matching: rows in ``order`` (by default as given) each take the best still-free column
+    whose IoU reaches ``threshold``. Returns (row, column) pairs."""
+    taken: set[int] = set()
+    pairs = []
+    for r in order if order is not None else range(ious.shape[0]):
+        best, best_iou = -1, threshold
+        for c in range(ious.shape[1]):
+            if c not in taken and ious[r, c] >= best_iou:
+                best, best_iou = c, ious[r, c]
+        if best >= 0:
+            taken.add(best)
+            pairs.append((int(r), best))
+    return pairs
+
+
+@dataclass(frozen=True)
+class Agreement:
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        found = self.true_positives + self.false_positives
+        return self.true_positives / found if found else 1.0
+
+    @property
+    def recall(self) -> float:
+        present = self.true_positives + self.false_negatives
+        return self.true_positives / present if present else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def agreement(reference: Boxes, predicted: Boxes, iou: float = 0.5) -> Agreement:
+    """Match ``predicted`` against ``reference`` per file and label, highest score first; nothing to find
+    and nothing found counts as full agreement."""
+    tp = fp = fn = 0
+    for key in reference.keys() | predicted.keys():
+        ref, pred = reference.get(key, np.zeros((0, 5))), predicted.get(key, np.zeros((0, 5)))
+        pairs = greedy_match(iou_matrix(pred, ref), iou, order=np.argsort(-pred[:, 4], kind="stable"))
+        tp += len(pairs)
+        fp += len(pred) - len(pairs)
+        fn += len(ref) - len(pairs)
+    return Agreement(tp, fp, fn)
+
+
+def consensus(annotators: list[Boxes], iou: float = 0.5, quorum: int | None = None) -> Boxes:
+    """The boxes a majority agrees on. Each annotator's boxes join the cluster (same file and label)
+    whose mean box they overlap most at ``iou`` — one box per annotator per cluster — or start a new
+    one; clusters with at least ``quorum`` annotators (default: more than half) become their mean box,
+    scored by the share of annotators behind it."""
+    quorum = quorum if quorum is not None else len(annotators) // 2 + 1
+    result: Boxes = {}
+    for key in set().union(*annotators) if annotators else ():
+        clusters: list[list[np.ndarray]] = []
+        for boxes in annotators:
+            rows = boxes.get(key, np.zeros((0, 5)))
+            means = np.asarray([np.mean(c, axis=0) for c in clusters]) if clusters else np.zeros((0, 5))
+            pairs = greedy_match(iou_matrix(rows, means), iou)
+            for r, c in pairs:
+                clusters[c].append(rows[r])
+            matched = {r for r, _ in pairs}
+            clusters += [[rows[r]] for r in range(len(rows)) if r not in matched]
+        agreed = [np.append(np.mean(c, axis=0)[:4], len(c) / len(annotators)) for c in clusters if len(c) >= quorum]
+        if agreed:
+            result[key] = np.asarray(agreed)
+    return result
