@@ -26,6 +26,7 @@ from .chain.model import (
     Task,
     TaskSpec,
     TaskStatus,
+    TaskTerms,
     TaskType,
     ValidationStrategy,
 )
@@ -48,8 +49,9 @@ def _enum(kind, value):
     return None if value is None else kind(value)
 
 
-async def _create(substrate: ChainClient, who: Keypair, spec: TaskSpec) -> int:
-    task_id, receipt = await Market(substrate).create_task(who, spec)
+async def _create(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: TaskTerms | None = None,
+                  client_token: str | None = None) -> int:
+    task_id, receipt = await Market(substrate).create_task(who, spec, terms, client_token)
     log.info("task_created", task_id=task_id, creator=who.ss58_address, type=str(spec.task_type),
              escrow=spec.pays_amount * spec.max_assignments, block=receipt.block_number)
     return task_id
@@ -59,7 +61,8 @@ async def create_task_data_annotator(expiration_block, substrate, sudoaccount, p
                                      pays_amount, max_assignments, validation_strategy, annotation_type,
                                      annotation_media_samples, annotation_files, annotation_class_labels,
                                      annotation_class_coordinates, annotation_json, annotation_files_storage_type,
-                                     annotation_files_storage_credentials) -> int:
+                                     annotation_files_storage_credentials, *, terms: TaskTerms | None = None,
+        client_token: str | None = None) -> int:
     """Post a data-annotation task; its pay × max_assignments is escrowed. Returns the task id."""
     spec = TaskSpec(
         task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
@@ -71,25 +74,27 @@ async def create_task_data_annotator(expiration_block, substrate, sudoaccount, p
         annotation_class_labels=annotation_class_labels, annotation_class_coordinates=annotation_class_coordinates,
         annotation_json=annotation_json, annotation_files_storage_type=_enum(StorageType, annotation_files_storage_type),
         annotation_files_storage_credentials=annotation_files_storage_credentials)
-    return await _create(substrate, signer(sudoaccount, passphrase), spec)
+    return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
 async def create_task_model_engineer(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
                                      pays_amount, max_assignments, validation_strategy, model_engineer_path,
-                                     model_engineer_storage_type, model_engineer_storage_credentials) -> int:
+                                     model_engineer_storage_type, model_engineer_storage_credentials, *, terms: TaskTerms | None = None,
+        client_token: str | None = None) -> int:
     spec = TaskSpec(
         task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
         expiration_block=expiration_block, max_assignments=max_assignments,
         validation_strategy=ValidationStrategy(validation_strategy), model_engineer_path=model_engineer_path,
         model_engineer_storage_type=_enum(StorageType, model_engineer_storage_type),
         model_engineer_storage_credentials=model_engineer_storage_credentials)
-    return await _create(substrate, signer(sudoaccount, passphrase), spec)
+    return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
 async def create_task_model_contributor(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
                                         pays_amount, max_assignments, validation_strategy,
                                         model_contributor_script_path, model_contributor_script_storage_type,
-                                        model_contributor_script_storage_credentials) -> int:
+                                        model_contributor_script_storage_credentials, *, terms: TaskTerms | None = None,
+        client_token: str | None = None) -> int:
     spec = TaskSpec(
         task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
         expiration_block=expiration_block, max_assignments=max_assignments,
@@ -97,7 +102,7 @@ async def create_task_model_contributor(expiration_block, substrate, sudoaccount
         model_contributor_script_path=model_contributor_script_path,
         model_contributor_script_storage_type=_enum(StorageType, model_contributor_script_storage_type),
         model_contributor_script_storage_credentials=model_contributor_script_storage_credentials)
-    return await _create(substrate, signer(sudoaccount, passphrase), spec)
+    return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
 async def list_task(substrate: ChainClient, status: str | None = None, task_type: str | None = None,
@@ -187,6 +192,17 @@ async def reject_task_results(substrate, sudoaccount, passphrase, submission_ids
         rejected.append(submission_id)
         log.info("task_result_rejected", submission_id=submission_id, reason=reason)
     return rejected
+
+
+async def claim_payment(substrate, sudoaccount, passphrase, submission_id) -> int:
+    """The worker takes the pay of a result its creator left undecided past the task's review window.
+
+    Returns the amount paid; a claim after the creator decided (or a second claim) fails ``AlreadyDecided``.
+    """
+    receipt = await Market(substrate).claim_payment(signer(sudoaccount, passphrase), submission_id)
+    (claimed,) = receipt.find("DecentralMLModule", "PaymentClaimed")
+    log.info("payment_claimed", submission_id=submission_id, amount=claimed["amount"], block=receipt.block_number)
+    return claimed["amount"]
 
 
 Verdict = tuple[bool, str]

@@ -51,6 +51,13 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
             decide.add_argument("--reason", required=True)
         decide.set_defaults(run=runner(fn))
 
+    claim = sub.add_parser("claim", parents=[common],
+                           help="take the pay of your result left undecided past the task's review window")
+    add_node_options(claim)
+    add_key_options(claim)
+    claim.add_argument("submission_id", type=int)
+    claim.set_defaults(run=runner(claim_payment))
+
     validate = sub.add_parser("validate", parents=[common],
                               help="apply a task's strategy: AutoAccept accepts, ManualAccept lists what waits")
     add_node_options(validate)
@@ -88,3 +95,8 @@ async def reject(args, client) -> None:
 async def validate_results(args, client) -> None:
     outcome = await tasks.validate_task_results(client, keypair(args), None, args.task_id)
     emit(args, outcome)
+
+
+async def claim_payment(args, client) -> None:
+    amount = await tasks.claim_payment(client, keypair(args), None, args.submission_id)
+    emit(args, {"submission_id": args.submission_id, "paid": amount})

@@ -45,15 +45,29 @@ def run_review(args) -> int:
         return 1
 
 
+async def _queue(market: Market, waiting: list[int], journal: Journal) -> list[dict]:
+    """The waiting results with the blocks left in their review window (after it the worker may claim
+    the pay: decide before). ``blocks_left`` is None when the task sets no window."""
+    now = await market.client.block_number()
+    rows = []
+    for sid in waiting:
+        submission = await market.submission(sid)
+        deadline = submission.review_deadline_block if submission else None
+        rows.append({"submission_id": sid, **journal.get("submission", sid).data, "review_deadline_block": deadline,
+                     "blocks_left": submission.review_blocks_left(now) if submission else None})
+    return rows
+
+
 async def _review(args, config) -> int:
     journal = Journal(journal_path(config))
     try:
         waiting = [int(e.id) for e in journal.entries("submission", steps=("review",))]
-        if args.review_command == "list":
-            emit(args, [{"submission_id": sid, **journal.get("submission", sid).data} for sid in waiting],
-                 ["submission_id", "task_id", "worker"], title="waiting for review")
-            return 0
         async with await ChainClient.connect(config.node) as client:
+            if args.review_command == "list":
+                emit(args, await _queue(Market(client), waiting, journal),
+                     ["submission_id", "task_id", "worker", "blocks_left", "review_deadline_block"],
+                     title="waiting for review")
+                return 0
             if args.review_command == "show":
                 submission = await Market(client).submission(args.submission_ids[0])
                 if submission is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from decentralml_core import tasks, work
 from decentralml_core.chain.market import Market
-from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
+from decentralml_core.chain.model import AnnotationType, StorageType, TaskTerms, TaskType, ValidationStrategy
 from decentralml_core.sandbox import SandboxLimits, SandboxUnavailable, run_task_script
 
 from ._shared import (
@@ -55,6 +55,17 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create.add_argument("--path", help="model engineer path / model contributor script path")
     create.add_argument("--assets", type=Path, help="publish this folder (annotation_files/, annotation_samples/, "
                                                     "start_task.sh) and reference it from the task")
+    rules = create.add_argument_group("market rules (a node with the full DecentralML pallet)")
+    rules.add_argument("--submit-within", type=int, metavar="BLOCKS",
+                       help="a worker's assignment is abandoned (its slot reopens) if no result comes this many "
+                            "blocks after assign_task")
+    rules.add_argument("--review-window", type=int, metavar="BLOCKS",
+                       help="blocks the creator has to decide a result; after it the worker may claim the pay")
+    rules.add_argument("--min-accepted", type=int, default=0, help="only workers with this many accepted results")
+    rules.add_argument("--max-rejection-rate", type=float, metavar="FRACTION",
+                       help="only workers whose rejected / decided results are at most this (0–1)")
+    rules.add_argument("--client-token", help="≤ 64 bytes; a second create with the same token is refused "
+                                              "(safe to retry after a crash or timeout)")
     add_storage_options(create)
     create.set_defaults(run=runner(create_task))
 
@@ -98,8 +109,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 async def create_task(args, client) -> None:
     who = keypair(args)
     end = await client.block_number() + args.expires_in
+    terms = TaskTerms(submit_within=args.submit_within, review_window=args.review_window,
+                      min_accepted=args.min_accepted, max_rejection_rate=args.max_rejection_rate)
     common = dict(question=args.question, pays_amount=args.pays, max_assignments=args.max_assignments,
-                  validation_strategy=args.strategy)
+                  validation_strategy=args.strategy, terms=terms, client_token=args.client_token)
     if args.task_type == TaskType.DATA_ANNOTATORS:
         if args.annotation_json is not None:
             json.loads(args.annotation_json)  # refuse malformed JSON before paying a fee
@@ -127,7 +140,7 @@ async def create_task(args, client) -> None:
                                                             model_contributor_script_storage_credentials=None,
                                                             **common)
     emit(args, {"task_id": task_id, "creator": who.ss58_address, "escrow": args.pays * args.max_assignments,
-                "expiration_block": end})
+                "expiration_block": end, **({} if terms.is_default else {"terms": plain(terms)})})
 
 
 async def list_tasks(args, client) -> None:

@@ -5,6 +5,12 @@ Capabilities come from the node's metadata. A node with our pallet has ``accept_
 accepting pays the worker with ``Balances.transfer_keep_alive`` from the creator and a verdict is
 recorded with ``System.remark_with_event`` as a :data:`VERDICT_SCHEMA` JSON record (see
 :func:`verdict_record`); rejecting records only.
+
+The market rules (our pallet's ``create_task_with_terms``, ``claim_payment`` and their storage) are
+used when the node has them: tasks and submissions read from such a node carry their
+:class:`~.model.TaskTerms` and deadlines; against an upstream node they read as a task without rules,
+and asking for rules or a client token there raises :class:`UnsupportedCall` rather than posting a
+task without the protection it asked for.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from substrateinterface import Keypair
 
 from .client import ChainClient, Receipt
 from .errors import DispatchFailed, UnsupportedCall
-from .model import ResultSpec, Submission, SubmissionStatus, Task, TaskSpec, check_bytes
+from .model import ResultSpec, Submission, SubmissionStatus, Task, TaskSpec, TaskTerms, WorkerStats, check_bytes
 
 PALLET = "DecentralMLModule"
 VERDICT_SCHEMA = "decentralml.verdict/1"
@@ -28,6 +34,11 @@ def verdict_record(submission: Submission, verdict: str, amount: int = 0, reason
     record = {"schema": VERDICT_SCHEMA, "submission_id": submission.submission_id, "task_id": submission.task_id,
               "verdict": verdict, "amount": amount, "reason": reason}
     return json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+def check_client_token(token: str | None) -> None:
+    if token is not None and not 0 < len(token.encode()) <= MAX_CLIENT_TOKEN:
+        raise ValueError(f"a client token is 1 to {MAX_CLIENT_TOKEN} bytes")
 
 
 def parse_verdict(remark: str | bytes) -> dict | None:
@@ -44,6 +55,11 @@ def parse_verdict(remark: str | bytes) -> dict | None:
 @dataclass(frozen=True)
 class Capabilities:
     verdict_calls: bool  # accept_task_result / reject_task_result / close_task exist
+    task_terms: bool = False  # create_task_with_terms: deadlines, review window, qualifications, client tokens
+    claim_payment: bool = False  # a worker may take the pay of a result left undecided past the review window
+
+
+MAX_CLIENT_TOKEN = 64
 
 
 class Market:
@@ -53,14 +69,37 @@ class Market:
         self.client = client
         self._terms: dict[int, Task] = {}
         rt = client.runtime
-        self.capabilities = Capabilities(all(rt.has_call(PALLET, c) for c in (
-            "accept_task_result", "reject_task_result", "close_task")))
+        self.capabilities = Capabilities(
+            verdict_calls=all(rt.has_call(PALLET, c) for c in ("accept_task_result", "reject_task_result", "close_task")),
+            task_terms=rt.has_call(PALLET, "create_task_with_terms"), claim_payment=rt.has_call(PALLET, "claim_payment"))
 
     # -- calls ----------------------------------------------------------------------------------
-    async def create_task(self, creator: Keypair, spec: TaskSpec) -> tuple[int, Receipt]:
-        receipt = await self.client.submit(creator, PALLET, "create_task", spec.call_params())
+    async def create_task(self, creator: Keypair, spec: TaskSpec, terms: TaskTerms | None = None,
+                          client_token: str | None = None) -> tuple[int, Receipt]:
+        """Post a task; with ``terms`` or a ``client_token``, through ``create_task_with_terms``.
+
+        A second create with the same token from the same creator fails ``DuplicateClientToken``
+        (:meth:`task_by_client_token` then names the task the first one made).
+        """
+        terms = terms or TaskTerms()
+        if terms.is_default and client_token is None:
+            receipt = await self.client.submit(creator, PALLET, "create_task", spec.call_params())
+        else:
+            if not self.capabilities.task_terms:
+                raise UnsupportedCall("this node's DecentralML pallet has no create_task_with_terms (upstream "
+                                      "pallet): no deadlines, review window, qualifications or client tokens")
+            check_client_token(client_token)
+            receipt = await self.client.submit(creator, PALLET, "create_task_with_terms", {
+                **spec.call_params(), "terms": terms.call_params(), "client_token": client_token})
         (created,) = receipt.find(PALLET, "TaskCreated")
         return created["taskid"], receipt
+
+    async def claim_payment(self, worker: Keypair, submission_id: int) -> Receipt:
+        """Take the pay of a result the creator left undecided past the review window (once: a second
+        claim, or a claim after the creator decided, fails ``AlreadyDecided``)."""
+        if not self.capabilities.claim_payment:
+            raise UnsupportedCall("this node's DecentralML pallet has no claim_payment (upstream pallet)")
+        return await self.client.submit(worker, PALLET, "claim_payment", {"submission_id": submission_id})
 
     async def assign_task(self, worker: Keypair, task_id: int) -> tuple[int, Receipt]:
         receipt = await self.client.submit(worker, PALLET, "assign_task", {"task_id": task_id})
@@ -131,7 +170,30 @@ class Market:
 
     async def task(self, task_id: int) -> Task | None:
         value = await self.client.storage(PALLET, "Tasks", [task_id])
-        return None if value is None else Task.from_chain(task_id, value)
+        return None if value is None else Task.from_chain(task_id, value, await self.task_terms(task_id))
+
+    async def task_terms(self, task_id: int) -> TaskTerms:
+        """The task's market rules; a task without any (or an upstream node) reads as ``TaskTerms()``."""
+        if not self.capabilities.task_terms:
+            return TaskTerms()
+        return TaskTerms.from_chain(await self.client.storage(PALLET, "TaskTerms", [task_id]))
+
+    async def worker_stats(self, address: str) -> WorkerStats:
+        """The worker's accepted / rejected / abandoned counts (zeros on an upstream node)."""
+        if not self.capabilities.task_terms:
+            return WorkerStats()
+        return WorkerStats(**await self.client.storage(PALLET, "WorkerStats", [address]))
+
+    async def task_by_client_token(self, creator: str, client_token: str) -> int | None:
+        """The task ``creator`` made with ``client_token``, if any."""
+        if not self.capabilities.task_terms:
+            return None
+        return await self.client.storage(PALLET, "TaskByClientToken", [creator, client_token])
+
+    async def review_deadline_block(self, submission_id: int) -> int | None:
+        """The creator's last block to decide this result (None: no window, or nothing sent yet)."""
+        submission = await self.submission(submission_id)
+        return None if submission is None else submission.review_deadline_block
 
     async def terms(self, task_id: int) -> Task | None:
         """The task as first read, cached: its terms never change (read ``task`` for its status)."""
@@ -143,20 +205,36 @@ class Market:
         return self._terms[task_id]
 
     async def submission(self, submission_id: int) -> Submission | None:
+        """The submission, with its deadlines when the task has market rules."""
         value = await self.client.storage(PALLET, "TaskResultSubmissions", [submission_id])
-        return None if value is None else Submission.from_chain(value)
+        if value is None:
+            return None
+        submission = Submission.from_chain(value)
+        if not self.capabilities.task_terms:
+            return submission
+        task = await self.terms(submission.task_id)
+        sent = await self.client.storage(PALLET, "ResultSubmittedAt", [submission_id])
+        return submission.with_terms(task.terms if task else TaskTerms(), sent)
 
     async def open_task_ids(self) -> list[int]:
         return list(await self.client.storage(PALLET, "OpenTasks"))
 
     async def tasks(self) -> list[Task]:
         rows = await self.client.storage_map(PALLET, "Tasks")
-        return sorted((Task.from_chain(k, v) for k, v in rows), key=lambda t: t.task_id)
+        terms = dict(await self.client.storage_map(PALLET, "TaskTerms")) if self.capabilities.task_terms else {}
+        return sorted((Task.from_chain(k, v, TaskTerms.from_chain(terms.get(k))) for k, v in rows),
+                      key=lambda t: t.task_id)
 
     async def submissions(self, task_id: int | None = None) -> list[Submission]:
+        """Every submission (of one task), with deadlines when the node has the market rules."""
         rows = await self.client.storage_map(PALLET, "TaskResultSubmissions")
-        found = (Submission.from_chain(v) for _, v in rows)
-        return sorted((s for s in found if task_id is None or s.task_id == task_id), key=lambda s: s.submission_id)
+        found = [s for s in (Submission.from_chain(v) for _, v in rows) if task_id is None or s.task_id == task_id]
+        if self.capabilities.task_terms and found:
+            sent = dict(await self.client.storage_map(PALLET, "ResultSubmittedAt"))
+            for i, s in enumerate(found):
+                task = await self.terms(s.task_id)
+                found[i] = s.with_terms(task.terms if task else TaskTerms(), sent.get(s.submission_id))
+        return sorted(found, key=lambda s: s.submission_id)
 
     async def worker_submissions(self, address: str) -> list[int]:
         return list(await self.client.storage(PALLET, "WorkerSubmissions", [address]))

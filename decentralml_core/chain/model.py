@@ -6,7 +6,7 @@ operator gets an error naming the field and its limit instead of a node's "inval
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -44,6 +44,7 @@ class SubmissionStatus(StrEnum):
     VALIDATED = "Validated"
     ACCEPTED = "Accepted"
     REJECTED = "Rejected"
+    ABANDONED = "Abandoned"  # ours: the assignment's deadline passed without a result
 
 
 class TaskStatus(StrEnum):
@@ -142,6 +143,78 @@ class TaskSpec:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in params.items()}
 
 
+PERMILL = 1_000_000
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A worker's on-chain record (``WorkerStats``): what qualifications are checked against."""
+
+    accepted: int = 0
+    rejected: int = 0
+    abandoned: int = 0
+
+    @property
+    def rejection_rate(self) -> float:
+        decided = self.accepted + self.rejected
+        return self.rejected / decided if decided else 0.0
+
+
+@dataclass(frozen=True)
+class TaskTerms:
+    """A task's market rules (``TaskTerms``; our pallet only). The defaults are a task without rules.
+
+    ``submit_within``: blocks after ``assign_task`` to send the result, else the assignment is
+    abandoned; ``review_window``: blocks after the result the creator has to decide, else the worker
+    may ``claim_payment``; ``min_accepted`` and ``max_rejection_rate`` (a fraction, 0–1, kept on chain
+    in parts per million): who ``assign_task`` admits.
+    """
+
+    submit_within: int | None = None
+    review_window: int | None = None
+    min_accepted: int = 0
+    max_rejection_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("submit_within", "review_window"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value < 1 << 32:
+                raise ValueError(f"{name} is a number of blocks, at least 1 (or None for no limit)")
+        if not 0 <= self.min_accepted < 1 << 32:
+            raise ValueError("min_accepted is a count (u32)")
+        if self.max_rejection_rate is not None and not 0 <= self.max_rejection_rate <= 1:
+            raise ValueError("max_rejection_rate is a fraction from 0 to 1 (or None for no limit)")
+
+    @property
+    def is_default(self) -> bool:
+        return self == TaskTerms()
+
+    @property
+    def max_rejection_permill(self) -> int | None:
+        return None if self.max_rejection_rate is None else round(self.max_rejection_rate * PERMILL)
+
+    def call_params(self) -> dict[str, Any]:
+        return {"submit_within": self.submit_within, "review_window": self.review_window,
+                "min_accepted": self.min_accepted, "max_rejection_rate": self.max_rejection_permill}
+
+    @classmethod
+    def from_chain(cls, value: dict | None) -> TaskTerms:
+        if value is None:
+            return cls()
+        rate = value.get("max_rejection_rate")
+        return cls(submit_within=value.get("submit_within"), review_window=value.get("review_window"),
+                   min_accepted=value.get("min_accepted") or 0, max_rejection_rate=None if rate is None else rate / PERMILL)
+
+    def refusal(self, stats: WorkerStats) -> str | None:
+        """The error ``assign_task`` would fail with for a worker with ``stats`` (as the pallet checks)."""
+        if stats.accepted < self.min_accepted:
+            return "TooFewAccepted"
+        limit, decided = self.max_rejection_permill, stats.accepted + stats.rejected
+        if limit is not None and decided and stats.rejected * PERMILL > limit * decided:
+            return "RejectionRateTooHigh"
+        return None
+
+
 @dataclass(frozen=True)
 class ResultSpec:
     """What ``send_task_result`` sends: an inline result, or a path in some storage, or both."""
@@ -189,9 +262,10 @@ class Task:
     model_engineer_path: str | None = None
     model_engineer_storage_type: StorageType | None = None
     model_engineer_storage_credentials: str | None = None
+    terms: TaskTerms = field(default_factory=TaskTerms)  # from TaskTerms, beside Tasks (our pallet)
 
     @classmethod
-    def from_chain(cls, task_id: int, value: dict) -> Task:
+    def from_chain(cls, task_id: int, value: dict, terms: TaskTerms | None = None) -> Task:
         def opt(enum, key):
             return None if value.get(key) is None else enum(value[key])
 
@@ -214,6 +288,7 @@ class Task:
             model_engineer_path=_text(value.get("model_engineer_path")),
             model_engineer_storage_type=opt(StorageType, "model_engineer_storage_type"),
             model_engineer_storage_credentials=_text(value.get("model_engineer_storage_credentials")),
+            terms=terms or TaskTerms(),
         )
 
     @property
@@ -236,6 +311,22 @@ class Submission:
     result_storage_credentials: str | None = None
     paid_amount: int | None = None
     paid_block: int | None = None
+    submitted_block: int | None = None  # ResultSubmittedAt (our pallet): when the review window opened
+    submit_deadline_block: int | None = None  # the last block to send the result, if the task sets one
+    review_deadline_block: int | None = None  # the creator's last block to decide; the worker claims after
+
+    def review_blocks_left(self, now: int) -> int | None:
+        """Blocks after ``now`` in which the creator can still decide (0: the worker may claim); None:
+        the task has no review window or no result was sent."""
+        return None if self.review_deadline_block is None else max(self.review_deadline_block - now, 0)
+
+    def with_terms(self, terms: TaskTerms, submitted_block: int | None) -> Submission:
+        """The submission with its deadlines, from the task's terms and ``ResultSubmittedAt``."""
+        return replace(
+            self, submitted_block=submitted_block,
+            submit_deadline_block=None if terms.submit_within is None else self.created_block + terms.submit_within,
+            review_deadline_block=None if terms.review_window is None or submitted_block is None
+            else submitted_block + terms.review_window)
 
     @classmethod
     def from_chain(cls, value: dict) -> Submission:

@@ -1,0 +1,135 @@
+"""The client side of the market rules: capability detection, terms and deadlines in the model, client
+tokens, claim_payment; the CLI's flags; and the client's qualification check equal to the pallet's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from devnet_process import DevnetProcess
+from hypothesis import given
+from hypothesis import strategies as st
+from substrateinterface import Keypair
+from test_chain_client import fresh, fund, spec
+from test_cli_market import cli, js
+
+from decentralml_core.chain import ChainClient, DispatchFailed, UnsupportedCall
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import ResultSpec, SubmissionStatus, TaskTerms, WorkerStats
+from decentralml_core.devnet.pallets.decentralml import qualification_error
+
+ALICE = Keypair.create_from_uri("//Alice")
+
+
+@pytest.fixture
+async def client(devnet):
+    async with await ChainClient.connect(devnet.url, inclusion_timeout=30) as c:
+        yield c
+
+
+async def advance(client: ChainClient, blocks: int) -> None:
+    for i in range(blocks):
+        await client.submit(ALICE, "System", "remark", {"remark": f"0x{i:02x}"})
+
+
+async def test_terms_token_deadlines_and_claim(client):
+    market = Market(client)
+    assert (market.capabilities.task_terms, market.capabilities.claim_payment) == (True, True)
+    worker = fresh()
+    await fund(client, worker)
+    terms = TaskTerms(submit_within=20, review_window=2, max_rejection_rate=0.25)
+    task_id, _ = await market.create_task(ALICE, spec(await client.block_number() + 100), terms, "client-rules:1")
+    assert (await market.task(task_id)).terms == terms
+    assert [t.terms for t in await market.tasks() if t.task_id == task_id] == [terms]
+    with pytest.raises(DispatchFailed) as refused:
+        await market.create_task(ALICE, spec(await client.block_number() + 100), terms, "client-rules:1")
+    assert refused.value.error == "DuplicateClientToken"
+    assert await market.task_by_client_token(ALICE.ss58_address, "client-rules:1") == task_id
+    assert await market.task_by_client_token(ALICE.ss58_address, "never-used") is None
+
+    sid, assigned = await market.assign_task(worker, task_id)
+    pending = await market.submission(sid)
+    assert pending.submit_deadline_block == assigned.block_number + 20 and pending.review_deadline_block is None
+    sent = await market.send_task_result(worker, ResultSpec(sid, result="{}"))
+    submission = await market.submission(sid)
+    assert (submission.submitted_block, submission.review_deadline_block) == (sent.block_number, sent.block_number + 2)
+    assert await market.review_deadline_block(sid) == sent.block_number + 2
+    assert submission.review_blocks_left(sent.block_number) == 2
+    assert [s.review_deadline_block for s in await market.submissions(task_id)] == [sent.block_number + 2]
+    with pytest.raises(DispatchFailed, match="ReviewWindowOpen"):
+        await market.claim_payment(worker, sid)
+    await advance(client, 2)
+    assert (await market.submission(sid)).review_blocks_left(await client.block_number()) == 0
+    before = await client.free_balance(worker.ss58_address)
+    receipt = await market.claim_payment(worker, sid)
+    assert receipt.find("DecentralMLModule", "PaymentClaimed")[0]["amount"] == spec(0).pays_amount
+    assert await client.free_balance(worker.ss58_address) == before + spec(0).pays_amount - receipt.fee
+    assert (await market.submission(sid)).status == SubmissionStatus.ACCEPTED
+    assert await market.worker_stats(worker.ss58_address) == WorkerStats(accepted=1)
+    with pytest.raises(DispatchFailed, match="AlreadyDecided"):
+        await market.claim_payment(worker, sid)
+
+
+async def test_a_task_without_rules_reads_as_before(client):
+    market = Market(client)
+    task_id, _ = await market.create_task(ALICE, spec(await client.block_number() + 100))  # plain create_task
+    assert (await market.task(task_id)).terms == TaskTerms()
+    with pytest.raises(ValueError, match="client token"):
+        await market.create_task(ALICE, spec(await client.block_number() + 100), client_token="x" * 65)
+
+
+def test_terms_are_checked_before_signing():
+    for bad in ({"submit_within": 0}, {"review_window": -1}, {"max_rejection_rate": 1.5}, {"min_accepted": -1}):
+        with pytest.raises(ValueError):
+            TaskTerms(**bad)
+    assert TaskTerms(max_rejection_rate=0.1).call_params()["max_rejection_rate"] == 100_000
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 60), st.one_of(st.none(), st.integers(0, 1_000_000)))
+def test_the_clients_qualification_check_is_the_pallets(accepted, rejected, min_accepted, permill):
+    terms = TaskTerms(min_accepted=min_accepted, max_rejection_rate=None if permill is None else permill / 1_000_000)
+    stats = WorkerStats(accepted=accepted, rejected=rejected)
+    assert terms.refusal(stats) == qualification_error(
+        {"min_accepted": min_accepted, "max_rejection_rate": permill}, {"accepted": accepted, "rejected": rejected})
+
+
+async def test_an_upstream_node_lacks_the_rules(tmp_path):
+    with DevnetProcess("--pallet", "upstream", log_path=tmp_path / "devnet.log") as node:
+        async with await ChainClient.connect(node.url, inclusion_timeout=30) as client:
+            market = Market(client)
+            assert (market.capabilities.task_terms, market.capabilities.claim_payment) == (False, False)
+            end = await client.block_number() + 100
+            with pytest.raises(UnsupportedCall):
+                await market.create_task(ALICE, spec(end), TaskTerms(review_window=5))
+            with pytest.raises(UnsupportedCall):
+                await market.create_task(ALICE, spec(end), client_token="once")
+            task_id, _ = await market.create_task(ALICE, spec(end))
+            worker = fresh()
+            await fund(client, worker)
+            sid, _ = await market.assign_task(worker, task_id)
+            assert (await market.task(task_id)).terms == TaskTerms()
+            assert (await market.submission(sid)).review_deadline_block is None
+            assert await market.worker_stats(worker.ss58_address) == WorkerStats()
+            assert await market.task_by_client_token(ALICE.ss58_address, "once") is None
+            with pytest.raises(UnsupportedCall):
+                await market.claim_payment(worker, sid)
+
+
+def test_cli_creates_with_rules_once_and_claims(devnet):
+    args = ["task", "create", "--question", "Label the cars", "--pays", "5000000", "--annotation-type", "Image",
+            "--files", "file_1.jpg", "--storage-type", "IPFS", "--review-window", "1", "--submit-within", "30",
+            "--min-accepted", "0", "--max-rejection-rate", "0.5", "--client-token", "cli-once"]
+    created = js(devnet, *args, key="//Alice")
+    assert created["terms"] == {"submit_within": 30, "review_window": 1, "min_accepted": 0, "max_rejection_rate": 0.5}
+    again = cli(devnet, *args, key="//Alice", ok=False)
+    assert again.returncode != 0 and "DuplicateClientToken" in again.stderr
+    task_id = created["task_id"]
+    sid = js(devnet, "task", "assign", str(task_id), "--dev-key", "dave")["submission_id"]
+    js(devnet, "result", "send", str(sid), "--result", "{}", "--dev-key", "dave")
+    asyncio.run(_advance(devnet.url, 2))
+    assert js(devnet, "result", "claim", str(sid), "--dev-key", "dave") == {"submission_id": sid, "paid": 5_000_000}
+
+
+async def _advance(url: str, blocks: int) -> None:
+    async with await ChainClient.connect(url) as client:
+        await advance(client, blocks)
