@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) bench/devnet_throughput.py
 	$(PY) bench/submit_pipeline.py
 	$(PY) bench/farm.py
+	$(PY) bench/detector_quality.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -7,11 +7,15 @@ score]`` row — so the validators and the benchmark share one definition. IoU c
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 Boxes = dict[tuple[str, str], np.ndarray]
 """(file name, class label) → an N×5 array of ``x, y, w, h, score``."""
@@ -51,7 +55,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of ``a`` with every box of ``b`` (rows × columns)."""
     if len(a) == 0 or len(b) == 0:
         return np.zeros((len(a), len(b)))
-    return np.asarray(coco_mask.iou(a[:, :4].tolist(), b[:, :4].tolist(), [0] * len(b)), dtype=float)
+    # contiguous float arrays: pycocotools converts lists in Python, 5x slower than the IoU itself
+    return coco_mask.iou(np.ascontiguousarray(a[:, :4], dtype=float), np.ascontiguousarray(b[:, :4], dtype=float),
+                         np.zeros(len(b), dtype=np.uint8))
 
 
 def greedy_match(ious: np.ndarray, threshold: float, order: np.ndarray | None = None) -> list[tuple[int, int]]:
@@ -113,16 +119,42 @@ def consensus(annotators: list[Boxes], iou: float = 0.5, quorum: int | None = No
     quorum = quorum if quorum is not None else len(annotators) // 2 + 1
     result: Boxes = {}
     for key in set().union(*annotators) if annotators else ():
-        clusters: list[list[np.ndarray]] = []
+        sums, votes = np.zeros((0, 5)), np.zeros(0)  # per cluster: the sum of its boxes, how many
         for boxes in annotators:
-            rows = boxes.get(key, np.zeros((0, 5)))
-            means = np.asarray([np.mean(c, axis=0) for c in clusters]) if clusters else np.zeros((0, 5))
-            pairs = greedy_match(iou_matrix(rows, means), iou)
+            rows = boxes.get(key)
+            if rows is None:
+                continue
+            pairs = greedy_match(iou_matrix(rows, sums / votes[:, None]), iou)
             for r, c in pairs:
-                clusters[c].append(rows[r])
+                sums[c] += rows[r]
+                votes[c] += 1
             matched = {r for r, _ in pairs}
-            clusters += [[rows[r]] for r in range(len(rows)) if r not in matched]
-        agreed = [np.append(np.mean(c, axis=0)[:4], len(c) / len(annotators)) for c in clusters if len(c) >= quorum]
-        if agreed:
-            result[key] = np.asarray(agreed)
+            new = [r for r in range(len(rows)) if r not in matched]
+            sums, votes = np.vstack([sums, rows[new]]), np.concatenate([votes, np.ones(len(new))])
+        keep = votes >= quorum
+        if keep.any():
+            means = sums[keep] / votes[keep, None]
+            means[:, 4] = votes[keep] / len(annotators)
+            result[key] = means
     return result
+
+
+def mean_average_precision(truth: dict, found: dict) -> tuple[float, float]:
+    """COCOeval's mAP@0.5 and mAP@[.5:.95] of ``found`` against ``truth`` (images matched by file name)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO()
+        gt.dataset = truth
+        gt.createIndex()
+        ids = {im["file_name"]: im["id"] for im in truth["images"]}
+        names = {im["id"]: im["file_name"] for im in found["images"]}
+        categories = {c["name"]: c["id"] for c in truth["categories"]}
+        found_names = {c["id"]: c["name"] for c in found["categories"]}
+        detections = [{**a, "image_id": ids[names[a["image_id"]]], "category_id": categories[found_names[a["category_id"]]]}
+                      for a in found["annotations"] if names[a["image_id"]] in ids]
+        if not detections:
+            return 0.0, 0.0
+        evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return float(evaluation.stats[1]), float(evaluation.stats[0])

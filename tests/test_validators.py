@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from simulated_annotators import perturbed
 
 from agents.box_agreement import agreement, boxes_from_coco, consensus
 from agents.config import ConfigError, load_config
@@ -85,25 +86,6 @@ def test_module_validators_get_the_task_if_they_take_it_and_may_return_a_tuple(t
 # -- the detection example's ground truth, as annotators of varying quality would submit it ---------------
 def ground_truth() -> dict:
     return json.loads(TRUTH.read_text())
-
-
-def perturbed(coco: dict, rng: random.Random, jitter: float = 2, drop: float = 0.0, invent: int = 0) -> dict:
-    """Truth with each box moved by up to ``jitter`` px, a share ``drop`` of them missed and ``invent``
-    false boxes per image."""
-    out = {**coco, "annotations": []}
-    for a in coco["annotations"]:
-        if rng.random() < drop:
-            continue
-        x, y, w, h = a["bbox"]
-        box = [max(0, x + rng.uniform(-jitter, jitter)), max(0, y + rng.uniform(-jitter, jitter)), w, h]
-        out["annotations"].append({**a, "bbox": box, "score": 0.9})
-    for image in coco["images"]:
-        for _ in range(invent):
-            w, h = rng.uniform(10, 40), rng.uniform(10, 40)
-            out["annotations"].append({"id": len(out["annotations"]) + 1000, "image_id": image["id"],
-                                       "category_id": rng.choice(coco["categories"])["id"], "score": 0.5,
-                                       "bbox": [rng.uniform(0, image["width"] - w), rng.uniform(0, image["height"] - h), w, h]})
-    return out
 
 
 def detection_task(coco: dict) -> Task:
