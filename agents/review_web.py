@@ -148,8 +148,14 @@ class ReviewPage:
         agent = self.agent
         rows = queue(agent.journal.entries("submission", steps=("review",)), time.time(),
                      agent.config.review.auto_approve_after_s)
+        window = {}
+        if agent.market.capabilities.task_terms and rows:  # the on-chain review window, where the task has one
+            now = await agent.client.block_number()
+            for row in rows:
+                submission = await agent.market.submission(row.submission_id)
+                window[row.submission_id] = submission.review_blocks_left(now) if submission else None
         decided = agent.journal.entries("submission", steps=("paid", "rejected"))[-10:][::-1]
-        return render("queue.html", rows=rows, decided=decided, csrf=request["csrf"])
+        return render("queue.html", rows=rows, window=window, decided=decided, csrf=request["csrf"])
 
     async def _result(self, sid: int):
         submission = await self.agent.market.submission(sid)
@@ -177,8 +183,9 @@ class ReviewPage:
             since = entry.data.get("review_since", entry.updated)
             left = countdown(self.agent.config.review.auto_approve_after_s - (time.time() - since))
         verdict = (entry.data.get("verdict") if entry else None) or {}
+        window = submission.review_blocks_left(await self.agent.client.block_number())
         return render("submission.html", submission=submission, task=task, step=entry.step if entry else "unseen",
-                      verdict=verdict, pictures=drawn, problem=problem, auto_approve_in=left,
+                      verdict=verdict, pictures=drawn, problem=problem, auto_approve_in=left, window=window,
                       outputs=sorted(p.name for p in result_path(self.agent.config.state_dir, sid).glob("*")),
                       notice=request.query.get("notice"), csrf=request["csrf"])
 
