@@ -140,6 +140,9 @@ class PublishedTask(Strict):
                           "{name: gold_standard, truth: FILE, ...} or 'package.module:function'")
     annotation_type: AnnotationType = Field(AnnotationType.IMAGE, description="data annotation tasks: the media")
     class_labels: str | None = Field(None, description="comma-separated labels; one sample per label")
+    class_coordinates: dict[str, tuple[int, int, int, int]] | None = Field(
+        None, description="where each label's object lies in its sample image, [x, y, w, h] px "
+                          "(annotation_class_coordinates; the example detector crops the sample to it)")
     storage_type: StorageType = Field(StorageType.IPFS, description="where the assets are published")
     annotation_json: dict = Field({}, description="extra parameters for the task's script (e.g. detector)")
 

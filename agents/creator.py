@@ -118,6 +118,8 @@ class CreatorAgent:
             spec = TaskSpec(**common, annotation_type=declared.annotation_type,
                             annotation_media_samples=assets.annotation_media_samples,
                             annotation_files=assets.annotation_files, annotation_class_labels=declared.class_labels,
+                            annotation_class_coordinates=json.dumps(declared.class_coordinates, sort_keys=True)
+                            if declared.class_coordinates else None,
                             annotation_files_storage_type=declared.storage_type,
                             annotation_files_storage_credentials="")
         task_id, _ = await self.market.create_task(self.keypair, spec)

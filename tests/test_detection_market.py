@@ -66,10 +66,12 @@ def detection(devnet, tmp_path):
 
 def test_iou_consensus_accepts_two_agreeing_detectors(devnet, detection):
     _, creator, annotator, task = detection
-    boss = creator(task("consensus", max_assignments=2, strategy="CustomAccept",
+    whole_sample = {label: [0, 0, 40, 40] for label in ("circle", "square", "triangle")}
+    boss = creator(task("consensus", max_assignments=2, strategy="CustomAccept", class_coordinates=whole_sample,
                         validator={"name": "iou_consensus", "min_f1": 0.9}))
     annotator("Dave"), annotator("Eve")
-    _, subs = asyncio.run(settle(devnet.url, "consensus", decided(2), timeout=180))
+    published, subs = asyncio.run(settle(devnet.url, "consensus", decided(2), timeout=180))
+    assert json.loads(published.annotation_class_coordinates) == whole_sample  # the detector's crop, on chain
     assert [s.status for s in subs] == [SubmissionStatus.ACCEPTED] * 2
     for s in subs:  # the same detector on the same images: full agreement, scores journaled
         verdict = boss.entry("submission", s.submission_id).data["verdict"]

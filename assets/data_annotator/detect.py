@@ -5,7 +5,9 @@ an unreadable image is reported (stderr, outputs/errors.json) and the others are
 
 Parameters come from ``task.json`` (the task's ``annotation_json`` → ``detector``), all optional:
 ``threshold`` (0.55), ``scales`` ([0.8 … 1.25]), ``angles`` ([-15 … 15]), ``nms_iou`` (0.3).
-Class labels are the task's ``annotation_class_labels`` (default: the sample file names).
+Class labels are the task's ``annotation_class_labels`` (default: the sample file names); its
+``annotation_class_coordinates``, if given, is JSON ``{"label": [x, y, w, h], …}``: where each label's
+object lies in its sample image (the sample is cropped to it; otherwise the whole sample is the object).
 """
 
 import json
@@ -26,7 +28,23 @@ def parameters():
     except ValueError:
         extra = {}
     labels = [s.strip() for s in (task.get("annotation_class_labels") or "").split(",") if s.strip()]
-    return {**DEFAULTS, **extra}, labels
+    return {**DEFAULTS, **extra}, labels, task.get("annotation_class_coordinates")
+
+
+def crops(text):
+    """``annotation_class_coordinates`` as {label: (x, y, w, h)}; raises ValueError on anything else."""
+    if not text:
+        return {}
+    found = json.loads(text)
+    if not isinstance(found, dict):
+        raise ValueError("annotation_class_coordinates must be a JSON object {label: [x, y, w, h]}")
+    result = {}
+    for label, box in found.items():
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) and v >= 0 for v in box)
+                and box[2] > 0 and box[3] > 0):
+            raise ValueError(f"annotation_class_coordinates[{label!r}] must be [x, y, w, h] in whole pixels")
+        result[label] = tuple(box)
+    return result
 
 
 def variants(img, scales, angles):
@@ -84,7 +102,12 @@ def detect(image, samples, params, factor=0.5, margin=4):
 
 
 def main() -> int:
-    params, labels = parameters()
+    params, labels, coordinates = parameters()
+    try:
+        boxes = crops(coordinates)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     sample_files = sorted(Path("annotation_samples").glob("*.jpg"))
     by_stem = {p.stem: p for p in sample_files}
     labels = labels or [p.stem for p in sample_files]
@@ -93,7 +116,14 @@ def main() -> int:
         if label not in by_stem:
             print(f"no sample image for label {label!r} in annotation_samples/", file=sys.stderr)
             return 2
-        samples.append((label, cv2.imread(str(by_stem[label]), cv2.IMREAD_COLOR)))
+        sample = cv2.imread(str(by_stem[label]), cv2.IMREAD_COLOR)
+        if label in boxes:
+            x, y, w, h = boxes[label]
+            if sample is None or x + w > sample.shape[1] or y + h > sample.shape[0]:
+                print(f"annotation_class_coordinates[{label!r}] lies outside its sample image", file=sys.stderr)
+                return 2
+            sample = sample[y:y + h, x:x + w]
+        samples.append((label, sample))
     categories = [{"id": i + 1, "name": label} for i, label in enumerate(labels)]
     out = Path("outputs")
     out.mkdir(exist_ok=True)
