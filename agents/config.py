@@ -112,6 +112,8 @@ class WorkerPolicy(Strict):
     max_asset_mb: int = Field(512, gt=0, description="refuse a task whose assets (or any file) exceed this")
     storage_types: list[StorageType] = Field([StorageType.IPFS], description="storage types this worker can fetch")
     min_blocks_left: int = Field(5, ge=0, description="skip tasks expiring in fewer blocks than this")
+    distrust_after: int = Field(3, ge=0, description="skip a creator's tasks once it has rejected this many of "
+                                                     "our results and accepted none (0: never)")
 
 
 ValidatorSpec = Annotated[Annotated[str, Tag("by_name")] | Annotated[ValidatorParams, Tag("with_params")],

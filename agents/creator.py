@@ -30,6 +30,8 @@ from decentralml_core.chain.model import (
     ValidationStrategy,
 )
 from decentralml_core.storage import get_folder, open_store
+from decentralml_core.storage.cid import parse
+from decentralml_core.storage.errors import BadManifest, StorageError, TooLarge, UnsafeName
 
 from .config import AgentConfig, PublishedTask
 from .journal import Entry, Journal
@@ -38,6 +40,10 @@ from .streams import close_stream
 from .validators import Evidence, Validator, Verdict, load_validator
 
 log = structlog.get_logger("agent.creator")
+
+
+class ResultRefused(Exception):
+    """A result that can never be read as it is sent (not a CID, storage this agent does not have)."""
 SWEEP_S = 2.0
 
 
@@ -281,7 +287,12 @@ class CreatorAgent:
         return self.validators.get(self.task_name(task))
 
     async def verdict(self, validator: Validator, task: Task, submission: Submission) -> Verdict:
-        folder = await self.result_folder(submission)
+        try:
+            folder = await self.result_folder(submission)
+        except ResultRefused as exc:
+            return Verdict(False, str(exc)[:300])
+        except (BadManifest, UnsafeName, TooLarge) as exc:  # what the content is: final (unreachable: retried)
+            return Verdict(False, f"result refused: {exc}"[:300])
         peers = []
         if validator.needs_peers:
             for other in await self.market.submissions(task.task_id):
@@ -299,6 +310,14 @@ class CreatorAgent:
             reference_path(self.config.state_dir, submission.submission_id).write_text(json.dumps(verdict.reference))
         return verdict
 
+    def result_store(self, submission: Submission):
+        """Where a result is read: its CID in our own stores, never a location of the worker's choosing."""
+        try:
+            parse(submission.result_path)
+            return open_store(str(submission.result_storage_type or "IPFS"), self.config.storage.config())
+        except StorageError as exc:
+            raise ResultRefused(f"unusable result_path: {exc}") from None
+
     async def result_folder(self, submission: Submission) -> Path:
         """The result's outputs, fetched once (whole or not at all) into the agent's state dir."""
         folder = result_path(self.config.state_dir, submission.submission_id)
@@ -308,8 +327,7 @@ class CreatorAgent:
                 shutil.rmtree(partial, ignore_errors=True)
                 partial.parent.mkdir(parents=True, exist_ok=True)
                 if submission.result_path:
-                    storage = str(submission.result_storage_type or "IPFS")
-                    await get_folder(open_store(storage, self.config.storage.config()), submission.result_path, partial)
+                    await get_folder(self.result_store(submission), submission.result_path, partial)
                 else:
                     partial.mkdir()
                 partial.rename(folder)

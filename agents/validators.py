@@ -119,7 +119,7 @@ def json_outputs(ev: Evidence) -> Verdict:
     for path in files:
         try:
             json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return Verdict(False, f"{path.relative_to(ev.folder)} is not JSON")
     return Verdict(True)
 
@@ -138,7 +138,7 @@ def read_coco(folder: Path, task: Task | None) -> tuple[dict | None, str]:
         annotations = coco["annotations"]
     except FileNotFoundError:
         return None, f"no {COCO_FILE}"
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         return None, f"not COCO ({type(exc).__name__}: {exc})"[:200]
     labels = _labels(task)
     unknown = sorted(set(categories.values()) - set(labels)) if labels else []

@@ -33,6 +33,7 @@ KIND = "task"
 DONE = ("submitted", "skipped", "failed", "lost")
 TRANSIENT = (ConnectionLost, InclusionTimeout, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
+VERDICTS = {"TaskResultAccepted": "accepted", "TaskResultRejected": "rejected"}
 RACE_LOST = {"MaxAssignmentsReached", "AlreadyAssigned", "TaskExpired", "TaskClosed", "TaskNotFound"}
 
 
@@ -74,6 +75,8 @@ class WorkerAgent:
                 if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
                     self.metrics.inc("tasks_seen")
                     await self.consider(event.attributes["taskid"], event.block_number)
+                elif event.pallet == "DecentralMLModule" and event.name in VERDICTS:
+                    await self.record_verdict(event.attributes, VERDICTS[event.name])
                 self.journal.set_meta("checkpoint", [event.block_number, event.index])
         finally:
             waiter.cancel()
@@ -96,6 +99,9 @@ class WorkerAgent:
             return f"type {task.task_type} is not {self.config.task_type}"
         if task.creator == self.keypair.ss58_address:
             return "own task"
+        tally = self.journal.meta("verdicts", {}).get(task.creator, {})
+        if policy.distrust_after and not tally.get("accepted") and tally.get("rejected", 0) >= policy.distrust_after:
+            return f"creator {task.creator} rejected all {tally['rejected']} of our results (distrust_after)"
         if task.pays_amount < policy.min_pay:
             return f"pays {task.pays_amount} < min_pay {policy.min_pay}"
         if task.expiration_block - now < policy.min_blocks_left:
@@ -119,10 +125,15 @@ class WorkerAgent:
     async def consider(self, task_id: int, now: int) -> None:
         if self.stopping or self.journal.get(KIND, task_id) is not None:
             return
-        task = await self.market.terms(task_id)
-        if task is None:
-            return
-        reason = self.refusal(task, now)
+        try:
+            task = await self.market.terms(task_id)
+            if task is None:
+                return
+            reason = self.refusal(task, now)
+        except TRANSIENT:
+            raise  # the node, not the task: the agent restarts and looks again
+        except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
+            reason = f"unreadable task: {type(exc).__name__}: {exc}"[:300]
         if reason is not None:
             self.journal.set(KIND, task_id, "skipped", reason=reason)
             log.info("task_skipped", task_id=task_id, reason=reason)
@@ -238,6 +249,32 @@ class WorkerAgent:
         self.journal.set(KIND, task_id, "submitted")
         self.metrics.inc("tasks_completed")
         log.info("task_submitted", task_id=task_id, submission_id=sid, result_path=data["result_path"])
+
+    async def record_verdict(self, attributes: dict, verdict: str) -> None:
+        """A creator decided one of our results: journal it, and report a creator that rejects everything."""
+        if attributes.get("worker") != self.keypair.ss58_address:
+            return
+        task_id = attributes.get("task_id")
+        entry = self.journal.get(KIND, task_id)
+        if entry is None or "verdict" in entry.data:  # not ours, or counted before a restart
+            return
+        reason = str(attributes.get("reason") or "")[:300]
+        self.journal.set(KIND, task_id, entry.step, verdict=verdict, **({"verdict_reason": reason} if reason else {}))
+        self.metrics.inc(f"results_{verdict}")
+        task = await self.market.terms(task_id)
+        creator = task.creator if task else "?"
+        tallies = self.journal.meta("verdicts", {})
+        tally = tallies.setdefault(creator, {"accepted": 0, "rejected": 0})
+        tally[verdict] += 1
+        self.journal.set_meta("verdicts", tallies)
+        if verdict == "rejected":
+            log.warning("result_rejected", task_id=task_id, creator=creator, reason=reason, **tally)
+            limit = self.config.policy.distrust_after
+            if limit and not tally["accepted"] and tally["rejected"] == limit:
+                log.error("creator_rejects_everything", creator=creator, rejected=tally["rejected"],
+                          action="its tasks are skipped from now on (policy.distrust_after)")
+        else:
+            log.info("result_paid", task_id=task_id, amount=attributes.get("amount"))
 
     async def _my_submission(self, task_id: int) -> int | None:
         for sid in await self.market.worker_submissions(self.keypair.ss58_address):

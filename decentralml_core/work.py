@@ -63,7 +63,7 @@ def assets_of(task: Task) -> tuple[str, str] | None:
             return None  # a plain path, not a published folder
     try:
         info = json.loads(task.annotation_json or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         return None
     if not isinstance(info, dict) or not isinstance(info.get("assets"), str):
         return None

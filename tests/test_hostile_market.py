@@ -4,12 +4,32 @@ chain or a worker submits, the agents contain it, say why in their journal, and 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import socket
 import time
+from pathlib import Path
 
-from agent_process import Agent, decided, settle, task_decl
+import pytest
+from agent_process import PAYS, Agent, decided, settle, task_decl
+from substrateinterface import Keypair
+from substrateinterface.exceptions import SubstrateRequestException
 from test_agents import market_setup  # noqa: F401 (the fixture)
 
-from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core import work
+from decentralml_core.chain import ChainClient
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import (
+    AnnotationType,
+    ResultSpec,
+    StorageType,
+    SubmissionStatus,
+    TaskSpec,
+    TaskType,
+    ValidationStrategy,
+)
+from decentralml_core.storage import LocalStore, put_blob
+from decentralml_core.storage.manifest import SCHEMA
 
 
 def wait_step(agent: Agent, kind: str, key, steps: tuple[str, ...], timeout: float = 60) -> str:
@@ -42,3 +62,163 @@ def test_a_worker_keeps_serving_while_a_hostile_task_runs(devnet, market_setup, 
         assert subs[0].status == SubmissionStatus.ASSIGNED  # nothing submitted for it
     finally:
         assert worker.stop() == 0
+
+
+STORE_LIMIT_FILES = 10_000  # storage.Limits.max_files: what a worker fetches at most
+
+
+async def publish_raw(url: str, tasks: list[tuple[str, dict]]) -> list[int]:
+    """Tasks put on chain directly by //Alice, with whatever the fields hold (a hostile creator)."""
+    async with await ChainClient.connect(url) as client:
+        expires = await client.block_number() + 500
+
+        async def create(annotation_json: str, fields: dict) -> int:
+            spec = TaskSpec(**{"task_type": TaskType.DATA_ANNOTATORS, "question": "q", "pays_amount": PAYS,
+                               "expiration_block": expires, "max_assignments": 1,
+                               "validation_strategy": ValidationStrategy.AUTO_ACCEPT,
+                               "annotation_type": AnnotationType.IMAGE, "annotation_files": ["annotation_files/f.jpg"],
+                               "annotation_files_storage_type": StorageType.IPFS, "annotation_json": annotation_json,
+                               **fields})
+            task_id, _ = await Market(client).create_task(Keypair.create_from_uri("//Alice"), spec)
+            return task_id
+
+        return list(await asyncio.gather(*(create(a, f) for a, f in tasks)))
+
+
+def manifest(entries: list[tuple[str, str]]) -> bytes:
+    return json.dumps({"schema": SCHEMA, "files": [{"path": p, "size": 1, "cid": c} for p, c in entries]}).encode()
+
+
+def test_hostile_chain_data_is_refused_with_a_reason(devnet, market_setup, tmp_path):  # noqa: F811
+    assets, _, worker = market_setup
+    store = LocalStore(tmp_path / "store")
+    one = asyncio.run(put_blob(store, b"x"))
+
+    def ref(data: bytes) -> str:
+        return json.dumps({"assets": asyncio.run(put_blob(store, data)), "script": "start_task.sh"})
+
+    meta = "$(touch /tmp/pwned-{0});`touch /tmp/pwned-{0}`|rm -rf ~ & echo \"'\\ {0} %s %n ${{IFS}}"
+    good = asyncio.run(work.publish_assets(store, assets()))
+    cases = {  # annotation_json (and fields) → (journal step, what the reason says)
+        "deep JSON": (("[" * 2040 + "]" * 2040, {}), "skipped", "names no assets folder"),
+        "traversal": ((ref(manifest([("annotation_files/../../../escaped", one)])), {}), "failed", "unsafe file name"),
+        "absolute": ((ref(manifest([("/tmp/escaped-abs", one)])), {}), "failed", "unsafe file name"),
+        "NUL": ((ref(manifest([("a\0b", one)])), {}), "failed", "unsafe file name"),
+        "over-long": ((ref(manifest([("a" * 600, one)])), {}), "failed", "bad file name"),
+        "10,001 files": ((ref(manifest([(f"f{i}", one) for i in range(STORE_LIMIT_FILES + 1)])), {}), "failed",
+                         "max_files"),
+        "deep manifest": ((ref(b"[" * 100_000 + b"]" * 100_000), {}), "failed", "nested too deeply"),
+        "not a manifest": ((ref(b"\xff\xfe garbage"), {}), "failed", "not a folder manifest"),
+        "absent": ((json.dumps({"assets": "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"}), {}),
+                   "failed", "NotFound"),
+        "script is a path": ((json.dumps({"assets": good.ref, "script": "/bin/sh"}), {}), "skipped", "unsafe"),
+        "metacharacters": ((json.dumps({"assets": good.ref, "note": meta.format("json")}),
+                            {"question": meta.format("question"), "annotation_class_labels": meta.format("labels"),
+                             "annotation_class_coordinates": meta.format("coords"),
+                             "annotation_files": [meta.format("file")[:200]],
+                             "annotation_media_samples": [meta.format("sample")[:200]],
+                             "annotation_files_storage_credentials": meta.format("creds")}), "submitted", ""),
+    }
+    ids = dict(zip(cases, asyncio.run(publish_raw(devnet.url, [p for p, _, _ in cases.values()])), strict=True))
+    dave = worker("Dave")
+    for name, (_, step, reason) in cases.items():
+        wait_step(dave, "task", ids[name], ("skipped", "failed", "submitted", "lost"))
+        entry = dave.entry("task", ids[name])
+        said = entry.data.get("reason") or entry.data.get("error") or ""
+        assert entry.step == step and reason in said, (name, entry)
+    assert not list(Path("/tmp").glob("pwned-*")) and not Path("/tmp/escaped-abs").exists()
+    assert not [p for p in tmp_path.rglob("escaped*")], "a hostile name was written outside its work dir"
+    task_json = json.loads(next((tmp_path / "dave" / "work").glob(f"task-{ids['metacharacters']}/*/task.json"))
+                           .read_text())
+    assert task_json["question"] == meta.format("question")  # data, never a command
+    assert "annotation_files_storage_credentials" not in task_json  # credentials never reach the script
+    assert dave.proc.poll() is None
+
+
+def test_over_long_and_over_many_fields_are_refused_by_the_node(devnet, substrate, keys):
+    """A creator bypassing the client's checks: the node refuses the extrinsic with a clear error."""
+    for files in ([f"f{i}" for i in range(10_000)], ["a" * 600], ["../../etc/passwd\0"] * 2):
+        call = substrate.compose_call("DecentralMLModule", "create_task", {
+            **TaskSpec(task_type=TaskType.DATA_ANNOTATORS, question="q", pays_amount=PAYS, expiration_block=10**6,
+                       max_assignments=1, validation_strategy=ValidationStrategy.AUTO_ACCEPT,
+                       annotation_type=AnnotationType.IMAGE, annotation_files=["x"], annotation_json="{}",
+                       annotation_files_storage_type=StorageType.IPFS).call_params(),
+            "annotation_files": [files]})
+        xt = substrate.create_signed_extrinsic(call, keys["alice"])
+        try:
+            receipt = substrate.submit_extrinsic(xt, wait_for_inclusion=True)
+            assert not receipt.is_success or files[0].startswith(".."), receipt.error_message
+        except SubstrateRequestException as exc:
+            assert "invalid" in str(exc).lower() or "bound" in str(exc).lower(), exc
+    assert substrate.get_block_number(None) > 0  # still serving
+
+
+async def hostile_results(url: str, task_id: int, results: dict[str, ResultSpec]) -> dict[str, int]:
+    """Workers (dev accounts by name) that claim a slot and send whatever ``results`` says; submission ids."""
+    async with await ChainClient.connect(url) as client:
+        market = Market(client)
+
+        async def send(name: str, spec: ResultSpec) -> int:
+            keypair = Keypair.create_from_uri(f"//{name}")
+            sid, _ = await market.assign_task(keypair, task_id)
+            await market.send_task_result(keypair, dataclasses.replace(spec, submission_id=sid))
+            return sid
+
+        return dict(zip(results, await asyncio.gather(*(send(n, s) for n, s in results.items())), strict=True))
+
+
+def test_a_creator_refuses_garbage_and_foreign_results_and_pays_the_honest_one(devnet, market_setup, tmp_path):  # noqa: F811
+    assets, creator, worker = market_setup
+    store = LocalStore(tmp_path / "store")
+    probe = socket.socket()  # "someone else's storage": it must never be contacted
+    probe.bind(("127.0.0.1", 0))
+    probe.listen()
+    probe.settimeout(0.1)
+    deep = asyncio.run(put_blob(store, b"[" * 100_000 + b"]" * 100_000))
+    honest_output = asyncio.run(put_blob(store, manifest([])))
+    boss = creator([task_decl("garbage", assets(), max_assignments=5, strategy="CustomAccept",
+                              validator="outputs_present")])
+    task, _ = asyncio.run(settle(devnet.url, "garbage", lambda t, s: True))
+    sids = asyncio.run(hostile_results(devnet.url, task.task_id, {
+        "Charlie": ResultSpec(0, result_path="$(touch /tmp/pwned-result);`id`|rm -rf ~", result_storage_type="IPFS",
+                              result_storage_credentials=""),
+        "Dave": ResultSpec(0, result_path=f"http://127.0.0.1:{probe.getsockname()[1]}/steal", result_storage_type="IPFS",
+                           result_storage_credentials=""),
+        "Eve": ResultSpec(0, result_path=honest_output, result_storage_type="S3",
+                          result_storage_credentials="AKIAEXAMPLE:someone-elses-secret"),
+        "Ferdie": ResultSpec(0, result_path=deep, result_storage_type="IPFS", result_storage_credentials=""),
+    }))
+    worker("Bob")
+    task, subs = asyncio.run(settle(devnet.url, "garbage", decided(5), timeout=60))
+    by_id = {s.submission_id: s for s in subs}
+    [honest] = [s for s in subs if s.submission_id not in sids.values()]
+    assert honest.status == SubmissionStatus.ACCEPTED and honest.paid_amount == PAYS
+    for name, reason in (("Charlie", "unusable result_path"), ("Dave", "unusable result_path"),
+                         ("Eve", "S3"), ("Ferdie", "nested too deeply")):
+        assert by_id[sids[name]].status == SubmissionStatus.REJECTED, name
+        wait_step(boss, "submission", sids[name], ("rejected",))
+        assert reason in boss.entry("submission", sids[name]).data["reason"], (name, boss.entry("submission", sids[name]))
+    with pytest.raises(TimeoutError):
+        probe.accept()
+    probe.close()
+    assert not Path("/tmp/pwned-result").exists()
+    assert boss.proc.poll() is None
+
+
+def test_a_creator_that_rejects_everything_is_reported_and_then_avoided(devnet, market_setup):  # noqa: F811
+    assets, creator, worker = market_setup
+    folder = assets("mkdir -p outputs; echo 'not json' > outputs/a.txt")
+    creator([task_decl(f"reject-{i}", folder, strategy="CustomAccept", validator="json_outputs") for i in range(3)])
+    bob = worker("Bob")
+    for i in range(3):
+        task, _ = asyncio.run(settle(devnet.url, f"reject-{i}", decided(1)))
+        deadline = time.monotonic() + 30
+        while "verdict" not in bob.entry("task", task.task_id).data:
+            assert time.monotonic() < deadline, bob.entry("task", task.task_id)
+            time.sleep(0.2)
+        data = bob.entry("task", task.task_id).data
+        assert data["verdict"] == "rejected" and "not JSON" in data["verdict_reason"]
+    assert "creator_rejects_everything" in bob.log.read_text()
+    [fourth] = asyncio.run(publish_raw(devnet.url, [(task.annotation_json.replace("reject-2", "reject-3"), {})]))
+    wait_step(bob, "task", fourth, ("skipped",))
+    assert "rejected all 3 of our results" in bob.entry("task", fourth).data["reason"]

@@ -45,7 +45,7 @@ def parse_verdict(remark: str | bytes) -> dict | None:
     """A verdict record from a remark's bytes, or None if the remark is something else."""
     try:
         record = json.loads(remark)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
     if not isinstance(record, dict) or record.get("schema") != VERDICT_SCHEMA:
         return None

@@ -125,7 +125,7 @@ class WebSocketRpc:
                     continue
                 try:
                     self._dispatch(json.loads(msg.data))
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, RecursionError) as exc:
                     log.warning("rpc_bad_message", url=self.url, error=str(exc), size=len(msg.data))
         except (aiohttp.ClientError, ConnectionError) as exc:
             log.warning("rpc_connection_error", url=self.url, error=str(exc))

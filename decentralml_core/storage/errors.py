@@ -11,6 +11,10 @@ class IntegrityError(StorageError):
     """Bytes did not match the content identifier they were fetched by: refused, never used."""
 
 
+class BadManifest(IntegrityError):
+    """The content is there and verified, but is not a folder manifest this agent accepts."""
+
+
 class UnsafeName(StorageError):
     """A path from a manifest, the chain or a folder that could escape the work dir (or is a link)."""
 

@@ -39,7 +39,7 @@ class IpfsRpcStore(SharedHttpSession):
             text = await resp.text()
         try:  # add streams one JSON object per line; the last one names the file
             answer = json.loads(text.strip().splitlines()[-1])
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, RecursionError):
             answer = None
         if not isinstance(answer, dict):
             raise StorageError(f"IPFS {what} at {self.api_url} answered {text[:200]!r}")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from .cid import MAX_BLOCK, canonical, codec_of
-from .errors import IntegrityError, TooLarge, UnsafeName
+from .errors import BadManifest, IntegrityError, TooLarge, UnsafeName
 from .safety import safe_name
 
 SCHEMA = "decentralml.folder/2"
@@ -73,9 +73,11 @@ class Manifest:
         except (TooLarge, UnsafeName):
             raise
         except (ValueError, KeyError, TypeError, IntegrityError) as exc:
-            raise IntegrityError(f"not a folder manifest: {exc}") from None
+            raise BadManifest(f"not a folder manifest: {exc}") from None
+        except RecursionError:
+            raise BadManifest("not a folder manifest: JSON nested too deeply") from None
         if any(p in seen for path in seen for p in _parents(path)):
-            raise IntegrityError("not a folder manifest: a file is listed under another file")
+            raise BadManifest("not a folder manifest: a file is listed under another file")
         if total > max_total:
             raise TooLarge(f"manifest totals {total} bytes, over the max_total limit ({max_total})")
         return cls(tuple(files))
