@@ -100,7 +100,10 @@ class Codec:
         return bytes(out)
 
     def decode(self, type_id: int, data: bytes, *, exact: bool = True) -> Any:
-        value, off = self.decoder(type_id)(data, 0)
+        try:
+            value, off = self.decoder(type_id)(data, 0)
+        except RecursionError:  # a call nested in Sudo.sudo thousands of times, say
+            raise CodecError(f"value of type {type_id} nested too deeply") from None
         if exact and off != len(data):
             raise CodecError(f"{len(data) - off} trailing bytes after type {type_id}")
         return value

@@ -128,6 +128,8 @@ class Executive:
             raise bad_format(str(exc)) from None
         except IndexError:
             raise bad_format("truncated extrinsic") from None
+        except RecursionError:  # a call nested in Sudo.sudo thousands of times
+            raise bad_format("call nested too deeply") from None
         if not (isinstance(address, dict) and "Id" in address):
             raise InvalidTransaction(1011, "Unknown Transaction Validity",
                                      "Could not lookup information required to validate the transaction")

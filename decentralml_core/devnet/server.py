@@ -223,8 +223,8 @@ class Node:
         return None
 
     def unsubscribe(self, conn: Connection, params: Any) -> bool:
-        if not params:
-            raise RpcError(-32602, "Invalid params", "subscription id missing")
+        if not isinstance(params, list) or not params or not isinstance(params[0], str):
+            raise RpcError(-32602, "Invalid params", "expected [subscription id]")
         sub = conn.subs.pop(params[0], None)
         if sub is None:
             return False
