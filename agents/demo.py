@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from substrateinterface import Keypair
 
+from agents.journal import Journal
 from decentralml_core import logs
 from decentralml_core.chain import ChainClient
 from decentralml_core.chain.market import Market
@@ -29,7 +30,7 @@ from decentralml_core.devnet.process import DevnetProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATORS = ("Bob", "Charlie", "Dave")
-TIMEOUT_S = 120
+TIMEOUT_S = 300  # three detectors sharing two cores, on a busy machine
 
 
 def write_configs(node: str, tmp: Path) -> dict[str, Path]:
@@ -88,20 +89,31 @@ async def snapshot(url: str) -> dict[str, int]:
         return await balances(client, NAMES)
 
 
-async def observe(url: str, started: float, before: dict[str, int]) -> None:
+def verdicts(creator_state: Path) -> dict[int, str]:
+    """The creator's reason for each decision, from its journal."""
+    journal = Journal(creator_state / "journal.sqlite")
+    try:
+        return {int(e.id): (e.data.get("verdict") or {}).get("reason", "") for e in journal.entries("submission")}
+    finally:
+        journal.close()
+
+
+async def observe(url: str, started: float, before: dict[str, int], creator_state: Path) -> None:
     async with await ChainClient.connect(url) as client:
         task, subs = await wait_until_decided(client, started + TIMEOUT_S)
         after = await balances(client, NAMES)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(f"task {task.task_id} \"{task.question}\": {task.max_assignments} assignments, "
                   f"pays {task.pays_amount}, strategy {task.validation_strategy}")
     table = Table(title="submissions")
-    for column in ("submission", "worker", "status", "paid", "result (outputs CID)"):
+    for column in ("submission", "worker", "status", "paid (UNIT)", "outputs (CID)", "creator's verdict"):
         table.add_column(column)
     by_address = {Keypair.create_from_uri(f"//{n}").ss58_address: n for n in NAMES}
+    reasons = verdicts(creator_state)
     for s in subs:
         table.add_row(str(s.submission_id), by_address.get(s.worker, s.worker), str(s.status),
-                      str(s.paid_amount or ""), s.result_path or "")
+                      unit(s.paid_amount) if s.paid_amount else "", (s.result_path or "")[:16] + "…",
+                      reasons.get(s.submission_id, ""))
     console.print(table)
     table = Table(title="balances in UNIT (fees included)")
     for column in ("account", "before", "after", "change"):
@@ -123,7 +135,7 @@ def main() -> int:
         before = asyncio.run(snapshot(node.url))
         agents = {name: start_agent(path, tmp / f"{name}.log") for name, path in paths.items()}
         try:
-            asyncio.run(observe(node.url, started, before))
+            asyncio.run(observe(node.url, started, before, tmp / "creator"))
             ok = True
         except TimeoutError as exc:
             print(f"demo failed: {exc}")
