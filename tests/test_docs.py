@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 from devnet_process import ROOT
+from docs_scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def gen_config_docs():
-    spec = importlib.util.spec_from_file_location("gen_config_docs", ROOT / "scripts" / "gen_config_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gen_config_docs")
 
 
 def test_configuration_reference_is_generated_from_the_config_models():

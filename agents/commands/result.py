@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+from pathlib import Path
 
+from agents.validators import Evidence, load_validator
 from decentralml_core import tasks
+from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import StorageType, SubmissionStatus
+from decentralml_core.storage import get_folder
 
 from ._shared import (
     add_key_options,
@@ -59,10 +64,16 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     claim.set_defaults(run=runner(claim_payment))
 
     validate = sub.add_parser("validate", parents=[common],
-                              help="apply a task's strategy: AutoAccept accepts, ManualAccept lists what waits")
+                              help="apply a task's strategy: AutoAccept accepts, ManualAccept lists what waits, "
+                                   "CustomAccept runs --validator on each result's outputs")
     add_node_options(validate)
     add_key_options(validate)
     validate.add_argument("task_id", type=int)
+    validate.add_argument("--validator", help="CustomAccept: outputs_present, json_outputs, coco_schema or "
+                                              "package.module:function")
+    validate.add_argument("--results-dir", type=Path, default=Path("results"),
+                          help="results are fetched to RESULTS_DIR/submission-N (default: %(default)s)")
+    add_storage_options(validate)
     validate.set_defaults(run=runner(validate_results))
 
 
@@ -93,7 +104,30 @@ async def reject(args, client) -> None:
 
 
 async def validate_results(args, client) -> None:
-    outcome = await tasks.validate_task_results(client, keypair(args), None, args.task_id)
+    validator = None
+    if args.validator:
+        check = load_validator(args.validator)
+        if check.needs_peers:
+            raise ValueError(f"validator {check.name} compares results: run it in the creator agent")
+        task = await Market(client).task(args.task_id)
+
+        async def validator(submission):
+            """The result's outputs, fetched (and verified) once into RESULTS_DIR, judged by the validator."""
+            folder = args.results_dir / f"submission-{submission.submission_id}"
+            if not folder.exists():
+                if submission.result_path:  # get_folder leaves only a complete folder there
+                    store = store_for(args, str(submission.result_storage_type or "IPFS"))
+                    await get_folder(store, submission.result_path, folder)
+                else:
+                    folder.mkdir(parents=True)
+            verdict = check.check(Evidence(submission, folder, task))
+            verdict = (await verdict) if inspect.isawaitable(verdict) else verdict
+            if verdict.accept is None:
+                raise ValueError(f"{check.name} cannot decide submission {submission.submission_id} yet: "
+                                 f"{verdict.reason}")
+            return verdict.accept, verdict.for_chain()
+
+    outcome = await tasks.validate_task_results(client, keypair(args), None, args.task_id, validator)
     emit(args, outcome)
 
 
