@@ -63,13 +63,16 @@ def type_name(annotation) -> str:
         return type_name(args[0])
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in args)
+    if origin is typing.Annotated:
+        return type_name(args[0])
     if origin in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
-        return " \\| ".join(type_name(a) for a in rest) + (", optional" if len(rest) < len(args) else "")
+        names = dict.fromkeys(type_name(a) for a in rest)  # one "mapping (below)" for several choices
+        return " \\| ".join(names) + (", optional" if len(rest) < len(args) else "")
     if origin in (list, tuple, set):
         return f"list of {type_name(args[0])}" if args else "list"
     if origin is dict or annotation is dict:
-        return "mapping"
+        return f"mapping of name → {type_name(args[1])}" if len(args) == 2 and nested_models(args[1]) else "mapping"
     if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
         return " \\| ".join(f"`{m.value}`" for m in annotation)
     if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
@@ -117,15 +120,20 @@ def constraints_of(field: FieldInfo) -> str:
 
 
 def rows(model: type[BaseModel], prefix: str = "") -> list[tuple[str, ...]]:
-    """One row per key, depth first: nested sections as ``storage.root``, lists of them as ``tasks[].name``."""
+    """One row per key, depth first: nested sections as ``storage.root``, lists of them as ``tasks[].name``,
+    mappings of them as ``agents.<name>.config``; each choice of a union gets a row of its own first."""
     out = []
     for name, field in model.model_fields.items():
         key = field.alias or name
         out.append((f"`{prefix}{key}`", type_name(field.annotation), default_of(field), constraints_of(field),
                     (field.description or "").replace("|", "\\|")))
-        for inner in nested_models(field.annotation):
-            many = typing.get_origin(field.annotation) is list
-            out += rows(inner, f"{prefix}{key}{'[]' if many else ''}.")
+        inner = nested_models(field.annotation)
+        origin = typing.get_origin(field.annotation)
+        path = f"{prefix}{key}{'[]' if origin is list else '.<name>' if origin is dict else ''}"
+        for choice in inner:
+            if len(inner) > 1:
+                out.append((f"`{path}`", f"mapping: {choice.__name__}", "", "", doc(choice)))
+            out += rows(choice, f"{path}.")
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -40,3 +41,45 @@ def test_every_config_model_is_documented_and_every_key_described(gen_config_doc
     for model in models:
         for name in model.model_fields:
             assert f"{name}`" in page, f"{model.__name__}.{name} is not in the reference"
+
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+LOG_CALL = re.compile(r"\blog\.(?:debug|info|warning|error|exception|critical)\(\s*\"([a-z_]+)\"")
+METRIC_CALL = re.compile(r"\bmetrics\.(inc|set)\(\s*\"([a-z_]+)\"")
+
+
+def section(marker: str) -> str:
+    """The part of operations.md from ``<!-- marker`` to the next heading."""
+    text = OPERATIONS.read_text()
+    start = text.index(f"<!-- {marker}")
+    end = text.find("\n#", start)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def first_column(table: str) -> set[str]:
+    return {name for line in table.splitlines() if line.startswith("| `")
+            for name in re.findall(r"`([A-Za-z_]+)`", line.split("|")[1])}
+
+
+def sources() -> str:
+    return "\n".join(p.read_text() for d in ("agents", "decentralml_core") for p in (ROOT / d).rglob("*.py"))
+
+
+def test_operations_lists_every_log_event_the_code_emits_and_no_other():
+    in_code, documented = set(LOG_CALL.findall(sources())), first_column(section("log-events"))
+    assert in_code - documented == set(), "log events missing from docs/operations.md (Log events)"
+    assert documented - in_code == set(), "docs/operations.md lists log events the code no longer emits"
+
+
+def test_operations_lists_every_metric_the_agents_export():
+    in_code = {f"decentralml_{name}_total" if kind == "inc" else f"decentralml_{name}"
+               for kind, name in METRIC_CALL.findall(sources())} | {"decentralml_uptime_seconds"}
+    documented = first_column(section("metrics"))
+    assert in_code == documented
+
+
+def test_operations_explains_every_pallet_error():
+    from decentralml_core.devnet.metadata import DECENTRALML_ADDED_ERRORS, DECENTRALML_UPSTREAM_ERRORS
+
+    documented = first_column(section("pallet-errors"))
+    assert set(DECENTRALML_UPSTREAM_ERRORS + DECENTRALML_ADDED_ERRORS) - documented == set()
