@@ -90,8 +90,12 @@ SHIM = """#!/bin/bash
 exec 3<>"/dev/tcp/127.0.0.1/$DOCS_CLI_PORT" || exit 99
 printf '%s\\0' "$$" "$PWD" "$#" "$@" >&3
 read -r code <&3
+[ "$code" = 111 ] && exec "$DOCS_REAL_CLI" "$@"   # the server could not take our output: run for real
 exit "${code:-98}"
 """
+
+
+FALLBACK = 111  # the shim's cue to run the real command instead
 
 
 def serve_cli(port_file: Path) -> None:
@@ -137,9 +141,13 @@ def _run_cli(cli, pid: str, cwd: str, argv: list[str]) -> int:
     os.environ.clear()
     os.environ.update(dict(e.decode().split("=", 1) for e in environ if b"=" in e))
     os.chdir(cwd)
+    try:
+        outputs = [os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_APPEND) for fd in (1, 2)]
+    except OSError:  # e.g. ENXIO: not reopenable this way; the shim then runs the real command
+        return FALLBACK
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    for fd in (1, 2):
-        os.dup2(os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_APPEND), fd)
+    for fd, opened in zip((1, 2), outputs, strict=True):
+        os.dup2(opened, fd)
     try:
         code = cli.main(argv)
     except SystemExit as exc:

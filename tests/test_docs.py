@@ -83,3 +83,14 @@ def test_operations_explains_every_pallet_error():
 
     documented = first_column(section("pallet-errors"))
     assert set(DECENTRALML_UPSTREAM_ERRORS + DECENTRALML_ADDED_ERRORS) - documented == set()
+
+
+def test_architecture_names_every_subcommand_and_top_level_package():
+    from agents.cli import build_parser
+
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert [c for c in commands if f"`{c}`" not in page] == []
+    packages = [p.name for d in ("agents", "decentralml_core") for p in (ROOT / d).iterdir()
+                if p.is_dir() and (p / "__init__.py").exists()]
+    assert [p for p in packages if f"{p}/" not in page] == []
