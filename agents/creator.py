@@ -140,7 +140,9 @@ class CreatorAgent:
     # -- the periodic sweep: catch-up, upstream nodes (no result events), timers, expiry --------------
     async def sweep(self) -> None:
         now = await self.client.block_number()
-        published = self.journal.entries("published", steps=("published",))
+        # closed tasks too: a result still pending when its task expired keeps its pay in escrow and
+        # waits for a decision (review, auto-approval) like any other
+        published = self.journal.entries("published", steps=("published", "closed"))
         if not published:
             return
         by_task: dict[int, list[Submission]] = {}
@@ -155,7 +157,7 @@ class CreatorAgent:
                 if submission.status == SubmissionStatus.PENDING_VALIDATION or (
                         journaled is not None and journaled.step not in ("paid", "rejected")):
                     self.start_validation(submission.submission_id, task, submission)
-            if now > task.expiration_block:
+            if entry.step == "published" and now > task.expiration_block:
                 current = await self.market.task(task.task_id)
                 if current is not None and current.status != TaskStatus.COMPLETED:
                     await self.close(entry.id, current)

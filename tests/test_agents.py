@@ -284,3 +284,25 @@ def test_tasks_with_unusable_assets_are_skipped(devnet, market_setup):
             time.sleep(0.2)
         assert reason in dave.entry("task", task_id).data["reason"]
     assert dave.proc.poll() is None  # still running
+
+
+def test_a_result_in_review_when_its_task_expires_is_still_decided_and_paid(devnet, market_setup):
+    """Closing an expired task keeps a pending result's pay in escrow; the creator must still decide it."""
+    assets, creator, worker = market_setup
+    boss = creator([task_decl("late", assets(), strategy="ManualAccept", expires_in=6)],
+                   review={"auto_approve_after_s": 6})
+    worker("Charlie")
+    task, subs = asyncio.run(settle(devnet.url, "late", lambda t, s: s and s[0].status == "PendingValidation"))
+
+    async def advance(blocks: int) -> None:
+        async with await ChainClient.connect(devnet.url) as client:
+            for i in range(blocks):
+                await client.submit(Keypair.create_from_uri("//Ferdie"), "System", "remark", {"remark": f"0x1{i}"})
+
+    asyncio.run(advance(8))
+    deadline = time.monotonic() + 30
+    while boss.journal().get(("published", "late")) != "closed":
+        assert time.monotonic() < deadline, boss.journal()
+        time.sleep(0.3)
+    task, subs = asyncio.run(settle(devnet.url, "late", decided(1), timeout=40))
+    assert subs[0].status == SubmissionStatus.ACCEPTED and subs[0].paid_amount == PAYS
