@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench faults lint clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ bench: $(STAMP)
 	$(PY) bench/submit_pipeline.py
 	$(PY) bench/farm.py
 	$(PY) bench/detector_quality.py
+
+# Fault injection (not in make test): 50 seeded runs of a small farm under crashes, cut connections, a full
+# disk and a bad storage server, each checked for lost or doubled work and payments. RUNS=5 for a quick check.
+faults: $(STAMP)
+	$(PY) bench/faults.py --runs $(or $(RUNS),50)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

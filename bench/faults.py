@@ -1,0 +1,404 @@
+"""Fault injection: a small farm under crashes, cut connections, a full disk and a bad storage server,
+then the market's invariants checked on chain and in the agents' journals.
+
+Each run: a devnet (SQLite, so it survives ``kill -9``), a creator (Alice) publishing four tasks, one
+per strategy and outcome (AutoAccept ×2, ManualAccept with auto-approval, CustomAccept accepting ×2,
+CustomAccept rejecting), three annotators (Bob, Charlie, Dave; Dave's state dir is a small tmpfs).
+Agents reach the node through a TCP proxy and fetch assets through a storage gateway behind another;
+results go back to the creator through a second gateway. During the first seconds, faults drawn from
+the run's seed: ``kill -9`` of the devnet or of any agent (restarted like a supervisor would), every
+WebSocket cut (mid-subscription, mid-submit), Dave's disk filled for a while, the asset gateway
+stalling or corrupting bytes. Then the run settles (every task closed, nothing pending) and is checked:
+
+- every task ends Completed (decided or expired) with its escrow refunded to 0;
+- each accepted submission paid exactly once (one TaskResultAccepted, the task's pay), nothing else paid;
+- issuance conserved: TotalIssuance = start − fees − dust, and = the sum of every account;
+- no submission lost: each result a worker journaled as submitted is on chain, decided;
+- no duplicate on-chain call: one task per declared name, ≤ 1 assignment per worker and task, ≤ 1
+  result per submission, and no extrinsic refused as already done (AlreadyAssigned, AlreadyDecided…).
+
+    python bench/faults.py [--runs 50] [--seed 1] [--json]      # make faults
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from substrateinterface import Keypair
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from farm import SCRIPT, assets  # noqa: E402
+
+from agents.journal import Journal  # noqa: E402
+from decentralml_core import logs  # noqa: E402
+from decentralml_core.chain import ChainClient  # noqa: E402
+from decentralml_core.devnet.process import DevnetProcess, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PAYS = 10**12
+WORKERS = ("Bob", "Charlie", "Dave")
+TASKS = [  # name, strategy, validator, script, max_assignments
+    ("auto", "AutoAccept", None, SCRIPT, 2),
+    ("manual", "ManualAccept", None, SCRIPT, 1),
+    ("custom-ok", "CustomAccept", "json_outputs", SCRIPT, 2),
+    ("custom-no", "CustomAccept", "outputs_present", "mkdir -p outputs\n", 1),
+]
+EXPIRES_IN = 25  # blocks; a ticker seals one every TICK_S
+TICK_S = 0.2
+FAULT_WINDOW_S = 8.0
+SETTLE_S = 150.0
+DUPLICATES = {"AlreadyAssigned", "AlreadyDecided", "InvalidStatus", "DuplicateClientToken"}
+FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage_stall", "storage_corrupt")
+
+
+class FaultProxy:
+    """A TCP proxy that can cut every connection, hold the server's bytes back, or flip bytes in bodies."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.port = target_port, free_port()
+        self.mode = "normal"  # normal | stall | corrupt
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> FaultProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        return self
+
+    async def close(self) -> None:
+        self.drop()
+        self.server.close()
+
+    def drop(self) -> None:
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer, upstream=False),
+                             return_exceptions=True)
+        for w in (writer, up_writer):
+            self.writers.discard(w)
+            w.transport.abort()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool) -> None:
+        past_headers = False
+        while data := await reader.read(65536):
+            if not upstream:
+                while self.mode == "stall":
+                    await asyncio.sleep(0.1)
+                if self.mode == "corrupt":
+                    start = data.find(b"\r\n\r\n") + 4 if not past_headers else 0
+                    past_headers = past_headers or start >= 4
+                    if past_headers and start < len(data):
+                        i = random.randrange(start, len(data))
+                        data = data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:]
+            writer.write(data)
+            await writer.drain()
+        writer.transport.abort()
+
+
+@dataclass
+class Agent:
+    name: str
+    config: Path
+    log: Path
+    state: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "info", "agent", "run",
+                                          str(self.config)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Run:
+    seed: int
+    faults: list[tuple[float, str, str]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def plan(rng: random.Random) -> list[tuple[float, str, str]]:
+    """Two to five faults at random moments of the fault window, each with its target."""
+    chosen = []
+    for _ in range(rng.randint(2, 5)):
+        kind = rng.choice(FAULTS)
+        target = rng.choice(("creator", *WORKERS)) if kind == "kill_agent" else ""
+        chosen.append((round(rng.uniform(0.5, FAULT_WINDOW_S), 2), kind, target))
+    return sorted(chosen)
+
+
+async def ticker(url: str, stop: asyncio.Event) -> None:
+    """Blocks keep coming (so tasks expire) whatever happens to the node: Ferdie remarks, reconnecting."""
+    ferdie = Keypair.create_from_uri("//Ferdie")
+    i = 0
+    while not stop.is_set():
+        try:
+            async with await ChainClient.connect(url, reconnect_for=2, inclusion_timeout=10) as client:
+                while not stop.is_set():
+                    i += 1
+                    await client.submit(ferdie, "System", "remark", {"remark": f"0x{i:08x}"})
+                    await asyncio.sleep(TICK_S)
+        except Exception:  # noqa: BLE001 - the node is down or restarting: try again
+            await asyncio.sleep(0.5)
+
+
+async def settled(url: str) -> bool:
+    async with await ChainClient.connect(url, reconnect_for=5) as client:
+        tasks = await client.storage_map("DecentralMLModule", "Tasks")
+        subs = await client.storage_map("DecentralMLModule", "TaskResultSubmissions")
+    return len(tasks) == len(TASKS) and all(v["status"] == "Completed" for _, v in tasks) and \
+        not any(v["status"] == "PendingValidation" for _, v in subs)
+
+
+async def one_run(seed: int, work: Path) -> Run:
+    rng = random.Random(seed)
+    run = Run(seed, plan(rng))
+    started = time.monotonic()
+    work.mkdir(parents=True)
+    devnet = DevnetProcess(db=str(work / "chain.sqlite"), log_path=work / "devnet.log").start()
+    node_proxy = await FaultProxy(devnet.port).start()
+    cstore, wstore = work / "creator-store", work / "worker-store"
+    gp1, gp2 = free_port(), free_port()
+    gateways = [subprocess.Popen([sys.executable, "-m", "agents.cli", "storage", "serve", "--store-root", str(root),
+                                  "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                for root, port in ((cstore, gp1), (wstore, gp2))]
+    asset_proxy = await FaultProxy(gp1).start()
+    dave_dir = work / "dave"
+    dave_dir.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(dave_dir)],
+                             capture_output=True).returncode == 0
+    node = f"ws://127.0.0.1:{node_proxy.port}"
+    declared = []
+    for name, strategy, validator, script, slots in TASKS:
+        folder = assets(work / f"assets-{name}")
+        (folder / "start_task.sh").write_text(script)
+        declared.append({"name": name, "assets": str(folder), "question": "Label", "pays": PAYS, "max_assignments": slots,
+                         "expires_in": EXPIRES_IN, "strategy": strategy, **({"validator": validator} if validator else {})})
+    agents = {"creator": Agent("creator", work / "creator.yaml", work / "creator.log", work / "creator")}
+    agents["creator"].config.write_text(yaml.safe_dump({
+        "role": "creator", "node": node, "key": {"dev": "Alice"}, "state_dir": str(work / "creator"),
+        "storage": {"root": str(cstore), "gateways": [f"http://127.0.0.1:{gp2}"]}, "tasks": declared,
+        "review": {"auto_approve_after_s": 2}}))
+    for name in WORKERS:
+        state = work / name.lower()
+        agent = agents[name] = Agent(name, work / f"{name.lower()}.yaml", work / f"{name.lower()}.log", state)
+        agent.config.write_text(yaml.safe_dump({
+            "role": "annotator", "node": node, "key": {"dev": name}, "state_dir": str(state),
+            "storage": {"root": str(wstore), "gateways": [f"http://127.0.0.1:{asset_proxy.port}"]},
+            "policy": {"min_blocks_left": 0, "max_concurrent": 2},
+            "sandbox": {"timeout_s": 20, "min_free_disk_mb": 1}}))
+    async with await ChainClient.connect(devnet.url) as client:
+        issuance_before = await client.storage("Balances", "TotalIssuance")
+    stop_ticker = asyncio.Event()
+    tick = asyncio.create_task(ticker(devnet.url, stop_ticker))
+    for agent in agents.values():
+        agent.start()
+    t0 = time.monotonic()
+    pending = list(run.faults)
+    filler = dave_dir / "filler"
+    try:
+        while time.monotonic() - t0 < SETTLE_S:
+            elapsed = time.monotonic() - t0
+            while pending and pending[0][0] <= elapsed:
+                _, kind, target = pending.pop(0)
+                if kind == "kill_devnet":
+                    devnet.stop(kill=True)
+                    await asyncio.sleep(rng.uniform(0.2, 2.0))
+                    devnet.start(timeout=90)  # a loaded machine: imports alone can take seconds
+                elif kind == "kill_agent":
+                    if agents[target].alive():
+                        agents[target].proc.kill()
+                elif kind == "drop_connections":
+                    node_proxy.drop()
+                elif kind == "disk_full" and mounted:
+                    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"], capture_output=True)
+                    asyncio.get_running_loop().call_later(rng.uniform(1, 4), lambda: filler.unlink(missing_ok=True))
+                elif kind in ("storage_stall", "storage_corrupt"):
+                    asset_proxy.mode = kind.split("_")[1]
+                    asyncio.get_running_loop().call_later(rng.uniform(1, 4), setattr, asset_proxy, "mode", "normal")
+            for agent in agents.values():  # a supervisor restarts what died
+                if not agent.alive():
+                    agent.restarts += 1 if agent.proc is not None else 0
+                    agent.start()
+            if not pending and elapsed > FAULT_WINDOW_S and int(elapsed * 2) % 4 == 0:
+                with contextlib.suppress(Exception):
+                    if await settled(devnet.url):
+                        break
+            await asyncio.sleep(0.5)
+        else:
+            run.violations.append(f"did not settle in {SETTLE_S:g} s")
+        for agent in agents.values():
+            if agent.alive():
+                agent.proc.send_signal(signal.SIGTERM)
+        for agent in agents.values():
+            try:
+                agent.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                agent.proc.kill()
+                run.violations.append(f"{agent.name} did not stop on SIGTERM")
+        stop_ticker.set()
+        await asyncio.wait_for(tick, 15)
+        await check(run, devnet.url, issuance_before, agents)
+        run.counts["restarts"] = {a.name: a.restarts for a in agents.values() if a.restarts}
+    finally:
+        for agent in agents.values():
+            if agent.alive():
+                agent.proc.kill()
+        stop_ticker.set()
+        tick.cancel()
+        await node_proxy.close()
+        await asset_proxy.close()
+        for g in gateways:
+            g.terminate()
+            g.wait(timeout=10)
+        devnet.stop()
+        if mounted:
+            subprocess.run(["umount", "-l", str(dave_dir)], capture_output=True)
+    run.seconds = round(time.monotonic() - started, 1)
+    return run
+
+
+async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agent]) -> None:
+    """The invariants, from the chain's storage and every block's events, and the agents' journals."""
+    bad = run.violations.append
+    async with await ChainClient.connect(url) as client:
+        head = await client.block_number()
+        tasks = dict(await client.storage_map("DecentralMLModule", "Tasks"))
+        subs = {v["submission_id"]: v for _, v in await client.storage_map("DecentralMLModule", "TaskResultSubmissions")}
+        accounts = await client.storage_map("System", "Account")
+        issuance = await client.storage("Balances", "TotalIssuance")
+        events = []
+        for first in range(1, head + 1, 64):  # pipelined: a run seals a few hundred blocks
+            for block in await asyncio.gather(*(client.events_at(n) for n in range(first, min(first + 64, head + 1)))):
+                events += block
+        failures = []
+        for e in events:
+            if (e.pallet, e.name) == ("System", "ExtrinsicFailed"):
+                failures.append(client._dispatch_error(e.attributes["dispatch_error"], e.block_number).error)
+        escrows = {}
+        for task_id in tasks:
+            from decentralml_core.devnet.pallets.decentralml import task_account
+            escrows[task_id] = await client.free_balance(Keypair(public_key=task_account(task_id),
+                                                                 ss58_format=42).ss58_address)
+    names = [json.loads(t["annotation_json"]).get("name") for t in tasks.values()]
+    if sorted(names) != sorted(n for n, *_ in TASKS):
+        bad(f"tasks on chain {sorted(names)} are not one per declared name")
+    for task_id, task in tasks.items():
+        if task["status"] != "Completed":
+            bad(f"task {task_id} ended {task['status']}")
+        if escrows[task_id]:
+            bad(f"task {task_id} keeps {escrows[task_id]} in escrow")
+    count = lambda name, key: [e.attributes[key] for e in events if (e.pallet, e.name) == ("DecentralMLModule", name)]  # noqa: E731
+    accepted = count("TaskResultAccepted", "submission_id") + count("PaymentClaimed", "submission_id")
+    for sid, sub in subs.items():
+        n = accepted.count(sid)
+        if sub["status"] == "Accepted" and (n != 1 or sub["paid_amount"] != PAYS):
+            bad(f"submission {sid} accepted but paid {n} times ({sub['paid_amount']})")
+        if sub["status"] != "Accepted" and n:
+            bad(f"submission {sid} is {sub['status']} but was paid {n} times")
+        if sub["status"] == "PendingValidation":
+            bad(f"submission {sid} still pending")
+    submitted = count("TaskResultSubmitted", "submission_id")
+    if len(submitted) != len(set(submitted)):
+        bad("a submission's result was sent twice")
+    pairs = [(s["worker"], s["task_id"]) for s in subs.values()]
+    if len(pairs) != len(set(pairs)):
+        bad("a worker holds two assignments of one task")
+    duplicates = [f for f in failures if f in DUPLICATES]
+    if duplicates:
+        bad(f"extrinsics refused as already done: {duplicates}")
+    fees = sum(e.attributes["actual_fee"] for e in events if e.name == "TransactionFeePaid")
+    dust = sum(e.attributes["amount"] for e in events if e.name == "DustLost")
+    total = sum(v["data"]["free"] + v["data"]["reserved"] for _, v in accounts)
+    if issuance != issuance_before - fees - dust:
+        bad(f"issuance {issuance} != start {issuance_before} - fees {fees} - dust {dust}")
+    if total != issuance:
+        bad(f"accounts hold {total}, issuance says {issuance}")
+    for name in WORKERS:
+        journal = Journal(agents[name].state / "journal.sqlite")
+        try:
+            for entry in journal.entries("task", steps=("submitted",)):
+                sub = subs.get(entry.data.get("submission_id"))
+                if sub is None or sub["status"] not in ("Accepted", "Rejected"):
+                    bad(f"{name}'s submitted task {entry.id} is {sub and sub['status']} on chain")
+        finally:
+            journal.close()
+    journal = Journal(agents["creator"].state / "journal.sqlite")
+    try:
+        for entry in journal.entries("submission", steps=("paid",)):
+            if subs[int(entry.id)]["status"] != "Accepted":
+                bad(f"creator journaled {entry.id} paid; chain says {subs[int(entry.id)]['status']}")
+    finally:
+        journal.close()
+    statuses = [s["status"] for s in subs.values()]
+    run.counts.update(accepted=statuses.count("Accepted"), rejected=statuses.count("Rejected"),
+                      unsubmitted=statuses.count("Assigned"),
+                      refused_calls={f: failures.count(f) for f in sorted(set(failures))})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=1, help="run i uses seed + i: any run can be replayed alone")
+    parser.add_argument("--keep", action="store_true", help="keep each run's dir (logs, journals, chain)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    logs.configure("warning")
+    base = Path(tempfile.mkdtemp(prefix="decentralml-faults-"))
+    results, started = [], time.monotonic()
+    for i in range(args.runs):
+        run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}"))
+        results.append(run)
+        faults = ", ".join(f"{k}{'(' + t + ')' if t else ''}@{at:g}s" for at, k, t in run.faults)
+        print(f"run {i + 1}/{args.runs} seed {run.seed}: {'ok' if not run.violations else 'VIOLATED'} "
+              f"{run.seconds:.0f}s [{faults}] {run.counts}" + "".join(f"\n    ! {v}" for v in run.violations),
+              flush=True)
+        if not args.keep and not run.violations:
+            shutil.rmtree(base / f"run-{run.seed}", ignore_errors=True)
+    faults = [k for r in results for _, k, _ in r.faults]
+    summary = {"runs": len(results), "violated": [r.seed for r in results if r.violations],
+               "faults": {k: faults.count(k) for k in FAULTS}, "seconds": round(time.monotonic() - started),
+               "accepted": sum(r.counts.get("accepted", 0) for r in results),
+               "rejected": sum(r.counts.get("rejected", 0) for r in results),
+               "unsubmitted": sum(r.counts.get("unsubmitted", 0) for r in results),
+               "refused_calls": {k: sum(r.counts.get("refused_calls", {}).get(k, 0) for r in results)
+                                 for k in sorted({k for r in results for k in r.counts.get("refused_calls", {})})},
+               "agent_restarts": sum(sum(r.counts.get("restarts", {}).values()) for r in results),
+               "run_seconds_max": max((r.seconds for r in results), default=0),
+               "kept": str(base)}
+    print(json.dumps(summary) if args.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    return 1 if summary["violated"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
