@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench faults lint clean
+.PHONY: install demo test bench faults soak lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ bench: $(STAMP)
 # disk and a bad storage server, each checked for lost or doubled work and payments. RUNS=5 for a quick check.
 faults: $(STAMP)
 	$(PY) bench/faults.py --runs $(or $(RUNS),50)
+
+# Soak (not in make test): 10 agents, 1,000 tasks, about 10 minutes; RSS, descriptors and chain lag sampled.
+soak: $(STAMP)
+	$(PY) bench/soak.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
