@@ -64,6 +64,13 @@ def market_setup(devnet, tmp_path):
     assert all(code == 0 for code in codes.values()), codes
 
 
+async def advance(url: str, blocks: int) -> None:
+    """Seal ``blocks`` blocks (instant seal: one per extrinsic) with remarks from //Ferdie."""
+    async with await ChainClient.connect(url) as client:
+        for i in range(blocks):
+            await client.submit(Keypair.create_from_uri("//Ferdie"), "System", "remark", {"remark": f"0x{i:02x}"})
+
+
 def test_auto_accept_pays_every_worker_once(devnet, market_setup):
     assets, creator, worker = market_setup
     before = {n: free(devnet.url, n) for n in ("Bob", "Charlie")}
@@ -242,12 +249,7 @@ def test_creator_closes_an_expired_task_and_reclaims_the_escrow(devnet, market_s
     worker("Charlie")  # takes one of the three slots; the other two expire unused
     task, subs = asyncio.run(settle(devnet.url, "expiring", decided(1)))
 
-    async def advance(blocks: int) -> None:  # instant seal: a block per extrinsic
-        async with await ChainClient.connect(devnet.url) as client:
-            for i in range(blocks):
-                await client.submit(Keypair.create_from_uri("//Ferdie"), "System", "remark", {"remark": f"0x0{i}"})
-
-    asyncio.run(advance(6))
+    asyncio.run(advance(devnet.url, 6))
     deadline = time.monotonic() + 30
     while boss.journal().get(("published", "expiring")) != "closed":
         assert time.monotonic() < deadline, boss.journal()
@@ -294,12 +296,7 @@ def test_a_result_in_review_when_its_task_expires_is_still_decided_and_paid(devn
     worker("Charlie")
     task, subs = asyncio.run(settle(devnet.url, "late", lambda t, s: s and s[0].status == "PendingValidation"))
 
-    async def advance(blocks: int) -> None:
-        async with await ChainClient.connect(devnet.url) as client:
-            for i in range(blocks):
-                await client.submit(Keypair.create_from_uri("//Ferdie"), "System", "remark", {"remark": f"0x1{i}"})
-
-    asyncio.run(advance(8))
+    asyncio.run(advance(devnet.url, 8))
     deadline = time.monotonic() + 30
     while boss.journal().get(("published", "late")) != "closed":
         assert time.monotonic() < deadline, boss.journal()
