@@ -185,7 +185,7 @@ async def one_run(seed: int, work: Path) -> Run:
     run = Run(seed, plan(rng))
     started = time.monotonic()
     work.mkdir(parents=True)
-    devnet = DevnetProcess(db=str(work / "chain.sqlite"), log_path=work / "devnet.log").start()
+    devnet = DevnetProcess(db=str(work / "chain.sqlite"), log_path=work / "devnet.log").start(timeout=90)
     node_proxy = await FaultProxy(devnet.port).start()
     cstore, wstore = work / "creator-store", work / "worker-store"
     gp1, gp2 = free_port(), free_port()
@@ -377,7 +377,10 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="decentralml-faults-"))
     results, started = [], time.monotonic()
     for i in range(args.runs):
-        run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}"))
+        try:
+            run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}"))
+        except Exception as exc:  # noqa: BLE001 - the harness itself (a node that never came up): say so, go on
+            run = Run(args.seed + i, plan(random.Random(args.seed + i)), [f"harness: {type(exc).__name__}: {exc}"])
         results.append(run)
         faults = ", ".join(f"{k}{'(' + t + ')' if t else ''}@{at:g}s" for at, k, t in run.faults)
         print(f"run {i + 1}/{args.runs} seed {run.seed}: {'ok' if not run.violations else 'VIOLATED'} "

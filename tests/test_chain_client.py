@@ -195,3 +195,19 @@ async def test_event_stream_catches_up_and_survives_a_node_restart(tmp_path):
             assert block4 == [(4, i) for i in range(len(block4))], "an event was lost"
     finally:
         node.stop()
+
+
+async def test_the_runtimes_own_socket_failing_is_a_connection_loss(devnet):
+    """substrate-interface's socket is cut with the rest (a proxy, a node restart): what it raises must
+    be ConnectionLost, which workers retry, not a task failure (found by `make faults`)."""
+    from websocket import WebSocketConnectionClosedException
+
+    from decentralml_core.chain.errors import ConnectionLost
+
+    async with await ChainClient.connect(devnet.url) as client:
+        def cut() -> None:
+            raise WebSocketConnectionClosedException("Connection to remote host was lost.")
+
+        with pytest.raises(ConnectionLost, match="WebSocketConnectionClosedException"):
+            await client.runtime.run(cut)
+        assert await client.block_number() >= 0  # and the client goes on

@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 import anyio
 from scalecodec.base import ScaleBytes
 from substrateinterface import Keypair, SubstrateInterface
+from websocket import WebSocketException
 
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
+from .errors import ConnectionLost
 
 T = TypeVar("T")
 
@@ -73,15 +75,20 @@ class Runtime:
     async def load(cls, url: str) -> Runtime:
         def connect() -> SubstrateInterface:
             headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
-            si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers})
+            si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
             si.init_runtime()
             return si
 
         return cls(await anyio.to_thread.run_sync(connect))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the runtime's own thread."""
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        """Run ``fn(*args)`` on the runtime's own thread. substrate-interface keeps its own socket (and
+        reaches the node through it now and then): its failures are a :class:`ConnectionLost`, which
+        callers retry, not a task's fault."""
+        try:
+            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        except (WebSocketException, ConnectionError, TimeoutError) as exc:
+            raise ConnectionLost(f"node connection of the runtime: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         await self.run(self.si.close)
