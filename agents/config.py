@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from decentralml_core.chain.model import AnnotationType, StorageType, TaskType, ValidationStrategy
+from decentralml_core.chain.model import AnnotationType, StorageType, TaskTerms, TaskType, ValidationStrategy
 from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
@@ -147,6 +147,18 @@ class PublishedTask(Strict):
                           "(annotation_class_coordinates; the example detector crops the sample to it)")
     storage_type: StorageType = Field(StorageType.IPFS, description="where the assets are published")
     annotation_json: dict = Field({}, description="extra parameters for the task's script (e.g. detector)")
+    submit_within: int | None = Field(None, ge=1, description="market rule: blocks a worker has after taking it to "
+                                                               "submit; then the slot reopens (unset: no deadline)")
+    review_window: int | None = Field(None, ge=1, description="market rule: blocks to decide a result; then the "
+                                                               "worker may claim the pay (unset: no window)")
+    min_accepted: int = Field(0, ge=0, description="market rule: only workers with this many accepted results")
+    max_rejection_rate: float | None = Field(None, ge=0, le=1, description="market rule: only workers whose "
+                                                                           "rejected / decided results are ≤ this")
+
+    def terms(self) -> TaskTerms:
+        """The task's market rules; all unset (the default) publishes a task without rules, as before."""
+        return TaskTerms(submit_within=self.submit_within, review_window=self.review_window,
+                         min_accepted=self.min_accepted, max_rejection_rate=self.max_rejection_rate)
 
     @model_validator(mode="after")
     def validator_for_custom(self) -> PublishedTask:

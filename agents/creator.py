@@ -2,15 +2,23 @@
 once, and close expired tasks to reclaim unused escrow.
 
 Journal kinds: ``published`` (by task name: publishing → published → closed) and ``submission``
-(seen → [undecided →] review | paying → paid, rejecting → rejected). A step that moves tokens is journaled before
-the call and confirmed from the chain after a restart, so a submission is paid at most once.
+(seen → [undecided →] review | paying → paid, rejecting → rejected | window_closed). A step that moves tokens is
+journaled before the call and confirmed from the chain after a restart, so a submission is paid at most once.
+
+On a node with the market rules a task is published with its YAML terms (deadline, review window,
+qualifications) and a random client token journaled before the create, so a publish interrupted by a
+crash is retried with the same token and the chain refuses a second task (``DuplicateClientToken``);
+an upstream node has no tokens, so there the creator scans its tasks for the one it made. A decision
+that comes after the review window (``ReviewWindowClosed``) leaves the pay to the worker's claim.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import json
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -104,11 +112,17 @@ class CreatorAgent:
         assets = await work.publish_assets(store, declared.assets)
         annotation_json = json.dumps({**declared.annotation_json, **json.loads(assets.annotation_json),
                                       "name": declared.name}, sort_keys=True)
+        terms, rules = declared.terms(), self.market.capabilities.task_terms
+        if not terms.is_default and not rules:  # never post a task without the protection it asked for
+            log.error("task_terms_unsupported", name=declared.name, terms=dataclasses.asdict(terms),
+                      action="this node's pallet has no market rules: drop them from the YAML or use a full node")
+            return None
+        token = (entry.data.get("client_token") if entry else None) or (secrets.token_hex(16) if rules else None)
         if entry is not None:  # "publishing": the create may have reached the chain before a crash
-            for task in await self.market.tasks():
-                if task.creator == self.keypair.ss58_address and task.annotation_json == annotation_json:
-                    return self._published(declared, task.task_id)
-        self.journal.set("published", declared.name, "publishing", assets=assets.ref)
+            found = await self._created_before(token, annotation_json)
+            if found is not None:
+                return self._published(declared, found)
+        self.journal.set("published", declared.name, "publishing", assets=assets.ref, client_token=token)
         common = dict(task_type=declared.task_type, question=declared.question, pays_amount=declared.pays,
                       expiration_block=await self.client.block_number() + declared.expires_in,
                       max_assignments=declared.max_assignments, validation_strategy=declared.strategy,
@@ -128,8 +142,23 @@ class CreatorAgent:
                             if declared.class_coordinates else None,
                             annotation_files_storage_type=declared.storage_type,
                             annotation_files_storage_credentials="")
-        task_id, _ = await self.market.create_task(self.keypair, spec)
+        try:
+            task_id, _ = await self.market.create_task(self.keypair, spec, terms, token)
+        except DispatchFailed as exc:  # an earlier attempt's create landed after all
+            if exc.error != "DuplicateClientToken":
+                raise
+            task_id = await self.market.task_by_client_token(self.keypair.ss58_address, token)
         return self._published(declared, task_id)
+
+    async def _created_before(self, token: str | None, annotation_json: str) -> int | None:
+        """The task an interrupted publish created, if it reached the chain: by its client token where the
+        node keeps them (one read), else by scanning for our task with the same terms (upstream nodes)."""
+        if token is not None:
+            return await self.market.task_by_client_token(self.keypair.ss58_address, token)
+        for task in await self.market.tasks():
+            if task.creator == self.keypair.ss58_address and task.annotation_json == annotation_json:
+                return task.task_id
+        return None
 
     def _published(self, declared: PublishedTask, task_id: int) -> int:
         self.journal.set("published", declared.name, "published", task_id=task_id)
@@ -212,7 +241,7 @@ class CreatorAgent:
             log.error("payment_unknown_after_restart", submission_id=sid, worker=submission.worker,
                       action="check the worker's transfers and decide with `decentralml review`")
             return
-        if entry.step == "check_payment":
+        if entry.step in ("check_payment", "window_closed"):  # window_closed: the worker claims its pay
             return
         try:
             if strategy == ValidationStrategy.AUTO_ACCEPT or entry.step == "paying":
@@ -259,7 +288,7 @@ class CreatorAgent:
         self.journal.set("submission", submission.submission_id, "review", review_since=time.time(),
                          verdict=verdict.record() if verdict else None)
         log.info("result_waiting_for_review", submission_id=submission.submission_id, task_id=task.task_id,
-                 advice=verdict.reason if verdict else None)
+                 advice=verdict.reason if verdict else None, review_deadline_block=submission.review_deadline_block)
 
     async def review_timer(self, task: Task, submission: Submission, entry: Entry) -> None:
         delay = self.config.review.auto_approve_after_s
@@ -390,6 +419,12 @@ class CreatorAgent:
         try:
             await self.market.reject_task_result(self.keypair, sid, reason[:1024])
         except DispatchFailed as exc:
+            if exc.error == "ReviewWindowClosed":  # decided too late: the worker may now claim the pay
+                self.journal.set("submission", sid, "window_closed", reason=reason)
+                self.metrics.inc("review_windows_missed")
+                log.warning("review_window_closed", submission_id=sid, task_id=task.task_id,
+                            review_deadline_block=submission.review_deadline_block, reason=reason)
+                return
             if exc.error != "AlreadyDecided":
                 raise
             await self._decided_elsewhere(sid, task)

@@ -4,6 +4,14 @@ The loop reads as its journal steps: ``consider`` (policy) → ``claim`` (assign
 (verified assets) → ``run`` (sandboxed start_task.sh) → ``upload`` (outputs) → ``submit``
 (send_task_result). Each step is journaled before the next starts; on restart every unfinished task
 resumes at its step after checking the chain, so nothing is claimed or submitted twice.
+
+The market rules, where the node has them: a task whose qualifications this worker's on-chain record
+does not meet is skipped without an extrinsic; a result is not sent once the assignment's deadline
+has passed (the task ends ``abandoned``), and when another worker abandons a slot of a task this one
+lost, it tries again. A result the creator leaves undecided past the review window is claimed
+(``claim_payment``) by a periodic sweep over the ``claim`` journal (waiting → claiming → claimed |
+decided): the step is journaled before the call and the chain is read first after a restart, and the
+chain pays a submission at most once, so a claim is paid exactly once.
 """
 
 from __future__ import annotations
@@ -30,11 +38,15 @@ from .streams import close_stream
 
 log = structlog.get_logger("agent.worker")
 KIND = "task"
-DONE = ("submitted", "skipped", "failed", "lost")
+DONE = ("submitted", "skipped", "failed", "lost", "abandoned")
+CLAIM = "claim"
+SWEEP_S = 2.0
 TRANSIENT = (ConnectionLost, InclusionTimeout, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
-VERDICTS = {"TaskResultAccepted": "accepted", "TaskResultRejected": "rejected"}
-RACE_LOST = {"MaxAssignmentsReached", "AlreadyAssigned", "TaskExpired", "TaskClosed", "TaskNotFound"}
+VERDICTS = {"TaskResultAccepted": "accepted", "TaskResultRejected": "rejected",
+            "PaymentClaimed": "accepted"}  # a claimed pay is an accepted result
+RACE_LOST = {"MaxAssignmentsReached", "AlreadyAssigned", "TaskExpired", "TaskClosed", "TaskNotFound",
+             "TooFewAccepted", "RejectionRateTooHigh"}  # the record changed between the check and the call
 
 
 class WorkerAgent:
@@ -64,12 +76,18 @@ class WorkerAgent:
         events = self.client.events(Checkpoint(*since))
         waiter = asyncio.ensure_future(stop.wait())
         nxt = None
+        last_sweep = 0.0
         try:
             while not stop.is_set():
-                nxt = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({nxt, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if nxt not in done:
+                if time.monotonic() - last_sweep >= SWEEP_S:
+                    await self.sweep_claims()
+                    last_sweep = time.monotonic()
+                nxt = nxt if nxt is not None and not nxt.done() else asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({nxt, waiter}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
+                if waiter in done:
                     break
+                if nxt not in done:
+                    continue
                 event = nxt.result()
                 self.metrics.set("chain_block", event.block_number)
                 if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
@@ -77,6 +95,8 @@ class WorkerAgent:
                     await self.consider(event.attributes["taskid"], event.block_number)
                 elif event.pallet == "DecentralMLModule" and event.name in VERDICTS:
                     await self.record_verdict(event.attributes, VERDICTS[event.name])
+                elif event.pallet == "DecentralMLModule" and event.name == "AssignmentAbandoned":
+                    await self.reconsider(event.attributes["task_id"], event.block_number)
                 self.journal.set_meta("checkpoint", [event.block_number, event.index])
         finally:
             waiter.cancel()
@@ -129,7 +149,7 @@ class WorkerAgent:
             task = await self.market.terms(task_id)
             if task is None:
                 return
-            reason = self.refusal(task, now)
+            reason = self.refusal(task, now) or await self.unqualified(task)
         except TRANSIENT:
             raise  # the node, not the task: the agent restarts and looks again
         except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
@@ -138,6 +158,33 @@ class WorkerAgent:
             self.journal.set(KIND, task_id, "skipped", reason=reason)
             log.info("task_skipped", task_id=task_id, reason=reason)
             return
+        self.journal.set(KIND, task_id, "claiming")
+        self._fresh.add(task_id)
+        self._spawn(task_id)
+
+    async def unqualified(self, task: Task) -> str | None:
+        """Why assign_task would refuse this worker (the task's qualifications against its on-chain
+        record), or None: checked here so a doomed extrinsic is never sent."""
+        if task.terms.min_accepted == 0 and task.terms.max_rejection_rate is None:
+            return None
+        stats = await self.market.worker_stats(self.keypair.ss58_address)
+        error = task.terms.refusal(stats)
+        if error is None:
+            return None
+        self.metrics.inc("tasks_unqualified")
+        return (f"not qualified ({error}): {stats.accepted} accepted, {stats.rejected} rejected; the task wants "
+                f"≥ {task.terms.min_accepted} accepted and a rejection rate ≤ {task.terms.max_rejection_rate}")
+
+    async def reconsider(self, task_id: int, now: int) -> None:
+        """A slot was abandoned by its holder: consider the task if this worker never did (it was full
+        when first seen), try again if it lost the race for it."""
+        entry = self.journal.get(KIND, task_id)
+        if entry is None:
+            await self.consider(task_id, now)
+            return
+        if self.stopping or entry.step != "lost":
+            return
+        log.info("task_slot_reopened", task_id=task_id)
         self.journal.set(KIND, task_id, "claiming")
         self._fresh.add(task_id)
         self._spawn(task_id)
@@ -189,6 +236,11 @@ class WorkerAgent:
             self.metrics.inc("tasks_lost")
             log.info("task_lost", task_id=task_id, reason="all assignments taken")
             return
+        unqualified = None if existing is not None or task is None else await self.unqualified(task)
+        if unqualified is not None:  # the record changed since the task was considered (a rejection came)
+            self.journal.set(KIND, task_id, "skipped", reason=unqualified)
+            log.info("task_skipped", task_id=task_id, reason=unqualified)
+            return
         if existing is None:
             try:
                 existing, _ = await self.market.assign_task(self.keypair, task_id)
@@ -214,6 +266,8 @@ class WorkerAgent:
         log.info("task_fetched", task_id=task_id, folder=str(folder))
 
     async def _fetched(self, task_id: int, data: dict) -> None:
+        if await self._past_deadline(task_id, data["submission_id"]):
+            return
         folder = Path(data["folder"])
         shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
         task = await self.market.terms(task_id)
@@ -239,13 +293,22 @@ class WorkerAgent:
 
     async def _uploaded(self, task_id: int, data: dict) -> None:
         sid = data["submission_id"]
+        if await self._past_deadline(task_id, sid):
+            return
         current = await self.market.submission(sid)
         if current is not None and current.status != SubmissionStatus.ASSIGNED:
             log.info("task_already_submitted", task_id=task_id, submission_id=sid)  # sent before a crash
         else:
-            await self.market.send_task_result(self.keypair, ResultSpec(
-                sid, result=None, result_path=data["result_path"], result_storage_type=data["storage"],
-                result_storage_credentials=""))
+            try:
+                await self.market.send_task_result(self.keypair, ResultSpec(
+                    sid, result=None, result_path=data["result_path"], result_storage_type=data["storage"],
+                    result_storage_credentials=""))
+            except DispatchFailed as exc:
+                if exc.error != "SubmissionDeadlinePassed":
+                    raise
+                self._abandoned(task_id, sid, "the deadline passed while the result was on its way")
+                return
+        await self._await_decision(task_id, sid)
         self.journal.set(KIND, task_id, "submitted")
         self.metrics.inc("tasks_completed")
         log.info("task_submitted", task_id=task_id, submission_id=sid, result_path=data["result_path"])
@@ -275,6 +338,88 @@ class WorkerAgent:
                           action="its tasks are skipped from now on (policy.distrust_after)")
         else:
             log.info("result_paid", task_id=task_id, amount=attributes.get("amount"))
+
+    # -- the assignment deadline --------------------------------------------------------------------
+    async def _past_deadline(self, task_id: int, sid: int) -> bool:
+        """True (and the task journaled ``abandoned``) if the result can no longer be sent: the chain
+        abandoned the assignment, or the next block is past its deadline."""
+        current = await self.market.submission(sid)
+        if current is None or current.submit_deadline_block is None or current.status not in (
+                SubmissionStatus.ASSIGNED, SubmissionStatus.ABANDONED):
+            return False
+        if current.status == SubmissionStatus.ABANDONED:
+            self._abandoned(task_id, sid, "abandoned on chain")
+            return True
+        if await self.client.block_number() >= current.submit_deadline_block:
+            self._abandoned(task_id, sid, f"due by block {current.submit_deadline_block}")
+            return True
+        return False
+
+    def _abandoned(self, task_id: int, sid: int, reason: str) -> None:
+        self.journal.set(KIND, task_id, "abandoned", reason=reason)
+        self.metrics.inc("tasks_abandoned")
+        log.warning("task_abandoned", task_id=task_id, submission_id=sid, reason=reason)
+
+    # -- the review window: claim the pay the creator left undecided -------------------------------------
+    async def _await_decision(self, task_id: int, sid: int) -> None:
+        """Watch a sent result for a creator who lets its review window pass (tasks that set one)."""
+        if not self.market.capabilities.claim_payment or self.journal.get(CLAIM, sid) is not None:
+            return
+        task = await self.market.terms(task_id)
+        if task is not None and task.terms.review_window is not None:
+            self.journal.set(CLAIM, sid, "waiting", task_id=task_id)
+
+    async def sweep_claims(self) -> None:
+        """Claim every waiting result whose review window has passed; never raises (the loop goes on)."""
+        entries = self.journal.entries(CLAIM, steps=("waiting", "claiming"))
+        if not entries:
+            return
+        try:
+            now = await self.client.block_number()
+        except TRANSIENT as exc:
+            log.warning("claim_sweep_skipped", error=str(exc))
+            return
+        for entry in entries:
+            deadline = entry.data.get("deadline")
+            if entry.step == "waiting" and deadline is not None and now <= deadline:
+                continue  # the creator may still decide: no read, no extrinsic
+            try:
+                await self.claim(int(entry.id), now)
+            except Exception as exc:  # a chain error: this claim waits for the next sweep, the agent goes on
+                log.error("claim_failed", submission_id=int(entry.id), error=str(exc), error_type=type(exc).__name__)
+
+    async def claim(self, sid: int, now: int) -> None:
+        current = await self.market.submission(sid)
+        if current is None:
+            return
+        if current.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # the creator decided (or we did)
+            self.journal.set(CLAIM, sid, "decided", status=str(current.status), amount=current.paid_amount)
+            return
+        deadline = current.review_deadline_block
+        if current.status != SubmissionStatus.PENDING_VALIDATION or deadline is None:
+            self.journal.set(CLAIM, sid, "decided", status=str(current.status))
+            return
+        if now <= deadline:
+            self.journal.set(CLAIM, sid, "waiting", deadline=deadline)
+            return
+        self.journal.set(CLAIM, sid, "claiming", deadline=deadline)
+        try:
+            receipt = await self.market.claim_payment(self.keypair, sid)
+        except DispatchFailed as exc:
+            if exc.error == "ReviewWindowOpen":  # our view of the head was behind
+                self.journal.set(CLAIM, sid, "waiting")
+                return
+            if exc.error != "AlreadyDecided":  # e.g. InsufficientEscrow: say so once, do not pay fees forever
+                self.journal.set(CLAIM, sid, "failed", error=exc.error)
+                log.error("claim_refused", submission_id=sid, error=exc.error)
+                return
+            self.journal.set(CLAIM, sid, "decided", status="decided as the claim was sent")
+            return
+        (claimed,) = receipt.find("DecentralMLModule", "PaymentClaimed")
+        self.journal.set(CLAIM, sid, "claimed", amount=claimed["amount"], block=receipt.block_number)
+        self.metrics.inc("payments_claimed")
+        self.metrics.inc("amount_claimed", claimed["amount"])
+        log.info("payment_claimed", submission_id=sid, amount=claimed["amount"], review_deadline_block=deadline)
 
     async def _my_submission(self, task_id: int) -> int | None:
         for sid in await self.market.worker_submissions(self.keypair.ss58_address):
