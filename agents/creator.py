@@ -108,20 +108,21 @@ class CreatorAgent:
         entry = self.journal.get("published", declared.name)
         if entry is not None and entry.step in ("published", "closed"):
             return entry.data["task_id"]
-        store = open_store(str(declared.storage_type), self.config.storage.config())
-        assets = await work.publish_assets(store, declared.assets)
-        annotation_json = json.dumps({**declared.annotation_json, **json.loads(assets.annotation_json),
-                                      "name": declared.name}, sort_keys=True)
         terms, rules = declared.terms(), self.market.capabilities.task_terms
         if not terms.is_default and not rules:  # never post a task without the protection it asked for
             log.error("task_terms_unsupported", name=declared.name, terms=dataclasses.asdict(terms),
                       action="this node's pallet has no market rules: drop them from the YAML or use a full node")
             return None
-        token = (entry.data.get("client_token") if entry else None) or (secrets.token_hex(16) if rules else None)
+        store = open_store(str(declared.storage_type), self.config.storage.config())
+        assets = await work.publish_assets(store, declared.assets)
+        annotation_json = json.dumps({**declared.annotation_json, **json.loads(assets.annotation_json),
+                                      "name": declared.name}, sort_keys=True)
+        token = entry.data.get("client_token") if entry else None
         if entry is not None:  # "publishing": the create may have reached the chain before a crash
             found = await self._created_before(token, annotation_json)
             if found is not None:
                 return self._published(declared, found)
+        token = token or (secrets.token_hex(16) if rules else None)
         self.journal.set("published", declared.name, "publishing", assets=assets.ref, client_token=token)
         common = dict(task_type=declared.task_type, question=declared.question, pays_amount=declared.pays,
                       expiration_block=await self.client.block_number() + declared.expires_in,

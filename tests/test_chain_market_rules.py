@@ -13,6 +13,10 @@ from substrateinterface import Keypair
 from test_chain_client import fresh, fund, spec
 from test_cli_market import cli, js
 
+from agents.config import AgentConfig
+from agents.creator import CreatorAgent
+from agents.journal import Journal
+from agents.metrics import Metrics
 from decentralml_core.chain import ChainClient, DispatchFailed, UnsupportedCall
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, TaskTerms, WorkerStats
@@ -113,6 +117,13 @@ async def test_an_upstream_node_lacks_the_rules(tmp_path):
             assert await market.task_by_client_token(ALICE.ss58_address, "once") is None
             with pytest.raises(UnsupportedCall):
                 await market.claim_payment(worker, sid)
+            creator = CreatorAgent(AgentConfig.model_validate({
+                "role": "creator", "node": node.url, "key": {"dev": "Alice"}, "state_dir": str(tmp_path / "c"),
+                "tasks": [{"name": "ruled", "assets": str(tmp_path), "question": "q", "pays": 10**12,
+                           "review_window": 10}]}), client, Journal(tmp_path / "j.sqlite"), Metrics("creator"))
+            assert await creator.publish(creator.config.tasks[0]) is None  # not posted without its rules
+            assert creator.journal.get("published", "ruled") is None
+            assert len(await market.tasks()) == 1
 
 
 def test_cli_creates_with_rules_once_and_claims(devnet):

@@ -346,14 +346,15 @@ def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | 
             "block": env.block_number})
 
 
-def _decidable(env, creator: bytes, submission_id: int) -> tuple[dict, dict]:
-    """The submission and its task, if ``creator`` may accept or reject it now."""
+def _decidable(env, signer: bytes, submission_id: int, by: str = "creator") -> tuple[dict, dict]:
+    """The submission and its task, if ``signer`` — the task's creator (accept, reject) or, ``by="worker"``,
+    the result's worker (claim) — may settle it now."""
     submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
     if submission is None:
         raise fail("SubmissionNotFound")
     task = env.get(PALLET, "Tasks", submission["task_id"])
-    if task["creator"] != creator:
-        raise fail("NotAuthorized", "only the task's creator decides")
+    if (task["creator"] if by == "creator" else submission["worker"]) != signer:
+        raise fail("NotAuthorized", "only the task's creator decides" if by == "creator" else "only its worker claims")
     if submission["status"] in ("Accepted", "Rejected"):
         raise fail("AlreadyDecided")
     if submission["status"] != "PendingValidation":
@@ -393,21 +394,13 @@ def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
 
 def claim_payment(env, worker: bytes, *, submission_id: int) -> None:
     """The worker takes the pay of a result left undecided past the task's review window."""
-    submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
-    if submission is None:
-        raise fail("SubmissionNotFound")
-    if submission["worker"] != worker:
-        raise fail("NotAuthorized", "only the result's worker claims")
-    if submission["status"] in ("Accepted", "Rejected"):
-        raise fail("AlreadyDecided")
-    if submission["status"] != "PendingValidation":
-        raise fail("ResultNotSubmitted")
+    submission, task = _decidable(env, worker, submission_id, by="worker")
     deadline = review_deadline(env, submission_id, submission["task_id"])
     if deadline is None:
         raise fail("NoReviewWindow", "the task sets no review window: only the creator decides")
     if env.block_number <= deadline:
         raise fail("ReviewWindowOpen", f"the creator decides through block {deadline}")
-    _pay(env, submission, env.get(PALLET, "Tasks", submission["task_id"]), "PaymentClaimed")
+    _pay(env, submission, task, "PaymentClaimed")
 
 
 def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes) -> None:
