@@ -44,7 +44,7 @@ from decentralml_core.storage.errors import BadManifest, StorageError, TooLarge,
 from .config import AgentConfig, PublishedTask
 from .journal import Entry, Journal
 from .metrics import Metrics
-from .streams import close_stream
+from .streams import Checkpointer, close_stream
 from .validators import Evidence, Validator, Verdict, load_validator
 
 log = structlog.get_logger("agent.creator")
@@ -80,6 +80,7 @@ class CreatorAgent:
         await asyncio.gather(*[self.publish(declared) for declared in self.config.tasks])  # pipelined
         since = self.journal.meta("checkpoint") or [await self.client.block_number() + 1, -1]
         events = self.client.events(Checkpoint(*since))
+        checkpoint = Checkpointer(self.journal)
         next_event = asyncio.ensure_future(anext(events))
         stopped = asyncio.ensure_future(stop.wait())
         last_sweep = 0.0
@@ -95,9 +96,10 @@ class CreatorAgent:
                     self.metrics.set("chain_block", event.block_number)
                     if event.pallet == "DecentralMLModule" and event.name == "TaskResultSubmitted":
                         self.start_validation(event.attributes["submission_id"])
-                    self.journal.set_meta("checkpoint", [event.block_number, event.index])
+                    checkpoint.advance(event)
                     next_event = asyncio.ensure_future(anext(events))
         finally:
+            checkpoint.flush()
             stopped.cancel()
             await close_stream(next_event, events)
             await asyncio.gather(*self._validating.values(), return_exceptions=True)  # finish decisions in flight

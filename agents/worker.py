@@ -34,7 +34,7 @@ from decentralml_core.storage import Limits, StorageError, Unreachable, open_sto
 from .config import AgentConfig
 from .journal import Journal
 from .metrics import Metrics
-from .streams import close_stream
+from .streams import Checkpointer, close_stream
 
 log = structlog.get_logger("agent.worker")
 KIND = "task"
@@ -74,6 +74,7 @@ class WorkerAgent:
             since = [now + 1, -1]
             self.journal.set_meta("checkpoint", since)
         events = self.client.events(Checkpoint(*since))
+        checkpoint = Checkpointer(self.journal)
         waiter = asyncio.ensure_future(stop.wait())
         nxt = None
         last_sweep = 0.0
@@ -97,8 +98,9 @@ class WorkerAgent:
                     await self.record_verdict(event.attributes, VERDICTS[event.name])
                 elif event.pallet == "DecentralMLModule" and event.name == "AssignmentAbandoned":
                     await self.reconsider(event.attributes["task_id"], event.block_number)
-                self.journal.set_meta("checkpoint", [event.block_number, event.index])
+                checkpoint.advance(event)
         finally:
+            checkpoint.flush()
             waiter.cancel()
             await close_stream(nxt, events)
             self.stopping = True
