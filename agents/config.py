@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
@@ -18,7 +18,7 @@ from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
 
-from .validators import GoldStandardParams, ValidatorParams
+from .validators import ValidatorParams
 
 ROLE_TASK_TYPES = {"annotator": TaskType.DATA_ANNOTATORS, "engineer": TaskType.MODEL_ENGINEER,
                    "contributor": TaskType.MODEL_CONTRIBUTOR}
@@ -237,10 +237,34 @@ def validate_config(raw: dict) -> AgentConfig:
             f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
 
 
-def _validator_paths(validator, rel):
-    if isinstance(validator, GoldStandardParams):
-        return validator.model_copy(update={"truth": rel(validator.truth)})
-    return validator
+def absolute_paths(raw: dict, base: Path) -> dict:
+    """The path-valued keys of an agent's YAML made absolute against ``base``, the folder of the file
+    they were written in — before validation, so a farm can merge pieces from several files. A value
+    still holding ``${VAR}`` is left for the environment to complete."""
+    def rel(p: Any) -> Any:
+        if not isinstance(p, str) or "${" in p or Path(p).is_absolute():
+            return p
+        return str((base / p).resolve())
+
+    def task(t: Any) -> Any:
+        if not isinstance(t, dict):
+            return t
+        t = {**t, "assets": rel(t["assets"])} if "assets" in t else t
+        validator = t.get("validator")
+        if isinstance(validator, dict) and "truth" in validator:
+            t = {**t, "validator": {**validator, "truth": rel(validator["truth"])}}
+        return t
+
+    out = dict(raw)
+    if "state_dir" in out:
+        out["state_dir"] = rel(out["state_dir"])
+    if isinstance(out.get("storage"), dict) and "root" in out["storage"]:
+        out["storage"] = {**out["storage"], "root": rel(out["storage"]["root"])}
+    if isinstance(out.get("key"), dict) and "keyfile" in out["key"]:
+        out["key"] = {**out["key"], "keyfile": rel(out["key"]["keyfile"])}
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = [task(t) for t in out["tasks"]]
+    return out
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -256,18 +280,7 @@ def load_config(path: str | Path) -> AgentConfig:
     if isinstance(raw.get("key"), str):
         raise ConfigError(f"{path}: key: secrets are never inline; use key: {{env: VAR}}, {{keyfile: PATH}} "
                           "or {dev: NAME}")
-    base = path.parent
     try:
-        config = validate_config(raw)
+        return validate_config(absolute_paths(_expand(raw, ""), path.parent))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    # relative paths are relative to the config file
-    def rel(p: Path) -> Path:
-        return p if p.is_absolute() else (base / p).resolve()
-
-    return config.model_copy(update={
-        "state_dir": rel(config.state_dir),
-        "storage": config.storage.model_copy(update={"root": rel(config.storage.root)}),
-        "tasks": [t.model_copy(update={"assets": rel(t.assets), "validator": _validator_paths(t.validator, rel)})
-                  for t in config.tasks],
-    })

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.config import AgentConfig, ConfigError, validate_config
+from agents.config import AgentConfig, ConfigError, absolute_paths, validate_config
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -96,22 +96,6 @@ def substitute(value: Any, index: int, name: str) -> Any:
     if isinstance(value, str):
         return value.replace("{index}", str(index)).replace("{name}", name)
     return value
-
-
-def absolute_paths(raw: dict, base: Path) -> dict:
-    """The path-valued keys of an agent config made absolute against the file they were written in."""
-    def rel(p: Any) -> Any:
-        return str(p if Path(p).is_absolute() or "${" in str(p) else (base / p).resolve()) if isinstance(p, str) else p
-
-    out = dict(raw)
-    if isinstance(out.get("storage"), dict) and "root" in out["storage"]:
-        out["storage"] = {**out["storage"], "root": rel(out["storage"]["root"])}
-    if isinstance(out.get("key"), dict) and "keyfile" in out["key"]:
-        out["key"] = {**out["key"], "keyfile": rel(out["key"]["keyfile"])}
-    if isinstance(out.get("tasks"), list):
-        out["tasks"] = [{**t, "assets": rel(t["assets"])} if isinstance(t, dict) and "assets" in t else t
-                        for t in out["tasks"]]
-    return out
 
 
 def _read_yaml(path: Path, what: str) -> dict:
