@@ -79,10 +79,11 @@ def test_assets_travel_from_creator_to_annotator_and_outputs_back(devnet, tmp_pa
     creator_store, annotator_store = str(tmp_path / "creator-store"), str(tmp_path / "annotator-store")
     created = js(devnet, "task", "create", "--question", "Label the samples", "--pays", "1000000",
                  "--annotation-type", "Image", "--assets", str(assets), "--store-root", creator_store,
-                 key="//Alice")
+                 "--annotation-json", '{"detector": {"threshold": 0.6}}', key="//Alice")
     task = js(devnet, "task", "show", str(created["task_id"]))
     assert task["annotation_files"] == ["annotation_files/file_1.jpg"]
-    assert json.loads(task["annotation_json"])["script"] == "start_task.sh"
+    terms = json.loads(task["annotation_json"])  # the creator's parameters, with the asset references added
+    assert terms["script"] == "start_task.sh" and terms["detector"] == {"threshold": 0.6}
     # the annotator's store is empty: it fetches from the creator's over the shared disk here
     # (other machines use `decentralml storage serve` + --gateway, see test_storage.py)
     work = tmp_path / "work"

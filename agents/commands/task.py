@@ -114,14 +114,16 @@ async def create_task(args, client) -> None:
     common = dict(question=args.question, pays_amount=args.pays, max_assignments=args.max_assignments,
                   validation_strategy=args.strategy, terms=terms, client_token=args.client_token)
     if args.task_type == TaskType.DATA_ANNOTATORS:
-        if args.annotation_json is not None:
-            json.loads(args.annotation_json)  # refuse malformed JSON before paying a fee
+        extra = {} if args.annotation_json is None else json.loads(args.annotation_json)  # before paying a fee
         if args.assets is not None:
+            if not isinstance(extra, dict):
+                raise ValueError("--annotation-json must be a JSON object when --assets is given "
+                                 "(the asset references are added to it)")
             with progress_bar(f"publishing {args.assets}") as progress:
                 published = await work.publish_assets(store_for(args, args.storage_type), args.assets,
                                                       progress=progress)
             args.files, args.samples = published.annotation_files, published.annotation_media_samples
-            args.annotation_json = published.annotation_json
+            args.annotation_json = json.dumps({**extra, **json.loads(published.annotation_json)}, sort_keys=True)
         task_id = await tasks.create_task_data_annotator(
             end, client, who, None, args.task_type, annotation_type=args.annotation_type,
             annotation_media_samples=args.samples, annotation_files=args.files, annotation_class_labels=args.labels,
