@@ -27,7 +27,7 @@ INTERNAL_ERROR = -32603
 SUBSCRIPTIONS = {"chain_subscribeNewHeads", "chain_subscribeNewHead", "chain_subscribeFinalizedHeads",
                  "chain_subscribeAllHeads", "state_subscribeStorage", "state_subscribeRuntimeVersion",
                  "author_submitAndWatchExtrinsic"}
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=40)
