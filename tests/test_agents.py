@@ -132,7 +132,7 @@ def test_a_hostile_script_fails_its_task_and_nothing_is_submitted(devnet, market
 
 def test_kill_9_mid_task_resumes_and_is_paid_once(devnet, market_setup):
     assets, creator, worker = market_setup
-    creator([task_decl("crash", assets("sleep 2\n" + GOOD_SCRIPT))])
+    creator([task_decl("crash", assets("sleep 4\n" + GOOD_SCRIPT))])  # caught mid-run (timeout_s 5)
     ferdie = worker("Ferdie")
     before = free(devnet.url, "Ferdie")
     deadline = time.monotonic() + 30
