@@ -37,7 +37,7 @@ class Agent:
                                          stdout=log, stderr=subprocess.STDOUT)
         return self
 
-    def wait_ready(self, timeout: float = 30) -> Agent:
+    def wait_ready(self, timeout: float = 90) -> Agent:  # a loaded 2-core machine: imports alone take seconds
         """Until the agent has looked at the chain once (its journal holds an event checkpoint)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
