@@ -5,6 +5,15 @@ submitted and result submitted → paid (wall clock at the observer), the agents
 the sandbox's overhead against a bare subprocess running the same script.
 
     python bench/farm.py [--tasks 200] [--annotators 8] [--json]
+
+``--across-hosts`` runs the market on test hosts in network namespaces instead (root and iproute2):
+the devnet on one host, the creator and its asset gateway on another, the annotators split over two
+more, each annotator host running ``decentralml farm run`` and a gateway for its results (the
+creator validates CustomAccept json_outputs, so results travel back). For each agent count of
+``--sweep`` it reports tasks/s, latencies and the CPU seconds each part spent on the tasks (devnet,
+creator, gateways, annotator agents, sandboxed scripts) — where the time goes as agents are added.
+
+    python bench/farm.py --across-hosts [--sweep 1,2,4,8,16] [--tasks 100]
 """
 
 from __future__ import annotations
@@ -107,11 +116,18 @@ def pct(values: list[float], q: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--tasks", type=int, default=None, help="default: 200 (100 with --across-hosts)")
     parser.add_argument("--annotators", type=int, default=8)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--across-hosts", action="store_true", help="test hosts in network namespaces")
+    parser.add_argument("--sweep", default="1,2,4,8,16", help="annotator counts for --across-hosts")
     args = parser.parse_args()
     logs.configure("warning")
+    if args.across_hosts:
+        from farm_hosts import sweep  # needs root: imported only when asked
+
+        return sweep([int(n) for n in args.sweep.split(",")], args.tasks or 100, args.json)
+    args.tasks = args.tasks or 200
     with tempfile.TemporaryDirectory(prefix="decentralml-farm-") as scratch, \
             DevnetProcess("--log-level", "warning") as node:
         tmp = Path(scratch)

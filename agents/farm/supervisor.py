@@ -155,6 +155,9 @@ class Supervisor:
                 stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_supervisor)
         self.procs[spec.name] = proc
         state.pid, state.state, state.started_at, state.exit_code = proc.pid, "running", time.time(), None
+        if self.stopping.is_set():  # the stop came while it was starting: it stops like the others
+            state.state = "stopping"
+            proc.send_signal(signal.SIGTERM)
         log.info("agent_started", agent=spec.name, role=spec.config.role, pid=proc.pid)
         self._save()
         return proc
