@@ -118,6 +118,14 @@ def test_random_requests_get_a_clear_answer(wire, chain_before, methods, data):
     clear_error(wire.ask(method, params))
 
 
+@pytest.mark.parametrize("address", [None, 5, 1.5, [], {}, True])
+def test_an_account_that_is_not_a_string_is_invalid_params(wire, chain_before, address):
+    """Found by the random requests: scalecodec's ss58_decode raises AttributeError on a non-string."""
+    reply = wire.ask("system_accountNextIndex", [address])
+    clear_error(reply)
+    assert reply["error"]["code"] == -32602, reply
+
+
 @FUZZ
 @given(frame=st.text(max_size=200) | st.binary(max_size=200)
        | st.integers(1, 200_000).map(lambda depth: "[" * depth + "]" * depth)

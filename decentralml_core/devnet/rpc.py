@@ -76,7 +76,9 @@ def header_json(header: dict) -> dict:
 
 def account_id(value: Any) -> bytes:
     """An account given as SS58 or 0x-hex public key."""
-    if isinstance(value, str) and value.startswith("0x"):
+    if not isinstance(value, str):  # ss58_decode would fail with AttributeError: an internal error
+        raise RpcError(INVALID_PARAMS, "Invalid params", "an account is an SS58 or 0x-hex string")
+    if value.startswith("0x"):
         raw = unhex(value, "account id")
     else:
         try:
