@@ -267,16 +267,23 @@ def absolute_paths(raw: dict, base: Path) -> dict:
     return out
 
 
-def load_config(path: str | Path) -> AgentConfig:
-    path = Path(path)
+def read_yaml_mapping(path: Path, what: str = "") -> dict:
+    """A YAML file whose top is a mapping; any failure is a one-line ConfigError naming ``what`` and the file."""
+    where = f"{what}: {path}" if what else str(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not YAML: {exc}") from None
+        raise ConfigError(f"{where}: not YAML: {exc}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top")
+        raise ConfigError(f"{where}: expected a mapping at the top")
+    return raw
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    path = Path(path)
+    raw = read_yaml_mapping(path)
     if isinstance(raw.get("key"), str):
         raise ConfigError(f"{path}: key: secrets are never inline; use key: {{env: VAR}}, {{keyfile: PATH}} "
                           "or {dev: NAME}")

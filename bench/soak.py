@@ -110,7 +110,8 @@ def main() -> int:
             blocks = [b for b in (chain_block(port) for port in ports) if b is not None]
             samples.append({"t": round(time.monotonic() - started), "alive": len(alive),
                             "rss_mb": [round(rss_mb(p.pid), 1) for p in alive],
-                            "fds": [open_fds(p.pid) for p in alive], "lag_blocks": now - min(blocks) if blocks else None,
+                            "fds": [open_fds(p.pid) for p in alive], "head": now,
+                            "lag_blocks": now - min(blocks) if blocks else None,
                             "paid": None})
             if len(alive) < len(procs):
                 break
@@ -123,6 +124,7 @@ def main() -> int:
         problems = logged_problems(tmp)
     warm = [s for s in samples if s["t"] >= total / 4 and len(s["rss_mb"]) == args.agents] or samples
     first, last = warm[0], warm[-1]
+    lags = [s["lag_blocks"] for s in samples if s["lag_blocks"] is not None]
     figures = {
         "agents": args.agents, "tasks": args.tasks, "paid": len(seen["paid"]), "minutes": round(total / 60, 1),
         "samples": len(samples),
@@ -130,7 +132,10 @@ def main() -> int:
         "rss_drift_mb_max": round(max(b - a for a, b in zip(first["rss_mb"], last["rss_mb"], strict=False)), 1),
         "fds_first_max": max(first["fds"]), "fds_last_max": max(last["fds"]),
         "fds_drift_max": max(b - a for a, b in zip(first["fds"], last["fds"], strict=False)),
-        "lag_blocks_max": max((s["lag_blocks"] for s in samples if s["lag_blocks"] is not None), default=None),
+        "lag_blocks_max": max(lags, default=None),
+        "lag_blocks_after_warmup_max": max((s["lag_blocks"] for s in warm if s["lag_blocks"] is not None), default=None),
+        "lag_blocks_series": lags,  # one per sample: bounded means it comes back down, not that it is small
+        "blocks_per_s": round((samples[-1]["head"] - samples[0]["head"]) / max(samples[-1]["t"] - samples[0]["t"], 1), 1),
         "agent_exit_codes": sorted(set(codes)),
         "logged_problems": {f"{level}:{event}": n for (level, event), n in problems.most_common()},
     }
@@ -139,7 +144,7 @@ def main() -> int:
     else:
         print(f"soak: {args.agents} agents, {args.tasks} tasks, {args.work_s:g} s of work each")
         for key, value in figures.items():
-            print(f"  {key:<22} {value}")
+            print(f"  {key:<28} {value}")
     return 0 if figures["paid"] == args.tasks and figures["agent_exit_codes"] == [0] else 1
 
 

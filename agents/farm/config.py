@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.config import AgentConfig, ConfigError, absolute_paths, validate_config
+from agents.config import AgentConfig, ConfigError, absolute_paths, read_yaml_mapping, validate_config
 
 GROUP_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -98,18 +97,6 @@ def substitute(value: Any, index: int, name: str) -> Any:
     return value
 
 
-def _read_yaml(path: Path, what: str) -> dict:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{what}: {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what}: {path}: not YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{what}: {path}: expected a mapping at the top")
-    return raw
-
-
 def _first_error(exc: ValidationError, prefix: str = "") -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"])) or "(top)"
@@ -120,7 +107,7 @@ def _first_error(exc: ValidationError, prefix: str = "") -> str:
 def load_farm(path: str | Path) -> Farm:
     path = Path(path)
     try:
-        farm = FarmFile.model_validate(_read_yaml(path, "farm"))
+        farm = FarmFile.model_validate(read_yaml_mapping(path, "farm"))
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc)}") from None
     base = path.parent.resolve()
@@ -133,7 +120,7 @@ def load_farm(path: str | Path) -> Farm:
         file_raw: dict = {}
         if group.config is not None:
             config_path = group.config if group.config.is_absolute() else base / group.config
-            file_raw = absolute_paths(_read_yaml(config_path, f"agents.{group_name}.config"), config_path.parent)
+            file_raw = absolute_paths(read_yaml_mapping(config_path, f"agents.{group_name}.config"), config_path.parent)
         for index in range(group.count):
             name = group_name if group.count == 1 else f"{group_name}-{index}"
             where = f"agents.{group_name}" + (f"[{index}]" if group.count > 1 else "")
