@@ -21,6 +21,24 @@ from .worker import WorkerAgent
 log = structlog.get_logger("agent")
 
 
+def awaiting(task: asyncio.Task) -> list[str]:
+    """Where a task is suspended, outermost first: its coroutine and every coroutine it awaits in turn
+    (``Task.print_stack`` shows only the outermost frame of a suspended coroutine)."""
+    where, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            where.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return where
+
+
+def log_tasks() -> None:
+    """SIGUSR1: one line per asyncio task saying what it waits on — for an agent that will not stop."""
+    for task in asyncio.all_tasks():
+        log.warning("agent_task_waiting", task=task.get_name(), awaiting=awaiting(task))
+
+
 def journal_path(config: AgentConfig):
     return config.state_dir / "journal.sqlite"
 
@@ -30,6 +48,7 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
     client = await ChainClient.connect(config.node)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -137,6 +138,20 @@ class Agent:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def last_error(self) -> str:
+        """Why an agent that was not killed exited: its last error event, or the last line of a
+        traceback or of the CLI's one-line error."""
+        for line in reversed(self.log.read_text(errors="replace").splitlines()):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                if line.strip() and not line.startswith((" ", "Traceback")):
+                    return line[:160]
+                continue
+            if isinstance(record, dict) and record.get("level") in ("error", "critical"):
+                return f"{record.get('event')}: {record.get('error', '')}"[:160]
+        return f"exit code {self.proc.returncode}, nothing logged"
+
 
 @dataclass
 class Run:
@@ -225,6 +240,7 @@ async def one_run(seed: int, work: Path) -> Run:
         agent.start()
     t0 = time.monotonic()
     pending = list(run.faults)
+    killed: set[str] = set()  # by a fault since the last restart
     filler = dave_dir / "filler"
     try:
         while time.monotonic() - t0 < SETTLE_S:
@@ -238,6 +254,8 @@ async def one_run(seed: int, work: Path) -> Run:
                 elif kind == "kill_agent":
                     if agents[target].alive():
                         agents[target].proc.kill()
+                        agents[target].proc.wait()
+                        killed.add(target)
                 elif kind == "drop_connections":
                     node_proxy.drop()
                 elif kind == "disk_full" and mounted:
@@ -249,6 +267,9 @@ async def one_run(seed: int, work: Path) -> Run:
             for agent in agents.values():  # a supervisor restarts what died
                 if not agent.alive():
                     agent.restarts += 1 if agent.proc is not None else 0
+                    if agent.proc is not None and agent.name not in killed:  # exited on its own: say why
+                        run.counts.setdefault("exits", []).append(f"{agent.name}: {agent.last_error()}")
+                    killed.discard(agent.name)
                     agent.start()
             if not pending and elapsed > FAULT_WINDOW_S and int(elapsed * 2) % 4 == 0:
                 with contextlib.suppress(Exception):
@@ -264,8 +285,11 @@ async def one_run(seed: int, work: Path) -> Run:
             try:
                 agent.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
+                agent.proc.send_signal(signal.SIGUSR1)  # its log gets what each task waits on (agent_task_waiting)
+                time.sleep(1)
                 agent.proc.kill()
-                run.violations.append(f"{agent.name} did not stop on SIGTERM")
+                run.violations.append(f"{agent.name} did not stop on SIGTERM (what it waited on: its log, "
+                                      "agent_task_waiting)")
         stop_ticker.set()
         await asyncio.wait_for(tick, 15)
         await check(run, devnet.url, issuance_before, agents)
@@ -397,6 +421,8 @@ def main() -> int:
                "refused_calls": {k: sum(r.counts.get("refused_calls", {}).get(k, 0) for r in results)
                                  for k in sorted({k for r in results for k in r.counts.get("refused_calls", {})})},
                "agent_restarts": sum(sum(r.counts.get("restarts", {}).values()) for r in results),
+               "exits_not_killed": collections.Counter(e.split(" exit code")[0] for r in results
+                                                       for e in r.counts.get("exits", [])).most_common(),
                "run_seconds_max": max((r.seconds for r in results), default=0),
                "kept": str(base)}
     print(json.dumps(summary) if args.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))

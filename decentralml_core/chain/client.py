@@ -143,10 +143,22 @@ class ChainClient:
         raw = await self.request("state_getStorage", [key] + ([block_hash] if block_hash else []))
         return await self.runtime.decode_storage(pallet, item, raw)
 
-    async def storage_map(self, pallet: str, item: str) -> list[tuple[Any, Any]]:
-        """Every (key, value) of a map; small maps only (no paging across calls)."""
-        rows = await self.runtime.run(lambda: [(k.value, v.value) for k, v in
-                                               self.runtime.si.query_map(pallet, item, page_size=1000)])
+    async def storage_map(self, pallet: str, item: str, page: int = 1000) -> list[tuple[Any, Any]]:
+        """Every (key, value) of a map, as of one block (pages of keys, then their values, all at the
+        head's hash read first), through this client's connection and its reconnects."""
+        prefix = await self.runtime.storage_key(pallet, item)
+        at = await self.request("chain_getBlockHash", [])
+        keys: list[str] = []
+        while True:
+            found = await self.request("state_getKeysPaged", [prefix, page, keys[-1] if keys else prefix, at])
+            keys += found
+            if len(found) < page:
+                break
+        rows = []
+        for start in range(0, len(keys), page):
+            groups = await self.request("state_queryStorageAt", [keys[start:start + page], at])
+            changes = [change for group in groups for change in group["changes"]]
+            rows += await self.runtime.decode_map(pallet, item, prefix, changes)
         return rows
 
     async def free_balance(self, address: str) -> int:

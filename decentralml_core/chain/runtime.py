@@ -77,14 +77,16 @@ class Runtime:
             headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
             si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
             si.init_runtime()
+            si.get_block_hash(0)  # cached: signing needs the genesis hash
+            si.close()  # everything after this is local (metadata); the client's own socket talks to the node
             return si
 
         return cls(await anyio.to_thread.run_sync(connect))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the runtime's own thread. substrate-interface keeps its own socket (and
-        reaches the node through it now and then): its failures are a :class:`ConnectionLost`, which
-        callers retry, not a task's fault."""
+        """Run ``fn(*args)`` on the runtime's own thread. substrate-interface's socket is closed after
+        loading; should a call of it still reach the node (it reconnects on its own), its failure is a
+        :class:`ConnectionLost`, which callers retry, not a task's fault."""
         try:
             return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
         except (WebSocketException, ConnectionError, TimeoutError) as exc:
@@ -143,6 +145,29 @@ class Runtime:
 
     async def storage_key(self, pallet: str, item: str, params: list | None = None) -> str:
         return await self.run(lambda: self.si.create_storage_key(pallet, item, params or []).to_hex())
+
+    async def decode_map(self, pallet: str, item: str, prefix: str, changes: list) -> list[tuple[Any, Any]]:
+        """(key, value) of a map's raw ``[key_hex, value_hex]`` pairs read under ``prefix``: the key's
+        hasher bytes skipped (only the transparent hashers, ``…Concat`` and ``Identity``, keep it)."""
+        fn = self.si.metadata.get_metadata_pallet(pallet).get_storage_function(item)
+        key_types, hashers = fn.get_params_type_string(), fn.get_param_hashers()
+        hash_len = {"Blake2_128Concat": 16, "Twox64Concat": 8, "Identity": 0}
+        if not key_types or any(h not in hash_len for h in hashers):
+            raise ValueError(f"{pallet}.{item}: not a map with readable keys")
+        key_type = "(" + ", ".join(f"[u8; {hash_len[h]}], {t}" for h, t in zip(hashers, key_types, strict=True)) + ")"
+        value_type = fn.get_value_type_string()
+
+        def decode() -> list[tuple[Any, Any]]:
+            rows = []
+            for key_hex, value_hex in changes:
+                if value_hex is None:
+                    continue
+                parts = self._decode(key_type, "0x" + key_hex[len(prefix):])
+                key = parts[1] if len(key_types) == 1 else tuple(parts[1::2])
+                rows.append((key, self._decode(value_type, value_hex)))
+            return rows
+
+        return await self.run(decode)
 
     async def decode_storage(self, pallet: str, item: str, raw_hex: str | None) -> Any:
         """The item's value; for an absent ``ValueQuery`` entry its default, else None."""
