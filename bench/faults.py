@@ -64,6 +64,7 @@ EXPIRES_IN = 25  # blocks; a ticker seals one every TICK_S
 TICK_S = 0.2
 FAULT_WINDOW_S = 8.0
 SETTLE_S = 150.0
+STOP_S = 30.0  # for every agent to exit after SIGTERM (they finish the step in flight)
 DUPLICATES = {"AlreadyAssigned", "AlreadyDecided", "InvalidStatus", "DuplicateClientToken"}
 FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage_stall", "storage_corrupt")
 
@@ -250,16 +251,17 @@ async def one_run(seed: int, work: Path) -> Run:
                 if kind == "kill_devnet":
                     devnet.stop(kill=True)
                     await asyncio.sleep(rng.uniform(0.2, 2.0))
-                    devnet.start(timeout=90)  # a loaded machine: imports alone can take seconds
+                    await asyncio.to_thread(devnet.start, 90)  # a loaded machine: imports alone can take seconds
                 elif kind == "kill_agent":
                     if agents[target].alive():
                         agents[target].proc.kill()
-                        agents[target].proc.wait()
+                        await asyncio.to_thread(agents[target].proc.wait)
                         killed.add(target)
                 elif kind == "drop_connections":
                     node_proxy.drop()
                 elif kind == "disk_full" and mounted:
-                    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=1M"], capture_output=True)
+                    await asyncio.to_thread(subprocess.run, ["dd", "if=/dev/zero", f"of={filler}", "bs=1M"],
+                                            capture_output=True)
                     asyncio.get_running_loop().call_later(rng.uniform(1, 4), lambda: filler.unlink(missing_ok=True))
                 elif kind in ("storage_stall", "storage_corrupt"):
                     asset_proxy.mode = kind.split("_")[1]
@@ -281,15 +283,16 @@ async def one_run(seed: int, work: Path) -> Run:
         for agent in agents.values():
             if agent.alive():
                 agent.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_S  # waited for without blocking: the proxies and the ticker run meanwhile
+        while any(a.alive() for a in agents.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
         for agent in agents.values():
-            try:
-                agent.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            if agent.alive():
                 agent.proc.send_signal(signal.SIGUSR1)  # its log gets what each task waits on (agent_task_waiting)
-                time.sleep(1)
+                await asyncio.sleep(1)
                 agent.proc.kill()
-                run.violations.append(f"{agent.name} did not stop on SIGTERM (what it waited on: its log, "
-                                      "agent_task_waiting)")
+                run.violations.append(f"{agent.name} did not stop in {STOP_S:g} s of SIGTERM (what it waited on: "
+                                      "its log, agent_task_waiting)")
         stop_ticker.set()
         await asyncio.wait_for(tick, 15)
         await check(run, devnet.url, issuance_before, agents)

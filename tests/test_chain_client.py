@@ -224,3 +224,113 @@ async def test_a_map_is_read_in_pages_at_one_block_through_the_clients_own_socke
         alice = dict(whole)["5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"]
         assert alice["data"]["free"] == await client.free_balance("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
         assert not client.runtime.si.websocket.connected
+
+
+class FreezingProxy:
+    """TCP to the node until frozen: then the connections it has forward nothing and close nothing (a
+    peer gone without a FIN, a NAT that forgot the flow); connections made after pass again."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port, self.generation, self.handlers = target_port, 0, set()
+
+    async def start(self) -> FreezingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    def freeze(self) -> None:
+        self.generation += 1
+
+    async def close(self) -> None:
+        self.server.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+
+    async def _serve(self, reader, writer) -> None:
+        self.handlers.add(asyncio.current_task())
+        generation = self.generation
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer, generation), self._pipe(up_reader, writer, generation))
+        finally:
+            writer.transport.abort()
+            up_writer.transport.abort()
+
+    async def _pipe(self, reader, writer, generation: int) -> None:
+        while data := await reader.read(65536):
+            if self.generation != generation:
+                await asyncio.Event().wait()  # frozen: until the test ends
+            writer.write(data)
+            await writer.drain()
+
+
+async def test_a_connection_gone_silent_is_given_up_for_a_new_one(devnet, monkeypatch):
+    """Found by make faults: a connection that stopped carrying bytes without closing held an agent's
+    read (and its shutdown) until the 30 s heartbeat; now a 1.5-heartbeat silence ends it."""
+    from urllib.parse import urlparse
+
+    from structlog.testing import capture_logs
+
+    from decentralml_core.chain import rpc
+
+    monkeypatch.setattr(rpc, "HEARTBEAT_S", 1.0)
+    proxy = await FreezingProxy(urlparse(devnet.url).port).start()
+    try:
+        async with await ChainClient.connect(f"ws://127.0.0.1:{proxy.port}") as client:
+            before = await client.block_number()
+            proxy.freeze()
+            with capture_logs() as logs:
+                assert await asyncio.wait_for(client.block_number(), 20) >= before
+            assert "rpc_connection_lost" in [e["event"] for e in logs]
+    finally:
+        await proxy.close()
+
+
+async def test_a_node_that_answers_pings_but_no_request_is_given_up(monkeypatch):
+    """A node (or a proxy) that keeps the socket and the pings alive but answers nothing."""
+    from aiohttp import web
+
+    from decentralml_core.chain import rpc
+    from decentralml_core.chain.errors import ConnectionLost
+
+    async def mute(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", mute)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        connection = await rpc.WebSocketRpc.connect(f"ws://127.0.0.1:{runner.addresses[0][1]}")
+        monkeypatch.setattr(rpc, "REQUEST_TIMEOUT_S", 1.0)
+        with pytest.raises(ConnectionLost, match="did not answer chain_getHeader in 1 s"):
+            await connection.request("chain_getHeader")
+        assert connection.closed
+        with pytest.raises(ConnectionLost):
+            await connection.request("chain_getHeader")
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_handshake_that_never_ends_is_a_connection_loss():
+    """A listener that accepts and never answers (a frozen proxy, a node stuck at start): connect gives up."""
+    from decentralml_core.chain import rpc
+    from decentralml_core.chain.errors import ConnectionLost
+
+    held = []
+    server = await asyncio.start_server(lambda reader, writer: held.append(writer), "127.0.0.1", 0)
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ConnectionLost, match="cannot connect"):
+            await rpc.WebSocketRpc.connect(f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=1.0)
+        assert asyncio.get_running_loop().time() - started < 5
+    finally:
+        for writer in held:
+            writer.transport.abort()
+        server.close()

@@ -20,6 +20,8 @@ from .errors import ConnectionLost
 
 log = structlog.get_logger(__name__)
 MAX_MESSAGE = 64 * 1024 * 1024  # metadata and large blocks fit
+HEARTBEAT_S = 10.0  # a ping this often; no pong within half of it and the connection is lost
+REQUEST_TIMEOUT_S = 30.0  # a node that answers no request for this long is treated as lost
 
 
 class RpcError(Exception):
@@ -79,11 +81,13 @@ class WebSocketRpc:
 
     @classmethod
     async def connect(cls, url: str, timeout: float = 10.0) -> WebSocketRpc:
+        """A connection whose silent death (a peer gone without a FIN, a proxy or NAT that stopped
+        forwarding) is noticed within ~1.5 heartbeats, and whose handshake is bounded by ``timeout``."""
         session = aiohttp.ClientSession()
         try:
-            ws = await session.ws_connect(url, max_msg_size=MAX_MESSAGE, heartbeat=30,
-                                          timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
-                                          headers=bearer_headers(NODE_TOKEN_ENV))
+            ws = await asyncio.wait_for(session.ws_connect(url, max_msg_size=MAX_MESSAGE, heartbeat=HEARTBEAT_S,
+                                                           timeout=aiohttp.ClientWSTimeout(ws_close=timeout),
+                                                           headers=bearer_headers(NODE_TOKEN_ENV)), timeout)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             await session.close()
             raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
@@ -101,7 +105,13 @@ class WebSocketRpc:
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             self._pending.pop(req_id, None)
             raise ConnectionLost(f"lost {self.url}: {exc}") from exc
-        return await future
+        try:
+            return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
+        except TimeoutError:
+            self._pending.pop(req_id, None)
+            log.warning("rpc_request_timeout", url=self.url, method=method, after_s=REQUEST_TIMEOUT_S)
+            await self._lose(ConnectionLost(f"{self.url} did not answer {method} in {REQUEST_TIMEOUT_S:g} s"))
+            raise ConnectionLost(f"{self.url} did not answer {method} in {REQUEST_TIMEOUT_S:g} s") from None
 
     async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription:
         sub_id = await self.request(method, params)
@@ -131,10 +141,18 @@ class WebSocketRpc:
             log.warning("rpc_connection_error", url=self.url, error=str(exc))
         finally:
             if not self.closed:
-                self.closed = True
                 log.warning("rpc_connection_lost", url=self.url)
-                self._fail(ConnectionLost(f"lost connection to {self.url}"))
-                await self._session.close()
+                await self._lose(ConnectionLost(f"lost connection to {self.url}"))
+
+    async def _lose(self, exc: ConnectionLost) -> None:
+        """Give the connection up: every pending request and subscription ends with ``exc``."""
+        if self.closed:
+            return
+        self.closed = True
+        self._fail(exc)
+        if asyncio.current_task() is not self._reader:
+            self._reader.cancel()
+        await self._session.close()  # drops the socket at once: no closing handshake with a silent peer
 
     def _dispatch(self, message: Any) -> None:
         for item in message if isinstance(message, list) else [message]:
