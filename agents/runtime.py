@@ -9,7 +9,7 @@ import time
 
 import structlog
 
-from decentralml_core.chain import ChainClient
+from decentralml_core.chain import ChainClient, ConnectionLost
 
 from .config import AgentConfig
 from .creator import CreatorAgent
@@ -19,6 +19,7 @@ from .review_web import serve_review_page
 from .worker import WorkerAgent
 
 log = structlog.get_logger("agent")
+NODE_RETRY_MAX_S = 30.0
 
 
 def awaiting(task: asyncio.Task) -> list[str]:
@@ -39,6 +40,22 @@ def log_tasks() -> None:
         log.warning("agent_task_waiting", task=task.get_name(), awaiting=awaiting(task))
 
 
+async def connect_when_up(node: str, stop: asyncio.Event) -> ChainClient | None:
+    """The node may come up after the agent (a host's boot order, a node restarting): wait for it,
+    saying so, instead of exiting; None if a signal came first."""
+    delay = 1.0
+    while True:
+        try:
+            return await ChainClient.connect(node)
+        except ConnectionLost as exc:
+            log.warning("node_unreachable", node=node, error=str(exc), retry_in_s=delay)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return None
+        except TimeoutError:
+            delay = min(delay * 2, NODE_RETRY_MAX_S)
+
+
 def journal_path(config: AgentConfig):
     return config.state_dir / "journal.sqlite"
 
@@ -51,7 +68,9 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
-    client = await ChainClient.connect(config.node)
+    client = await connect_when_up(config.node, stop)
+    if client is None:  # stopped before the node came up
+        return
     agent_cls = CreatorAgent if config.role == "creator" else WorkerAgent
     agent = agent_cls(config, client, journal, metrics)
     runner = None

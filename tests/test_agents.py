@@ -303,3 +303,35 @@ def test_a_result_in_review_when_its_task_expires_is_still_decided_and_paid(devn
         time.sleep(0.3)
     task, subs = asyncio.run(settle(devnet.url, "late", decided(1), timeout=40))
     assert subs[0].status == SubmissionStatus.ACCEPTED and subs[0].paid_amount == PAYS
+
+
+def test_an_agent_started_before_its_node_waits_for_it(tmp_path):
+    """A host's boot order or a node restarting: the agent says the node is unreachable and starts
+    once it answers, instead of exiting (found by make faults: every agent starting during a devnet
+    restart exited and needed its supervisor)."""
+    from devnet_process import DevnetProcess
+
+    port = free_port()
+    agent = Agent(tmp_path, "early", {"role": "annotator", "node": f"ws://127.0.0.1:{port}", "key": {"dev": "Bob"},
+                                      "storage": {"root": str(tmp_path / "store")}}).start()
+    try:
+        deadline = time.monotonic() + 90
+        while "node_unreachable" not in agent.log.read_text() and time.monotonic() < deadline:
+            assert agent.proc.poll() is None, agent.log.read_text()[-2000:]
+            time.sleep(0.2)
+        assert "node_unreachable" in agent.log.read_text()
+        with DevnetProcess(port=port):
+            agent.wait_ready()
+            assert agent.stop() == 0
+    finally:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+
+
+def test_an_agent_waiting_for_its_node_stops_on_sigterm(tmp_path):
+    agent = Agent(tmp_path, "waiting", {"role": "annotator", "node": f"ws://127.0.0.1:{free_port()}",
+                                        "key": {"dev": "Bob"}, "storage": {"root": str(tmp_path / "store")}}).start()
+    deadline = time.monotonic() + 90
+    while "node_unreachable" not in agent.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert agent.stop() == 0, agent.log.read_text()[-2000:]
