@@ -335,3 +335,20 @@ def test_an_agent_waiting_for_its_node_stops_on_sigterm(tmp_path):
     while "node_unreachable" not in agent.log.read_text() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert agent.stop() == 0, agent.log.read_text()[-2000:]
+
+
+def test_a_full_disk_under_the_state_dir_is_one_clear_line(devnet, tmp_path):
+    """Nothing can be journaled, so nothing is done: the agent exits 1 with one line naming the journal
+    (its supervisor restarts it once there is room; make faults fills a worker's disk mid-run)."""
+    agent = Agent(tmp_path, "full", {"role": "annotator", "node": devnet.url, "key": {"dev": "Bob"},
+                                     "storage": {"root": str(tmp_path / "store")}})
+    agent.state.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(agent.state)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={agent.state / 'filler'}", "bs=4k"], capture_output=True)
+        assert agent.start().proc.wait(timeout=90) == 1
+        log = agent.log.read_text()
+        assert f"decentralml agent: the journal in {agent.state}" in log and "Traceback" not in log, log[-2000:]
+    finally:
+        subprocess.run(["umount", "-l", str(agent.state)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -57,6 +58,9 @@ def run_agent_command(args) -> int:
         asyncio.run(run_agent(config))
     except (ChainError, SandboxUnavailable, ConfigError, OSError, ValueError) as exc:
         print(f"decentralml agent: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:  # a full disk under the state dir: nothing can be journaled, so nothing is done
+        print(f"decentralml agent: the journal in {config.state_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 
