@@ -52,6 +52,16 @@ class Agent:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not start")
 
+    def wait_log(self, text: str, timeout: float = 90) -> Agent:
+        """Until ``text`` shows in its log (the agent still running)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log.read_text():
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} never logged {text!r}")
+            time.sleep(0.2)
+        return self
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)

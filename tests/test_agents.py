@@ -315,11 +315,7 @@ def test_an_agent_started_before_its_node_waits_for_it(tmp_path):
     agent = Agent(tmp_path, "early", {"role": "annotator", "node": f"ws://127.0.0.1:{port}", "key": {"dev": "Bob"},
                                       "storage": {"root": str(tmp_path / "store")}}).start()
     try:
-        deadline = time.monotonic() + 90
-        while "node_unreachable" not in agent.log.read_text() and time.monotonic() < deadline:
-            assert agent.proc.poll() is None, agent.log.read_text()[-2000:]
-            time.sleep(0.2)
-        assert "node_unreachable" in agent.log.read_text()
+        agent.wait_log("node_unreachable")
         with DevnetProcess(port=port):
             agent.wait_ready()
             assert agent.stop() == 0
@@ -331,10 +327,7 @@ def test_an_agent_started_before_its_node_waits_for_it(tmp_path):
 def test_an_agent_waiting_for_its_node_stops_on_sigterm(tmp_path):
     agent = Agent(tmp_path, "waiting", {"role": "annotator", "node": f"ws://127.0.0.1:{free_port()}",
                                         "key": {"dev": "Bob"}, "storage": {"root": str(tmp_path / "store")}}).start()
-    deadline = time.monotonic() + 90
-    while "node_unreachable" not in agent.log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert agent.stop() == 0, agent.log.read_text()[-2000:]
+    assert agent.wait_log("node_unreachable").stop() == 0, agent.log.read_text()[-2000:]
 
 
 def test_a_full_disk_under_the_state_dir_is_one_clear_line(devnet, tmp_path):

@@ -110,8 +110,9 @@ class WebSocketRpc:
         except TimeoutError:
             self._pending.pop(req_id, None)
             log.warning("rpc_request_timeout", url=self.url, method=method, after_s=REQUEST_TIMEOUT_S)
-            await self._lose(ConnectionLost(f"{self.url} did not answer {method} in {REQUEST_TIMEOUT_S:g} s"))
-            raise ConnectionLost(f"{self.url} did not answer {method} in {REQUEST_TIMEOUT_S:g} s") from None
+            lost = ConnectionLost(f"{self.url} did not answer {method} in {REQUEST_TIMEOUT_S:g} s")
+            await self._lose(lost)
+            raise lost from None
 
     async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription:
         sub_id = await self.request(method, params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -65,21 +66,25 @@ class RunCgroup:
                 return int(fields.get("oom_kill", 0)) > 0
         return False
 
-    def kill_all_and_remove(self) -> int:
-        """Kill every process still in the group; returns how many were left running."""
-        left = self.pids()
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for path in self.dirs:
-            for _ in range(100):
+    def kill_all_and_remove(self, wait_s: float = 5.0) -> int:
+        """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
+        and removed, so that nothing of the run is alive when this returns; how many were left running."""
+        left: set[int] = set()
+        deadline = time.monotonic() + wait_s
+        while self.dirs and time.monotonic() < deadline:
+            running = self.pids()
+            left |= running
+            for pid in running:
                 try:
-                    path.rmdir()
-                    break
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for path in list(self.dirs):
+                try:
+                    path.rmdir()  # refused while a process, even one being killed, is still in it
+                    self.dirs.remove(path)
                 except OSError:
-                    import time
-
-                    time.sleep(0.01)
+                    pass
+            if self.dirs:
+                time.sleep(0.01)
         return len(left)

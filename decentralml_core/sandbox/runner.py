@@ -161,7 +161,7 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     _kill_group(proc.pid)  # anything that stayed in the session
     peak = cgroup.peak_memory()
     out_of_memory = cgroup.out_of_memory()
-    leftover = cgroup.kill_all_and_remove()
+    leftover = await asyncio.to_thread(cgroup.kill_all_and_remove)  # waits until the group is empty
     wall = time.monotonic() - started
     signum = _signal_of(code, isolated)
     if status == "ok" and signum is not None:
