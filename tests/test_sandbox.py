@@ -18,6 +18,18 @@ LIMITS = SandboxLimits(timeout_s=3, max_file_mb=10, max_procs=50, max_output_mb=
 CLI = str(Path(sys.executable).parent / "decentralml")
 
 
+def process_facts(pid: str) -> str:
+    """What a leftover process is: its state, parent, pid namespaces, cgroups and command line."""
+    try:
+        status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":\t" in line)
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        return (f"{pid}: {status.get('State')} ppid={status.get('PPid')} nspid={status.get('NSpid')} "
+                f"cgroup={Path(f'/proc/{pid}/cgroup').read_text().split()} cmd={command!r}")
+    except OSError as exc:
+        return f"{pid}: gone ({exc})"
+
+
 def task(tmp_path: Path, body: str) -> Path:
     folder = tmp_path / "task"
     folder.mkdir()
@@ -69,7 +81,7 @@ async def test_background_processes_do_not_outlive_the_run(tmp_path):
                                    limits=LIMITS)
     assert report.status == "ok"
     leftovers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
-    assert leftovers == [], "a background process survived its task"
+    assert leftovers == [], f"a background process survived its task: {[process_facts(p) for p in leftovers]}"
 
 
 async def test_script_must_be_a_regular_file(tmp_path):
