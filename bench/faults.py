@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -424,7 +425,7 @@ def main() -> int:
                "refused_calls": {k: sum(r.counts.get("refused_calls", {}).get(k, 0) for r in results)
                                  for k in sorted({k for r in results for k in r.counts.get("refused_calls", {})})},
                "agent_restarts": sum(sum(r.counts.get("restarts", {}).values()) for r in results),
-               "exits_not_killed": collections.Counter(e.split(" exit code")[0] for r in results
+               "exits_not_killed": collections.Counter(re.sub(r"/\S*/run-\d+/", "…/", e) for r in results
                                                        for e in r.counts.get("exits", [])).most_common(),
                "run_seconds_max": max((r.seconds for r in results), default=0),
                "kept": str(base)}
