@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -77,10 +78,11 @@ async def test_no_network_no_secrets_no_writes_outside(tmp_path, monkeypatch):
 
 
 async def test_background_processes_do_not_outlive_the_run(tmp_path):
-    report = await run_task_script(task(tmp_path, "(sleep 300 &); setsid sleep 300 & echo done > outputs/x"),
+    marker = f"sleep 300.{uuid.uuid4().int % 10**9}"  # no other process on the machine has this command line
+    report = await run_task_script(task(tmp_path, f"({marker} &); setsid {marker} & echo done > outputs/x"),
                                    limits=LIMITS)
     assert report.status == "ok"
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    leftovers = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"a background process survived its task: {[process_facts(p) for p in leftovers]}"
 
 
