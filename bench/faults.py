@@ -21,7 +21,7 @@ stalling or corrupting bytes. Then the run settles (every task closed, nothing p
   result per submission, and no extrinsic refused as already done (AlreadyAssigned, AlreadyDecided…).
 
 Runs alternate between instant seal (odd seeds; the ticker seals a block every 0.2 s) and blocks every
-0.5 s (even seeds), where extrinsics wait in the pool and a ``kill_devnet`` waits (up to 3 s) until an
+0.5 s (even seeds), where extrinsics wait in the pool and a ``kill_devnet`` waits (up to 10 s) until an
 agent's extrinsic is in the pool, so the kill takes it with it. ``--block-time`` forces one mode.
 
     python bench/faults.py [--runs 50] [--seed 1] [--block-time S] [--json]      # make faults
@@ -269,6 +269,8 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
     tick = asyncio.create_task(ticker(devnet.url, stop_ticker))
     for agent in agents.values():
         agent.start()
+    if block_time:  # the fault window opens when the agents are at work (their start alone can take seconds)
+        await agents_in_pool(devnet.url, 90.0)
     t0 = time.monotonic()
     pending = list(run.faults)
     killed: set[str] = set()  # by a fault since the last restart
@@ -279,7 +281,7 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
             while pending and pending[0][0] <= elapsed:
                 _, kind, target = pending.pop(0)
                 if kind == "kill_devnet":
-                    if block_time and await agents_in_pool(devnet.url, 3.0):  # the kill takes their extrinsics
+                    if block_time and await agents_in_pool(devnet.url, 10.0):  # the kill takes their extrinsics
                         run.counts["kills_with_pool"] = run.counts.get("kills_with_pool", 0) + 1
                     devnet.stop(kill=True)
                     await asyncio.sleep(rng.uniform(0.2, 2.0))
