@@ -52,7 +52,7 @@ from substrateinterface import Keypair
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm import SCRIPT, assets  # noqa: E402
+from farm_parts import SCRIPT, assets  # noqa: E402
 
 from agents.journal import Journal  # noqa: E402
 from decentralml_core import logs  # noqa: E402
