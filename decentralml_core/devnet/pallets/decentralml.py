@@ -21,12 +21,12 @@ AutoApprovalDelayInSeconds, QualificationRequirements, UniqueRequestToken), enfo
   :func:`on_initialize` of the next block, from an agenda ``AssignmentDeadlines[block]`` written by
   ``assign_task`` (bounded per block, like a scheduler's agenda): the worker's ``abandoned`` counter
   goes up, the slot returns (the live-slot count drops, the task re-enters ``OpenTasks``) and the
-  event ``AssignmentAbandoned`` tells other workers. The counter counts only what the worker caused: an
-  assignment whose deadline falls after the task's expiration block was ended by the expiry, not by
-  the worker (it had less than ``submit_within`` blocks), and is not counted. Eager rather than lazy because a refused call
+  event ``AssignmentAbandoned`` tells other workers. Eager rather than lazy because a refused call
   is rolled back: a late ``send_task_result`` could never record the abandonment itself, and a slot
   held by a silent worker would otherwise stay taken until someone else happened to ask.
   ``send_task_result`` also checks the deadline itself, so the rule never depends on the hook alone.
+  The counter counts only what the worker caused: an assignment whose deadline falls after the task's
+  expiration block was ended by the expiry (the worker had less than ``submit_within`` blocks).
 - Review window: ``review_window`` blocks after a result is sent (``ResultSubmittedAt``) the creator
   decides; past it the worker may ``claim_payment`` (call 7) from escrow. Past the window the creator
   can no longer reject (``ReviewWindowClosed``) but may still accept: either way the worker is paid
