@@ -435,7 +435,7 @@ class CreatorAgent:
         sid = submission.submission_id
         self.journal.set("submission", sid, "rejecting", reason=reason)
         try:
-            await self.market.reject_task_result(self.keypair, sid, reason[:1024])
+            receipt = await self.market.reject_task_result(self.keypair, sid, reason[:1024])
         except DispatchFailed as exc:
             if exc.error == "ReviewWindowClosed":  # decided too late: the worker may now claim the pay
                 self.journal.set("submission", sid, "window_closed", reason=reason)
@@ -449,4 +449,6 @@ class CreatorAgent:
             return
         self.journal.set("submission", sid, "rejected")
         self.metrics.inc("results_rejected")
+        for refund in receipt.find("DecentralMLModule", "EscrowRefunded"):  # rejected after the task closed
+            self.metrics.inc("escrow_reclaimed", refund["refunded"])
         log.info("result_rejected", submission_id=sid, task_id=task.task_id, reason=reason)

@@ -180,15 +180,14 @@ class WorkerAgent:
     async def unqualified(self, task: Task) -> str | None:
         """Why assign_task would refuse this worker (the task's qualifications against its on-chain
         record), or None: checked here so a doomed extrinsic is never sent."""
-        if task.terms.min_accepted == 0 and task.terms.max_rejection_rate is None:
+        if task.terms.qualifies_anyone:
             return None
         stats = await self.market.worker_stats(self.keypair.ss58_address)
-        error = task.terms.refusal(stats)
+        error = task.terms.refusal(stats, task.creator)
         if error is None:
             return None
         self.metrics.inc("tasks_unqualified")
-        return (f"not qualified ({error}): {stats.accepted} accepted, {stats.rejected} rejected; the task wants "
-                f"≥ {task.terms.min_accepted} accepted and a rejection rate ≤ {task.terms.max_rejection_rate}")
+        return f"not qualified ({error}): {stats.summary()}; the task wants {task.terms.requirements()}"
 
     async def reconsider(self, task_id: int, now: int) -> None:
         """A slot was abandoned by its holder: consider the task if this worker never did (it was full

@@ -10,7 +10,9 @@ the run's seed: ``kill -9`` of the devnet or of any agent (restarted like a supe
 WebSocket cut (mid-subscription, mid-submit), Dave's disk filled for a while, the asset gateway
 stalling or corrupting bytes. Then the run settles (every task closed, nothing pending) and is checked:
 
-- every task ends Completed (decided or expired) with its escrow refunded to 0;
+- every task ends Completed (decided or expired) with its escrow refunded to 0, and its escrow adds up:
+  reserved − paid − refunded (``TaskClosed`` and, for a verdict after the close, ``EscrowRefunded``)
+  = what the account holds = 0 once nothing is pending;
 - each accepted submission paid exactly once (one TaskResultAccepted, the task's pay), nothing else paid;
 - issuance conserved: TotalIssuance = start − fees − dust, and = the sum of every account;
 - no submission lost: each result a worker journaled as submitted is on chain, decided;
@@ -58,6 +60,7 @@ from agents.journal import Journal  # noqa: E402
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
 from decentralml_core.chain.rpc import WebSocketRpc  # noqa: E402
+from decentralml_core.devnet.pallets.decentralml import escrow_discrepancy, task_account  # noqa: E402
 from decentralml_core.devnet.process import DevnetProcess, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -373,18 +376,24 @@ async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agen
                 expired_at[task_id] = (await client.storage("Timestamp", "Now", block_hash=at)) / 1000
         escrows = {}
         for task_id in tasks:
-            from decentralml_core.devnet.pallets.decentralml import task_account
             escrows[task_id] = await client.free_balance(Keypair(public_key=task_account(task_id),
                                                                  ss58_format=42).ss58_address)
     names = [json.loads(t["annotation_json"]).get("name") for t in tasks.values()]
     if sorted(names) != sorted(n for n, *_ in TASKS):
         bad(f"tasks on chain {sorted(names)} are not one per declared name")
+    count = lambda name, key: [e.attributes[key] for e in events if (e.pallet, e.name) == ("DecentralMLModule", name)]  # noqa: E731
+    refunds = [(e.attributes["task_id"], e.attributes["refunded"]) for e in events
+               if (e.pallet, e.name) in (("DecentralMLModule", "TaskClosed"), ("DecentralMLModule", "EscrowRefunded"))]
     for task_id, task in tasks.items():
         if task["status"] != "Completed":
             bad(f"task {task_id} ended {task['status']}")
         if escrows[task_id]:
             bad(f"task {task_id} keeps {escrows[task_id]} in escrow")
-    count = lambda name, key: [e.attributes[key] for e in events if (e.pallet, e.name) == ("DecentralMLModule", name)]  # noqa: E731
+        refunded = sum(amount for t, amount in refunds if t == task_id)
+        mine = [s for s in subs.values() if s["task_id"] == task_id]
+        discrepancy = escrow_discrepancy(task, mine, escrows[task_id], refunded)
+        if discrepancy:
+            bad(f"task {task_id}: {discrepancy}")
     accepted = count("TaskResultAccepted", "submission_id") + count("PaymentClaimed", "submission_id")
     for sid, sub in subs.items():
         n = accepted.count(sid)

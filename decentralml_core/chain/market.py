@@ -188,7 +188,7 @@ class Market:
         """The worker's accepted / rejected / abandoned counts (zeros on an upstream node)."""
         if not self.capabilities.task_terms:
             return WorkerStats()
-        return WorkerStats(**await self.client.storage(PALLET, "WorkerStats", [address]))
+        return WorkerStats.from_chain(await self.client.storage(PALLET, "WorkerStats", [address]))
 
     async def task_by_client_token(self, creator: str, client_token: str) -> int | None:
         """The task ``creator`` made with ``client_token``, if any."""
