@@ -10,11 +10,11 @@ A, B = "alice", "bob"
 
 
 def signed(account: str, nonce: int, key: str | None = None) -> Signed:
-    return Signed(account, nonce, "System.remark", b"raw", [f"0x{account}{nonce}"], asyncio.Future(
-        loop=asyncio.new_event_loop()), key=key)
+    return Signed(account, nonce, "System.remark", b"raw", [f"0x{account}{nonce}"],
+                  asyncio.get_running_loop().create_future(), key=key)
 
 
-def test_a_nonce_held_in_flight_is_never_handed_out_again_even_when_the_node_forgot_it():
+async def test_a_nonce_held_in_flight_is_never_handed_out_again_even_when_the_node_forgot_it():
     book = InFlight()
     book.set_next(A, 17)
     for nonce in (book.take(A), book.take(A)):
@@ -25,7 +25,7 @@ def test_a_nonce_held_in_flight_is_never_handed_out_again_even_when_the_node_for
     assert book.take(B) == 3
 
 
-def test_a_nonce_given_back_is_reused_only_when_nothing_holds_it():
+async def test_a_nonce_given_back_is_reused_only_when_nothing_holds_it():
     book = InFlight()
     book.set_next(A, 5)
     assert book.take(A) == 5
@@ -36,7 +36,7 @@ def test_a_nonce_given_back_is_reused_only_when_nothing_holds_it():
     assert book.take(A) == 6
 
 
-def test_recovery_plans_every_unused_nonce_in_order_and_names_the_gaps():
+async def test_recovery_plans_every_unused_nonce_in_order_and_names_the_gaps():
     book = InFlight()
     held = {n: signed(A, n) for n in (16, 18, 19)}
     for s in held.values():
@@ -47,7 +47,7 @@ def test_recovery_plans_every_unused_nonce_in_order_and_names_the_gaps():
     assert book.plan(B, 0).resend == []
 
 
-def test_an_included_extrinsic_settles_by_any_of_its_signed_forms_and_frees_nothing_else():
+async def test_an_included_extrinsic_settles_by_any_of_its_signed_forms_and_frees_nothing_else():
     book = InFlight()
     first, second = signed(A, 1), signed(A, 2)
     book.add(first, now=0)
@@ -61,7 +61,7 @@ def test_an_included_extrinsic_settles_by_any_of_its_signed_forms_and_frees_noth
         book.add(signed(A, 2), now=0)
 
 
-def test_a_stalled_account_is_one_whose_extrinsics_neither_left_nor_landed_for_a_while():
+async def test_a_stalled_account_is_one_whose_extrinsics_neither_left_nor_landed_for_a_while():
     book = InFlight()
     book.add(signed(A, 1), now=0)
     book.add(signed(B, 1), now=8)
@@ -72,7 +72,7 @@ def test_a_stalled_account_is_one_whose_extrinsics_neither_left_nor_landed_for_a
     assert book.stalled(now=100, after=10) == [A]
 
 
-def test_a_retried_step_finds_the_extrinsic_still_doing_it():
+async def test_a_retried_step_finds_the_extrinsic_still_doing_it():
     book = InFlight()
     held = signed(A, 4, key="verdict:12")
     book.add(held, now=0)
