@@ -72,6 +72,23 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+class Buckets:
+    """One :class:`TokenBucket` per key (client address, connection); past ``max_keys`` keys all are
+    forgotten rather than grow without bound (a forgotten client starts again with a full burst)."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 10_000) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self.buckets: dict = {}
+
+    def get(self, key) -> TokenBucket:
+        found = self.buckets.get(key)
+        if found is None:
+            if len(self.buckets) >= self.max_keys:
+                self.buckets.clear()
+            found = self.buckets[key] = TokenBucket(self.rate, self.burst)
+        return found
+
+
 @dataclass(frozen=True)
 class Guard:
     """A server's admission rules. ``Guard()`` admits everyone (loopback default)."""
@@ -81,7 +98,11 @@ class Guard:
     rate: float | None = None  # per connection / client address, per second; None: unlimited
     max_request_bytes: int | None = None  # None: the server's own default
     write_stall_s: float = WRITE_STALL_S
-    _buckets: dict = field(default_factory=dict, compare=False, repr=False)
+    _buckets: Buckets | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rate is not None:
+            object.__setattr__(self, "_buckets", Buckets(self.rate, max(1.0, self.rate * 2)))
 
     @classmethod
     def for_host(cls, host: str, *, token_env: str | None = None, allow: list[str] | None = None,
@@ -107,14 +128,7 @@ class Guard:
 
     def bucket(self, key) -> TokenBucket | None:
         """The rate limiter of one connection or client address (None: unlimited)."""
-        if self.rate is None:
-            return None
-        found = self._buckets.get(key)
-        if found is None:
-            if len(self._buckets) > 10_000:  # forget idle clients rather than grow without bound
-                self._buckets.clear()
-            found = self._buckets[key] = TokenBucket(self.rate, max(1.0, self.rate * 2))
-        return found
+        return None if self._buckets is None else self._buckets.get(key)
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """Why ``request`` is not admitted (a 403/401/429 response), or None."""
