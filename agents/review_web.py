@@ -59,6 +59,7 @@ MIN_TOKEN_CHARS = 16  # as the devnet's and gateway's bearer tokens
 # Login attempts per client address: a burst of 10, then one every 5 s. A person mistyping waits seconds;
 # a guesser gets 17,000 tries a day against a 16+ character token (before: ~1,900 a second).
 LOGIN_BURST, LOGIN_RATE = 10, 0.2
+THROTTLE_LOG_S = 60.0  # one review_login_throttled line per address and minute, however hard it tries
 BULK_MAX = 200  # results one bulk approval decides
 OUTPUTS_SHOWN = 50
 HEADERS = {
@@ -147,7 +148,7 @@ class ReviewPage:
         if self.public is not None:
             self.hosts.add(self.public.host)
         self.logins = Buckets(LOGIN_RATE, LOGIN_BURST)
-        self._throttled: set[str] = set()
+        self._throttled: dict[str, float] = {}  # address -> when its throttling was last logged
         self._tasks: dict[int, object] = {}  # task terms by id (question, pay: fixed once published)
         self._views: OrderedDict[int, tuple] = OrderedDict()  # parsed results by submission (immutable)
         self._reading: dict[int, asyncio.Future] = {}
@@ -234,15 +235,15 @@ class ReviewPage:
     async def login(self, request: web.Request) -> web.Response:
         remote = request.remote or ""
         if not self.logins.get(remote).take():
-            if remote not in self._throttled:  # one line when an address starts being held back
+            now = time.monotonic()
+            if now - self._throttled.get(remote, -THROTTLE_LOG_S) >= THROTTLE_LOG_S:  # a line a minute at most
                 if len(self._throttled) > 10_000:
                     self._throttled.clear()
-                self._throttled.add(remote)
+                self._throttled[remote] = now
                 log.warning("review_login_throttled", remote=remote, per_s=LOGIN_RATE, burst=LOGIN_BURST)
             response = render("login.html", status=429, error=f"too many attempts: wait {1 / LOGIN_RATE:g} s")
             response.headers["Retry-After"] = f"{1 / LOGIN_RATE:g}"
             return response
-        self._throttled.discard(remote)
         form = await request.post()
         session = self.sessions.login(str(form.get("token", "")))
         if session is None:
