@@ -188,6 +188,11 @@ class ReviewPage:
             response = await handler(request)
         except web.HTTPException as exc:
             response = web.Response(status=exc.status, reason=exc.reason, body=exc.body, headers=exc.headers)
+        except ConnectionError:
+            raise  # the browser went away: nobody to answer
+        except Exception as exc:  # a bug: the agent goes on, the browser gets a 500 with the same headers
+            log.error("review_page_failed", path=request.path, error=str(exc)[:300], error_type=type(exc).__name__)
+            response = web.Response(status=500, text="the review page failed: see the agent's log\n")
         response.headers.update(HEADERS)
         if self.origin(request).startswith("https://"):
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
