@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from yarl import URL
 
 from decentralml_core.chain.model import (
     MAX_DISTINCT_CREATORS,
@@ -190,8 +191,25 @@ class ReviewSection(Strict):
     web_host: str = Field("127.0.0.1", description="the review page's address; another than loopback only "
                                                   "behind a TLS proxy")
     token_env: str = Field("DECENTRALML_REVIEW_TOKEN", description="variable holding the review page's login "
-                                                                   "token; unset: one is generated into "
-                                                                   "state_dir/review.token (mode 0600)")
+                                                                   "token (16 characters or more); unset: one is "
+                                                                   "generated into state_dir/review.token (mode 0600)")
+    public_origin: str | None = Field(None, description="the page's address as browsers reach it through a TLS "
+                                                        "proxy, e.g. https://review.example.org: requests whose Host "
+                                                        "is its host (the proxy passes Host on) take their forms "
+                                                        "from it and get Secure cookies")
+
+    @field_validator("public_origin")
+    @classmethod
+    def an_origin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = URL(value)
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/") or url.query_string:
+            raise ValueError("an origin is scheme://host[:port], e.g. https://review.example.org")
+        return str(url.origin())
 
 
 class AgentConfig(Strict):

@@ -42,6 +42,7 @@ from decentralml_core.storage.cid import parse
 from decentralml_core.storage.errors import BadManifest, StorageError, TooLarge, UnsafeName
 
 from .config import AgentConfig, PublishedTask
+from .images import asset_image_sizes
 from .journal import Entry, Journal
 from .metrics import Metrics
 from .streams import TRANSIENT, Checkpointer, close_stream, finish_within, handle_with_retry, settle_account
@@ -332,6 +333,11 @@ class CreatorAgent:
         except ValueError:
             return None
 
+    def image_sizes(self, task: Task) -> dict[str, tuple[int, int]]:
+        """The real sizes of the task's images, from this creator's copy of its assets (not the result's claim)."""
+        declared = self.declared.get(self.task_name(task))
+        return asset_image_sizes(declared.assets if declared else None, task.annotation_files)
+
     def validator_for(self, task: Task) -> Validator | None:
         return self.validators.get(self.task_name(task))
 
@@ -350,7 +356,8 @@ class CreatorAgent:
                         peers.append((other, await self.result_folder(other)))
                     except Exception as exc:  # a peer's unreadable result is not this result's fault
                         log.warning("peer_result_unreadable", submission_id=other.submission_id, error=str(exc))
-        evidence = Evidence(submission, folder, task, tuple(peers))
+        sizes = await asyncio.to_thread(self.image_sizes, task)
+        evidence = Evidence(submission, folder, task, tuple(peers), sizes)
         if inspect.iscoroutinefunction(validator.check):
             verdict = await validator.check(evidence)
         else:  # CPU-bound matching runs off the event loop, so chain events and the review page keep flowing
