@@ -18,7 +18,7 @@ from substrateinterface import Keypair
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from ..devnet.hashing import blake2_256
-from .errors import ConnectionLost, DispatchFailed, InclusionTimeout, TransactionRejected
+from .errors import ConnectionLost, DispatchFailed, InclusionTimeout, TransactionRejected, runtime_dispatch_error
 from .nonces import NonceBook
 from .rpc import RpcError, RpcTransport, WebSocketRpc
 from .runtime import Event, Runtime
@@ -247,8 +247,7 @@ class ChainClient:
             index = int(code[2:4], 16) if isinstance(code, str) else (code[0] if isinstance(code, (bytes, list)) else code)
             pallet, name, docs = self.runtime.module_error(module["index"], index)
             return DispatchFailed(pallet, name, docs, block_number)
-        name = error if isinstance(error, str) else next(iter(error))
-        return DispatchFailed("System", str(name), "", block_number)
+        return runtime_dispatch_error(error, block_number)  # Token(…), Arithmetic(…), BadOrigin …
 
     # -- following blocks -----------------------------------------------------------------------
     async def _follow(self) -> None:
