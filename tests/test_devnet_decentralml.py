@@ -205,3 +205,13 @@ def test_bounded_fields_are_checked_on_submission(substrate, keys):
              **task_params(substrate, annotation_files=[[f"f{i}.jpg" for i in range(101)]]))
     assert "annotation_files" in info.value.args[0]["data"]
 
+
+def test_errors_and_calls_carry_their_docs_in_metadata(substrate, keys):
+    """As upstream's pallet: substrate-interface shows an error's docs in the receipt."""
+    receipt = call(substrate, keys["eve"], "assign_task", task_id=987_654)
+    assert receipt.error_message == {"type": "Module", "name": "TaskNotFound",
+                                     "docs": ["The specified task does not exist."]}  # upstream's words
+    pallet = substrate.metadata.get_metadata_pallet("DecentralMLModule")
+    assert len(pallet.errors) == 37 and all(e.docs and e.docs[0] for e in pallet.errors)
+    assert all(c.docs and c.docs[0] for c in pallet.calls)
+    assert pallet.calls[0].docs[0] == "Creates a new task with specified parameters."  # upstream's
