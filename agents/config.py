@@ -13,7 +13,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from decentralml_core.chain.model import AnnotationType, StorageType, TaskTerms, TaskType, ValidationStrategy
+from decentralml_core.chain.model import (
+    MAX_DISTINCT_CREATORS,
+    AnnotationType,
+    StorageType,
+    TaskTerms,
+    TaskType,
+    ValidationStrategy,
+)
 from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
@@ -154,11 +161,18 @@ class PublishedTask(Strict):
     min_accepted: int = Field(0, ge=0, description="market rule: only workers with this many accepted results")
     max_rejection_rate: float | None = Field(None, ge=0, le=1, description="market rule: only workers whose "
                                                                            "rejected / decided results are ≤ this")
+    min_distinct_creators: int = Field(0, ge=0, le=MAX_DISTINCT_CREATORS, description=(
+        "market rule: only workers whose accepted results come from this many creators besides this task's own"))
+    max_abandonment_rate: float | None = Field(None, ge=0, le=1, description=(
+        "market rule: only workers whose abandoned / (decided + abandoned) assignments are ≤ this (an assignment "
+        "cut short by a task's expiry is not counted)"))
 
     def terms(self) -> TaskTerms:
         """The task's market rules; all unset (the default) publishes a task without rules, as before."""
         return TaskTerms(submit_within=self.submit_within, review_window=self.review_window,
-                         min_accepted=self.min_accepted, max_rejection_rate=self.max_rejection_rate)
+                         min_accepted=self.min_accepted, max_rejection_rate=self.max_rejection_rate,
+                         min_distinct_creators=self.min_distinct_creators,
+                         max_abandonment_rate=self.max_abandonment_rate)
 
     @model_validator(mode="after")
     def validator_for_custom(self) -> PublishedTask:

@@ -77,8 +77,10 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     if config.metrics_port is not None:
         def healthy():
             lag = time.time() - metrics.started if "chain_block" not in metrics.gauges else 0
-            return not client.closed, {"role": config.role, "chain_block": metrics.gauges.get("chain_block"),
-                                       "since_start_s": round(lag, 1)}
+            chain = client.health  # "degraded" while the node is away or dropped extrinsics are being recovered
+            return not client.closed and chain["chain"] != "failed", {
+                "role": config.role, "chain_block": metrics.gauges.get("chain_block"),
+                "since_start_s": round(lag, 1), **chain}
         runner = await serve_metrics(metrics, config.metrics_port, healthy)
     review = None
     if config.role == "creator" and config.review.web_port is not None:

@@ -11,7 +11,7 @@ from substrateinterface import Keypair
 from substrateinterface.exceptions import SubstrateRequestException
 
 from decentralml_core.demo import seed_task_params
-from decentralml_core.devnet.pallets.decentralml import task_account
+from decentralml_core.devnet.pallets.decentralml import ADDED_ERRORS, UPSTREAM_ERRORS, task_account
 
 PAYS = 1_000_000
 
@@ -212,6 +212,6 @@ def test_errors_and_calls_carry_their_docs_in_metadata(substrate, keys):
     assert receipt.error_message == {"type": "Module", "name": "TaskNotFound",
                                      "docs": ["The specified task does not exist."]}  # upstream's words
     pallet = substrate.metadata.get_metadata_pallet("DecentralMLModule")
-    assert len(pallet.errors) == 37 and all(e.docs and e.docs[0] for e in pallet.errors)
+    assert len(pallet.errors) == len(UPSTREAM_ERRORS + ADDED_ERRORS) and all(e.docs and e.docs[0] for e in pallet.errors)
     assert all(c.docs and c.docs[0] for c in pallet.calls)
     assert pallet.calls[0].docs[0] == "Creates a new task with specified parameters."  # upstream's

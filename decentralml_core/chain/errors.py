@@ -42,13 +42,38 @@ class TransactionRejected(ChainError):
         """Stale nonce, or another extrinsic with the same nonce already waits: resync and re-sign."""
         return self.code == 1014 or (self.code == 1010 and "outdated" in self.data.lower())
 
+    @property
+    def already_imported(self) -> bool:
+        """The pool holds these very bytes already."""
+        return self.code == 1013
+
+    @property
+    def needs_new_signature(self) -> bool:
+        """These bytes can never be valid again, but the call can: a bad proof (another genesis or era),
+        an ancient birth block, or bytes the pool banned after dropping them (1012)."""
+        data = self.data.lower()
+        return self.code == 1012 or (self.code == 1010 and ("bad signature" in data or "ancient" in data))
+
 
 class ConnectionLost(ChainError):
     """The node could not be reached, even after retrying."""
 
 
 class InclusionTimeout(ChainError):
-    """The extrinsic was accepted by the pool but not seen in a block in time."""
+    """The extrinsic was accepted by the pool but not seen in a block in time. The client still holds
+    it (resent should the node have lost it), so it may land later: read the chain before doing the
+    step again."""
+
+
+class ExtrinsicDropped(ChainError):
+    """An extrinsic the client held can never land: its nonce was used by another extrinsic of the
+    account (one signed elsewhere with the same key), or the pool refused it when it was resent. The
+    step that sent it may be tried again after reading the chain."""
+
+
+class ChainChanged(ChainError):
+    """The node now serves another chain (another genesis hash): nothing signed for the old one can land
+    there, and an agent's journal no longer describes it. Final."""
 
 
 class UnsupportedCall(ChainError):

@@ -240,13 +240,20 @@ DECENTRALML_ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", 
                             # the market rules: deadlines, worker protection, qualifications, client tokens
                             "SubmissionDeadlinePassed", "ReviewWindowOpen", "ReviewWindowClosed", "NoReviewWindow",
                             "TooFewAccepted", "RejectionRateTooHigh", "DuplicateClientToken", "InvalidTaskTerms",
-                            "TooManyDeadlines")
+                            "TooManyDeadlines",
+                            # no escrow strands, no qualification bought by self-dealing
+                            "TooFewDistinctCreators", "AbandonmentRateTooHigh", "EmptyClientToken")
 """Ours, appended so upstream's indices stay."""
 MAX_CLIENT_TOKEN = 64
 """``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
 MAX_DEADLINES_PER_BLOCK = 10_000
 """``AssignmentDeadlines``: at most this many assignments may fall due at one block (bounded on_initialize)."""
 PERMILL = 1_000_000
+MAX_DISTINCT_CREATORS = 16
+"""The largest ``min_distinct_creators`` a task may ask. ``WorkerStats.creators`` keeps at most one more
+(17 × 32 B = 544 B per worker, read by each ``assign_task`` that checks it), so that leaving out the
+asking task's own creator still leaves enough; past that a worker qualifies for any such term, and the
+set stops growing: the record stays bounded however long the worker's history."""
 
 
 def _opt(r: TypeRegistry, type_id: int) -> int:
@@ -278,10 +285,16 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         task_terms = r.composite([m, "types", "TaskTerms"], [
             ("submit_within", ou32, "Option<BlockNumber>"), ("review_window", ou32, "Option<BlockNumber>"),
             ("min_accepted", t.u32, "u32"), ("max_rejection_rate", _opt(r, permill), "Option<Permill>"),
+            ("min_distinct_creators", t.u32, "u32"), ("max_abandonment_rate", _opt(r, permill), "Option<Permill>"),
         ], docs=["Market rules of a task: blocks to submit after assign_task, blocks the creator has to decide "
-                 "a result, and who qualifies (accepted results, rejection rate)."])
+                 "a result, and who qualifies (accepted results, rejection rate, distinct creators other than "
+                 "this task's who accepted the worker, abandonment rate)."])
         worker_stats = r.composite([m, "types", "WorkerStats"], [
-            ("accepted", t.u32, "u32"), ("rejected", t.u32, "u32"), ("abandoned", t.u32, "u32")])
+            ("accepted", t.u32, "u32"), ("rejected", t.u32, "u32"), ("abandoned", t.u32, "u32"),
+            ("creators", r.bounded_vec(t.account), "BoundedVec<AccountId>"),
+        ], docs=["A worker's record from dealings with others (results on its own tasks do not count): "
+                 "accepted (claims included), rejected, abandoned by the worker (not ended by the task's "
+                 "expiry), and the distinct creators who accepted its results (at most MaxDistinctCreators + 1)."])
     files = _opt(r, r.bounded_vec(bb))
     ost = _opt(r, storage_type)
     b = "BoundedVec<u8, T::"
@@ -367,6 +380,9 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
             ("PaymentClaimed", [("task_id", u32, "TaskIndex"), ("submission_id", u32, "u32"),
                                 ("worker", acc, "T::AccountId"), ("amount", t.u128, "BalanceOf<T>"),
                                 ("block", blk, "T::BlockNumber")]),
+            # a verdict on a closed task: the pay it freed goes back to the creator at once
+            ("EscrowRefunded", [("task_id", u32, "TaskIndex"), ("submission_id", u32, "u32"),
+                                ("refunded", t.u128, "BalanceOf<T>"), ("block", blk, "T::BlockNumber")]),
         ]
     errors = list(DECENTRALML_UPSTREAM_ERRORS) + (list(DECENTRALML_ADDED_ERRORS) if include_extensions else [])
     task_info = r.composite([m, "types", "TaskInfo"], [
@@ -401,7 +417,7 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
     if include_extensions:  # the market rules' storage, appended; Tasks keeps upstream's encoding
         storage += [
             Storage("TaskTerms", task_terms, [(bc, u32)]),
-            Storage("WorkerStats", worker_stats, [(bc, acc)], optional=False, default=b"\x00" * 12),
+            Storage("WorkerStats", worker_stats, [(bc, acc)], optional=False, default=b"\x00" * 13),
             Storage("TaskByClientToken", u32, [(bc, acc), (bc, bb)]),
             Storage("ResultSubmittedAt", blk, [(bc, u32)]),
             Storage("AssignmentDeadlines", t.bounded_u32s, [(bc, blk)], optional=False, default=b"\x00"),
@@ -414,6 +430,8 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         ("PalletId", r.composite(["frame_support", "PalletId"], [(None, r.array(8, t.u8), "[u8; 8]")]),
          b"decentml"),
     ]
+    if include_extensions:
+        consts.append(("MaxDistinctCreators", u32, MAX_DISTINCT_CREATORS.to_bytes(4, "little")))
     for c in calls:
         c.docs = CALL_DOCS[c.name]
     return Pallet("DecentralMLModule", 7, m, calls, events, errors, storage, consts,

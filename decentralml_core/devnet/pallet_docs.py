@@ -120,8 +120,8 @@ CALL_DOCS: dict[str, list[str]] = {
     "create_task_with_terms": [
         "`create_task` under market rules: an assignment deadline (`submit_within` blocks), a review",
         "window (`review_window` blocks, after which the worker may `claim_payment`) and qualifications",
-        "(`min_accepted`, `max_rejection_rate`). A `client_token` makes the call idempotent: the same creator",
-        "and token again fail with `DuplicateClientToken`.",
+        "(`min_accepted`, `max_rejection_rate`, `min_distinct_creators`, `max_abandonment_rate`). A `client_token`",
+        "makes the call idempotent: the same creator and token again fail with `DuplicateClientToken`.",
         "",
         "# Events",
         "Emits `TaskCreated`.",
@@ -257,6 +257,16 @@ ERROR_DOCS: dict[str, list[str]] = {
     ],
     "TooManyDeadlines": [
         "Too many assignments fall due at the same block; assign again in the next block.",
+    ],
+    "TooFewDistinctCreators": [
+        "Fewer creators than the task's `min_distinct_creators`, not counting the task's own creator,",
+        "accepted the worker's results.",
+    ],
+    "AbandonmentRateTooHigh": [
+        "The worker abandoned more of its assignments than the task's `max_abandonment_rate` allows.",
+    ],
+    "EmptyClientToken": [
+        "A client token is 1 to 64 bytes; omit it for no idempotence.",
     ],
 }
 

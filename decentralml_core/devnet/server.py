@@ -22,6 +22,7 @@ from .chain import Block, Chain
 from .metadata import runtime as build_runtime
 from .rpc import INVALID_REQUEST, PARSE_ERROR, Methods, RpcError, header_json, hexs, runtime_version, unhex
 from .store import BlockStore
+from .subscriptions import SUBSCRIBE, UNSUBSCRIBE
 
 log = structlog.get_logger("devnet")
 
@@ -32,25 +33,6 @@ MAX_BATCH = 1000
 # block and events it is still fetching when `finalized` arrives, so a callback waiting for isInBlock alone never fired.
 FINALITY_LAG = 0.25
 
-# subscribe method -> (notification method, kind); unsubscribe methods are listed apart
-SUBSCRIBE = {
-    "chain_subscribeNewHeads": ("chain_newHead", "heads"),
-    "chain_subscribeNewHead": ("chain_newHead", "heads"),
-    "subscribe_newHead": ("chain_newHead", "heads"),
-    "chain_subscribeAllHeads": ("chain_allHead", "heads"),
-    "chain_subscribeFinalizedHeads": ("chain_finalizedHead", "heads"),
-    "chain_subscribeFinalisedHeads": ("chain_finalizedHead", "heads"),
-    "state_subscribeStorage": ("state_storage", "storage"),
-    "state_subscribeRuntimeVersion": ("state_runtimeVersion", "version"),
-    "chain_subscribeRuntimeVersion": ("state_runtimeVersion", "version"),
-    "author_submitAndWatchExtrinsic": ("author_extrinsicUpdate", "extrinsic"),
-}
-UNSUBSCRIBE = {
-    "chain_unsubscribeNewHeads", "chain_unsubscribeNewHead", "unsubscribe_newHead", "chain_unsubscribeAllHeads",
-    "chain_unsubscribeFinalizedHeads", "chain_unsubscribeFinalisedHeads", "state_unsubscribeStorage",
-    "state_unsubscribeRuntimeVersion", "chain_unsubscribeRuntimeVersion", "author_unwatchExtrinsic",
-}
-SUBSCRIPTION_METHODS = set(SUBSCRIBE) | UNSUBSCRIBE
 
 
 class Subscription:
