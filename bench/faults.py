@@ -53,8 +53,10 @@ from substrateinterface import Keypair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from farm_parts import SCRIPT, assets  # noqa: E402
+from proxies import FaultProxy  # noqa: E402
 
 from agents.journal import Journal  # noqa: E402
 from decentralml_core import logs  # noqa: E402
@@ -81,58 +83,6 @@ DUPLICATES = {"AlreadyAssigned", "AlreadyDecided", "InvalidStatus", "DuplicateCl
 BLOCK_TIME_S = 0.5  # even seeds: blocks on a timer, so extrinsics wait in the pool
 LOST_MARGIN_S = 5.0  # a result ready this long before its task expired must reach the chain
 FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage_stall", "storage_corrupt")
-
-
-class FaultProxy:
-    """A TCP proxy that can cut every connection, hold the server's bytes back, or flip bytes in bodies."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port, self.port = target_port, free_port()
-        self.mode = "normal"  # normal | stall | corrupt
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> FaultProxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def close(self) -> None:
-        self.drop()
-        self.server.close()
-
-    def drop(self) -> None:
-        for writer in list(self.writers):
-            writer.transport.abort()
-        self.writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer, upstream=False),
-                             return_exceptions=True)
-        for w in (writer, up_writer):
-            self.writers.discard(w)
-            w.transport.abort()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool) -> None:
-        past_headers = False
-        while data := await reader.read(65536):
-            if not upstream:
-                while self.mode == "stall":
-                    await asyncio.sleep(0.1)
-                if self.mode == "corrupt":
-                    start = data.find(b"\r\n\r\n") + 4 if not past_headers else 0
-                    past_headers = past_headers or start >= 4
-                    if past_headers and start < len(data):
-                        i = random.randrange(start, len(data))
-                        data = data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:]
-            writer.write(data)
-            await writer.drain()
-        writer.transport.abort()
 
 
 @dataclass

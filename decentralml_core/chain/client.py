@@ -35,6 +35,7 @@ from .errors import (
     ExtrinsicDropped,
     InclusionTimeout,
     TransactionRejected,
+    runtime_dispatch_error,
 )
 from .inflight import InFlight, Signed
 from .rpc import RpcError, RpcTransport, WebSocketRpc
@@ -504,8 +505,7 @@ class ChainClient:
             index = int(code[2:4], 16) if isinstance(code, str) else (code[0] if isinstance(code, (bytes, list)) else code)
             pallet, name, docs = self.runtime.module_error(module["index"], index)
             return DispatchFailed(pallet, name, docs, block_number)
-        name = error if isinstance(error, str) else next(iter(error))
-        return DispatchFailed("System", str(name), "", block_number)
+        return runtime_dispatch_error(error, block_number)  # Token(…), Arithmetic(…), BadOrigin …
 
     # -- following blocks -----------------------------------------------------------------------
     async def _follow(self) -> None:

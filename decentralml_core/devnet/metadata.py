@@ -16,6 +16,7 @@ from scalecodec.type_registry import load_type_registry_preset
 
 from .codec import Codec
 from .hashing import storage_prefix
+from .pallet_docs import BALANCES_ERROR_DOCS, CALL_DOCS, ERROR_DOCS, SYSTEM_ERROR_DOCS
 from .typereg import TypeRegistry
 
 SPEC_NAME = "node-template"
@@ -57,7 +58,12 @@ class Arg:
 class Call:
     name: str
     args: list[Arg]
-    docs: str = ""
+    docs: str | list[str] = ""
+    """The call's doc lines in metadata (a ``str`` is one line)."""
+
+    @property
+    def doc_lines(self) -> list[str]:
+        return [self.docs] if isinstance(self.docs, str) and self.docs else list(self.docs or [])
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Pallet:
     errors: list[str] | None = None
     storage: list[Storage] = field(default_factory=list)
     constants: list[tuple[str, int, bytes]] = field(default_factory=list)
+    error_docs: dict[str, list[str]] = field(default_factory=dict)  # error name → its doc lines
 
 
 class Types:
@@ -147,11 +154,23 @@ class Types:
             ["sp_runtime", "ModuleError"],
             [("index", self.u8, "u8"), ("error", r.array(4, self.u8), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")],
         )
-        token_error = r.variant(["sp_runtime", "TokenError"], [(n, []) for n in (
-            "FundsUnavailable", "OnlyProvider", "BelowMinimum", "CannotCreate", "UnknownAsset", "Frozen",
-            "Unsupported", "CannotCreateHold", "NotExpendable", "Blocked")])
+        token_error = r.variant(["sp_runtime", "TokenError"], [(n, [], None, [d]) for n, d in (
+            ("FundsUnavailable", "Funds are unavailable."),
+            ("OnlyProvider", "Some part of the balance gives the only provider reference to the account and thus "
+                             "cannot be (re)moved."),
+            ("BelowMinimum", "Account cannot exist with the funds that would be given."),
+            ("CannotCreate", "Account cannot be created."),
+            ("UnknownAsset", "The asset in question is unknown."),
+            ("Frozen", "Funds exist but are frozen."),
+            ("Unsupported", "Operation is not supported by the asset."),
+            ("CannotCreateHold", "Account cannot be created for recording amount on hold."),
+            ("NotExpendable", "Account that is desired to remain would die."),
+            ("Blocked", "Account cannot receive the assets."))], docs=[
+            "Description of what went wrong when trying to complete an operation on a token."])
         arithmetic_error = r.variant(
-            ["sp_arithmetic", "ArithmeticError"], [("Underflow", []), ("Overflow", []), ("DivisionByZero", [])]
+            ["sp_arithmetic", "ArithmeticError"],
+            [("Underflow", [], None, ["Underflow."]), ("Overflow", [], None, ["Overflow."]),
+             ("DivisionByZero", [], None, ["Division by zero."])], docs=["Arithmetic errors."],
         )
         transactional_error = r.variant(
             ["sp_runtime", "TransactionalError"], [("LimitReached", []), ("NoLayer", [])]
@@ -413,7 +432,10 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
     ]
     if include_extensions:
         consts.append(("MaxDistinctCreators", u32, MAX_DISTINCT_CREATORS.to_bytes(4, "little")))
-    return Pallet("DecentralMLModule", 7, m, calls, events, errors, storage, consts)
+    for c in calls:
+        c.docs = CALL_DOCS[c.name]
+    return Pallet("DecentralMLModule", 7, m, calls, events, errors, storage, consts,
+                  error_docs={e: ERROR_DOCS[e] for e in errors})
 
 
 def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
@@ -435,8 +457,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
             ("KilledAccount", [("account", acc, "T::AccountId")]),
             ("Remarked", [("sender", acc, "T::AccountId"), ("hash", t.h256, "T::Hash")]),
         ],
-        errors=["InvalidSpecName", "SpecVersionNeedsToIncrease", "FailedToExtractRuntimeVersion",
-                "NonDefaultComposite", "NonZeroRefCount", "CallFiltered"],
+        errors=list(SYSTEM_ERROR_DOCS), error_docs=SYSTEM_ERROR_DOCS,
         constants=[
             ("BlockHashCount", u32, BLOCK_HASH_COUNT.to_bytes(4, "little")),
             ("SS58Prefix", t.u16, SS58_PREFIX.to_bytes(2, "little")),
@@ -490,9 +511,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
             ("Withdraw", [("who", acc, "T::AccountId"), ("amount", u128, "T::Balance")]),
             ("Slashed", [("who", acc, "T::AccountId"), ("amount", u128, "T::Balance")]),
         ],
-        errors=["VestingBalance", "LiquidityRestrictions", "InsufficientBalance", "ExistentialDeposit",
-                "Expendability", "ExistingVestingSchedule", "DeadAccount", "TooManyReserves", "TooManyHolds",
-                "TooManyFreezes"],
+        errors=list(BALANCES_ERROR_DOCS), error_docs=BALANCES_ERROR_DOCS,
         storage=[Storage("TotalIssuance", u128, optional=False, default=b"\x00" * 16),
                  Storage("InactiveIssuance", u128, optional=False, default=b"\x00" * 16)],
         constants=[("ExistentialDeposit", u128, EXISTENTIAL_DEPOSIT.to_bytes(16, "little")),
@@ -517,7 +536,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
             ("KeyChanged", [("old_sudoer", _opt(r, acc), "Option<T::AccountId>")]),
             ("SudoAsDone", [("sudo_result", t.dispatch_result, "DispatchResult")]),
         ],
-        errors=["RequireSudo"],
+        errors=["RequireSudo"], error_docs={"RequireSudo": ["Sender must be the Sudo account"]},
         storage=[Storage("Key", acc)],
     )
     return [system, timestamp, balances, payment, sudo, _decentralml(t, pallet_mode == "full")]
@@ -551,14 +570,16 @@ class Runtime:
             if p.calls is not None:
                 self.call_types[p.name] = reg.variant(
                     [p.module, "pallet", "Call"],
-                    [(c.name, [(a.name, a.type_id, a.type_name) for a in c.args]) for c in p.calls],
+                    [(c.name, [(a.name, a.type_id, a.type_name) for a in c.args], None, c.doc_lines)
+                     for c in p.calls],
                     [("T", None)],
                 )
             if p.events is not None:
                 self.event_types[p.name] = reg.variant([p.module, "pallet", "Event"], p.events, [("T", None)])
             if p.errors is not None:
                 self.error_types[p.name] = reg.variant(
-                    [p.module, "pallet", "Error"], [(e, []) for e in p.errors], [("T", None)]
+                    [p.module, "pallet", "Error"], [(e, [], None, p.error_docs.get(e, [])) for e in p.errors],
+                    [("T", None)]
                 )
         reg.fill(self.runtime_call, TypeRegistry.variant_def(
             (p.name, [(None, self.call_types[p.name], f"CallableCallFor<{p.name}, Runtime>")], p.index)
