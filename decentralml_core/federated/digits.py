@@ -53,3 +53,19 @@ def save_xy(path: str | Path, xy: tuple[np.ndarray, np.ndarray]) -> None:
 def load_xy(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as data:
         return data["x"], data["y"]
+
+
+def write_example(folder: str | Path, contributors: int = 4, alpha: float = 1.0, seed: int = 0,
+                  flipped: tuple[int, ...] = ()) -> dict[str, Path]:
+    """The example campaign's files: ``creator/validation.npz`` and ``creator/test.npz`` (the creator's
+    private sets) and ``contributor-N/train.npz`` (each contributor's private share); the shares in
+    ``flipped`` get labels 9 − y, a label-flipping contributor for demos and tests."""
+    folder = Path(folder)
+    parts = split(contributors, alpha, seed)
+    paths = {"validation": folder / "creator" / "validation.npz", "test": folder / "creator" / "test.npz"}
+    save_xy(paths["validation"], parts.validation)
+    save_xy(paths["test"], parts.test)
+    for i, (x, y) in enumerate(parts.shares):
+        paths[f"contributor-{i}"] = folder / f"contributor-{i}"
+        save_xy(folder / f"contributor-{i}" / "train.npz", (x, (CLASSES - 1 - y) if i in flipped else y))
+    return paths

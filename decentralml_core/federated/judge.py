@@ -111,5 +111,5 @@ def judge(update: Weights, global_weights: Weights, validation: tuple[np.ndarray
     if cosine > limits.max_cosine_distance:
         return Judgement(False, f"outlier: cosine distance {cosine:.2f} to the round's median change (max "
                                 f"{limits.max_cosine_distance})", scores)
-    return Judgement(True, f"useful update: validation accuracy {accuracy:.3f} (global {before:.3f}), norm "
-                           f"ratio {ratio:.2f}, cosine distance {cosine:.2f}", scores)
+    return Judgement(True, f"useful: validation accuracy {accuracy:.3f} (global {before:.3f}), norm {ratio:.2f}x, "
+                           f"cosine distance {cosine:.2f}", scores)
