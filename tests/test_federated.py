@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,15 +76,15 @@ def test_honest_updates_are_accepted_with_scores(split, after_one_round):
 
 
 @pytest.mark.parametrize("kind,reason", [
-    ("label_flipping", "worse than the global model"), ("boosted", "worse than the global model"),
-    ("noise", "worse than the global model"), ("free_rider", "free rider"), ("copy", "copy"),
+    ("label_flipping", "worse than the global model|outlier: cosine distance"),
+    ("boosted", "worse than the global model|outlier: change norm"), ("noise", "worse than the global model|outlier"), ("free_rider", "free rider"), ("copy", "copy"),
     ("nan", "non-finite"), ("wrong_shape", "wrong shape"),
 ])
 def test_each_kind_of_bad_update_is_rejected_with_its_reason(split, after_one_round, kind, reason):
     first, updates = after_one_round
     bad = attack(kind, first, split.shares[0], honest=updates[1])
     found = judge.judge(bad, first, split.validation, peers_of(updates[1:], skip=-1))
-    assert found.accept is False and reason in found.reason, found
+    assert found.accept is False and re.match(reason, found.reason), found
 
 
 @pytest.mark.parametrize("kind", ["label_flipping", "noise", "boosted"])

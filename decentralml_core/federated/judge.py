@@ -9,12 +9,14 @@
    ``max_norm_ratio`` of the median change's norm (boosted / scaled updates), and its cosine distance
    to the coordinate-wise median change is at most ``max_cosine_distance`` (noise, label flipping).
 
-The defaults come from the digits campaign (4 contributors, Dirichlet α = 1, 2 epochs at lr 0.5,
-rounds 1–4): honest local models lie 0.05–0.25 below the global model on the validation set
-(non-IID drift), label-flipped ones 0.5–0.7 below; honest norm ratios 0.88–1.29 (boosted ×10: 10;
-noise σ 0.3: 2–6); honest cosine distances to the median 0.06–0.42, label flipping 1.1–1.4, noise
-1.0. In the first round the global model knows nothing (7 % on 10 classes), so usefulness cannot
-catch a label flipper there: the robustness checks do.
+The defaults come from the digits example (softmax regression, Dirichlet α = 1, 2 epochs at lr 0.5)
+measured over 3, 4 and 5 contributors × 3 seeds × rounds 1–3 (bench/federated.py reproduces it):
+honest local models lie up to 0.57 below the global model on the validation set (non-IID drift: a
+contributor with few examples of a class forgets it), label-flipped ones 0.5–0.7 below once the global
+model knows something — accuracy alone cannot separate them, so ``max_drop`` only stops gross harm.
+The round's geometry does: cosine distance to the median change is 0.04–0.56 for honest updates,
+0.94–1.33 for label flipping, 0.80–0.96 for Gaussian noise (σ 0.3); the norm ratio is 0.71–1.38
+honest, 7–10 for a ×10 boosted update, 1.5–4.5 for noise.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from .model import Weights
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_drop: float = 0.3
+    max_drop: float = 0.6
     max_norm_ratio: float = 3.0
-    max_cosine_distance: float = 0.8
+    max_cosine_distance: float = 0.7
     free_rider_ratio: float = 0.05  # change norm below this share of the median change's: no work done
     copy_distance: float = 1e-3  # relative distance between two changes below which one is a copy
     min_peers: int = 2

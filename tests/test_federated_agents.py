@@ -1,0 +1,139 @@
+"""A federated campaign as an operator runs it: a real devnet, a creator agent and contributor agents
+as processes (``decentralml agent run``), real sandboxes, the example configs of ``configs/`` with each
+contributor's private share of the digits. One contributor holds label-flipped data."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from agent_process import Agent, free
+from substrateinterface import Keypair
+
+from agents.demo_federated import configs
+from decentralml_core.chain import ChainClient
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.federated import digits
+from decentralml_core.sandbox import bubblewrap_works
+
+pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+PAYS = 10**12
+
+
+def start(tmp_path: Path, raw: dict[str, dict], names) -> dict[str, Agent]:
+    agents = {}
+    for name in names:
+        agents[name] = Agent(tmp_path, name, raw[name]).start()
+    return agents
+
+
+def wait_campaign(creator: Agent, steps=("done",), timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (creator.state / "journal.sqlite").exists():
+            entry = creator.entry("campaign", "digits")
+            if entry is not None and entry.step in steps:
+                return entry
+        assert creator.proc.poll() is None, creator.log.read_text()[-3000:]
+        time.sleep(0.5)
+    raise TimeoutError(creator.log.read_text()[-3000:])
+
+
+async def task_count(url: str) -> int:
+    async with await ChainClient.connect(url) as client:
+        return len(await Market(client).tasks())
+
+
+async def round_submissions(url: str, history: list[dict], since: int):
+    """The campaign tasks created since task ``since`` (the devnet is shared by the module's tests)."""
+    async with await ChainClient.connect(url) as client:
+        market = Market(client)
+        ids = {h["task_id"] for h in history if "task_id" in h}
+        tasks = [t for t in await market.tasks() if t.task_id >= since and "campaign" in (t.annotation_json or "")]
+        return tasks, [s for s in await market.submissions() if s.task_id in ids]
+
+
+def address(name: str) -> str:
+    return Keypair.create_from_uri(f"//{name}").ss58_address
+
+
+def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet, tmp_path):
+    raw = configs(devnet.url, tmp_path)
+    names = ["bob", "charlie", "dave", "eve"]
+    before = {n: free(devnet.url, n.capitalize()) for n in names}
+    since = asyncio.run(task_count(devnet.url))
+    agents = start(tmp_path, raw, names)
+    for agent in agents.values():
+        agent.wait_ready()
+    agents["creator"] = Agent(tmp_path, "creator", raw["creator"]).start()
+    try:
+        entry = wait_campaign(agents["creator"])
+        history = entry.data["history"]
+        accuracy = [h["test_acc"] for h in history]
+        assert [h["round"] for h in history] == [0, 1, 2, 3]
+        assert accuracy[0] < 0.2 < accuracy[1] < accuracy[3] and accuracy[3] > 0.75, accuracy
+
+        tasks, subs = asyncio.run(round_submissions(devnet.url, history, since))
+        assert len(tasks) == 3  # one task per round, none published twice
+        by_worker = {n: [s for s in subs if s.worker == address(n.capitalize())] for n in names}
+        for name in ("bob", "charlie", "dave"):
+            assert [s.status for s in by_worker[name]] == [SubmissionStatus.ACCEPTED] * 3
+            assert all(s.paid_amount == PAYS for s in by_worker[name])
+            gained = free(devnet.url, name.capitalize()) - before[name]
+            assert 3 * PAYS - 10**10 < gained < 3 * PAYS  # paid three times, minus fees
+        assert [s.status for s in by_worker["eve"]] == [SubmissionStatus.REJECTED] * 3
+        assert free(devnet.url, "Eve") < before["eve"]  # fees only
+        reasons = [agents["creator"].entry("submission", s.submission_id).data["verdict"]["reason"]
+                   for s in by_worker["eve"]]
+        assert all(r.startswith("model_update: ") for r in reasons)
+        assert all("outlier" in r or "worse than the global model" in r for r in reasons), reasons
+
+        blocks = [p.read_bytes() for p in (tmp_path / "store" / "blocks").iterdir()]
+        for i in range(4):  # no byte run of any contributor's private data in anything published
+            x, y = digits.load_xy(tmp_path / "data" / f"contributor-{i}" / "train.npz")
+            for probe in (x[:4].tobytes(), x[-4:].tobytes(), y[:32].tobytes()):
+                assert not any(probe in block for block in blocks)
+        plot = (tmp_path / "creator" / "campaign-digits.png").read_bytes()
+        assert plot.startswith(b"\x89PNG")
+    finally:
+        codes = {n: a.stop() for n, a in agents.items()}
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_training(devnet, tmp_path):
+    raw = configs(devnet.url, tmp_path, contributors=("Bob", "Charlie", "Dave"), malicious=(), rounds=2)
+    for config in raw.values():
+        if config["role"] == "contributor":
+            config["sandbox"] = {**config["sandbox"], "timeout_s": 60}
+    names = ["bob", "charlie", "dave"]
+    alice = free(devnet.url, "Alice")
+    since = asyncio.run(task_count(devnet.url))
+    agents = start(tmp_path, raw, names)
+    for agent in agents.values():
+        agent.wait_ready()
+    creator = agents["creator"] = Agent(tmp_path, "creator", raw["creator"]).start()
+    try:
+        deadline = time.monotonic() + 120  # Bob mid-round-1: assets fetched, the script running
+        while not any(step in ("fetched", "ran") for (kind, _), step in agents["bob"].journal().items()
+                      if kind == "task"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        agents["bob"].stop(signal.SIGKILL)
+        agents["bob"].start()
+        creator.wait_log("campaign_round_closed", timeout=180)  # the round's updates decided: aggregation next
+        assert creator.stop(signal.SIGKILL) == -signal.SIGKILL
+        creator.start()
+        entry = wait_campaign(creator)
+        tasks, subs = asyncio.run(round_submissions(devnet.url, entry.data["history"], since))
+        assert len(tasks) == 2 and len(subs) == 6
+        assert {s.status for s in subs} == {SubmissionStatus.ACCEPTED} and all(s.paid_amount == PAYS for s in subs)
+        spent = alice - free(devnet.url, "Alice")
+        assert 6 * PAYS <= spent < 6 * PAYS + 10**10  # six updates paid once each, plus fees
+        assert entry.data["history"][-1]["test_acc"] > entry.data["history"][0]["test_acc"]
+    finally:
+        codes = {n: a.stop() for n, a in agents.items()}
+    assert all(code == 0 for code in codes.values()), codes
