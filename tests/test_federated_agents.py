@@ -5,12 +5,14 @@ contributor's private share of the digits. One contributor holds label-flipped d
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from agent_process import Agent, free
+from agent_process import CLI, Agent, free
 from substrateinterface import Keypair
 
 from agents.demo_federated import configs
@@ -99,6 +101,13 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
                 assert not any(probe in block for block in blocks)
         plot = (tmp_path / "creator" / "campaign-digits.png").read_bytes()
         assert plot.startswith(b"\x89PNG")
+        status = subprocess.run([CLI, "campaign", "status", str(agents["creator"].path), "--json"],
+                                capture_output=True, text=True, timeout=60)
+        [report] = json.loads(status.stdout)
+        assert [(r["round"], r["accepted"], r["rejected"]) for r in report["rounds"]] == [(1, 3, 1), (2, 3, 1), (3, 3, 1)]
+        assert [r["test_acc"] for r in report["rounds"]] == accuracy[1:]
+        eves = [u for u in report["updates"] if u["worker"] == address("Eve")]
+        assert [u["step"] for u in eves] == ["rejected"] * 3 and all(u["reason"] for u in eves)
     finally:
         codes = {n: a.stop() for n, a in agents.items()}
     assert all(code == 0 for code in codes.values()), codes
