@@ -18,7 +18,7 @@ from substrateinterface import Keypair
 from agents.demo_federated import configs
 from decentralml_core.chain import ChainClient
 from decentralml_core.chain.market import Market
-from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.chain.model import SubmissionStatus, TaskType
 from decentralml_core.federated import digits
 from decentralml_core.sandbox import bubblewrap_works
 
@@ -55,7 +55,7 @@ async def round_submissions(url: str, history: list[dict], since: int):
     async with await ChainClient.connect(url) as client:
         market = Market(client)
         ids = {h["task_id"] for h in history if "task_id" in h}
-        tasks = [t for t in await market.tasks() if t.task_id >= since and "campaign" in (t.annotation_json or "")]
+        tasks = [t for t in await market.tasks() if t.task_id >= since and t.task_type == TaskType.MODEL_CONTRIBUTOR]
         return tasks, [s for s in await market.submissions() if s.task_id in ids]
 
 
@@ -113,8 +113,51 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
     assert all(code == 0 for code in codes.values()), codes
 
 
+def engineer_config(devnet, tmp_path) -> dict:
+    return {"role": "engineer", "node": devnet.url, "key": {"dev": "Ferdie"}, "storage": {"root": str(tmp_path / "store")},
+            "policy": {"min_blocks_left": 0, "max_concurrent": 2}, "sandbox": {"timeout_s": 60, "share_python": True}}
+
+
+def test_an_engineering_result_within_target_is_paid_and_one_beyond_it_rejected(devnet, tmp_path):
+    data = digits.write_example(tmp_path / "data", 2)
+    folder = Path(__file__).resolve().parents[1] / "assets" / "model_engineer"
+
+    def task(name: str, max_bytes: int) -> dict:
+        return {"name": name, "task_type": "ModelEngineer", "assets": str(folder), "question": "int8, please",
+                "pays": PAYS, "strategy": "CustomAccept", "expires_in": 500,
+                "validator": {"name": "model_restructure", "reference": str(folder / "model" / "model.npz"),
+                              "test": str(data["test"]), "max_bytes": max_bytes, "max_drop": 0.02}}
+
+    since = asyncio.run(task_count(devnet.url))
+    engineer = Agent(tmp_path, "engineer", engineer_config(devnet, tmp_path)).start().wait_ready()
+    creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
+                                          "storage": {"root": str(tmp_path / "store")},
+                                          "tasks": [task("within", 2000), task("beyond", 1000)]}).start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            async def read():
+                async with await ChainClient.connect(devnet.url) as client:
+                    return await Market(client).submissions()
+            subs = [s for s in asyncio.run(read()) if s.task_id >= since]
+            if len(subs) == 2 and all(s.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED) for s in subs):
+                break
+            assert time.monotonic() < deadline, creator.log.read_text()[-2000:]
+            time.sleep(0.5)
+        verdicts = {creator.entry("submission", s.submission_id).data["verdict"]["reason"]: s for s in subs}
+        [(ok_reason, ok)] = [(r, s) for r, s in verdicts.items() if "within target" in r]
+        [(bad_reason, bad)] = [(r, s) for r, s in verdicts.items() if "too large" in r]
+        assert ok.status == SubmissionStatus.ACCEPTED and ok.paid_amount == PAYS
+        assert bad.status == SubmissionStatus.REJECTED and bad.paid_amount is None
+        assert "> 1000" in bad_reason
+    finally:
+        codes = [creator.stop(), engineer.stop()]
+    assert codes == [0, 0]
+
+
 def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_training(devnet, tmp_path):
-    raw = configs(devnet.url, tmp_path, contributors=("Bob", "Charlie", "Dave"), malicious=(), rounds=2)
+    raw = configs(devnet.url, tmp_path, contributors=("Bob", "Charlie", "Dave"), malicious=(), rounds=2,
+                  engineering=True)
     for config in raw.values():
         if config["role"] == "contributor":
             config["sandbox"] = {**config["sandbox"], "timeout_s": 60}
@@ -124,6 +167,7 @@ def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_traini
     agents = start(tmp_path, raw, names)
     for agent in agents.values():
         agent.wait_ready()
+    agents["engineer"] = Agent(tmp_path, "engineer", engineer_config(devnet, tmp_path)).start().wait_ready()
     creator = agents["creator"] = Agent(tmp_path, "creator", raw["creator"]).start()
     try:
         deadline = time.monotonic() + 120  # Bob mid-round-1: assets fetched, the script running
@@ -140,9 +184,15 @@ def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_traini
         tasks, subs = asyncio.run(round_submissions(devnet.url, entry.data["history"], since))
         assert len(tasks) == 2 and len(subs) == 6
         assert {s.status for s in subs} == {SubmissionStatus.ACCEPTED} and all(s.paid_amount == PAYS for s in subs)
-        spent = alice - free(devnet.url, "Alice")
-        assert 6 * PAYS <= spent < 6 * PAYS + 10**10  # six updates paid once each, plus fees
         assert entry.data["history"][-1]["test_acc"] > entry.data["history"][0]["test_acc"]
+        deadline = time.monotonic() + 120  # the final model handed to a model engineer: int8, within target
+        while (creator.entry("published", "digits/engineering") is None
+               or not any(e.data.get("task_id") == creator.entry("published", "digits/engineering").data["task_id"]
+                          and e.step == "paid" for e in [creator.entry("submission", i) for i in range(100)] if e)):
+            assert time.monotonic() < deadline, creator.log.read_text()[-2000:]
+            time.sleep(0.5)
+        spent = alice - free(devnet.url, "Alice")
+        assert 7 * PAYS <= spent < 7 * PAYS + 10**10  # six updates and the engineering paid once each, plus fees
     finally:
         codes = {n: a.stop() for n, a in agents.items()}
     assert all(code == 0 for code in codes.values()), codes
