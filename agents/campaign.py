@@ -247,6 +247,8 @@ class Campaign:
             shutil.copytree(e.assets, partial)
             (partial / "model").mkdir(exist_ok=True)
             shutil.copyfile(final, partial / "model" / "model.npz")
+            (partial / "target.json").write_text(json.dumps({"restructure": "int8", "max_bytes": e.max_bytes,
+                                                              "max_drop": e.max_drop}, sort_keys=True))
             partial.rename(folder)
         self._register_engineering()
         await self.creator.publish(PublishedTask(

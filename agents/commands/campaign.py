@@ -26,6 +26,8 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     status = sub.add_parser("status", parents=[common], help="rounds, each update's verdict and the global "
                                                              "model's metric, from the creator's journal")
     status.add_argument("config", type=Path, help="the creator agent's YAML")
+    status.add_argument("--state-dir", type=Path, help="the creator's state dir when not the YAML's (a farm "
+                                                       "agent's: <state_root>/NAME)")
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=status_command)
     data = sub.add_parser("data", parents=[common], help="write the example's private data sets (digits, "
@@ -82,7 +84,8 @@ def status_command(args) -> int:
         print(f"decentralml campaign: {args.config} declares no campaigns (campaigns: in a creator's YAML)",
               file=sys.stderr)
         return 2
-    path = config.state_dir / "journal.sqlite"
+    state_dir = args.state_dir or config.state_dir
+    path = state_dir / "journal.sqlite"
     if not path.exists():
         print(f"decentralml campaign: no journal at {path}: the creator agent has not run yet", file=sys.stderr)
         return 1
@@ -92,7 +95,7 @@ def status_command(args) -> int:
     finally:
         journal.close()
     for report in reports:
-        report["plot"] = str(plot_path(config.state_dir, report["campaign"]))
+        report["plot"] = str(plot_path(state_dir, report["campaign"]))
     if args.json:
         emit(args, reports)
         return 0
