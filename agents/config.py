@@ -114,6 +114,8 @@ class WorkerPolicy(Strict):
     min_blocks_left: int = Field(5, ge=0, description="skip tasks expiring in fewer blocks than this")
     distrust_after: int = Field(3, ge=0, description="skip a creator's tasks once it has rejected this many of "
                                                      "our results and accepted none (0: never)")
+    max_epochs: int | None = Field(None, ge=1, description="contributors: skip a training round asking for more "
+                                                          "local epochs than this (its settings.epochs)")
 
 
 ValidatorSpec = Annotated[Annotated[str, Tag("by_name")] | Annotated[ValidatorParams, Tag("with_params")],

@@ -143,6 +143,9 @@ class WorkerAgent:
         storage = work.storage_of(task)
         if storage not in policy.storage_types:
             return f"storage {storage} not in policy"
+        epochs = work.training_settings(task).get("epochs")
+        if policy.max_epochs is not None and isinstance(epochs, int) and epochs > policy.max_epochs:
+            return f"asks for {epochs} epochs, more than max_epochs {policy.max_epochs}"
         return None
 
     async def consider(self, task_id: int, now: int) -> None:

@@ -99,6 +99,17 @@ def assets_of(task: Task) -> tuple[str, str] | None:
     return info["assets"], safe_name(str(info.get("script") or SCRIPT))
 
 
+def training_settings(task: Task) -> dict:
+    """A training round's settings as its task announces them (``annotation_json``'s ``settings``: epochs,
+    lr, …) so a contributor's policy can decline before taking it; {} when absent or unreadable."""
+    try:
+        info = json.loads(task.annotation_json or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    settings = info.get("settings") if isinstance(info, dict) else None
+    return settings if isinstance(settings, dict) else {}
+
+
 def storage_of(task: Task) -> str:
     """The StorageType a task's assets live in (the pallet keeps one field per task type)."""
     kind = {TaskType.MODEL_ENGINEER: task.model_engineer_storage_type,

@@ -222,3 +222,23 @@ def test_a_local_path_is_not_a_task_reference():
         work.content_reference("/home/me/model")
     cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
     assert work.content_reference(cid) == cid
+
+
+def test_a_contributor_declines_a_round_asking_for_more_epochs_than_its_budget(tmp_path):
+    from agents.worker import WorkerAgent
+    from decentralml_core.chain.model import Task, TaskStatus, TaskType, ValidationStrategy
+
+    config = validate_config({"role": "contributor", "key": {"dev": "Bob"}, "state_dir": str(tmp_path),
+                              "policy": {"max_epochs": 3, "min_blocks_left": 0}})
+    agent = WorkerAgent.__new__(WorkerAgent)
+    agent.config, agent.keypair = config, config.key.load()
+    agent.journal = type("NoVerdicts", (), {"meta": lambda self, key, default=None: default})()
+    cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+
+    def round_task(epochs: int) -> Task:
+        return Task(1, TaskStatus.CREATED, TaskType.MODEL_CONTRIBUTOR, "creator", 1000, 1, 100, 4,
+                    ValidationStrategy.CUSTOM_ACCEPT, "q", model_contributor_script_path=cid,
+                    annotation_json=json.dumps({"campaign": "c", "round": 1, "settings": {"epochs": epochs}}))
+
+    assert agent.refusal(round_task(2), now=1) is None
+    assert agent.refusal(round_task(5), now=1) == "asks for 5 epochs, more than max_epochs 3"
