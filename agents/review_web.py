@@ -22,6 +22,7 @@ import structlog
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from .campaign import plot_path
 from .creator import CreatorAgent, reference_path, result_path
 from .review_view import countdown, pictures, queue
 
@@ -94,6 +95,7 @@ class ReviewPage:
         app.router.add_post("/logout", self.logout)
         app.router.add_get("/review.css", self.stylesheet)
         app.router.add_get("/", self.queue)
+        app.router.add_get("/campaigns/{name}.png", self.campaign_plot)
         app.router.add_get("/submissions/{sid:\\d+}", self.submission)
         app.router.add_get("/submissions/{sid:\\d+}/images/{name}", self.image)
         app.router.add_post("/submissions/{sid:\\d+}/{decision:accept|reject}", self.decide)
@@ -155,7 +157,20 @@ class ReviewPage:
                 submission = await agent.market.submission(row.submission_id)
                 window[row.submission_id] = submission.review_blocks_left(now) if submission else None
         decided = agent.journal.entries("submission", steps=("paid", "rejected"))[-10:][::-1]
-        return render("queue.html", rows=rows, window=window, decided=decided, csrf=request["csrf"])
+        campaigns = [c.section.name for c in agent.campaigns
+                     if plot_path(agent.config.state_dir, c.section.name).is_file()]
+        return render("queue.html", rows=rows, window=window, decided=decided, campaigns=campaigns,
+                      csrf=request["csrf"])
+
+    async def campaign_plot(self, request: web.Request) -> web.FileResponse:
+        """A campaign's global-model accuracy per round, as the campaign last drew it."""
+        name = request.match_info["name"]
+        if name not in {c.section.name for c in self.agent.campaigns}:
+            raise web.HTTPNotFound()
+        path = plot_path(self.agent.config.state_dir, name)
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={**HEADERS, "Content-Type": "image/png"})
 
     async def _result(self, sid: int):
         submission = await self.agent.market.submission(sid)

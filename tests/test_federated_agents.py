@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from agent_process import CLI, Agent, free
+from devnet_process import free_port
 from substrateinterface import Keypair
 
 from agents.demo_federated import configs
@@ -59,6 +60,28 @@ async def round_submissions(url: str, history: list[dict], since: int):
         return tasks, [s for s in await market.submissions() if s.task_id in ids]
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def plot_width(base: str, token: str) -> int:
+    """Log in to the creator's review page in Chromium; the campaign plot's rendered width in pixels."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(base + "/")
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            image = page.locator("img.campaign-plot")
+            image.wait_for()
+            page.wait_for_function("document.querySelector('img.campaign-plot').complete")
+            return page.evaluate("document.querySelector('img.campaign-plot').naturalWidth")
+        finally:
+            browser.close()
+
+
 def address(name: str) -> str:
     return Keypair.create_from_uri(f"//{name}").ss58_address
 
@@ -71,6 +94,8 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
     agents = start(tmp_path, raw, names)
     for agent in agents.values():
         agent.wait_ready()
+    port = free_port()
+    raw["creator"]["review"] = {"web_port": port, "token_env": "REVIEW_TOKEN_UNSET_IN_TEST"}
     agents["creator"] = Agent(tmp_path, "creator", raw["creator"]).start()
     try:
         entry = wait_campaign(agents["creator"])
@@ -108,6 +133,9 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
         assert [r["test_acc"] for r in report["rounds"]] == accuracy[1:]
         eves = [u for u in report["updates"] if u["worker"] == address("Eve")]
         assert [u["step"] for u in eves] == ["rejected"] * 3 and all(u["reason"] for u in eves)
+        if CHROMIUM.exists():  # the review page shows the campaign's plot
+            shown = plot_width(f"http://127.0.0.1:{port}", (agents["creator"].state / "review.token").read_text().strip())
+            assert shown > 100
     finally:
         codes = {n: a.stop() for n, a in agents.items()}
     assert all(code == 0 for code in codes.values()), codes
