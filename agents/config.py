@@ -226,6 +226,10 @@ class CampaignSection(Strict):
     def updates_fit(self) -> CampaignSection:
         if self.min_updates > self.max_assignments:
             raise ValueError("min_updates cannot exceed max_assignments (contributors per round)")
+        for key, path in (("model", self.model / "global.npz"), ("script", self.script / "start_task.sh"),
+                          ("validator.validation", self.validator.validation), ("test", self.test)):
+            if path is not None and not path.is_file():  # at start-up, not at the first round
+                raise ValueError(f"{key}: {path} is not a file")
         return self
 
 

@@ -242,3 +242,13 @@ def test_a_contributor_declines_a_round_asking_for_more_epochs_than_its_budget(t
 
     assert agent.refusal(round_task(2), now=1) is None
     assert agent.refusal(round_task(5), now=1) == "asks for 5 epochs, more than max_epochs 3"
+
+
+def test_a_campaign_naming_a_missing_file_stops_start_up_with_its_key(tmp_path):
+    root = Path(__file__).resolve().parents[1] / "assets" / "federated_digits"
+    campaign = {"name": "c", "model": str(root / "model"), "script": str(root / "script"), "rounds": 1,
+                "max_assignments": 2, "pays": 1, "validator": {"name": "model_update",
+                                                               "validation": str(tmp_path / "val.npz")}}
+    with pytest.raises(ConfigError, match=r"validator.validation: .*val.npz is not a file"):
+        validate_config({"role": "creator", "key": {"dev": "Alice"}, "state_dir": str(tmp_path),
+                         "campaigns": [campaign]})
