@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/farm.py
 	$(PY) bench/detector_quality.py
 	$(PY) bench/slow_clients.py
+	$(PY) bench/federated.py
 
 # Fault injection (not in make test): 50 seeded runs of a small farm under crashes, cut connections, a full
 # disk and a bad storage server, each checked for lost or doubled work and payments. RUNS=5 for a quick check.

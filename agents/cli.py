@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agents.commands import account, agent, devnet, farm, result, review, sandbox, storage, task
+from agents.commands import account, agent, campaign, demo, devnet, farm, result, review, sandbox, storage, task
 from decentralml_core import logs
 
-COMMANDS = [devnet, task, result, account, storage, sandbox, agent, farm, review]
+COMMANDS = [devnet, task, result, account, storage, sandbox, agent, farm, review, campaign, demo]
 LEVELS = ["debug", "info", "warning", "error"]
 
 

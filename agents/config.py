@@ -26,7 +26,7 @@ from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
 
-from .validators import ValidatorParams
+from .validators import ModelUpdateParams, ValidatorParams
 
 ROLE_TASK_TYPES = {"annotator": TaskType.DATA_ANNOTATORS, "engineer": TaskType.MODEL_ENGINEER,
                    "contributor": TaskType.MODEL_CONTRIBUTOR}
@@ -122,6 +122,8 @@ class WorkerPolicy(Strict):
     min_blocks_left: int = Field(5, ge=0, description="skip tasks expiring in fewer blocks than this")
     distrust_after: int = Field(3, ge=0, description="skip a creator's tasks once it has rejected this many of "
                                                      "our results and accepted none (0: never)")
+    max_epochs: int | None = Field(None, ge=1, description="contributors: skip a training round asking for more "
+                                                          "local epochs than this (its settings.epochs)")
 
 
 ValidatorSpec = Annotated[Annotated[str, Tag("by_name")] | Annotated[ValidatorParams, Tag("with_params")],
@@ -182,6 +184,70 @@ class PublishedTask(Strict):
         return self
 
 
+class AggregationSection(Strict):
+    """How a round's accepted updates become the next global model (Flower's aggregation functions)."""
+
+    rule: Literal["fedavg", "fedmedian", "trimmed_mean", "krum"] = Field(
+        "fedavg", description="fedavg (weighted by example count), fedmedian, trimmed_mean or krum")
+    trim: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: share cut off at each end")
+    num_malicious: int = Field(1, ge=0, description="krum: how many updates may be malicious")
+    to_keep: int = Field(0, ge=0, description="krum: average this many best updates (Multi-Krum; 0: pick one)")
+
+
+class EngineeringSection(Strict):
+    """After the last round, a ModelEngineer task restructures the final model toward a target."""
+
+    assets: Path = Field(..., description="folder with start_task.sh (and its files); model/model.npz is added")
+    question: str = Field("Make this model smaller without losing accuracy", description="what the engineer "
+                                                                                           "is asked")
+    pays: int = Field(..., gt=0, description="paid for an accepted result (planck)")
+    max_bytes: int = Field(..., gt=0, description="the size target: largest accepted model file, in bytes")
+    max_drop: float = Field(0.02, ge=0, le=1, description="largest accepted loss of test accuracy")
+    model_file: str = Field("model_int8.npz", description="the result's model file")
+    expires_in: int = Field(600, gt=0, description="blocks until the task expires")
+
+
+class CampaignSection(Strict):
+    """A federated training campaign: one ModelContributor task per round, whose assets hold the global
+    model, the training script and the round's settings; accepted updates are paid and aggregated."""
+
+    name: str = Field(..., min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$",
+                      description="identifies the campaign across restarts; rounds are NAME/round-N")
+    model: Path = Field(..., description="folder holding global.npz: the initial model's weights")
+    script: Path = Field(..., description="folder with start_task.sh and the training script it runs")
+    question: str = Field("Train the global model on your own data for one round",
+                          description="what the contributors are asked")
+    rounds: int = Field(..., ge=1, le=1000, description="rounds at most (the stop rule, with target_accuracy)")
+    max_assignments: int = Field(..., ge=1, le=9999, description="contributors per round")
+    min_updates: int = Field(1, ge=1, description="accepted updates needed to aggregate a round once it expired")
+    pays: int = Field(..., gt=0, description="paid for each accepted update (planck)")
+    expires_in: int = Field(100, gt=0, description="blocks a round stays open; it closes early once every "
+                                                   "slot's result is decided")
+    settings: dict = Field({}, description="the round's training settings, given to the script as round.json "
+                                           "(e.g. epochs, lr, batch_size)")
+    aggregation: AggregationSection = Field(AggregationSection(), description="how updates are federated")
+    validator: ModelUpdateParams = Field(..., description="how each update is judged ({name: model_update, "
+                                                          "validation: FILE, ...}); global_model is filled in")
+    test: Path | None = Field(None, description="the creator's private test set (.npz x, y) for the global "
+                                                "model's metric per round (unset: the validation set)")
+    target_accuracy: float | None = Field(None, gt=0, le=1, description="stop once the global model reaches this")
+    storage_type: StorageType = Field(StorageType.IPFS, description="where round assets are published")
+    submit_within: int | None = Field(None, ge=1, description="market rule: blocks a contributor has to submit")
+    review_window: int | None = Field(None, ge=1, description="market rule: blocks to decide an update")
+    engineering: EngineeringSection | None = Field(None, description="hand the final model to a ModelEngineer "
+                                                                     "task")
+
+    @model_validator(mode="after")
+    def updates_fit(self) -> CampaignSection:
+        if self.min_updates > self.max_assignments:
+            raise ValueError("min_updates cannot exceed max_assignments (contributors per round)")
+        for key, path in (("model", self.model / "global.npz"), ("script", self.script / "start_task.sh"),
+                          ("validator.validation", self.validator.validation), ("test", self.test)):
+            if path is not None and not path.is_file():  # at start-up, not at the first round
+                raise ValueError(f"{key}: {path} is not a file")
+        return self
+
+
 class ReviewSection(Strict):
     """ManualAccept results wait for `decentralml review accept|reject`."""
 
@@ -225,14 +291,19 @@ class AgentConfig(Strict):
     sandbox: SandboxSection = Field(SandboxSection(), description="limits for task scripts (workers)")
     policy: WorkerPolicy = Field(WorkerPolicy(), description="which tasks to take (workers)")
     tasks: list[PublishedTask] = Field([], description="tasks to publish (creator only)")
+    campaigns: list[CampaignSection] = Field([], description="federated training campaigns to run (creator only)")
+    data: Path | None = Field(None, description="contributor: its private data folder, mounted read-only at /data "
+                                                "in the sandbox ($DECENTRALML_DATA); never uploaded")
     review: ReviewSection = Field(ReviewSection(), description="ManualAccept review (creator)")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on 127.0.0.1")
 
     @model_validator(mode="after")
     def role_sections(self) -> AgentConfig:
-        if self.role != "creator" and self.tasks:
+        if self.role != "creator" and (self.tasks or self.campaigns):
             raise ValueError(f"tasks: only a creator publishes tasks, this agent is a {self.role}")
-        names = [t.name for t in self.tasks]
+        if self.data is not None and not self.data.is_dir():
+            raise ValueError(f"data: {self.data} is not a folder")
+        names = [t.name for t in self.tasks] + [c.name for c in self.campaigns]
         if len(set(names)) != len(names):
             raise ValueError("tasks: names must be unique (they identify a task across restarts)")
         return self
@@ -269,6 +340,9 @@ def validate_config(raw: dict) -> AgentConfig:
             f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
 
 
+VALIDATOR_PATHS = ("truth", "validation", "global_model", "reference", "test")  # validators' file parameters
+
+
 def absolute_paths(raw: dict, base: Path) -> dict:
     """The path-valued keys of an agent's YAML made absolute against ``base``, the folder of the file
     they were written in — before validation, so a farm can merge pieces from several files. A value
@@ -278,14 +352,24 @@ def absolute_paths(raw: dict, base: Path) -> dict:
             return p
         return str((base / p).resolve())
 
+    def validator_paths(validator: Any) -> Any:
+        if not isinstance(validator, dict):
+            return validator
+        return {k: rel(v) if k in VALIDATOR_PATHS else v for k, v in validator.items()}
+
     def task(t: Any) -> Any:
         if not isinstance(t, dict):
             return t
         t = {**t, "assets": rel(t["assets"])} if "assets" in t else t
-        validator = t.get("validator")
-        if isinstance(validator, dict) and "truth" in validator:
-            t = {**t, "validator": {**validator, "truth": rel(validator["truth"])}}
-        return t
+        return {**t, "validator": validator_paths(t["validator"])} if "validator" in t else t
+
+    def campaign(c: Any) -> Any:
+        if not isinstance(c, dict):
+            return c
+        c = {**c, **{k: rel(c[k]) for k in ("model", "script", "test") if k in c}}
+        if isinstance(c.get("engineering"), dict) and "assets" in c["engineering"]:
+            c["engineering"] = {**c["engineering"], "assets": rel(c["engineering"]["assets"])}
+        return {**c, "validator": validator_paths(c["validator"])} if "validator" in c else c
 
     out = dict(raw)
     if "state_dir" in out:
@@ -296,6 +380,10 @@ def absolute_paths(raw: dict, base: Path) -> dict:
         out["key"] = {**out["key"], "keyfile": rel(out["key"]["keyfile"])}
     if isinstance(out.get("tasks"), list):
         out["tasks"] = [task(t) for t in out["tasks"]]
+    if "data" in out:
+        out["data"] = rel(out["data"])
+    if isinstance(out.get("campaigns"), list):
+        out["campaigns"] = [campaign(c) for c in out["campaigns"]]
     return out
 
 

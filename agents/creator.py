@@ -32,15 +32,14 @@ from decentralml_core.chain.model import (
     Submission,
     SubmissionStatus,
     Task,
-    TaskSpec,
     TaskStatus,
-    TaskType,
     ValidationStrategy,
 )
 from decentralml_core.storage import get_folder, open_store
 from decentralml_core.storage.cid import parse
 from decentralml_core.storage.errors import BadManifest, StorageError, TooLarge, UnsafeName
 
+from .campaign import Campaign, step_all
 from .config import AgentConfig, PublishedTask
 from .images import asset_image_sizes
 from .journal import Entry, Journal
@@ -75,6 +74,7 @@ class CreatorAgent:
         self._fetching: dict[int, asyncio.Lock] = {}
         self._validating: dict[int, asyncio.Task] = {}
         self._paying_now: set[int] = set()  # payments this process started (others predate a restart)
+        self.campaigns = [Campaign(self, section) for section in config.campaigns]  # register round validators
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("creator_started", creator=self.keypair.ss58_address, tasks=len(self.declared))
@@ -97,6 +97,7 @@ class CreatorAgent:
                         await self.sweep()
                     except TRANSIENT as exc:  # the node is away or slow: the next sweep does it again
                         log.warning("sweep_retry", error=str(exc), error_type=type(exc).__name__, retry_in_s=SWEEP_S)
+                    await step_all(self.campaigns)
                     last_sweep = time.monotonic()
                 done, _ = await asyncio.wait({next_event, stopped}, timeout=SWEEP_S,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -142,25 +143,17 @@ class CreatorAgent:
                 return self._published(declared, found)
         token = token or (secrets.token_hex(16) if rules else None)
         self.journal.set("published", declared.name, "publishing", assets=assets.ref, client_token=token)
-        common = dict(task_type=declared.task_type, question=declared.question, pays_amount=declared.pays,
-                      expiration_block=await self.client.block_number() + declared.expires_in,
-                      max_assignments=declared.max_assignments, validation_strategy=declared.strategy,
-                      annotation_json=annotation_json)
-        if declared.task_type == TaskType.MODEL_ENGINEER:
-            spec = TaskSpec(**common, model_engineer_path=assets.ref, model_engineer_storage_type=declared.storage_type,
-                            model_engineer_storage_credentials="")
-        elif declared.task_type == TaskType.MODEL_CONTRIBUTOR:
-            spec = TaskSpec(**common, model_contributor_script_path=assets.ref,
-                            model_contributor_script_storage_type=declared.storage_type,
-                            model_contributor_script_storage_credentials="")
-        else:
-            spec = TaskSpec(**common, annotation_type=declared.annotation_type,
+        spec = work.task_spec(
+            declared.task_type, assets.ref, declared.storage_type, "",
+            annotation=dict(annotation_type=declared.annotation_type,
                             annotation_media_samples=assets.annotation_media_samples,
                             annotation_files=assets.annotation_files, annotation_class_labels=declared.class_labels,
                             annotation_class_coordinates=json.dumps(declared.class_coordinates, sort_keys=True)
-                            if declared.class_coordinates else None,
-                            annotation_files_storage_type=declared.storage_type,
-                            annotation_files_storage_credentials="")
+                            if declared.class_coordinates else None),
+            question=declared.question, pays_amount=declared.pays,
+            expiration_block=await self.client.block_number() + declared.expires_in,
+            max_assignments=declared.max_assignments, validation_strategy=declared.strategy,
+            annotation_json=annotation_json)
         try:
             task_id, _ = await self.market.create_task(self.keypair, spec, terms, token)
         except DispatchFailed as exc:  # an earlier attempt's create landed after all

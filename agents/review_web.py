@@ -33,6 +33,7 @@ from yarl import URL
 
 from decentralml_core.netguard import Buckets, bounded_writes
 
+from .campaign import plot_path
 from .config import ConfigError
 from .creator import CreatorAgent, reference_path, result_path
 from .images import asset_image_sizes
@@ -164,6 +165,7 @@ class ReviewPage:
         app.router.add_get("/review.js", self.static)
         app.router.add_get("/", self.queue)
         app.router.add_post("/bulk-accept", self.bulk_accept)
+        app.router.add_get("/campaigns/{name}.png", self.campaign_plot)
         app.router.add_get("/submissions/{sid:\\d+}", self.submission)
         app.router.add_get("/submissions/{sid:\\d+}/images/{name}", self.image)
         app.router.add_post("/submissions/{sid:\\d+}/{decision:accept|reject}", self.decide)
@@ -299,9 +301,21 @@ class ReviewPage:
         decided = agent.journal.entries("submission", steps=("paid", "rejected", "window_closed"))
         decided = sorted(decided, key=lambda e: e.updated)[-10:][::-1]
         self.prefetch(page.items[0].submission_id if page.items else None)
+        campaigns = [c.section.name for c in agent.campaigns
+                     if plot_path(agent.config.state_dir, c.section.name).is_file()]
         return render("queue.html", rows=page.items, page=page, tasks=tasks, window=window, decided=decided,
                       only=only, passing=[r.submission_id for r in page.items if r.advice_passed],
-                      notice=_flash(request), csrf=request["csrf"])
+                      campaigns=campaigns, notice=_flash(request), csrf=request["csrf"])
+
+    async def campaign_plot(self, request: web.Request) -> web.FileResponse:
+        """A campaign's global-model accuracy per round, as the campaign last drew it."""
+        name = request.match_info["name"]
+        if name not in {c.section.name for c in self.agent.campaigns}:
+            raise web.HTTPNotFound()
+        path = plot_path(self.agent.config.state_dir, name)
+        if not path.is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={**HEADERS, "Content-Type": "image/png"})
 
     async def bulk_accept(self, request: web.Request) -> web.Response:
         """Approve the listed results the validator passed (re-checked here), one after the other."""

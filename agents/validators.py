@@ -7,6 +7,8 @@ Built-ins are named in the creator's YAML, with their parameters::
     validator: coco_schema
     validator: {name: iou_consensus, iou: 0.5, min_f1: 0.8, min_submissions: 2, wait_s: 600}
     validator: {name: gold_standard, truth: truth.json, min_precision: 0.9, min_recall: 0.9}
+    validator: {name: model_update, validation: val.npz, global_model: global.npz, max_drop: 0.3}
+    validator: {name: model_restructure, reference: model.npz, test: test.npz, max_bytes: 2000}
 
 Any other validator is ``package.module:function`` taking ``(submission, folder)`` or ``(submission,
 folder, task)`` and returning ``(accept, reason)``, a bool, or a :class:`Verdict`.
@@ -26,6 +28,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from decentralml_core.chain.model import Submission, Task
+from decentralml_core.federated import digits, judge, model, restructure
 
 from .box_agreement import Boxes, agreement, boxes_from_coco, boxes_to_coco, consensus, count_boxes
 
@@ -101,7 +104,48 @@ class GoldStandardParams(_Params):
     min_recall: float = Field(0.9, ge=0, le=1, description="share of the true boxes the result finds, to accept")
 
 
-ValidatorParams = Annotated[CocoSchemaParams | IouConsensusParams | GoldStandardParams, Field(discriminator="name")]
+class ModelUpdateParams(_Params):
+    """A federated round's update: well formed, not a free rider or a copy, not worse than the global
+    model on the creator's private validation set, not an outlier against the round's other updates."""
+
+    name: Literal["model_update"] = Field(description="the validator")
+    validation: Path = Field(..., description="the creator's private validation set (.npz with x and y)")
+    global_model: Path | None = Field(None, description="the weights the round started from (.npz); a campaign "
+                                                        "fills it in for each round")
+    max_drop: float = Field(judge.Thresholds.max_drop, ge=0, le=1,
+                            description="reject below the global model's validation accuracy minus this")
+    max_norm_ratio: float = Field(judge.Thresholds.max_norm_ratio, gt=1,
+                                  description="reject a change this many times the round's median norm (boosted)")
+    max_cosine_distance: float = Field(judge.Thresholds.max_cosine_distance, gt=0, le=2,
+                                       description="reject a change this far from the round's median direction")
+    free_rider_ratio: float = Field(judge.Thresholds.free_rider_ratio, ge=0, lt=1,
+                                    description="reject a change smaller than this share of the round's median")
+    min_peers: int = Field(judge.Thresholds.min_peers, ge=0, description="other updates needed for the "
+                                                                         "robustness checks")
+    wait_s: float = Field(120, gt=0, description="seconds an update waits for min_peers other updates")
+    on_timeout: Literal["review", "accept", "reject"] = Field(
+        "accept", description="after wait_s without enough peers: decide without the robustness checks "
+                              "(accept), or leave it to a person, or reject")
+    update_file: str = Field("update.npz", description="the result's weights file")
+
+    def thresholds(self) -> judge.Thresholds:
+        return judge.Thresholds(self.max_drop, self.max_norm_ratio, self.max_cosine_distance, self.free_rider_ratio,
+                                min_peers=self.min_peers)
+
+
+class ModelRestructureParams(_Params):
+    """A model engineer's restructured model: within the size target, accuracy kept on the creator's test set."""
+
+    name: Literal["model_restructure"] = Field(description="the validator")
+    reference: Path = Field(..., description="the model the engineer was given (.npz weights)")
+    test: Path = Field(..., description="the creator's private test set (.npz with x and y)")
+    max_bytes: int = Field(..., gt=0, description="largest accepted model file, in bytes")
+    max_drop: float = Field(0.02, ge=0, le=1, description="largest accepted loss of test accuracy")
+    model_file: str = Field("model_int8.npz", description="the result's model file (int8 q_i/scale_i or arr_i)")
+
+
+ValidatorParams = Annotated[CocoSchemaParams | IouConsensusParams | GoldStandardParams | ModelUpdateParams
+                            | ModelRestructureParams, Field(discriminator="name")]
 
 
 # -- the checks -----------------------------------------------------------------------------------------
@@ -232,8 +276,78 @@ def gold_standard(params: GoldStandardParams) -> Validator:
     return Validator("gold_standard", check)
 
 
+@lru_cache(maxsize=16)
+def _arrays(path: Path, mtime: float, kind: str):
+    """A data set (x, y) or a model's weights from the creator's own files, read once per version."""
+    return digits.load_xy(path) if kind == "xy" else model.load(path)
+
+
+def _own(path: Path, kind: str):
+    return _arrays(path, path.stat().st_mtime, kind)
+
+
+def _num_examples(folder: Path) -> int | str:
+    """The example count a contributor reports, or why it is unusable."""
+    try:
+        count = json.loads((folder / "metrics.json").read_text())["num_examples"]
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        return f"metrics.json has no num_examples ({type(exc).__name__})"
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        return f"metrics.json: num_examples {count!r} is not a positive integer"
+    return count
+
+
+def _sent_order(submission: Submission) -> tuple[int, int]:
+    return (submission.submitted_block or 0, submission.submission_id)
+
+
+def model_update(params: ModelUpdateParams) -> Validator:
+    if params.global_model is None:
+        raise ValueError("model_update needs global_model (campaigns set it for each round)")
+    _own(params.validation, "xy"), _own(params.global_model, "weights")  # fail at start-up, not at a result
+
+    def check(ev: Evidence) -> Verdict:
+        try:
+            update = model.load(ev.folder / params.update_file)
+        except model.BadModel as exc:
+            return Verdict(False, f"model_update: {params.update_file}: {exc}"[:300])
+        examples = _num_examples(ev.folder)
+        if isinstance(examples, str):
+            return Verdict(False, f"model_update: {examples}")
+        peers = []
+        for sub, folder in ev.peers:
+            try:
+                weights = model.load(folder / params.update_file)
+            except model.BadModel:
+                continue
+            peers.append(judge.Peer(f"submission {sub.submission_id}", weights,
+                                    _sent_order(sub) < _sent_order(ev.submission)))
+        found = judge.judge(update, _own(params.global_model, "weights"), _own(params.validation, "xy"), peers,
+                            params.thresholds())
+        return Verdict(found.accept, f"model_update: {found.reason}", {**found.scores, "examples": examples})
+
+    return Validator("model_update", check, needs_peers=True, wait_s=params.wait_s, on_timeout=params.on_timeout)
+
+
+def model_restructure(params: ModelRestructureParams) -> Validator:
+    _own(params.reference, "weights"), _own(params.test, "xy")
+
+    def check(ev: Evidence) -> Verdict:
+        path = ev.folder / params.model_file
+        try:
+            candidate, size = restructure.load_restructured(path), path.stat().st_size
+        except (model.BadModel, OSError) as exc:
+            return Verdict(False, f"model_restructure: {params.model_file}: {exc}"[:300])
+        found = restructure.check(candidate, size, _own(params.reference, "weights"), _own(params.test, "xy"),
+                                  params.max_drop, params.max_bytes)
+        return Verdict(found.accept, f"model_restructure: {found.reason}", found.scores)
+
+    return Validator("model_restructure", check)
+
+
 SIMPLE = {"outputs_present": outputs_present, "json_outputs": json_outputs, "coco_schema": coco_schema}
-BUILDERS = {"iou_consensus": iou_consensus, "gold_standard": gold_standard}
+BUILDERS = {"iou_consensus": iou_consensus, "gold_standard": gold_standard, "model_update": model_update,
+            "model_restructure": model_restructure}
 
 
 def load_validator(spec: str | BaseModel) -> Validator:

@@ -28,6 +28,7 @@ from decentralml_core import work
 from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
+from decentralml_core.federated.outputs import contribution_problem
 from decentralml_core.sandbox import run_task_script
 from decentralml_core.storage import Limits, StorageError, Unreachable, open_store
 
@@ -155,6 +156,9 @@ class WorkerAgent:
         storage = work.storage_of(task)
         if storage not in policy.storage_types:
             return f"storage {storage} not in policy"
+        epochs = work.training_settings(task).get("epochs")
+        if policy.max_epochs is not None and isinstance(epochs, int) and epochs > policy.max_epochs:
+            return f"asks for {epochs} epochs, more than max_epochs {policy.max_epochs}"
         return None
 
     async def consider(self, task_id: int, now: int) -> None:
@@ -292,12 +296,18 @@ class WorkerAgent:
         work.write_task_parameters(folder, terms)  # the script's parameters
         _, script = work.assets_of(task) or (None, work.SCRIPT)
         report = await run_task_script(folder, script, self.config.sandbox.limits(),
-                                       self.config.sandbox.allow_unsandboxed)
+                                       self.config.sandbox.allow_unsandboxed, data_dir=self.config.data)
         self.metrics.inc("sandbox_seconds", report.wall_s)
         if report.status != "ok":
             self.journal.set(KIND, task_id, "failed", error="; ".join(report.errors), sandbox=report.as_dict())
             self.metrics.inc("tasks_failed")
             log.warning("task_script_failed", task_id=task_id, status=report.status, errors=report.errors)
+            return
+        problem = None if self.config.data is None else contribution_problem(folder)
+        if problem is not None:  # private data on this host: only a model update may leave it
+            self.journal.set(KIND, task_id, "failed", error=problem)
+            self.metrics.inc("tasks_failed")
+            log.warning("task_outputs_refused", task_id=task_id, reason=problem)
             return
         self.journal.set(KIND, task_id, "ran", outputs=report.outputs)
 

@@ -57,6 +57,12 @@ async def _create(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: T
     return task_id
 
 
+async def create_task_from_spec(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: TaskTerms | None = None,
+                                client_token: str | None = None) -> int:
+    """Post a task built with :func:`work.task_spec` (any type); returns the task id."""
+    return await _create(substrate, who, spec, terms, client_token)
+
+
 async def create_task_data_annotator(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
                                      pays_amount, max_assignments, validation_strategy, annotation_type,
                                      annotation_media_samples, annotation_files, annotation_class_labels,

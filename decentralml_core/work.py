@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from .chain.model import StorageType, Task, TaskType
+from .chain.model import StorageType, Task, TaskSpec, TaskType
 from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
 from .storage.cid import parse
@@ -48,6 +48,35 @@ async def publish_assets(store: BlockStore, folder: str | Path, limits: Limits =
     return PublishedAssets(ref, files, samples, json.dumps({"assets": ref, "script": SCRIPT}, sort_keys=True))
 
 
+def content_reference(path: str, option: str = "--path") -> str:
+    """``path`` if it is a content address (a CID) a worker can fetch and verify; else a one-line fix."""
+    try:
+        return parse(path).text
+    except StorageError:
+        raise ValueError(f"{option} {path!r} is not a content reference (CID): workers could not fetch it and "
+                         "their escrow would stay locked; publish the folder with --assets DIR instead") from None
+
+
+def task_spec(task_type: TaskType, assets_ref: str | None, storage_type: StorageType | str | None,
+              credentials: str | None = "", annotation: dict | None = None, **common) -> TaskSpec:
+    """``create_task``'s arguments for a task whose files are the folder ``assets_ref``: the pallet keeps
+    that reference in a different field per task type (``model_engineer_path``,
+    ``model_contributor_script_path``, or ``annotation_json``'s ``assets`` beside the file lists in
+    ``annotation``). ``common``: question, pays_amount, expiration_block, max_assignments,
+    validation_strategy, annotation_json."""
+    storage = None if storage_type is None else StorageType(storage_type)
+    task_type = TaskType(task_type)
+    if task_type == TaskType.MODEL_ENGINEER:
+        return TaskSpec(task_type=task_type, **common, model_engineer_path=assets_ref,
+                        model_engineer_storage_type=storage, model_engineer_storage_credentials=credentials)
+    if task_type == TaskType.MODEL_CONTRIBUTOR:
+        return TaskSpec(task_type=task_type, **common, model_contributor_script_path=assets_ref,
+                        model_contributor_script_storage_type=storage,
+                        model_contributor_script_storage_credentials=credentials)
+    return TaskSpec(task_type=task_type, **common, **(annotation or {}), annotation_files_storage_type=storage,
+                    annotation_files_storage_credentials=credentials)
+
+
 def assets_of(task: Task) -> tuple[str, str] | None:
     """(folder reference, script name) of a task's assets, or None if it names none.
 
@@ -68,6 +97,17 @@ def assets_of(task: Task) -> tuple[str, str] | None:
     if not isinstance(info, dict) or not isinstance(info.get("assets"), str):
         return None
     return info["assets"], safe_name(str(info.get("script") or SCRIPT))
+
+
+def training_settings(task: Task) -> dict:
+    """A training round's settings as its task announces them (``annotation_json``'s ``settings``: epochs,
+    lr, …) so a contributor's policy can decline before taking it; {} when absent or unreadable."""
+    try:
+        info = json.loads(task.annotation_json or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    settings = info.get("settings") if isinstance(info, dict) else None
+    return settings if isinstance(settings, dict) else {}
 
 
 def storage_of(task: Task) -> str:

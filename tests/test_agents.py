@@ -190,9 +190,8 @@ def test_review_queue_metrics_and_status(devnet, market_setup, tmp_path):
 
 
 @pytest.mark.parametrize("role,task_type,assets_dir,key,expected", [
-    ("engineer", "ModelEngineer", "model_engineer", "Eve", "model_int8.json"),
-    ("contributor", "ModelContributor", "model_contributor", "Ferdie", "model.npz"),
-])
+    ("engineer", "ModelEngineer", "model_engineer", "Eve", "model_int8.npz"),
+])  # model contributors: tests/test_federated_agents.py
 def test_model_roles_run_their_example_tasks(devnet, market_setup, tmp_path, role, task_type, assets_dir, key,
                                              expected):
     from decentralml_core.storage import LocalStore, get_folder

@@ -52,9 +52,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     create.add_argument("--coordinates", help="annotation class coordinates")
     create.add_argument("--annotation-json", help="extra JSON for annotators (e.g. the script to run)")
     create.add_argument("--storage-type", choices=[s.value for s in StorageType], default=StorageType.IPFS)
-    create.add_argument("--path", help="model engineer path / model contributor script path")
-    create.add_argument("--assets", type=Path, help="publish this folder (annotation_files/, annotation_samples/, "
-                                                    "start_task.sh) and reference it from the task")
+    create.add_argument("--path", help="model engineer path / model contributor script path: the CID of a "
+                                       "published folder (or use --assets)")
+    create.add_argument("--assets", type=Path, help="publish this folder (start_task.sh and its files; for "
+                                                    "annotation annotation_files/, annotation_samples/) and "
+                                                    "reference it from the task's field for its type")
     rules = create.add_argument_group("market rules (a node with the full DecentralML pallet)")
     rules.add_argument("--submit-within", type=int, metavar="BLOCKS",
                        help="a worker's assignment is abandoned (its slot reopens) if no result comes this many "
@@ -135,17 +137,20 @@ async def create_task(args, client) -> None:
             annotation_class_coordinates=args.coordinates, annotation_json=args.annotation_json,
             annotation_files_storage_type=args.storage_type,
             annotation_files_storage_credentials=chain_credentials(args), **common)
-    elif args.task_type == TaskType.MODEL_ENGINEER:
-        task_id = await tasks.create_task_model_engineer(end, client, who, None, args.task_type,
-                                                         model_engineer_path=args.path,
-                                                         model_engineer_storage_type=args.storage_type,
-                                                         model_engineer_storage_credentials=None, **common)
-    else:
-        task_id = await tasks.create_task_model_contributor(end, client, who, None, args.task_type,
-                                                            model_contributor_script_path=args.path,
-                                                            model_contributor_script_storage_type=args.storage_type,
-                                                            model_contributor_script_storage_credentials=None,
-                                                            **common)
+    else:  # model engineering or contribution: the folder's CID goes in the type's path field
+        if args.assets is not None:
+            with progress_bar(f"publishing {args.assets}") as progress:
+                ref = (await work.publish_assets(store_for(args, args.storage_type), args.assets,
+                                                 progress=progress)).ref
+        elif args.path is not None:
+            ref = work.content_reference(args.path)
+        else:
+            raise ValueError(f"a {args.task_type} task needs its folder: --assets DIR (published now) or --path CID")
+        spec = work.task_spec(args.task_type, ref, args.storage_type, chain_credentials(args),
+                              question=args.question, pays_amount=args.pays, expiration_block=end,
+                              max_assignments=args.max_assignments, validation_strategy=args.strategy,
+                              annotation_json=args.annotation_json)
+        task_id = await tasks.create_task_from_spec(client, who, spec, terms, args.client_token)
     emit(args, {"task_id": task_id, "creator": who.ss58_address, "escrow": args.pays * args.max_assignments,
                 "expiration_block": end, **({} if terms.is_default else {"terms": plain(terms)})})
 
@@ -167,7 +172,7 @@ async def show_task(args, client) -> int:
 async def assign_task(args, client) -> None:
     who = keypair(args)
     task = await Market(client).task(args.task_id)
-    store = store_for(args, task.annotation_files_storage_type or "IPFS") if task and work.assets_of(task) else None
+    store = store_for(args, work.storage_of(task)) if task and work.assets_of(task) else None
     submission_id = await tasks.assign_task(client, who, None, args.task_id, store=store, work_root=args.work_dir)
     folder = work.work_dir(args.work_dir, args.task_id, submission_id)
     emit(args, {"task_id": args.task_id, "submission_id": submission_id, "worker": who.ss58_address,

@@ -7,6 +7,9 @@ size, open files, no core), a per-run cgroup for processes and memory where dele
 timeout that kills the process group, and a disk watchdog (the task dir's growth in bytes and
 entries, the file system's free space) that kills a run filling the disk. Outputs count only as regular
 files in ``outputs/``.
+
+A worker's private data (a model contributor's training set) is bound read-only at ``/data``
+(``$DECENTRALML_DATA``): the script reads it where it runs, nothing copies it into the task dir.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from .limits import SandboxLimits
 log = structlog.get_logger(__name__)
 OUTPUTS = "outputs"
 INNER = "/task"
+DATA = "/data"
 DISK_CHECK_S = 0.5
 
 
@@ -69,7 +73,7 @@ def bubblewrap_works() -> bool:
     return probe.returncode == 0
 
 
-def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits) -> list[str]:
+def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits, data_dir: Path | None = None) -> list[str]:
     path = "/usr/local/bin:/usr/bin:/bin"
     shared: list[str] = []
     if limits.share_python:
@@ -90,6 +94,8 @@ def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits) -> list[str]:
             argv += ["--ro-bind", etc, etc]
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     argv += shared  # after /tmp's tmpfs, which would hide a Python that lives under /tmp
+    if data_dir is not None:
+        argv += ["--ro-bind", str(data_dir), DATA, "--setenv", "DECENTRALML_DATA", DATA]
     argv += ["--bind", str(task_dir), INNER, "--chdir", INNER, "--remount-ro", "/", "--disable-userns", "sh", script]
     return argv
 
@@ -110,9 +116,11 @@ def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None):
 
 
 async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", limits: SandboxLimits = SandboxLimits(),
-                          allow_unsandboxed: bool = False) -> SandboxReport:
-    """Run ``sh script`` in ``task_dir`` under the sandbox; never raises for what the script does."""
+                          allow_unsandboxed: bool = False, data_dir: str | Path | None = None) -> SandboxReport:
+    """Run ``sh script`` in ``task_dir`` under the sandbox; never raises for what the script does.
+    ``data_dir``: a folder the script may read (only) at ``/data``."""
     task_dir = Path(task_dir).resolve()
+    data_dir = None if data_dir is None else Path(data_dir).resolve()
     script = safe_name(script)
     path = task_dir / script
     if path.is_symlink() or not path.is_file():
@@ -129,8 +137,9 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
         folder.chmod(0o777)  # the unprivileged uid inside must write here
     logs = task_dir.parent / f".{task_dir.name}.logs"
     logs.mkdir(exist_ok=True)
-    argv = bwrap_argv(task_dir, script, limits) if isolated else ["sh", script]
-    env = {} if isolated else {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(task_dir), "LANG": "C.UTF-8"}
+    argv = bwrap_argv(task_dir, script, limits, data_dir) if isolated else ["sh", script]
+    env = {} if isolated else {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(task_dir), "LANG": "C.UTF-8",
+                               **({"DECENTRALML_DATA": str(data_dir)} if data_dir else {})}
     cgroup = RunCgroup(limits.max_procs, limits.memory_mb)
     started = time.monotonic()
     status, code, errors = "ok", None, []
