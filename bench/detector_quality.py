@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "scripts")]
 import numpy as np  # noqa: E402
 from simulated_annotators import perturbed  # noqa: E402
 
-from agents.box_agreement import boxes_from_coco, detection_scores, iou_matrix  # noqa: E402
+from agents.box_agreement import boxes_from_coco, detection_scores, greedy_match, iou_matrix  # noqa: E402
 from agents.validators import (  # noqa: E402
     Evidence,
     GoldStandardParams,
@@ -80,7 +80,40 @@ def detector_run(work: Path, detect_py: Path, images: Path, truth: dict) -> dict
     return {"images": len(truth["images"]), "megapixels": round(megapixels, 2), "seconds": round(seconds, 1),
             "s_per_mp": round(seconds / megapixels, 2), "map50": round(scores["map50"], 3),
             "map50_95": round(scores["map50_95"], 3), **{f"ap50_{k}": round(v, 3) for k, v in scores["ap50"].items()},
-            "boxes": len(found["annotations"]), "truth": len(truth["annotations"]), **false_boxes(truth, found)}
+            "boxes": len(found["annotations"]), "truth": len(truth["annotations"]), **false_boxes(truth, found),
+            **recall_by_condition(truth, found)}
+
+
+def condition(image: dict, annotation: dict) -> list[str]:
+    """The held-out set's groups an object belongs to (none for the tuning set, which has no labels)."""
+    if "scale" not in annotation:
+        return []
+    scale = annotation["scale"]
+    size = ("scale<0.5" if scale < 0.5 else "scale 0.5-0.8" if scale < 0.8 else "scale 0.8-1.25" if scale <= 1.25
+            else "scale 1.25-2" if scale <= 2 else "scale>2")
+    return [f"surround {image['surround']}", size, "occluded" if annotation["occluded"] else "whole"]
+
+
+def recall_by_condition(truth: dict, found: dict) -> dict:
+    """Share of true boxes found (same class, IoU ≥ 0.5, COCO's greedy matching by score) per group."""
+    images = {im["id"]: im for im in truth["images"]}
+    true_labels = {c["id"]: c["name"] for c in truth["categories"]}
+    found_boxes = boxes_from_coco(found)
+    counts: dict[str, list[int]] = {}
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for a in truth["annotations"]:
+        grouped.setdefault((images[a["image_id"]]["file_name"], true_labels[a["category_id"]]), []).append(a)
+    for key, objects in grouped.items():
+        rows = found_boxes.get(key, np.zeros((0, 5)))
+        order = np.argsort(-rows[:, 4]) if len(rows) else np.zeros(0, int)
+        true_rows = np.asarray([[*a["bbox"], 1.0] for a in objects], dtype=float)
+        matched = {c for _, c in greedy_match(iou_matrix(rows, true_rows), 0.5, order)}
+        for i, a in enumerate(objects):
+            for group in condition(images[a["image_id"]], a):
+                counts.setdefault(group, [0, 0])
+                counts[group][0] += i in matched
+                counts[group][1] += 1
+    return {f"recall {group}": f"{hit}/{total}" for group, (hit, total) in sorted(counts.items())}
 
 
 def false_boxes(truth: dict, found: dict) -> dict:

@@ -18,7 +18,8 @@ on its output says how the detector does on images nobody looked at while choosi
   or a smooth ramp, with sensor noise).
 
 Each image's entry in the COCO truth carries ``kind`` (objects / empty / flat), ``surround`` (dark /
-light / photo / flat) and whether it has distractors, for the benchmark's breakdown. The images go to a
+light / photo / flat) and whether it has distractors, each object its ``scale``, ``angle`` and
+whether it is ``occluded``: the benchmark's breakdown. The images go to a
 build folder, never into the repository; the default seed (2111) is never used for tuning.
 
     python scripts/make_heldout_detection_set.py OUT_DIR [--files 36] [--seed 2111]
@@ -215,23 +216,26 @@ def generate(out: Path, files: int, seed: int) -> dict:
         if kind == "objects":
             for _ in range(int(rng.integers(1, 6))):
                 label = labels[int(rng.integers(len(labels)))]
-                obj, soft = transformed(*objects[label], object_scale(rng), float(rng.uniform(-30, 30)))
+                scale, angle = object_scale(rng), float(rng.uniform(-30, 30))
+                obj, soft = transformed(*objects[label], scale, angle)
                 box = paste(canvas, obj, soft, taken, rng)
                 if box is not None:
-                    boxes.append((label, box))
+                    boxes.append((label, box, scale, angle))
         with_distractors = kind != "flat" and rng.random() < 0.6
         if with_distractors:
             for _ in range(int(rng.integers(1, 4))):
                 image, mask = distractor(rng)
                 obj, soft = transformed(image, mask, 1.0, float(rng.uniform(0, 360)))
                 paste(canvas, obj, soft, taken, rng)
-        for label, box in boxes:
-            if rng.random() < 0.33:
+        for label, box, scale, angle in boxes:
+            occluded = bool(rng.random() < 0.33)
+            if occluded:
                 x, y, w, h = box
                 occlude(canvas, box, other[y:y + h, x:x + w], rng)
             coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": n,
                                         "category_id": labels.index(label) + 1, "bbox": [int(v) for v in box],
-                                        "area": int(box[2] * box[3]), "iscrowd": 0})
+                                        "area": int(box[2] * box[3]), "iscrowd": 0, "scale": round(scale, 3),
+                                        "angle": round(angle, 1), "occluded": occluded})
         pixels = degrade(canvas, rng, surround)
         name = f"heldout_{n}.jpg"
         cv2.imwrite(str(out / "images" / name), pixels, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(35, 96))])
