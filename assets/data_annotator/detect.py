@@ -99,6 +99,7 @@ class Features:
         scale = np.where(energy > 1e-6, weight / np.maximum(energy, 1e-6), 0).astype(np.float32)
         self.edges = np.dstack([a * scale, b * scale]).astype(np.float32)
         self.edge_energy = (weight * weight).astype(np.float32)
+        self.color_planes, self.edge_planes = _planes(self.color), _planes(self.edges)
 
 
 class Template:
@@ -135,17 +136,18 @@ class Template:
         self.support_area = float(ring.sum())
         self.edges = (feats.edges[y0:y1, x0:x1] * ring[..., None]).astype(np.float32)
         self.edge_norm = float(np.sqrt((self.edges * self.edges).sum()))
+        self.color_planes, self.edge_planes = _planes(self.color), _planes(self.edges)
 
     def scores(self, image: Features, min_texture: float):
         """Score of the object's box at every place of ``image`` (geometric mean of the colour and
         edge correlations; 0 where the image lacks texture)."""
         match = cv2.matchTemplate
-        color_num = match(image.color, self.color, cv2.TM_CCORR)
+        color_num = _correlate(image.color_planes, self.color_planes)
         s1 = match(image.sum, self.mask, cv2.TM_CCORR)
         s2 = match(image.sum_sq, self.mask, cv2.TM_CCORR)
         variance = np.maximum(s2 - s1 * s1 / self.count, 1e-3)
         color = color_num / (self.color_norm * np.sqrt(variance))
-        edge_num = match(image.edges, self.edges, cv2.TM_CCORR)
+        edge_num = _correlate(image.edge_planes, self.edge_planes)
         energy = np.maximum(match(image.edge_energy, self.support, cv2.TM_CCORR), 1e-6)
         edges = edge_num / (self.edge_norm * np.sqrt(energy))
         found = edge_num / (self.edge_norm * self.edge_norm)
@@ -219,6 +221,19 @@ class Detector:
             self.cache[key] = Template(sample, mask, scale, angle)
         return self.cache[key]
 
+    def refine(self, full, k, scale, angle, x, y, reach):
+        """The best place within ``reach`` px of (x, y) at full resolution for one scale and angle:
+        (score, x, y, object's (w, h), scale)."""
+        t = self.template(k, scale, angle)
+        th, tw = t.color.shape[:2]
+        x0, y0 = max(int(round(x)) - reach, 0), max(int(round(y)) - reach, 0)
+        x1, y1 = min(int(round(x)) + reach + tw, full.sum.shape[1]), min(int(round(y)) + reach + th, full.sum.shape[0])
+        if x1 - x0 < tw or y1 - y0 < th:
+            return (-1.0, 0, 0, t.box, scale)
+        sc = t.scores(_crop(full, x0, y0, x1, y1), self.params["min_texture"])
+        wy, wx = np.unravel_index(int(np.argmax(sc)), sc.shape)
+        return (float(sc[wy, wx]), x0 + int(wx), y0 + int(wy), t.box, scale)
+
     def detect(self, image, limit=40):
         """Coarse search per scale on its pyramid level, refinement at full resolution, then NMS."""
         threshold, min_texture = self.params["threshold"], self.params["min_texture"]
@@ -251,25 +266,16 @@ class Detector:
         full = levels[1.0]
         found_boxes, found_scores, found_classes = [], [], []
         for _, k, scale, angle, x, y, f in kept:
-            best = None
             reach = int(round(1 / f)) + 2
-            for s in half_steps(self.scales, scale):
-                for a in half_steps(self.classes[k][3], angle):
-                    t = self.template(k, s, a)
-                    th, tw = t.color.shape[:2]
-                    x0, y0 = max(int(round(x)) - reach, 0), max(int(round(y)) - reach, 0)
-                    x1 = min(int(round(x)) + reach + tw, full.sum.shape[1])
-                    y1 = min(int(round(y)) + reach + th, full.sum.shape[0])
-                    if x1 - x0 < tw or y1 - y0 < th:
-                        continue
-                    sc = t.scores(_crop(full, x0, y0, x1, y1), min_texture)
-                    wy, wx = np.unravel_index(int(np.argmax(sc)), sc.shape)
-                    if best is None or sc[wy, wx] > best[0]:
-                        best = (float(sc[wy, wx]), x0 + int(wx), y0 + int(wy), t.box)
-            if best is None or best[0] < threshold:
+            # scale first (at the coarse angle), then angle (at the best scale): 5 tries, not 9
+            best = max((self.refine(full, k, s, angle, x, y, reach) for s in half_steps(self.scales, scale)),
+                       key=lambda b: b[0])
+            for a in half_steps(self.classes[k][3], angle)[1:]:
+                best = max(best, self.refine(full, k, best[4], a, x, y, reach), key=lambda b: b[0])
+            if best[0] < threshold:
                 continue
             # the template starts PAD before the object's box, and the image is padded by PAD: they cancel
-            score, bx, by, (bw, bh) = best
+            score, bx, by, (bw, bh), _ = best
             bx, by = min(max(bx, 0), width - 1), min(max(by, 0), height - 1)
             found_boxes.append([int(bx), int(by), int(min(bw, width - bx)), int(min(bh, height - by))])
             found_scores.append(min(score, 1.0))
@@ -284,11 +290,26 @@ class Detector:
         return [(found_boxes[i], score, category) for i, score, category in kept_boxes]
 
 
+def _planes(array):
+    return [np.ascontiguousarray(array[..., c]) for c in range(array.shape[2])]
+
+
+def _correlate(planes, templates):
+    """Cross-correlation summed over channels, one channel at a time: OpenCV's multi-channel
+    matchTemplate took 13 ms where three single-channel calls take 4.5 (326×246 image, 20 px)."""
+    total = cv2.matchTemplate(planes[0], templates[0], cv2.TM_CCORR)
+    for plane, template in zip(planes[1:], templates[1:], strict=True):
+        total += cv2.matchTemplate(plane, template, cv2.TM_CCORR)
+    return total
+
+
 def _crop(feats, x0, y0, x1, y1):
     window = Features.__new__(Features)
     window.color = feats.color[y0:y1, x0:x1]
     window.sum, window.sum_sq = feats.sum[y0:y1, x0:x1], feats.sum_sq[y0:y1, x0:x1]
     window.edges, window.edge_energy = feats.edges[y0:y1, x0:x1], feats.edge_energy[y0:y1, x0:x1]
+    window.color_planes = [p[y0:y1, x0:x1] for p in feats.color_planes]
+    window.edge_planes = [p[y0:y1, x0:x1] for p in feats.edge_planes]
     return window
 
 
