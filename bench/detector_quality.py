@@ -142,15 +142,19 @@ def detectors(work: Path, before: str | None, files: int, seed: int) -> None:
     """Before (the detector of git revision ``before``) and after, on the tuning and the held-out set."""
     from make_heldout_detection_set import generate
 
-    heldout = work / "heldout"
-    sets = {"tuning": (ASSETS / "annotation_files", json.loads(TRUTH.read_text())),
-            "held-out": (heldout / "images", generate(heldout, files, seed))}
     versions = {"after": ASSETS / "detect.py"}
     if before:
         old = work / "before_detect.py"
-        old.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{before}:assets/data_annotator/detect.py"],
-                                       check=True, capture_output=True).stdout)
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{before}:assets/data_annotator/detect.py"],
+                               capture_output=True)
+        if shown.returncode:
+            raise SystemExit(f"--before {before}: no assets/data_annotator/detect.py at that git revision "
+                             "(give a commit of this repository, e.g. cc8f160)")
+        old.write_bytes(shown.stdout)
         versions = {"before": old, **versions}
+    heldout = work / "heldout"
+    sets = {"tuning": (ASSETS / "annotation_files", json.loads(TRUTH.read_text())),
+            "held-out": (heldout / "images", generate(heldout, files, seed))}
     for set_name, (images, truth) in sets.items():
         for version, path in versions.items():
             row = {"set": set_name, "detector": version if version == "after" else f"before ({before})",
