@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) bench/submit_pipeline.py
 	$(PY) bench/farm.py
 	$(PY) bench/detector_quality.py
+	$(PY) bench/slow_clients.py
 
 # Fault injection (not in make test): 50 seeded runs of a small farm under crashes, cut connections, a full
 # disk and a bad storage server, each checked for lost or doubled work and payments. RUNS=5 for a quick check.
@@ -38,6 +39,7 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -11,9 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from yarl import URL
 
-from decentralml_core.chain.model import AnnotationType, StorageType, TaskTerms, TaskType, ValidationStrategy
+from decentralml_core.chain.model import (
+    MAX_DISTINCT_CREATORS,
+    AnnotationType,
+    StorageType,
+    TaskTerms,
+    TaskType,
+    ValidationStrategy,
+)
 from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
@@ -154,11 +162,18 @@ class PublishedTask(Strict):
     min_accepted: int = Field(0, ge=0, description="market rule: only workers with this many accepted results")
     max_rejection_rate: float | None = Field(None, ge=0, le=1, description="market rule: only workers whose "
                                                                            "rejected / decided results are ≤ this")
+    min_distinct_creators: int = Field(0, ge=0, le=MAX_DISTINCT_CREATORS, description=(
+        "market rule: only workers whose accepted results come from this many creators besides this task's own"))
+    max_abandonment_rate: float | None = Field(None, ge=0, le=1, description=(
+        "market rule: only workers whose abandoned / (decided + abandoned) assignments are ≤ this (an assignment "
+        "cut short by a task's expiry is not counted)"))
 
     def terms(self) -> TaskTerms:
         """The task's market rules; all unset (the default) publishes a task without rules, as before."""
         return TaskTerms(submit_within=self.submit_within, review_window=self.review_window,
-                         min_accepted=self.min_accepted, max_rejection_rate=self.max_rejection_rate)
+                         min_accepted=self.min_accepted, max_rejection_rate=self.max_rejection_rate,
+                         min_distinct_creators=self.min_distinct_creators,
+                         max_abandonment_rate=self.max_abandonment_rate)
 
     @model_validator(mode="after")
     def validator_for_custom(self) -> PublishedTask:
@@ -176,8 +191,25 @@ class ReviewSection(Strict):
     web_host: str = Field("127.0.0.1", description="the review page's address; another than loopback only "
                                                   "behind a TLS proxy")
     token_env: str = Field("DECENTRALML_REVIEW_TOKEN", description="variable holding the review page's login "
-                                                                   "token; unset: one is generated into "
-                                                                   "state_dir/review.token (mode 0600)")
+                                                                   "token (16 characters or more); unset: one is "
+                                                                   "generated into state_dir/review.token (mode 0600)")
+    public_origin: str | None = Field(None, description="the page's address as browsers reach it through a TLS "
+                                                        "proxy, e.g. https://review.example.org: requests whose Host "
+                                                        "is its host (the proxy passes Host on) take their forms "
+                                                        "from it and get Secure cookies")
+
+    @field_validator("public_origin")
+    @classmethod
+    def an_origin(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = URL(value)
+        except ValueError as exc:
+            raise ValueError(f"not a URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/") or url.query_string:
+            raise ValueError("an origin is scheme://host[:port], e.g. https://review.example.org")
+        return str(url.origin())
 
 
 class AgentConfig(Strict):

@@ -42,9 +42,10 @@ from decentralml_core.storage.cid import parse
 from decentralml_core.storage.errors import BadManifest, StorageError, TooLarge, UnsafeName
 
 from .config import AgentConfig, PublishedTask
+from .images import asset_image_sizes
 from .journal import Entry, Journal
 from .metrics import Metrics
-from .streams import Checkpointer, close_stream
+from .streams import TRANSIENT, Checkpointer, close_stream, finish_within, handle_with_retry, settle_account
 from .validators import Evidence, Validator, Verdict, load_validator
 
 log = structlog.get_logger("agent.creator")
@@ -77,8 +78,13 @@ class CreatorAgent:
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("creator_started", creator=self.keypair.ss58_address, tasks=len(self.declared))
-        await asyncio.gather(*[self.publish(declared) for declared in self.config.tasks])  # pipelined
-        since = self.journal.meta("checkpoint") or [await self.client.block_number() + 1, -1]
+        if not await settle_account(self.client, self.keypair.ss58_address, stop):
+            return
+        if await handle_with_retry(self.publish_all, stop, "publish") is None:
+            return
+        since = self.journal.meta("checkpoint") or await handle_with_retry(self.next_block, stop, "start")
+        if since is None:
+            return
         events = self.client.events(Checkpoint(*since))
         checkpoint = Checkpointer(self.journal)
         next_event = asyncio.ensure_future(anext(events))
@@ -87,7 +93,10 @@ class CreatorAgent:
         try:
             while not stop.is_set():
                 if time.monotonic() - last_sweep >= SWEEP_S:
-                    await self.sweep()
+                    try:
+                        await self.sweep()
+                    except TRANSIENT as exc:  # the node is away or slow: the next sweep does it again
+                        log.warning("sweep_retry", error=str(exc), error_type=type(exc).__name__, retry_in_s=SWEEP_S)
                     last_sweep = time.monotonic()
                 done, _ = await asyncio.wait({next_event, stopped}, timeout=SWEEP_S,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -102,8 +111,15 @@ class CreatorAgent:
             checkpoint.flush()
             stopped.cancel()
             await close_stream(next_event, events)
-            await asyncio.gather(*self._validating.values(), return_exceptions=True)  # finish decisions in flight
+            await finish_within(self._validating)  # decisions in flight finish, or resume at the next start
             log.info("creator_stopped", creator=self.keypair.ss58_address)
+
+    async def publish_all(self) -> bool:
+        await asyncio.gather(*[self.publish(declared) for declared in self.config.tasks])  # pipelined
+        return True
+
+    async def next_block(self) -> list[int]:
+        return [await self.client.block_number() + 1, -1]
 
     # -- publishing, exactly once ---------------------------------------------------------------------
     async def publish(self, declared: PublishedTask) -> int | None:
@@ -317,6 +333,11 @@ class CreatorAgent:
         except ValueError:
             return None
 
+    def image_sizes(self, task: Task) -> dict[str, tuple[int, int]]:
+        """The real sizes of the task's images, from this creator's copy of its assets (not the result's claim)."""
+        declared = self.declared.get(self.task_name(task))
+        return asset_image_sizes(declared.assets if declared else None, task.annotation_files)
+
     def validator_for(self, task: Task) -> Validator | None:
         return self.validators.get(self.task_name(task))
 
@@ -335,7 +356,8 @@ class CreatorAgent:
                         peers.append((other, await self.result_folder(other)))
                     except Exception as exc:  # a peer's unreadable result is not this result's fault
                         log.warning("peer_result_unreadable", submission_id=other.submission_id, error=str(exc))
-        evidence = Evidence(submission, folder, task, tuple(peers))
+        sizes = await asyncio.to_thread(self.image_sizes, task)
+        evidence = Evidence(submission, folder, task, tuple(peers), sizes)
         if inspect.iscoroutinefunction(validator.check):
             verdict = await validator.check(evidence)
         else:  # CPU-bound matching runs off the event loop, so chain events and the review page keep flowing
@@ -420,7 +442,7 @@ class CreatorAgent:
         sid = submission.submission_id
         self.journal.set("submission", sid, "rejecting", reason=reason)
         try:
-            await self.market.reject_task_result(self.keypair, sid, reason[:1024])
+            receipt = await self.market.reject_task_result(self.keypair, sid, reason[:1024])
         except DispatchFailed as exc:
             if exc.error == "ReviewWindowClosed":  # decided too late: the worker may now claim the pay
                 self.journal.set("submission", sid, "window_closed", reason=reason)
@@ -434,4 +456,6 @@ class CreatorAgent:
             return
         self.journal.set("submission", sid, "rejected")
         self.metrics.inc("results_rejected")
+        for refund in receipt.find("DecentralMLModule", "EscrowRefunded"):  # rejected after the task closed
+            self.metrics.inc("escrow_reclaimed", refund["refunded"])
         log.info("result_rejected", submission_id=sid, task_id=task.task_id, reason=reason)

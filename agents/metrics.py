@@ -7,6 +7,8 @@ from collections import defaultdict
 
 from aiohttp import web
 
+from decentralml_core.netguard import bounded_writes
+
 
 class Metrics:
     def __init__(self, role: str) -> None:
@@ -41,7 +43,7 @@ async def serve_metrics(metrics: Metrics, port: int, healthy) -> web.AppRunner:
         ok, detail = healthy()
         return web.json_response({"ok": ok, **detail}, status=200 if ok else 503)
 
-    app = web.Application()
+    app = web.Application(middlewares=[bounded_writes()])  # a scraper that stops reading is cut
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get("/healthz", health)
     runner = web.AppRunner(app, access_log=None)

@@ -15,7 +15,7 @@ from .config import AgentConfig
 from .creator import CreatorAgent
 from .journal import Journal
 from .metrics import Metrics, serve_metrics
-from .review_web import serve_review_page
+from .review_web import review_token, serve_review_page
 from .worker import WorkerAgent
 
 log = structlog.get_logger("agent")
@@ -67,6 +67,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    if config.role == "creator" and config.review.web_port is not None:
+        review_token(config.review.token_env, config.state_dir)  # a weak login token stops start-up here
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
     client = await connect_when_up(config.node, stop)
     if client is None:  # stopped before the node came up
@@ -77,8 +79,10 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     if config.metrics_port is not None:
         def healthy():
             lag = time.time() - metrics.started if "chain_block" not in metrics.gauges else 0
-            return not client.closed, {"role": config.role, "chain_block": metrics.gauges.get("chain_block"),
-                                       "since_start_s": round(lag, 1)}
+            chain = client.health  # "degraded" while the node is away or dropped extrinsics are being recovered
+            return not client.closed and chain["chain"] != "failed", {
+                "role": config.role, "chain_block": metrics.gauges.get("chain_block"),
+                "since_start_s": round(lag, 1), **chain}
         runner = await serve_metrics(metrics, config.metrics_port, healthy)
     review = None
     if config.role == "creator" and config.review.web_port is not None:

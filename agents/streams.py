@@ -1,15 +1,22 @@
-"""Following the chain's event stream: where an agent is in it (checkpointed), closing it cleanly."""
+"""Following the chain's event stream: where an agent is in it (checkpointed), closing it cleanly, riding out
+a node that goes away, and stopping within a bound."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
-from decentralml_core.chain import Event
+import structlog
+
+from decentralml_core.chain import ChainClient, ConnectionLost, Event, ExtrinsicDropped, InclusionTimeout
 
 from .journal import Journal
+
+log = structlog.get_logger("agent")
+T = TypeVar("T")
 
 CHECKPOINT_EVERY_S = 2.0
 
@@ -46,3 +53,57 @@ async def close_stream(pending: asyncio.Future | None, events: AsyncIterator) ->
         with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
             await pending
     await events.aclose()
+
+
+# -- riding out a node that goes away --------------------------------------------------------------------
+TRANSIENT = (ConnectionLost, InclusionTimeout, ExtrinsicDropped)  # the node, not the work: do it again later
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0
+STOP_GRACE_S = 10.0  # a step in flight when SIGTERM came gets this long to finish; then it resumes at the next start
+SETTLE_S = 30.0  # at start, how long to let an earlier process's extrinsics still in the pool land first
+
+
+async def handle_with_retry(handle: Callable[[], Awaitable[T]], stop: asyncio.Event, what: str) -> T | None:
+    """``handle()``, again after 1 s, 2 s … 30 s while the node is away (a restart, an inclusion that
+    timed out), never raising for it: the agent stays up and says so once per failure. None if ``stop``
+    came first (the caller leaves the event unhandled, so the next start handles it)."""
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return await handle()
+        except TRANSIENT as exc:
+            log.warning("event_retry", handling=what, error=str(exc), error_type=type(exc).__name__, retry_in_s=delay)
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+            return None
+        except TimeoutError:
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
+async def finish_within(running: set[asyncio.Task] | dict, grace: float = STOP_GRACE_S) -> None:
+    """Let the steps in flight finish for ``grace`` seconds, then cancel the rest: each is journaled
+    where it stands and resumes at the next start (an inclusion that can never come no longer holds a
+    SIGTERM for 30 s or more)."""
+    tasks = set(running.values() if isinstance(running, dict) else running)
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=grace)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+    if late:
+        log.info("steps_interrupted", count=len(late), after_s=grace, action="they resume at the next start")
+
+
+async def settle_account(client: ChainClient, account: str, stop: asyncio.Event, timeout: float = SETTLE_S) -> bool:
+    """At start, let what an earlier process of this account left in the node's pool land before steps
+    resume and read the chain (else a resumed step sends its call again, refused as done: a fee and a
+    duplicate). False if ``stop`` came first."""
+    async def settle() -> int:
+        return await client.wait_settled(account, timeout)
+
+    waiting = await handle_with_retry(settle, stop, "settle_account")
+    if waiting is None:
+        return False
+    if waiting:
+        log.warning("account_not_settled", account=account, waiting=waiting, after_s=timeout)
+    return True

@@ -56,6 +56,7 @@ class Evidence:
     folder: Path
     task: Task | None = None
     peers: tuple[tuple[Submission, Path], ...] = ()  # the task's other results, fetched (validators that ask)
+    image_sizes: dict[str, tuple[int, int]] | None = None  # file name -> (width, height) of the creator's images
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,11 @@ def _labels(task: Task | None) -> list[str]:
     return [s.strip() for s in ((task.annotation_class_labels if task else None) or "").split(",") if s.strip()]
 
 
-def read_coco(folder: Path, task: Task | None) -> tuple[dict | None, str]:
-    """``annotations_coco.json`` if it parses as COCO, covers every annotation file, keeps boxes inside
-    their images and uses only the task's class labels; else None and why."""
+def read_coco(folder: Path, task: Task | None, sizes: dict[str, tuple[int, int]] | None = None) -> tuple[dict | None, str]:
+    """``annotations_coco.json`` if it parses as COCO, covers every annotation file, declares the real
+    size of each image in ``sizes`` (a result claiming 640×480 for a 320×240 image, its boxes doubled,
+    would look aligned when drawn against its claim), keeps boxes inside their images and uses only the
+    task's class labels; else None and why."""
     try:
         coco = json.loads((folder / COCO_FILE).read_text())
         images = {im["id"]: im for im in coco["images"]}
@@ -149,6 +152,11 @@ def read_coco(folder: Path, task: Task | None) -> tuple[dict | None, str]:
         missing = sorted(expected - {im.get("file_name") for im in images.values()})
         if missing:
             return None, f"{len(missing)} files not annotated, e.g. {missing[0]}"
+    for image in images.values():
+        real = (sizes or {}).get(image.get("file_name"))
+        if real is not None and (image.get("width"), image.get("height")) != real:
+            return None, (f"{image['file_name']} declared {image.get('width')}x{image.get('height')}, "
+                          f"the image is {real[0]}x{real[1]}")[:200]
     for a in annotations:
         image = images.get(a.get("image_id"))
         if image is None or a.get("category_id") not in categories:
@@ -164,7 +172,7 @@ def read_coco(folder: Path, task: Task | None) -> tuple[dict | None, str]:
 
 
 def coco_schema(ev: Evidence) -> Verdict:
-    coco, problem = read_coco(ev.folder, ev.task)
+    coco, problem = read_coco(ev.folder, ev.task, ev.image_sizes)
     if coco is None:
         return Verdict(False, f"coco_schema: {problem}")
     return Verdict(True, "coco_schema: ok", {"images": len(coco["images"]), "boxes": len(coco["annotations"])})
@@ -172,10 +180,11 @@ def coco_schema(ev: Evidence) -> Verdict:
 
 def iou_consensus(params: IouConsensusParams) -> Validator:
     def check(ev: Evidence) -> Verdict:
-        mine, problem = read_coco(ev.folder, ev.task)
+        mine, problem = read_coco(ev.folder, ev.task, ev.image_sizes)
         if mine is None:
             return Verdict(False, f"iou_consensus: {problem}")
-        others = [coco for coco, _ in (read_coco(folder, ev.task) for _, folder in ev.peers) if coco is not None]
+        others = [coco for coco, _ in (read_coco(folder, ev.task, ev.image_sizes) for _, folder in ev.peers)
+                  if coco is not None]
         results = [boxes_from_coco(mine)] + [boxes_from_coco(coco) for coco in others]
         n = len(results)
         if n < params.min_submissions:
@@ -203,7 +212,7 @@ def gold_standard(params: GoldStandardParams) -> Validator:
     json.loads(params.truth.read_text())["images"]  # fail at start-up, not at the first result
 
     def check(ev: Evidence) -> Verdict:
-        mine, problem = read_coco(ev.folder, ev.task)
+        mine, problem = read_coco(ev.folder, ev.task, ev.image_sizes)
         if mine is None:
             return Verdict(False, f"gold_standard: {problem}")
         submitted = {im["file_name"] for im in mine["images"]}

@@ -25,7 +25,7 @@ from pathlib import Path
 import structlog
 
 from decentralml_core import work
-from decentralml_core.chain import ChainClient, Checkpoint, ConnectionLost, DispatchFailed, InclusionTimeout
+from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
 from decentralml_core.sandbox import run_task_script
@@ -34,18 +34,18 @@ from decentralml_core.storage import Limits, StorageError, Unreachable, open_sto
 from .config import AgentConfig
 from .journal import Journal
 from .metrics import Metrics
-from .streams import Checkpointer, close_stream
+from .streams import TRANSIENT, Checkpointer, close_stream, finish_within, handle_with_retry, settle_account
 
 log = structlog.get_logger("agent.worker")
 KIND = "task"
 DONE = ("submitted", "skipped", "failed", "lost", "abandoned")
 CLAIM = "claim"
 SWEEP_S = 2.0
-TRANSIENT = (ConnectionLost, InclusionTimeout, Unreachable)  # a step failing with these is tried again
+STEP_TRANSIENT = (*TRANSIENT, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
 VERDICTS = {"TaskResultAccepted": "accepted", "TaskResultRejected": "rejected",
             "PaymentClaimed": "accepted"}  # a claimed pay is an accepted result
-RACE_LOST = {"MaxAssignmentsReached", "AlreadyAssigned", "TaskExpired", "TaskClosed", "TaskNotFound",
+RACE_LOST = {"MaxAssignmentsReached", "TaskExpired", "TaskClosed", "TaskNotFound",
              "TooFewAccepted", "RejectionRateTooHigh"}  # the record changed between the check and the call
 
 
@@ -63,16 +63,16 @@ class WorkerAgent:
     # -- the loop ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker_started", role=self.config.role, worker=self.keypair.ss58_address)
+        if not await settle_account(self.client, self.keypair.ss58_address, stop):
+            return
         for entry in self.journal.entries(KIND):
             if entry.step not in DONE:
                 self._spawn(int(entry.id))
         since = self.journal.meta("checkpoint")
         if since is None:  # first start: open tasks now, then everything new
-            now = await self.client.block_number()
-            for task_id in await self.market.open_task_ids():
-                await self.consider(task_id, now)
-            since = [now + 1, -1]
-            self.journal.set_meta("checkpoint", since)
+            since = await handle_with_retry(self.first_look, stop, "first_look")
+            if since is None:
+                return
         events = self.client.events(Checkpoint(*since))
         checkpoint = Checkpointer(self.journal)
         waiter = asyncio.ensure_future(stop.wait())
@@ -91,22 +91,35 @@ class WorkerAgent:
                     continue
                 event = nxt.result()
                 self.metrics.set("chain_block", event.block_number)
-                if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
-                    self.metrics.inc("tasks_seen")
-                    await self.consider(event.attributes["taskid"], event.block_number)
-                elif event.pallet == "DecentralMLModule" and event.name in VERDICTS:
-                    await self.record_verdict(event.attributes, VERDICTS[event.name])
-                elif event.pallet == "DecentralMLModule" and event.name == "AssignmentAbandoned":
-                    await self.reconsider(event.attributes["task_id"], event.block_number)
+                if await handle_with_retry(lambda e=event: self.handle(e), stop, event.name) is None:
+                    break  # stopped while the node was away: the event is handled again at the next start
                 checkpoint.advance(event)
         finally:
             checkpoint.flush()
             waiter.cancel()
             await close_stream(nxt, events)
             self.stopping = True
-            if self.running:  # finish the steps in flight, start no new ones
-                await asyncio.gather(*self.running, return_exceptions=True)
+            await finish_within(self.running)  # the steps in flight finish, or resume at the next start
             log.info("worker_stopped", worker=self.keypair.ss58_address)
+
+    async def first_look(self) -> list[int]:
+        """First start: every open task now, then everything new from the next block on."""
+        now = await self.client.block_number()
+        for task_id in await self.market.open_task_ids():
+            await self.consider(task_id, now)
+        since = [now + 1, -1]
+        self.journal.set_meta("checkpoint", since)
+        return since
+
+    async def handle(self, event) -> bool:
+        if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
+            self.metrics.inc("tasks_seen")
+            await self.consider(event.attributes["taskid"], event.block_number)
+        elif event.pallet == "DecentralMLModule" and event.name in VERDICTS:
+            await self.record_verdict(event.attributes, VERDICTS[event.name])
+        elif event.pallet == "DecentralMLModule" and event.name == "AssignmentAbandoned":
+            await self.reconsider(event.attributes["task_id"], event.block_number)
+        return True
 
     def _spawn(self, task_id: int) -> None:
         task = asyncio.create_task(self.work_on(task_id))
@@ -152,8 +165,8 @@ class WorkerAgent:
             if task is None:
                 return
             reason = self.refusal(task, now) or await self.unqualified(task)
-        except TRANSIENT:
-            raise  # the node, not the task: the agent restarts and looks again
+        except STEP_TRANSIENT:
+            raise  # the node, not the task: the event is handled again once the node answers
         except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
             reason = f"unreadable task: {type(exc).__name__}: {exc}"[:300]
         if reason is not None:
@@ -167,15 +180,14 @@ class WorkerAgent:
     async def unqualified(self, task: Task) -> str | None:
         """Why assign_task would refuse this worker (the task's qualifications against its on-chain
         record), or None: checked here so a doomed extrinsic is never sent."""
-        if task.terms.min_accepted == 0 and task.terms.max_rejection_rate is None:
+        if task.terms.qualifies_anyone:
             return None
         stats = await self.market.worker_stats(self.keypair.ss58_address)
-        error = task.terms.refusal(stats)
+        error = task.terms.refusal(stats, task.creator)
         if error is None:
             return None
         self.metrics.inc("tasks_unqualified")
-        return (f"not qualified ({error}): {stats.accepted} accepted, {stats.rejected} rejected; the task wants "
-                f"≥ {task.terms.min_accepted} accepted and a rejection rate ≤ {task.terms.max_rejection_rate}")
+        return f"not qualified ({error}): {stats.summary()}; the task wants {task.terms.requirements()}"
 
     async def reconsider(self, task_id: int, now: int) -> None:
         """A slot was abandoned by its holder: consider the task if this worker never did (it was full
@@ -202,7 +214,7 @@ class WorkerAgent:
                         return
                     try:
                         await getattr(self, f"_{entry.step}")(task_id, entry.data)
-                    except TRANSIENT as exc:  # the network: the same step again (each one checks the chain first)
+                    except STEP_TRANSIENT as exc:  # the network: the same step again (each one checks the chain first)
                         if time.monotonic() + delay > give_up:
                             raise
                         log.warning("task_step_retry", task_id=task_id, step=entry.step, error=str(exc),
@@ -247,12 +259,15 @@ class WorkerAgent:
             try:
                 existing, _ = await self.market.assign_task(self.keypair, task_id)
             except DispatchFailed as exc:
-                if exc.error not in RACE_LOST:
+                if exc.error == "AlreadyAssigned":  # an earlier send of ours landed after all (a resend, a restart)
+                    existing = await self._my_submission(task_id)
+                elif exc.error not in RACE_LOST:
                     raise
-                self.journal.set(KIND, task_id, "lost", reason=exc.error)
-                self.metrics.inc("tasks_lost")
-                log.info("task_lost", task_id=task_id, reason=exc.error)
-                return
+                if existing is None:
+                    self.journal.set(KIND, task_id, "lost", reason=exc.error)
+                    self.metrics.inc("tasks_lost")
+                    log.info("task_lost", task_id=task_id, reason=exc.error)
+                    return
         self.journal.set(KIND, task_id, "claimed", submission_id=existing)
         self.metrics.inc("tasks_claimed")
         log.info("task_claimed", task_id=task_id, submission_id=existing)
@@ -291,7 +306,7 @@ class WorkerAgent:
         storage = work.storage_of(task)
         ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
                                          Path(data["folder"]) / "outputs")
-        self.journal.set(KIND, task_id, "uploaded", result_path=ref, storage=storage)
+        self.journal.set(KIND, task_id, "uploaded", result_path=ref, storage=storage, ready_at=time.time())
 
     async def _uploaded(self, task_id: int, data: dict) -> None:
         sid = data["submission_id"]
@@ -306,10 +321,14 @@ class WorkerAgent:
                     sid, result=None, result_path=data["result_path"], result_storage_type=data["storage"],
                     result_storage_credentials=""))
             except DispatchFailed as exc:
-                if exc.error != "SubmissionDeadlinePassed":
+                if exc.error == "InvalidStatus" and (await self.market.submission(sid)).status in (
+                        SubmissionStatus.PENDING_VALIDATION, SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):
+                    log.info("task_already_submitted", task_id=task_id, submission_id=sid)  # an earlier send landed
+                elif exc.error == "SubmissionDeadlinePassed":
+                    self._abandoned(task_id, sid, "the deadline passed while the result was on its way")
+                    return
+                else:
                     raise
-                self._abandoned(task_id, sid, "the deadline passed while the result was on its way")
-                return
         await self._await_decision(task_id, sid)
         self.journal.set(KIND, task_id, "submitted")
         self.metrics.inc("tasks_completed")
@@ -378,7 +397,7 @@ class WorkerAgent:
             return
         try:
             now = await self.client.block_number()
-        except TRANSIENT as exc:
+        except STEP_TRANSIENT as exc:
             log.warning("claim_sweep_skipped", error=str(exc))
             return
         for entry in entries:

@@ -25,46 +25,24 @@ import os
 import platform
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from substrateinterface import Keypair
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from farm_parts import SCRIPT, agent, assets, fund, observe, pct, rss_mb  # noqa: E402
+
 from decentralml_core import logs  # noqa: E402
-from decentralml_core.chain import ChainClient, Checkpoint  # noqa: E402
 from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
 from decentralml_core.sandbox import run_task_script  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = "mkdir -p outputs\necho '{\"boxes\": []}' > outputs/file_1.json\n"
-
-
-def assets(folder: Path) -> Path:
-    (folder / "annotation_files").mkdir(parents=True)
-    (folder / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(1000))
-    (folder / "start_task.sh").write_text(SCRIPT)
-    return folder
-
-
-def agent(config: dict, path: Path, env: dict) -> subprocess.Popen:
-    path.write_text(yaml.safe_dump(config))
-    with open(path.with_suffix(".log"), "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "warning", "agent", "run",
-                                 str(path)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, "PYTHONPATH": str(ROOT), **env})
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def sandbox_overhead(tmp: Path, runs: int = 30) -> tuple[float, float]:
@@ -81,37 +59,6 @@ async def sandbox_overhead(tmp: Path, runs: int = 30) -> tuple[float, float]:
         await run_task_script(folder)
         boxed.append(time.perf_counter() - t)
     return statistics.median(bare) * 1000, statistics.median(boxed) * 1000
-
-
-async def observe(url: str, n_tasks: int, start_block: int, deadline: float) -> dict[str, dict]:
-    """Wall-clock arrival of each task's creation, submission and payment events."""
-    seen: dict[str, dict] = {"created": {}, "submitted": {}, "paid": {}}
-    async with await ChainClient.connect(url) as client:
-        async for event in client.events(Checkpoint(start_block)):
-            now = time.perf_counter()
-            if event.pallet != "DecentralMLModule":
-                continue
-            if event.name == "TaskCreated":
-                seen["created"][event.attributes["taskid"]] = now
-            elif event.name == "TaskResultSubmitted":
-                seen["submitted"][event.attributes["task_id"]] = now
-            elif event.name == "TaskResultAccepted":
-                seen["paid"][event.attributes["task_id"]] = now
-            if len(seen["paid"]) == n_tasks or now > deadline:
-                return seen
-    return seen
-
-
-async def fund(url: str, keys: list[Keypair]) -> int:
-    alice = Keypair.create_from_uri("//Alice")
-    async with await ChainClient.connect(url) as client:
-        await asyncio.gather(*[client.submit(alice, "Balances", "transfer_keep_alive",
-                                             {"dest": k.ss58_address, "value": 10**16}) for k in keys])
-        return await client.block_number() + 1
-
-
-def pct(values: list[float], q: int) -> float:
-    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000, 1) if len(values) > 1 else 0.0
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
-from farm import assets, fund, observe, pct  # the loopback bench's pieces
+from farm_parts import assets, fund, observe, pct
 from substrateinterface import Keypair
 
 from decentralml_core.testnet import TestNetwork, unavailable

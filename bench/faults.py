@@ -10,14 +10,23 @@ the run's seed: ``kill -9`` of the devnet or of any agent (restarted like a supe
 WebSocket cut (mid-subscription, mid-submit), Dave's disk filled for a while, the asset gateway
 stalling or corrupting bytes. Then the run settles (every task closed, nothing pending) and is checked:
 
-- every task ends Completed (decided or expired) with its escrow refunded to 0;
+- every task ends Completed (decided or expired) with its escrow refunded to 0, and its escrow adds up:
+  reserved − paid − refunded (``TaskClosed`` and, for a verdict after the close, ``EscrowRefunded``)
+  = what the account holds = 0 once nothing is pending;
 - each accepted submission paid exactly once (one TaskResultAccepted, the task's pay), nothing else paid;
 - issuance conserved: TotalIssuance = start − fees − dust, and = the sum of every account;
 - no submission lost: each result a worker journaled as submitted is on chain, decided;
+- no work lost: each result a worker had ready (uploaded) well before its task expired reached the
+  chain (before: a node killed with the worker's send in its pool lost it, and the send resigned
+  after it waited behind the lost nonce until the task expired);
 - no duplicate on-chain call: one task per declared name, ≤ 1 assignment per worker and task, ≤ 1
   result per submission, and no extrinsic refused as already done (AlreadyAssigned, AlreadyDecided…).
 
-    python bench/faults.py [--runs 50] [--seed 1] [--json]      # make faults
+Runs alternate between instant seal (odd seeds; the ticker seals a block every 0.2 s) and blocks every
+0.5 s (even seeds), where extrinsics wait in the pool and a ``kill_devnet`` waits (up to 10 s) until an
+agent's extrinsic is in the pool, so the kill takes it with it. ``--block-time`` forces one mode.
+
+    python bench/faults.py [--runs 50] [--seed 1] [--block-time S] [--json]      # make faults
 """
 
 from __future__ import annotations
@@ -44,12 +53,16 @@ from substrateinterface import Keypair
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from farm import SCRIPT, assets  # noqa: E402
+from farm_parts import SCRIPT, assets  # noqa: E402
+from proxies import FaultProxy  # noqa: E402
 
 from agents.journal import Journal  # noqa: E402
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
+from decentralml_core.chain.rpc import WebSocketRpc  # noqa: E402
+from decentralml_core.devnet.pallets.decentralml import escrow_discrepancy, task_account  # noqa: E402
 from decentralml_core.devnet.process import DevnetProcess, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,59 +80,9 @@ FAULT_WINDOW_S = 8.0
 SETTLE_S = 150.0
 STOP_S = 30.0  # for every agent to exit after SIGTERM (they finish the step in flight)
 DUPLICATES = {"AlreadyAssigned", "AlreadyDecided", "InvalidStatus", "DuplicateClientToken"}
+BLOCK_TIME_S = 0.5  # even seeds: blocks on a timer, so extrinsics wait in the pool
+LOST_MARGIN_S = 5.0  # a result ready this long before its task expired must reach the chain
 FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage_stall", "storage_corrupt")
-
-
-class FaultProxy:
-    """A TCP proxy that can cut every connection, hold the server's bytes back, or flip bytes in bodies."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port, self.port = target_port, free_port()
-        self.mode = "normal"  # normal | stall | corrupt
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.AbstractServer | None = None
-
-    async def start(self) -> FaultProxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        return self
-
-    async def close(self) -> None:
-        self.drop()
-        self.server.close()
-
-    def drop(self) -> None:
-        for writer in list(self.writers):
-            writer.transport.abort()
-        self.writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer, upstream=True), self._pipe(up_reader, writer, upstream=False),
-                             return_exceptions=True)
-        for w in (writer, up_writer):
-            self.writers.discard(w)
-            w.transport.abort()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool) -> None:
-        past_headers = False
-        while data := await reader.read(65536):
-            if not upstream:
-                while self.mode == "stall":
-                    await asyncio.sleep(0.1)
-                if self.mode == "corrupt":
-                    start = data.find(b"\r\n\r\n") + 4 if not past_headers else 0
-                    past_headers = past_headers or start >= 4
-                    if past_headers and start < len(data):
-                        i = random.randrange(start, len(data))
-                        data = data[:i] + bytes([data[i] ^ 0x5A]) + data[i + 1:]
-            writer.write(data)
-            await writer.drain()
-        writer.transport.abort()
 
 
 @dataclass
@@ -162,6 +125,7 @@ class Run:
     violations: list[str] = field(default_factory=list)
     counts: dict = field(default_factory=dict)
     seconds: float = 0.0
+    block_time: float = 0.0
 
 
 def plan(rng: random.Random) -> list[tuple[float, str, str]]:
@@ -197,12 +161,30 @@ async def settled(url: str) -> bool:
         not any(v["status"] == "PendingValidation" for _, v in subs)
 
 
-async def one_run(seed: int, work: Path) -> Run:
+async def agents_in_pool(url: str, timeout: float) -> bool:
+    """Until the node's pool holds an extrinsic of an agent (anyone's but the ticker's); False after ``timeout``."""
+    ticker_key = Keypair.create_from_uri("//Ferdie").public_key.hex()
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(Exception):
+        rpc = await WebSocketRpc.connect(url)
+        try:
+            while time.monotonic() < deadline:
+                if any(ticker_key not in xt for xt in await rpc.request("author_pendingExtrinsics")):
+                    return True
+                await asyncio.sleep(0.02)
+        finally:
+            await rpc.close()
+    return False
+
+
+async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run:
     rng = random.Random(seed)
-    run = Run(seed, plan(rng))
+    block_time = (BLOCK_TIME_S if seed % 2 == 0 else 0.0) if block_time is None else block_time
+    run = Run(seed, plan(rng), block_time=block_time)
     started = time.monotonic()
     work.mkdir(parents=True)
-    devnet = DevnetProcess(db=str(work / "chain.sqlite"), log_path=work / "devnet.log").start(timeout=90)
+    devnet = DevnetProcess(*(["--block-time", str(block_time)] if block_time else []), db=str(work / "chain.sqlite"),
+                           log_path=work / "devnet.log").start(timeout=90)
     node_proxy = await FaultProxy(devnet.port).start()
     cstore, wstore = work / "creator-store", work / "worker-store"
     gp1, gp2 = free_port(), free_port()
@@ -240,6 +222,8 @@ async def one_run(seed: int, work: Path) -> Run:
     tick = asyncio.create_task(ticker(devnet.url, stop_ticker))
     for agent in agents.values():
         agent.start()
+    if block_time:  # the fault window opens when the agents are at work (their start alone can take seconds)
+        await agents_in_pool(devnet.url, 90.0)
     t0 = time.monotonic()
     pending = list(run.faults)
     killed: set[str] = set()  # by a fault since the last restart
@@ -250,6 +234,8 @@ async def one_run(seed: int, work: Path) -> Run:
             while pending and pending[0][0] <= elapsed:
                 _, kind, target = pending.pop(0)
                 if kind == "kill_devnet":
+                    if block_time and await agents_in_pool(devnet.url, 10.0):  # the kill takes their extrinsics
+                        run.counts["kills_with_pool"] = run.counts.get("kills_with_pool", 0) + 1
                     devnet.stop(kill=True)
                     await asyncio.sleep(rng.uniform(0.2, 2.0))
                     await asyncio.to_thread(devnet.start, 90)  # a loaded machine: imports alone can take seconds
@@ -333,20 +319,31 @@ async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agen
         for e in events:
             if (e.pallet, e.name) == ("System", "ExtrinsicFailed"):
                 failures.append(client._dispatch_error(e.attributes["dispatch_error"], e.block_number).error)
+        expired_at = {}  # task id -> when its expiration block was sealed (s), for the lost-work check
+        for task_id, task in tasks.items():
+            if task["expiration_block"] <= head:
+                at = await client.block_hash(task["expiration_block"])
+                expired_at[task_id] = (await client.storage("Timestamp", "Now", block_hash=at)) / 1000
         escrows = {}
         for task_id in tasks:
-            from decentralml_core.devnet.pallets.decentralml import task_account
             escrows[task_id] = await client.free_balance(Keypair(public_key=task_account(task_id),
                                                                  ss58_format=42).ss58_address)
     names = [json.loads(t["annotation_json"]).get("name") for t in tasks.values()]
     if sorted(names) != sorted(n for n, *_ in TASKS):
         bad(f"tasks on chain {sorted(names)} are not one per declared name")
+    count = lambda name, key: [e.attributes[key] for e in events if (e.pallet, e.name) == ("DecentralMLModule", name)]  # noqa: E731
+    refunds = [(e.attributes["task_id"], e.attributes["refunded"]) for e in events
+               if (e.pallet, e.name) in (("DecentralMLModule", "TaskClosed"), ("DecentralMLModule", "EscrowRefunded"))]
     for task_id, task in tasks.items():
         if task["status"] != "Completed":
             bad(f"task {task_id} ended {task['status']}")
         if escrows[task_id]:
             bad(f"task {task_id} keeps {escrows[task_id]} in escrow")
-    count = lambda name, key: [e.attributes[key] for e in events if (e.pallet, e.name) == ("DecentralMLModule", name)]  # noqa: E731
+        refunded = sum(amount for t, amount in refunds if t == task_id)
+        mine = [s for s in subs.values() if s["task_id"] == task_id]
+        discrepancy = escrow_discrepancy(task, mine, escrows[task_id], refunded)
+        if discrepancy:
+            bad(f"task {task_id}: {discrepancy}")
     accepted = count("TaskResultAccepted", "submission_id") + count("PaymentClaimed", "submission_id")
     for sid, sub in subs.items():
         n = accepted.count(sid)
@@ -379,6 +376,13 @@ async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agen
                 sub = subs.get(entry.data.get("submission_id"))
                 if sub is None or sub["status"] not in ("Accepted", "Rejected"):
                     bad(f"{name}'s submitted task {entry.id} is {sub and sub['status']} on chain")
+            for entry in journal.entries("task"):
+                ready, sub = entry.data.get("ready_at"), subs.get(entry.data.get("submission_id"))
+                expiry = expired_at.get(int(entry.id))
+                if ready is not None and expiry is not None and ready < expiry - LOST_MARGIN_S and (
+                        sub is None or sub["status"] in ("Assigned", "Abandoned")):
+                    bad(f"lost work: {name}'s result for task {entry.id} was ready {expiry - ready:.0f} s before the "
+                        f"task expired but never reached the chain ({entry.step})")
         finally:
             journal.close()
     journal = Journal(agents["creator"].state / "journal.sqlite")
@@ -400,18 +404,22 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1, help="run i uses seed + i: any run can be replayed alone")
     parser.add_argument("--keep", action="store_true", help="keep each run's dir (logs, journals, chain)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--block-time", type=float, default=None,
+                        help=f"seconds between blocks for every run (default: instant seal on odd seeds, {BLOCK_TIME_S} s "
+                             "on even ones)")
     args = parser.parse_args()
     logs.configure("warning")
     base = Path(tempfile.mkdtemp(prefix="decentralml-faults-"))
     results, started = [], time.monotonic()
     for i in range(args.runs):
         try:
-            run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}"))
+            run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}", args.block_time))
         except Exception as exc:  # noqa: BLE001 - the harness itself (a node that never came up): say so, go on
             run = Run(args.seed + i, plan(random.Random(args.seed + i)), [f"harness: {type(exc).__name__}: {exc}"])
         results.append(run)
         faults = ", ".join(f"{k}{'(' + t + ')' if t else ''}@{at:g}s" for at, k, t in run.faults)
-        print(f"run {i + 1}/{args.runs} seed {run.seed}: {'ok' if not run.violations else 'VIOLATED'} "
+        print(f"run {i + 1}/{args.runs} seed {run.seed} blocks {run.block_time or 'instant'}: "
+              f"{'ok' if not run.violations else 'VIOLATED'} "
               f"{run.seconds:.0f}s [{faults}] {run.counts}" + "".join(f"\n    ! {v}" for v in run.violations),
               flush=True)
         if not args.keep and not run.violations:
@@ -425,6 +433,7 @@ def main() -> int:
                "refused_calls": {k: sum(r.counts.get("refused_calls", {}).get(k, 0) for r in results)
                                  for k in sorted({k for r in results for k in r.counts.get("refused_calls", {})})},
                "agent_restarts": sum(sum(r.counts.get("restarts", {}).values()) for r in results),
+               "kills_with_pool": sum(r.counts.get("kills_with_pool", 0) for r in results),
                "exits_not_killed": collections.Counter(re.sub(r"/\S*/run-\d+/", "…/", e) for r in results
                                                        for e in r.counts.get("exits", [])).most_common(),
                "run_seconds_max": max((r.seconds for r in results), default=0),

@@ -30,7 +30,7 @@ from substrateinterface import Keypair
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm import agent, assets, fund, observe, rss_mb  # noqa: E402
+from farm_parts import agent, assets, fund, observe, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402

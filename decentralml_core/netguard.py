@@ -10,6 +10,7 @@ connection (a WebSocket's frames are read more slowly) and each client address (
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import os
@@ -23,6 +24,10 @@ log = structlog.get_logger("netguard")
 NODE_TOKEN_ENV = "DECENTRALML_NODE_TOKEN"
 GATEWAY_TOKEN_ENV = "DECENTRALML_GATEWAY_TOKEN"
 EXPOSED_RATE = 200.0  # requests (or frames) per second when exposed and no --rate-limit is given
+# A response the client has not taken within this many seconds is abandoned and its connection cut: a
+# client that stops reading holds one handler and one buffered response, never a server's loop, and only
+# for this long. 30 s moves a 1 MB block (the largest response but a devnet batch) at 35 kB/s.
+WRITE_STALL_S = 30.0
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -67,6 +72,23 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+class Buckets:
+    """One :class:`TokenBucket` per key (client address, connection); past ``max_keys`` keys all are
+    forgotten rather than grow without bound (a forgotten client starts again with a full burst)."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 10_000) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self.buckets: dict = {}
+
+    def get(self, key) -> TokenBucket:
+        found = self.buckets.get(key)
+        if found is None:
+            if len(self.buckets) >= self.max_keys:
+                self.buckets.clear()
+            found = self.buckets[key] = TokenBucket(self.rate, self.burst)
+        return found
+
+
 @dataclass(frozen=True)
 class Guard:
     """A server's admission rules. ``Guard()`` admits everyone (loopback default)."""
@@ -75,7 +97,12 @@ class Guard:
     allow: tuple[Network, ...] = ()
     rate: float | None = None  # per connection / client address, per second; None: unlimited
     max_request_bytes: int | None = None  # None: the server's own default
-    _buckets: dict = field(default_factory=dict, compare=False, repr=False)
+    write_stall_s: float = WRITE_STALL_S
+    _buckets: Buckets | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rate is not None:
+            object.__setattr__(self, "_buckets", Buckets(self.rate, max(1.0, self.rate * 2)))
 
     @classmethod
     def for_host(cls, host: str, *, token_env: str | None = None, allow: list[str] | None = None,
@@ -101,14 +128,7 @@ class Guard:
 
     def bucket(self, key) -> TokenBucket | None:
         """The rate limiter of one connection or client address (None: unlimited)."""
-        if self.rate is None:
-            return None
-        found = self._buckets.get(key)
-        if found is None:
-            if len(self._buckets) > 10_000:  # forget idle clients rather than grow without bound
-                self._buckets.clear()
-            found = self._buckets[key] = TokenBucket(self.rate, max(1.0, self.rate * 2))
-        return found
+        return None if self._buckets is None else self._buckets.get(key)
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """Why ``request`` is not admitted (a 403/401/429 response), or None."""
@@ -138,6 +158,35 @@ class Guard:
             refusal = self.refusal(request)
             return refusal if refusal is not None else await handler(request)
         return admit
+
+    def middlewares(self) -> list:
+        """What a server's app puts first: responses written within a bound, then admission."""
+        return [bounded_writes(self.write_stall_s), self.middleware()]
+
+
+def bounded_writes(stall_s: float = WRITE_STALL_S):
+    """Middleware writing each response itself, within ``stall_s``: a client that does not read is cut
+    (one ``http_client_dropped`` line) instead of holding its handler and connection forever."""
+
+    @web.middleware
+    async def write_within(request: web.Request, handler):
+        response = await handler(request)
+        if response.prepared:  # a WebSocket, or a stream its handler wrote: bounded by its own writer
+            return response
+        try:
+            async with asyncio.timeout(stall_s):
+                await response.prepare(request)
+                await response.write_eof()
+        except TimeoutError:
+            log.warning("http_client_dropped", peer=request.remote or "", path=request.path,
+                        reason=f"the response untaken for {stall_s:g} s")
+            if request.transport is not None:
+                request.transport.abort()
+        except ConnectionError:
+            pass  # the client went away while being answered
+        return response
+
+    return write_within
 
 
 def bearer_headers(env: str) -> dict[str, str]:

@@ -8,7 +8,9 @@ Used by the @polkadot/api and IPFS tests. A folder with a ``package-lock.json`` 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -39,3 +41,16 @@ def installed(source: Path, *scripts: str) -> Path:
     for script in scripts:
         shutil.copy(source / script, target / script)
     return target
+
+
+def registry_hosts(source: Path) -> set[str]:
+    """Registry hosts a folder's lockfile names (none allowed: see the module's docstring)."""
+    lock = (source / "package-lock.json").read_text()
+    hosts = set(re.findall(r"https?://([^/\"]+)", lock))
+    found = {h for h in hosts if "npm" in h or "yarn" in h or "registry" in h}
+    return found | ({"resolved"} if '"resolved"' in lock else set())
+
+
+def locked_version(source: Path, package: str) -> str:
+    """The version the lockfile pins for a direct dependency (it must equal package.json's)."""
+    return json.loads((source / "package-lock.json").read_text())["packages"][f"node_modules/{package}"]["version"]

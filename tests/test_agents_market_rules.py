@@ -131,11 +131,14 @@ def test_an_unqualified_worker_skips_without_an_extrinsic(devnet, market_setup):
     stats = asyncio.run(on_chain(devnet.url, lambda m, c: m.worker_stats(ferdie.ss58_address)))
     assert stats == WorkerStats()  # a newcomer
     account = asyncio.run(on_chain(devnet.url, lambda m, c: c.storage("System", "Account", [ferdie.ss58_address])))
-    creator([task_decl("experts", assets(), min_accepted=2, pays=3 * PAYS)])
+    creator([task_decl("experts", assets(), min_accepted=2, min_distinct_creators=1, max_abandonment_rate=0.1,
+                       pays=3 * PAYS)])
     task, _ = asyncio.run(settle(devnet.url, "experts", lambda t, s: True))
+    assert (task.terms.min_distinct_creators, task.terms.max_abandonment_rate) == (1, 0.1)  # YAML → chain
     agent = worker("Ferdie", min_pay=3 * PAYS)  # other tests' open tasks are not for Ferdie
     wait_for(lambda: agent.journal().get(("task", str(task.task_id))) == "skipped", what="skipped")
-    assert "TooFewAccepted" in agent.entry("task", task.task_id).data["reason"]
+    reason = agent.entry("task", task.task_id).data["reason"]
+    assert "TooFewAccepted" in reason and "≥ 1 other creator(s)" in reason
     after = asyncio.run(on_chain(devnet.url, lambda m, c: c.storage("System", "Account", [ferdie.ss58_address])))
     assert after["nonce"] == account["nonce"]
 

@@ -20,7 +20,7 @@ from agents.metrics import Metrics
 from decentralml_core.chain import ChainClient, DispatchFailed, UnsupportedCall
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, TaskTerms, WorkerStats
-from decentralml_core.devnet.pallets.decentralml import qualification_error
+from decentralml_core.devnet.pallets.decentralml import qualification_error, task_account
 
 ALICE = Keypair.create_from_uri("//Alice")
 
@@ -41,7 +41,7 @@ async def test_terms_token_deadlines_and_claim(client):
     assert (market.capabilities.task_terms, market.capabilities.claim_payment) == (True, True)
     worker = fresh()
     await fund(client, worker)
-    terms = TaskTerms(submit_within=20, review_window=2, max_rejection_rate=0.25)
+    terms = TaskTerms(submit_within=20, review_window=2, max_rejection_rate=0.25, max_abandonment_rate=0.5)
     task_id, _ = await market.create_task(ALICE, spec(await client.block_number() + 100), terms, "client-rules:1")
     assert (await market.task(task_id)).terms == terms
     assert [t.terms for t in await market.tasks() if t.task_id == task_id] == [terms]
@@ -69,9 +69,32 @@ async def test_terms_token_deadlines_and_claim(client):
     assert receipt.find("DecentralMLModule", "PaymentClaimed")[0]["amount"] == spec(0).pays_amount
     assert await client.free_balance(worker.ss58_address) == before + spec(0).pays_amount - receipt.fee
     assert (await market.submission(sid)).status == SubmissionStatus.ACCEPTED
-    assert await market.worker_stats(worker.ss58_address) == WorkerStats(accepted=1)
+    assert await market.worker_stats(worker.ss58_address) == WorkerStats(accepted=1, creators=(ALICE.ss58_address,))
     with pytest.raises(DispatchFailed, match="AlreadyDecided"):
         await market.claim_payment(worker, sid)
+
+
+async def test_the_client_refuses_as_the_chain_does_for_distinct_creators(client):
+    """One creator accepted the worker: enough for another creator's task asking for one, not for
+    that creator's own (its verdicts are not others' judgement) — the client says so before signing."""
+    market = Market(client)
+    worker, bob = fresh(), Keypair.create_from_uri("//Bob")
+    await fund(client, worker)
+    end = await client.block_number() + 100
+    first, _ = await market.create_task(ALICE, spec(end), TaskTerms(max_abandonment_rate=0.0))
+    sid, _ = await market.assign_task(worker, first)
+    await market.send_task_result(worker, ResultSpec(sid, result="{}"))
+    await market.accept_task_result(ALICE, sid)
+    stats = await market.worker_stats(worker.ss58_address)
+    asks_one = TaskTerms(min_distinct_creators=1)
+    own, _ = await market.create_task(ALICE, spec(end), asks_one)
+    assert (await market.task(own)).terms == asks_one
+    assert asks_one.refusal(stats, ALICE.ss58_address) == "TooFewDistinctCreators"
+    with pytest.raises(DispatchFailed, match="TooFewDistinctCreators"):
+        await market.assign_task(worker, own)
+    other, _ = await market.create_task(bob, spec(end), asks_one)
+    assert asks_one.refusal(stats, bob.ss58_address) is None
+    await market.assign_task(worker, other)
 
 
 async def test_a_task_without_rules_reads_as_before(client):
@@ -82,19 +105,54 @@ async def test_a_task_without_rules_reads_as_before(client):
         await market.create_task(ALICE, spec(await client.block_number() + 100), client_token="x" * 65)
 
 
+async def test_a_creator_rejecting_after_the_close_gets_the_pay_back(client, tmp_path):
+    """The probe's case through the creator agent: its task closed with a result pending; rejecting it
+    returns the pay to the creator in the same extrinsic, counted as reclaimed escrow."""
+    market, worker = Market(client), fresh()
+    await fund(client, worker)
+    task_id, _ = await market.create_task(ALICE, spec(await client.block_number() + 3), TaskTerms(review_window=50))
+    sid, _ = await market.assign_task(worker, task_id)
+    await market.send_task_result(worker, ResultSpec(sid, result="{}"))
+    await advance(client, 2)
+    closed = await market.close_task(ALICE, task_id)
+    assert closed.find("DecentralMLModule", "TaskClosed")[0]["refunded"] == spec(0).pays_amount  # the unused slot
+    creator = CreatorAgent(AgentConfig.model_validate({
+        "role": "creator", "node": client.url, "key": {"dev": "Alice"}, "state_dir": str(tmp_path / "c"),
+        "tasks": []}), client, Journal(tmp_path / "j.sqlite"), Metrics("creator"))
+    await creator.reject(await market.task(task_id), await market.submission(sid), "too late")
+    assert creator.metrics.counters["escrow_reclaimed"] == spec(0).pays_amount
+    assert (await market.submission(sid)).status == SubmissionStatus.REJECTED
+    assert await client.free_balance(Keypair(public_key=task_account(task_id), ss58_format=42).ss58_address) == 0
+
+
 def test_terms_are_checked_before_signing():
-    for bad in ({"submit_within": 0}, {"review_window": -1}, {"max_rejection_rate": 1.5}, {"min_accepted": -1}):
+    for bad in ({"submit_within": 0}, {"review_window": -1}, {"max_rejection_rate": 1.5}, {"min_accepted": -1},
+                {"max_abandonment_rate": -0.1}, {"min_distinct_creators": 17}):
         with pytest.raises(ValueError):
             TaskTerms(**bad)
     assert TaskTerms(max_rejection_rate=0.1).call_params()["max_rejection_rate"] == 100_000
+    assert TaskTerms(max_abandonment_rate=0.2, min_distinct_creators=3).call_params() == {
+        "submit_within": None, "review_window": None, "min_accepted": 0, "max_rejection_rate": None,
+        "min_distinct_creators": 3, "max_abandonment_rate": 200_000}
 
 
-@given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 60), st.one_of(st.none(), st.integers(0, 1_000_000)))
-def test_the_clients_qualification_check_is_the_pallets(accepted, rejected, min_accepted, permill):
-    terms = TaskTerms(min_accepted=min_accepted, max_rejection_rate=None if permill is None else permill / 1_000_000)
-    stats = WorkerStats(accepted=accepted, rejected=rejected)
-    assert terms.refusal(stats) == qualification_error(
-        {"min_accepted": min_accepted, "max_rejection_rate": permill}, {"accepted": accepted, "rejected": rejected})
+PEOPLE = [Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave")]
+PERMILLS = st.one_of(st.none(), st.integers(0, 1_000_000))
+
+
+@given(st.integers(0, 50), st.integers(0, 50), st.integers(0, 50), st.sets(st.sampled_from(range(4))),
+       st.sampled_from(range(4)), st.integers(0, 60), PERMILLS, st.integers(0, 4), PERMILLS)
+def test_the_clients_qualification_check_is_the_pallets(accepted, rejected, abandoned, creators, creator,
+                                                         min_accepted, permill, min_creators, abandon_permill):
+    terms = TaskTerms(min_accepted=min_accepted, max_rejection_rate=None if permill is None else permill / 1_000_000,
+                      min_distinct_creators=min_creators,
+                      max_abandonment_rate=None if abandon_permill is None else abandon_permill / 1_000_000)
+    stats = WorkerStats(accepted=accepted, rejected=rejected, abandoned=abandoned,
+                        creators=tuple(PEOPLE[c].ss58_address for c in sorted(creators)))
+    on_chain = {"accepted": accepted, "rejected": rejected, "abandoned": abandoned,
+                "creators": [PEOPLE[c].public_key for c in sorted(creators)]}
+    assert terms.refusal(stats, PEOPLE[creator].ss58_address) == qualification_error(
+        terms.call_params(), on_chain, PEOPLE[creator].public_key)
 
 
 async def test_an_upstream_node_lacks_the_rules(tmp_path):
@@ -129,9 +187,11 @@ async def test_an_upstream_node_lacks_the_rules(tmp_path):
 def test_cli_creates_with_rules_once_and_claims(devnet):
     args = ["task", "create", "--question", "Label the cars", "--pays", "5000000", "--annotation-type", "Image",
             "--files", "file_1.jpg", "--storage-type", "IPFS", "--review-window", "1", "--submit-within", "30",
-            "--min-accepted", "0", "--max-rejection-rate", "0.5", "--client-token", "cli-once"]
+            "--min-accepted", "0", "--max-rejection-rate", "0.5", "--min-distinct-creators", "0",
+            "--max-abandonment-rate", "0.25", "--client-token", "cli-once"]
     created = js(devnet, *args, key="//Alice")
-    assert created["terms"] == {"submit_within": 30, "review_window": 1, "min_accepted": 0, "max_rejection_rate": 0.5}
+    assert created["terms"] == {"submit_within": 30, "review_window": 1, "min_accepted": 0, "max_rejection_rate": 0.5,
+                                "min_distinct_creators": 0, "max_abandonment_rate": 0.25}
     again = cli(devnet, *args, key="//Alice", ok=False)
     assert again.returncode != 0 and "DuplicateClientToken" in again.stderr
     task_id = created["task_id"]

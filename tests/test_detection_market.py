@@ -128,8 +128,8 @@ def test_a_person_reviews_boxes_in_chromium_and_the_payment_lands(devnet, detect
             expect(page.get_by_role("alert")).to_have_text("wrong token")
             page.fill("input[name=token]", token)
             page.click("button[type=submit]")
-            expect(page.locator("table.queue tbody tr")).to_have_count(1)
-            expect(page.locator("table.queue")).to_contain_text("59 min")  # the auto-approval countdown
+            expect(page.locator("#queue li")).to_have_count(1)
+            expect(page.locator("#queue")).to_contain_text("59 min")  # the auto-approval countdown
             page.click(f"a[href='/submissions/{sid}']")
 
             # the boxes: every submitted box drawn over its image, the gold boxes dashed beside them
@@ -153,12 +153,13 @@ def test_a_person_reviews_boxes_in_chromium_and_the_payment_lands(devnet, detect
             assert page.request.post(url, form={"csrf": csrf, "reason": "x"},
                                      headers={"Origin": "http://attacker.test"}).status == 403
 
-            page.click("#approve")
+            page.click("#approve")  # nothing else waits: back to the queue, the server's notice saying what happened
+            expect(page.locator("p.empty")).to_be_visible()
+            expect(page.locator("#notice")).to_have_text(f"submission {sid}: paid")
+            page.goto(f"{base}/submissions/{sid}")
             expect(page.locator("#step")).to_have_text("paid")
             expect(page.locator("#chain-status")).to_contain_text(f"Accepted · paid {PAYS}")
             page.screenshot(path=str(ARTIFACTS / "review-page-approved.png"))
-            page.goto(base + "/")
-            expect(page.locator("p.empty")).to_be_visible()
         finally:
             browser.close()
     gained = free(devnet.url, "Ferdie") - before

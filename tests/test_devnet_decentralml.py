@@ -11,7 +11,7 @@ from substrateinterface import Keypair
 from substrateinterface.exceptions import SubstrateRequestException
 
 from decentralml_core.demo import seed_task_params
-from decentralml_core.devnet.pallets.decentralml import task_account
+from decentralml_core.devnet.pallets.decentralml import ADDED_ERRORS, UPSTREAM_ERRORS, task_account
 
 PAYS = 1_000_000
 
@@ -56,7 +56,13 @@ def send(si, who, submission_id, **overrides):
 
 
 def failed(receipt) -> str:
+    """The pallet error's name; ``Token.NAME`` (etc.) for sp_runtime's own, which substrate-interface leaves
+    unnamed (read from the ExtrinsicFailed event)."""
     assert not receipt.is_success
+    if receipt.error_message is None:
+        (event,) = [e.value["attributes"] for e in receipt.triggered_events if e.value["event_id"] == "ExtrinsicFailed"]
+        (kind, name), = event["dispatch_error"].items()
+        return f"{kind}.{name}"
     return receipt.error_message["name"]
 
 
@@ -186,7 +192,7 @@ def test_escrow_needs_funds(substrate, keys):
     assert si.submit_extrinsic(si.create_signed_extrinsic(fund, keypair=keys["alice"]),
                                wait_for_inclusion=True).is_success
     name = failed(call(si, poor, "create_task", **task_params(si, pays_amount=10**9, max_assignments=1)))
-    assert name in ("InsufficientBalance", "Expendability")
+    assert name == "Token.FundsUnavailable"  # the escrow's Currency::transfer, as a polkadot-v1.0.0 node
 
 
 def test_bounded_fields_are_checked_on_submission(substrate, keys):
@@ -198,3 +204,14 @@ def test_bounded_fields_are_checked_on_submission(substrate, keys):
         call(substrate, keys["alice"], "create_task",
              **task_params(substrate, annotation_files=[[f"f{i}.jpg" for i in range(101)]]))
     assert "annotation_files" in info.value.args[0]["data"]
+
+
+def test_errors_and_calls_carry_their_docs_in_metadata(substrate, keys):
+    """As upstream's pallet: substrate-interface shows an error's docs in the receipt."""
+    receipt = call(substrate, keys["eve"], "assign_task", task_id=987_654)
+    assert receipt.error_message == {"type": "Module", "name": "TaskNotFound",
+                                     "docs": ["The specified task does not exist."]}  # upstream's words
+    pallet = substrate.metadata.get_metadata_pallet("DecentralMLModule")
+    assert len(pallet.errors) == len(UPSTREAM_ERRORS + ADDED_ERRORS) and all(e.docs and e.docs[0] for e in pallet.errors)
+    assert all(c.docs and c.docs[0] for c in pallet.calls)
+    assert pallet.calls[0].docs[0] == "Creates a new task with specified parameters."  # upstream's

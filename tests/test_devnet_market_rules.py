@@ -13,7 +13,8 @@ from test_devnet_decentralml import call, events, failed, free, task_params
 from decentralml_core.devnet.pallets.decentralml import task_account
 
 PAYS = 1_000_000
-NO_TERMS = {"submit_within": None, "review_window": None, "min_accepted": 0, "max_rejection_rate": None}
+NO_TERMS = {"submit_within": None, "review_window": None, "min_accepted": 0, "max_rejection_rate": None,
+            "min_distinct_creators": 0, "max_abandonment_rate": None}
 
 
 def create(si, who, token=None, **terms) -> int:
@@ -52,15 +53,18 @@ def together(si, *signed: tuple) -> None:
 
 def test_client_token_terms_and_stats_are_readable(substrate, keys):
     si, alice = substrate, keys["alice"]
-    task_id = create(si, alice, token="demo:1", submit_within=5, review_window=9, min_accepted=0,
-                     max_rejection_rate=500_000)
+    rules = {"submit_within": 5, "review_window": 9, "min_accepted": 0, "max_rejection_rate": 500_000,
+             "min_distinct_creators": 2, "max_abandonment_rate": 100_000}
+    task_id = create(si, alice, token="demo:1", **rules)
     assert si.query("DecentralMLModule", "TaskByClientToken", [alice.ss58_address, "demo:1"]).value == task_id
-    assert si.query("DecentralMLModule", "TaskTerms", [task_id]).value == {
-        "submit_within": 5, "review_window": 9, "min_accepted": 0, "max_rejection_rate": 500_000}
+    assert si.query("DecentralMLModule", "TaskTerms", [task_id]).value == rules
     again = call(si, alice, "create_task_with_terms", **task_params(si), terms=NO_TERMS, client_token="demo:1")
     assert failed(again) == "DuplicateClientToken"
+    empty = call(si, alice, "create_task_with_terms", **task_params(si), terms=NO_TERMS, client_token="")
+    assert failed(empty) == "EmptyClientToken"
     assert si.query("DecentralMLModule", "WorkerStats", [keys["ferdie"].ss58_address]).value == {
-        "accepted": 0, "rejected": 0, "abandoned": 0}
+        "accepted": 0, "rejected": 0, "abandoned": 0, "creators": []}
+    assert failed(call(si, keys["ferdie"], "assign_task", task_id=task_id)) == "TooFewDistinctCreators"
 
 
 def test_abandoned_slot_returns_and_the_late_worker_is_refused(substrate, keys):
@@ -114,3 +118,24 @@ def test_claim_and_late_accept_in_one_block_pay_once(substrate, keys):
     assert free(si, escrow) == PAYS  # one payment left the escrow …
     assert free(si, bob.ss58_address) + free(si, escrow) == before - bob_fee  # … to bob: balances conserved
     assert si.query("DecentralMLModule", "WorkerStats", [bob.ss58_address]).value["accepted"] == 1
+
+
+def test_a_rejection_after_close_refunds_through_the_wire(substrate, keys):
+    """The probe's case: the task expires with a result inside its review window, is closed, then the
+    result is rejected; the pay comes back in the same extrinsic and the escrow ends at 0."""
+    si, alice, bob = substrate, keys["alice"], keys["bob"]
+    receipt = call(si, alice, "create_task_with_terms", **task_params(si, expiration_block=si.get_block_number(None) + 3,
+                                                                      max_assignments=2),
+                   terms={**NO_TERMS, "review_window": 50}, client_token=None)
+    task_id = events(receipt, "TaskCreated")[0]["taskid"]
+    sid = events(call(si, bob, "assign_task", task_id=task_id), "TaskAssigned")[0]["submission_index"]
+    assert send(si, bob, sid).is_success
+    advance(si, alice, 2)
+    assert events(call(si, alice, "close_task", task_id=task_id), "TaskClosed")[0]["refunded"] == PAYS
+    escrow = si.ss58_encode(task_account(task_id))
+    assert free(si, escrow) == PAYS  # the pending result's pay
+    rejected = call(si, alice, "reject_task_result", submission_id=sid, reason="late")
+    assert events(rejected, "EscrowRefunded") == [{"task_id": task_id, "submission_id": sid, "refunded": PAYS,
+                                                   "block": si.get_block_number(rejected.block_hash)}]
+    assert free(si, escrow) == 0
+    assert failed(call(si, alice, "close_task", task_id=task_id)) == "TaskClosed"

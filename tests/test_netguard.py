@@ -92,3 +92,46 @@ async def test_gateway_allow_list_and_token(tmp_path, monkeypatch):
             await GatewayStore(base).get(cid, 1024)
         monkeypatch.setenv(GATEWAY_TOKEN_ENV, TOKEN)
         assert await GatewayStore(base).get(cid, 1024) == b"a block"
+
+
+async def test_gateway_cuts_a_client_that_stops_reading_and_serves_the_others(tmp_path):
+    """40 pipelined 1 MB blocks to a socket that never reads: after the write bound that client is cut
+    (one line), while another client keeps getting blocks; before, it held its handler for ever."""
+    import os
+    import socket
+
+    from structlog.testing import capture_logs
+
+    store = LocalStore(tmp_path / "store")
+    cid = await store.put(os.urandom(1024 * 1024))
+    with capture_logs() as logs:
+        async with serving(gateway_app(store, Guard(write_stall_s=1.0))) as base:
+            port = int(base.rsplit(":", 1)[1])
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            await loop.sock_connect(sock, ("127.0.0.1", port))
+            request = f"GET /ipfs/{cid}?format=raw HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            await loop.sock_sendall(sock, request * 40)
+            started = time.monotonic()
+            for _ in range(5):  # the others are served meanwhile
+                assert len(await GatewayStore(base).get(cid, 1024 * 1024)) == 1024 * 1024
+            assert time.monotonic() - started < 5
+            deadline = time.monotonic() + 10
+            while not any(e["event"] == "http_client_dropped" for e in logs) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            received = 0
+            try:  # what reached the socket before the cut; then the connection is gone
+                while received < 41 * 1024 * 1024:
+                    chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+            except ConnectionResetError:
+                pass
+            finally:
+                sock.close()
+    dropped = [e for e in logs if e["event"] == "http_client_dropped"]
+    assert len(dropped) == 1 and dropped[0]["peer"] == "127.0.0.1" and dropped[0]["path"] == f"/ipfs/{cid}"
+    assert received < 40 * 1024 * 1024  # cut, not served in full

@@ -17,6 +17,7 @@ from decentralml_core.devnet.store import BlockStore
 
 ALICE, BOB, CHARLIE, EVE = (Keypair.create_from_uri(f"//{n}").public_key for n in ("Alice", "Bob", "Charlie", "Eve"))
 PAYS = 1_000_000
+BALANCES_CALLS = ("force_set_balance", "transfer_keep_alive", "transfer_allow_death", "transfer_all")
 
 
 class Dispatcher:
@@ -28,11 +29,15 @@ class Dispatcher:
         self.names = {v: k[1] for k, v in chain.runtime.error_index.items()}
 
     def call(self, origin: bytes | str, name: str, **args) -> str | None:
-        """None on success, else the refusal's error name."""
-        pallet = "Balances" if name == "force_set_balance" else PALLET
+        """None on success, else the refusal's error name (``Token.NAME`` / ``Arithmetic.NAME`` for
+        sp_runtime's own errors)."""
+        pallet = "Balances" if name in BALANCES_CALLS else PALLET
         error = self.ex.dispatch(origin, {pallet: {name: args}})
         if error is None or isinstance(error, str):
             return error
+        if "Module" not in error:
+            (kind, inner), = error.items()
+            return f"{kind}.{inner}"
         return self.names[(error["Module"]["index"], error["Module"]["error"][0])]
 
     def ok(self, origin: bytes, name: str, **args) -> dict:
@@ -136,8 +141,10 @@ def test_create_escrows_all_assignments_and_opens_the_task(rt):
     ({"task_type": "ModelEngineer"}, "MissingModelEngineerPath"),
     ({"task_type": "ModelEngineer", "model_engineer_path": b"model.py"}, "MissingModelEngineerStorageType"),
     ({"pays_amount": 2**127, "max_assignments": 2}, "Overflow"),  # escrow beyond u128
-    ({"pays_amount": 10**30}, "InsufficientBalance"),
-    ({"pays_amount": ((1 << 60) - 400) // 2}, "Expendability"),  # would leave Alice below the deposit
+    # the escrow's transfer fails as polkadot-v1.0.0's Currency::transfer decides (see pallets/balances.py)
+    ({"pays_amount": 10**30}, "Arithmetic.Underflow"),  # more than the total issuance
+    ({"pays_amount": (1 << 60) + 1, "max_assignments": 1}, "Token.FundsUnavailable"),  # more than Alice has
+    ({"pays_amount": ((1 << 60) - 400) // 2}, "Token.NotExpendable"),  # would leave Alice below the deposit
 ])
 def test_create_refusals_leave_no_trace(rt, overrides, error):
     before = rt.free(ALICE), len(rt.ex.events)
@@ -306,6 +313,48 @@ def test_upstream_runtime_keeps_upstreams_rules_and_layout(tmp_path):
     assert len(ids) == 10_000 and ids[:3] == [0, sid, sid + 1]  # upstream's [u32; 10000], 1-based slots
     assert rt.get("Tasks", 0)["status"] == "Created"
     chain.store.close()
+
+
+def test_upstream_escrow_below_the_existential_deposit_fails_as_a_v1_node_does(tmp_path):
+    """Upstream moves ``pays_amount`` with ``Currency::transfer(AllowDeath)`` into a fresh task account:
+    below the existential deposit (500) the account cannot be created — ``Token(BelowMinimum)``; more
+    than the creator has — ``Token(FundsUnavailable)``; a creator may empty their account."""
+    chain = Chain(runtime("upstream"), BlockStore(tmp_path / "u.sqlite"))
+    rt = Dispatcher(chain)
+    assert rt.call(ALICE, "create_task", **task(pays_amount=499)) == "Token.BelowMinimum"
+    assert rt.call(ALICE, "create_task", **task(pays_amount=(1 << 60) + 1)) == "Token.FundsUnavailable"
+    assert rt.call(ALICE, "create_task", **task(pays_amount=1 << 60)) is None  # AllowDeath: Alice is reaped
+    assert rt.free(ALICE) == 0 and rt.free(task_account(0)) == 1 << 60
+    chain.store.close()
+
+
+def dev_account(n: int) -> bytes:
+    return Keypair.create_from_uri(f"//Fresh{n}").public_key
+
+
+@pytest.mark.parametrize("call,value,error", [
+    # pallet_balances of polkadot-v1.0.0: fungible::Mutate::transfer, can_withdraw then can_deposit
+    ("transfer_keep_alive", (1 << 60) + 1, "Token.FundsUnavailable"),
+    ("transfer_allow_death", 10**30, "Arithmetic.Underflow"),  # above the total issuance: checked first
+    ("transfer_keep_alive", (1 << 60) - 499, "Token.NotExpendable"),  # 499 left, the deposit is 500
+    ("transfer_allow_death", 499, "Token.BelowMinimum"),  # a new account needs 500
+    ("transfer_keep_alive", 499, "Token.BelowMinimum"),
+])
+def test_balances_transfers_fail_with_v1_dispatch_errors(rt, call, value, error):
+    before = rt.free(ALICE), len(rt.ex.events)
+    assert rt.call(ALICE, call, dest={"Id": dev_account(1)}, value=value) == error
+    assert (rt.free(ALICE), len(rt.ex.events)) == before
+
+
+def test_balances_transfers_that_succeed(rt):
+    fresh = dev_account(2)
+    assert rt.call(ALICE, "transfer_allow_death", dest={"Id": fresh}, value=0) is None  # Transfer of 0, as v1
+    assert rt.ex.events[-1]["event"] == {"Balances": {"Transfer": {"from": ALICE, "to": fresh, "amount": 0}}}
+    assert rt.call(ALICE, "transfer_keep_alive", dest={"Id": fresh}, value=500) is None
+    assert rt.call(fresh, "transfer_keep_alive", dest={"Id": ALICE}, value=1) == "Token.NotExpendable"
+    assert rt.call(fresh, "transfer_allow_death", dest={"Id": ALICE}, value=1) is None  # reaped, dust burned
+    assert rt.free(fresh) == 0
+    assert rt.call(ALICE, "transfer_keep_alive", dest={"Raw": b"x"}, value=1) == "CannotLookup"
 
 
 def test_a_pallet_bug_fails_only_its_call(rt, monkeypatch):

@@ -1,5 +1,6 @@
 """The market rules on the real executive: assignment deadlines, the review window and claim_payment,
-qualifications, client tokens; the races at a deadline block; and the upstream layout left alone.
+qualifications, client tokens; the races at a deadline block; escrow that never strands after a close;
+records only others make; and the upstream layout left alone.
 
 Blocks advance through ``Dispatcher.next_block`` (``initialize_block``, so ``on_initialize`` runs as
 on the devnet); calls in one block are applied in the order given, as a block author would.
@@ -7,24 +8,55 @@ on the devnet); calls in one block are applied in the order given, as a block au
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from test_pallet_decentralml import ALICE, BOB, CHARLIE, EVE, PAYS, Dispatcher, result, task
 
 from decentralml_core.devnet.chain import Chain
-from decentralml_core.devnet.metadata import runtime
+from decentralml_core.devnet.metadata import MAX_DISTINCT_CREATORS, runtime
 from decentralml_core.devnet.pallets import decentralml
-from decentralml_core.devnet.pallets.decentralml import DEFAULT_TERMS, PALLET, task_account
+from decentralml_core.devnet.pallets.decentralml import (
+    DEFAULT_TERMS,
+    NO_STATS,
+    PALLET,
+    escrow_discrepancy,
+    task_account,
+)
 from decentralml_core.devnet.store import BlockStore
 
 DAVE = bytes(range(32))
 
 
 class Blocks(Dispatcher):
+    def __init__(self, chain: Chain) -> None:
+        super().__init__(chain)
+        self.past: list[dict] = []  # the events of the blocks before this one
+
     def next_block(self, count: int = 1) -> list[dict]:
         """Start the next block(s), running on_initialize; the hooks' DecentralML events of the last one."""
         for _ in range(count):
+            self.past += self.ex.events
             self.ex.initialize_block(self.ex.block_number + 1, 0)
-        return [e["event"][PALLET] for e in self.ex.events if PALLET in e["event"]]
+        return self.events()
+
+    def events(self, since: int = 0) -> list[dict]:
+        """This block's DecentralML events, from the ``since``-th event on."""
+        return [e["event"][PALLET] for e in self.ex.events[since:] if PALLET in e["event"]]
+
+    def refunded(self, task_id: int) -> int:
+        """What the task's escrow returned to its creator so far (TaskClosed and EscrowRefunded)."""
+        return sum(fields["refunded"] for e in self.past + self.ex.events for name, fields in
+                   e["event"].get(PALLET, {}).items()
+                   if name in ("TaskClosed", "EscrowRefunded") and fields["task_id"] == task_id)
+
+    def escrow_discrepancy(self, task_id: int) -> str | None:
+        subs = [self.get("TaskResultSubmissions", i) for i in self.get("TaskResultSubmissionIds", task_id) or []]
+        return escrow_discrepancy(self.get("Tasks", task_id), subs, self.free(task_account(task_id)),
+                                  self.refunded(task_id))
 
     def to(self, block: int) -> list[dict]:
         return self.next_block(block - self.ex.block_number)
@@ -71,7 +103,9 @@ def test_terms_are_stored_beside_the_upstream_task(rt):
     assert rt.get("TaskTerms", plain) is None  # read as DEFAULT_TERMS
 
 
-@pytest.mark.parametrize("bad", [{"submit_within": 0}, {"review_window": 0}, {"max_rejection_rate": 1_000_001}])
+@pytest.mark.parametrize("bad", [{"submit_within": 0}, {"review_window": 0}, {"max_rejection_rate": 1_000_001},
+                                 {"max_abandonment_rate": 1_000_001},
+                                 {"min_distinct_creators": MAX_DISTINCT_CREATORS + 1}])
 def test_invalid_terms_are_refused(rt, bad):
     assert rt.call(ALICE, "create_task_with_terms", **task(), terms=terms(**bad), client_token=None) == \
         "InvalidTaskTerms"
@@ -88,6 +122,14 @@ def test_a_client_token_creates_once_per_creator(rt):
     assert create(rt, token=b"publish:detect-cars:1", creator=EVE) == 1  # tokens are per creator
     assert create(rt, token=b"publish:detect-cars:2") == 2
     assert create(rt) == 3 and create(rt) == 4  # no token: no idempotence asked
+
+
+def test_an_empty_client_token_is_refused_as_by_the_client(rt):
+    alice = rt.free(ALICE)
+    assert rt.call(ALICE, "create_task_with_terms", **task(), terms=terms(), client_token=b"") == "EmptyClientToken"
+    assert rt.get("TaskCount") == 0 and rt.get("TaskByClientToken", ALICE, b"") is None
+    assert rt.free(ALICE) == alice  # nothing escrowed
+    create(rt, token=b"x" * 64)  # the longest the client allows
 
 
 def test_a_refused_creation_does_not_burn_its_token(rt):
@@ -107,7 +149,7 @@ def test_an_unsubmitted_assignment_is_abandoned_after_its_deadline(rt):
     abandoned = rt.next_block()  # block 5's on_initialize
     assert abandoned == [{"AssignmentAbandoned": {"task_id": task_id, "submission_id": sid, "worker": BOB,
                                                   "block": 5}}]
-    assert rt.status(sid) == "Abandoned" and rt.stats(BOB) == {"accepted": 0, "rejected": 0, "abandoned": 1}
+    assert rt.status(sid) == "Abandoned" and rt.stats(BOB) == {**NO_STATS, "abandoned": 1}
     assert rt.get("OpenTasks") == [task_id] and rt.get("TaskResultSubmissionCountByTaskId", task_id) == 0
     assert rt.get("AssignmentDeadlines", 4) == []  # the agenda entry is consumed
     assert rt.call(BOB, "send_task_result", **result(sid)) == "SubmissionDeadlinePassed"
@@ -279,7 +321,7 @@ def record(rt: Blocks, worker: bytes, accepted: int = 0, rejected: int = 0) -> N
 def test_assign_checks_accepted_results_and_rejection_rate(rt):
     record(rt, BOB, accepted=3, rejected=1)  # 25 % rejected
     record(rt, CHARLIE, accepted=1)
-    assert rt.stats(BOB) == {"accepted": 3, "rejected": 1, "abandoned": 0}
+    assert rt.stats(BOB) == {"accepted": 3, "rejected": 1, "abandoned": 0, "creators": [ALICE]}
     strict = create(rt, max_assignments=5, task_terms=terms(min_accepted=2, max_rejection_rate=200_000))
     assert rt.call(EVE, "assign_task", task_id=strict) == "TooFewAccepted"  # a newcomer
     assert rt.call(CHARLIE, "assign_task", task_id=strict) == "TooFewAccepted"
@@ -300,8 +342,204 @@ def test_qualification_counts_claims_and_abandonments(rt):
     task_id = create(rt, task_terms=terms(submit_within=1))
     assign(rt, BOB, task_id)
     rt.next_block(2)
-    assert rt.stats(BOB) == {"accepted": 1, "rejected": 0, "abandoned": 1}
+    assert rt.stats(BOB) == {"accepted": 1, "rejected": 0, "abandoned": 1, "creators": [ALICE]}
     assign(rt, BOB, create(rt, task_terms=terms(min_accepted=1)))
+
+
+# -- 4. no escrow strands: every verdict after close_task returns what it frees -------------------------
+def closed_with_pending(rt: Blocks, **overrides) -> tuple[int, int]:
+    """The probe's case: a task expires at block 3 with Bob's result (sent at block 1, window through
+    block 6) pending and one slot unused; Alice closes it at block 4."""
+    task_id, sid = submitted(rt, window=5, expiration_block=3, max_assignments=2, **overrides)
+    rt.to(4)
+    assert rt.ok(ALICE, "close_task", task_id=task_id)["refunded"] == PAYS  # the unused slot
+    assert rt.free(task_account(task_id)) == PAYS and rt.escrow_discrepancy(task_id) is None
+    return task_id, sid
+
+
+@pytest.mark.parametrize("block", [4, 6])  # the close's block; the review window's last block
+def test_a_rejection_after_close_refunds_the_pay_at_once(rt, block):
+    task_id, sid = closed_with_pending(rt)
+    rt.to(block)
+    alice, total = rt.free(ALICE), balances(rt, task_id, ALICE, BOB)
+    mark = len(rt.ex.events)
+    assert rt.call(ALICE, "reject_task_result", submission_id=sid, reason=b"late") is None
+    assert rt.events(mark) == [
+        {"TaskResultRejected": {"task_id": task_id, "submission_id": sid, "worker": BOB, "reason": b"late",
+                                "block": block}},
+        {"EscrowRefunded": {"task_id": task_id, "submission_id": sid, "refunded": PAYS, "block": block}}]
+    assert rt.free(task_account(task_id)) == 0 and rt.free(ALICE) == alice + PAYS
+    assert balances(rt, task_id, ALICE, BOB) == total and rt.refunded(task_id) == 2 * PAYS
+    assert rt.escrow_discrepancy(task_id) is None
+    assert rt.call(ALICE, "close_task", task_id=task_id) == "TaskClosed"  # nothing left that needs it
+
+
+def test_past_the_window_the_closed_tasks_pending_pay_goes_to_the_worker(rt):
+    task_id, sid = closed_with_pending(rt)
+    rt.to(7)
+    assert rt.call(ALICE, "reject_task_result", submission_id=sid, reason=b"late") == "ReviewWindowClosed"
+    mark = len(rt.ex.events)
+    rt.ok(BOB, "claim_payment", submission_id=sid)  # one event: nothing freed, nothing refunded
+    assert [next(iter(e)) for e in rt.events(mark)] == ["PaymentClaimed"]
+    assert rt.free(task_account(task_id)) == 0 and rt.escrow_discrepancy(task_id) is None
+
+
+def test_accept_and_reject_after_close_each_settle_their_own_pay(rt):
+    task_id = create(rt, max_assignments=3, expiration_block=3, task_terms=terms(review_window=10))
+    sids = [assign(rt, w, task_id) for w in (BOB, CHARLIE)]
+    for w, sid in zip((BOB, CHARLIE), sids, strict=True):
+        rt.ok(w, "send_task_result", **result(sid))
+    rt.to(4)
+    rt.ok(ALICE, "close_task", task_id=task_id)
+    total = balances(rt, task_id, ALICE, BOB, CHARLIE)
+    rt.ok(ALICE, "accept_task_result", submission_id=sids[0])  # paid from the kept pay, no refund due
+    assert rt.free(task_account(task_id)) == PAYS and rt.escrow_discrepancy(task_id) is None
+    mark = len(rt.ex.events)
+    assert rt.call(ALICE, "reject_task_result", submission_id=sids[1], reason=b"no") is None
+    assert rt.events(mark)[-1]["EscrowRefunded"]["refunded"] == PAYS
+    assert rt.free(task_account(task_id)) == 0 and rt.escrow_discrepancy(task_id) is None
+    assert balances(rt, task_id, ALICE, BOB, CHARLIE) == total
+
+
+def test_the_invariant_names_a_stranded_escrow():
+    closed = {**task(max_assignments=2), "status": "Completed"}
+    rejected = {"status": "Rejected", "paid_amount": None}
+    assert escrow_discrepancy(closed, [rejected], escrow=PAYS, refunded=PAYS) == \
+        f"closed with {PAYS} in escrow for 0 pending result(s) of {PAYS}"  # the probe's failure
+    assert escrow_discrepancy(closed, [rejected], escrow=0, refunded=2 * PAYS) is None
+    assert "reserved" in escrow_discrepancy(closed, [rejected], escrow=0, refunded=PAYS)  # value vanished
+    pending = {"status": "PendingValidation", "paid_amount": None}
+    assert escrow_discrepancy(closed, [pending], escrow=PAYS, refunded=PAYS) is None
+
+
+WORKERS = (BOB, CHARLIE)
+RUNTIME = runtime("full")
+SCHEDULES = st.lists(st.tuples(st.integers(1, 6), st.sampled_from(["assign", "send", "accept", "reject", "claim",
+                                                                   "close"]), st.sampled_from(WORKERS)),
+                     max_size=12).map(sorted)
+
+
+@settings(max_examples=60, deadline=None)
+@given(SCHEDULES)
+@example([(1, "assign", BOB), (1, "send", BOB), (3, "close", BOB), (3, "reject", BOB)])  # the probe's case
+@example([(1, "assign", BOB), (1, "send", BOB), (2, "assign", CHARLIE), (2, "send", CHARLIE), (3, "close", BOB),
+          (4, "accept", BOB), (4, "reject", CHARLIE)])
+def test_no_sequence_of_calls_leaves_value_in_a_closed_tasks_escrow(schedule):
+    """Any calls, in any order, at blocks 1–6 around a task's expiry (block 2), its deadlines and its
+    review windows (3 blocks each): the escrow adds up after every call, value is only moved, and once
+    nothing is pending the closed task's escrow is 0."""
+    with tempfile.TemporaryDirectory() as tmp:
+        chain = Chain(RUNTIME, BlockStore(Path(tmp) / "c.sqlite"))
+        try:
+            rt = Blocks(chain)
+            task_id = create(rt, max_assignments=2, expiration_block=2,
+                             task_terms=terms(submit_within=3, review_window=3))
+            people = (ALICE, *WORKERS)
+            total = balances(rt, task_id, *people)
+
+            def sid(worker: bytes) -> int | None:
+                return (rt.get("WorkerSubmissions", worker) or [None])[-1]
+
+            calls = {"assign": lambda w: (w, "assign_task", {"task_id": task_id}),
+                     "send": lambda w: (w, "send_task_result", result(sid(w))),
+                     "accept": lambda w: (ALICE, "accept_task_result", {"submission_id": sid(w)}),
+                     "reject": lambda w: (ALICE, "reject_task_result", {"submission_id": sid(w), "reason": b"no"}),
+                     "claim": lambda w: (w, "claim_payment", {"submission_id": sid(w)}),
+                     "close": lambda w: (ALICE, "close_task", {"task_id": task_id})}
+            for block, step, worker in schedule:
+                rt.to(max(block, rt.ex.block_number))
+                if step == "assign" or sid(worker) is not None:
+                    origin, name, args = calls[step](worker)
+                    rt.call(origin, name, **args)  # refused or not: the escrow must add up either way
+                assert rt.escrow_discrepancy(task_id) is None
+            rt.to(12)  # past every deadline and window
+            rt.call(ALICE, "close_task", task_id=task_id)
+            for worker in WORKERS:
+                if sid(worker) is not None:
+                    rt.call(worker, "claim_payment", submission_id=sid(worker))
+            assert rt.get("Tasks", task_id)["status"] == "Completed"
+            assert rt.free(task_account(task_id)) == 0 and rt.escrow_discrepancy(task_id) is None
+            assert balances(rt, task_id, *people) == total
+        finally:
+            chain.store.close()
+
+
+# -- 5. a record is what others made of one's work ------------------------------------------------------
+def test_verdicts_on_ones_own_tasks_do_not_count(rt):
+    record(rt, BOB, accepted=1, rejected=1)  # 50 % rejected by Alice
+    before = rt.stats(BOB)
+    for verdict in ("accept", "accept", "accept", "reject", "claim"):  # Bob deals with himself
+        own = create(rt, creator=BOB, max_assignments=1, task_terms=terms(review_window=1))
+        sid = assign(rt, BOB, own)
+        rt.ok(BOB, "send_task_result", **result(sid))
+        if verdict == "claim":
+            rt.next_block(2)
+            rt.ok(BOB, "claim_payment", submission_id=sid)
+        else:
+            rt.ok(BOB, f"{verdict}_task_result", submission_id=sid, **({"reason": b"x"} if verdict == "reject" else {}))
+    abandoned = create(rt, creator=BOB, max_assignments=1, task_terms=terms(submit_within=1))
+    assign(rt, BOB, abandoned)
+    rt.next_block(2)
+    assert rt.stats(BOB) == before  # the pay moved, the record did not
+    strict = create(rt, task_terms=terms(max_rejection_rate=400_000))
+    assert rt.call(BOB, "assign_task", task_id=strict) == "RejectionRateTooHigh"  # still 50 %
+
+
+def test_distinct_creators_other_than_the_tasks_own(rt):
+    record(rt, BOB, accepted=2)  # both from Alice
+    _, claimed = submitted(rt, window=1, creator=EVE)  # a claim counts as Eve's acceptance
+    rt.next_block(2)
+    rt.ok(BOB, "claim_payment", submission_id=claimed)
+    record(rt, CHARLIE, rejected=1)  # a rejection adds no creator
+    assert rt.stats(BOB)["creators"] == [ALICE, EVE] and rt.stats(CHARLIE)["creators"] == []
+    two = terms(min_distinct_creators=2)
+    for creator in (ALICE, EVE):  # Alice's own (or Eve's own) verdicts are not others' judgement
+        assert rt.call(BOB, "assign_task", task_id=create(rt, creator=creator, task_terms=two)) == \
+            "TooFewDistinctCreators"
+    assign(rt, BOB, create(rt, creator=CHARLIE, task_terms=two))  # two others vouch
+    assign(rt, BOB, create(rt, creator=ALICE, task_terms=terms(min_distinct_creators=1)))
+
+
+def test_the_creators_kept_per_worker_are_bounded(rt):
+    creators = [bytes([i + 1]) * 32 for i in range(MAX_DISTINCT_CREATORS + 2)]
+    for creator in creators:
+        rt.call("root", "force_set_balance", who={"Id": creator}, new_free=10 * PAYS)
+        task_id = create(rt, creator=creator, max_assignments=1)
+        sid = assign(rt, BOB, task_id)
+        rt.ok(BOB, "send_task_result", **result(sid))
+        rt.ok(creator, "accept_task_result", submission_id=sid)
+    stats = rt.stats(BOB)
+    assert stats["accepted"] == MAX_DISTINCT_CREATORS + 2 and stats["creators"] == creators[:MAX_DISTINCT_CREATORS + 1]
+    most = terms(min_distinct_creators=MAX_DISTINCT_CREATORS)
+    assign(rt, BOB, create(rt, creator=creators[0], task_terms=most))  # a full set, less the asker, is enough
+    assign(rt, BOB, create(rt, creator=creators[-1], task_terms=most))  # not kept: full already
+
+
+def test_an_abandonment_the_expiry_caused_is_not_the_workers(rt):
+    """submit_within 3 on tasks expiring at block 5: taken at block 2, due at 5 = the expiry, the worker
+    had its whole time; taken at block 3, due at 6, the expiry cut it short."""
+    full_time, cut_short = (create(rt, max_assignments=1, expiration_block=5, task_terms=terms(submit_within=3))
+                            for _ in range(2))
+    rt.to(2)
+    first = assign(rt, BOB, full_time)
+    rt.to(3)
+    second = assign(rt, CHARLIE, cut_short)
+    rt.to(6)
+    assert rt.status(first) == "Abandoned" and rt.stats(BOB)["abandoned"] == 1
+    rt.next_block()
+    assert rt.status(second) == "Abandoned" and rt.stats(CHARLIE) == NO_STATS
+
+
+def test_assign_checks_the_abandonment_rate(rt):
+    record(rt, BOB, accepted=1)
+    task_id = create(rt, task_terms=terms(submit_within=1))
+    assign(rt, BOB, task_id)
+    rt.next_block(2)
+    assert rt.stats(BOB) == {"accepted": 1, "rejected": 0, "abandoned": 1, "creators": [ALICE]}  # 50 %
+    assert rt.call(BOB, "assign_task", task_id=create(rt, task_terms=terms(max_abandonment_rate=499_999))) == \
+        "AbandonmentRateTooHigh"
+    assign(rt, BOB, create(rt, task_terms=terms(max_abandonment_rate=500_000)))  # at the limit
+    assign(rt, EVE, create(rt, task_terms=terms(max_abandonment_rate=0)))  # a newcomer has abandoned nothing
 
 
 # -- the upstream pallet is left alone ------------------------------------------------------------------
@@ -315,7 +553,7 @@ def test_the_upstream_runtime_has_none_of_the_rules():
     added = ["TaskTerms", "WorkerStats", "TaskByClientToken", "ResultSubmittedAt", "AssignmentDeadlines"]
     assert [s.name for s in pallet["full"].storage][-5:] == added
     assert not {s.name for s in pallet["upstream"].storage} & set(added)
-    assert [n for n, _ in pallet["full"].events][-2:] == ["AssignmentAbandoned", "PaymentClaimed"]
+    assert [n for n, _ in pallet["full"].events][-3:] == ["AssignmentAbandoned", "PaymentClaimed", "EscrowRefunded"]
     assert "AssignmentAbandoned" not in [n for n, _ in pallet["upstream"].events]
     status = {mode: r.registry.types[r.registry.by_path("pallet_decentralml::types::ResultSubmissionStatus")]
               for mode, r in (("full", full), ("upstream", upstream))}

@@ -53,6 +53,29 @@ def test_coco_schema_accepts_a_complete_result(tmp_path):
     assert verdict == Verdict(True, "coco_schema: ok", {"images": 2, "boxes": 1})
 
 
+
+def test_coco_schema_rejects_declared_sizes_that_are_not_the_images(tmp_path):
+    """A worker claims 200x160 for its 100x80 images and doubles every box: drawn against the claim the
+    boxes look aligned. The sizes come from the creator's own image files, and the lie is refused."""
+    import cv2
+
+    from agents.images import asset_image_sizes
+
+    assets = tmp_path / "assets"
+    (assets / "annotation_files").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(assets / "annotation_files" / name), np.full((80, 100, 3), 128, np.uint8))
+    sizes = asset_image_sizes(assets, task().annotation_files)
+    assert sizes == {"a.jpg": (100, 80), "b.jpg": (100, 80)}
+    honest = coco_schema(Evidence(submission(), outputs(tmp_path / "honest"), task(), image_sizes=sizes))
+    assert honest.accept is True
+    doubled = outputs(tmp_path / "liar", images=[{"id": 1, "file_name": "a.jpg", "width": 200, "height": 160},
+                                                 {"id": 2, "file_name": "b.jpg", "width": 200, "height": 160}],
+                      annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [20, 20, 40, 40]}])
+    assert coco_schema(Evidence(submission(), doubled, task())).accept is True  # what it passed before
+    verdict = coco_schema(Evidence(submission(), doubled, task(), image_sizes=sizes))
+    assert verdict == Verdict(False, "coco_schema: a.jpg declared 200x160, the image is 100x80")
+
 def test_coco_schema_refusals(tmp_path):
     cases = [
         ({"annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [90, 10, 20, 20]}]}, "box outside"),

@@ -64,6 +64,10 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     rules.add_argument("--min-accepted", type=int, default=0, help="only workers with this many accepted results")
     rules.add_argument("--max-rejection-rate", type=float, metavar="FRACTION",
                        help="only workers whose rejected / decided results are at most this (0–1)")
+    rules.add_argument("--min-distinct-creators", type=int, default=0, metavar="N",
+                       help="only workers whose accepted results come from N creators besides you (0–16)")
+    rules.add_argument("--max-abandonment-rate", type=float, metavar="FRACTION",
+                       help="only workers who abandoned at most this share of their assignments (0–1)")
     rules.add_argument("--client-token", help="≤ 64 bytes; a second create with the same token is refused "
                                               "(safe to retry after a crash or timeout)")
     add_storage_options(create)
@@ -110,7 +114,8 @@ async def create_task(args, client) -> None:
     who = keypair(args)
     end = await client.block_number() + args.expires_in
     terms = TaskTerms(submit_within=args.submit_within, review_window=args.review_window,
-                      min_accepted=args.min_accepted, max_rejection_rate=args.max_rejection_rate)
+                      min_accepted=args.min_accepted, max_rejection_rate=args.max_rejection_rate,
+                      min_distinct_creators=args.min_distinct_creators, max_abandonment_rate=args.max_abandonment_rate)
     common = dict(question=args.question, pays_amount=args.pays, max_assignments=args.max_assignments,
                   validation_strategy=args.strategy, terms=terms, client_token=args.client_token)
     if args.task_type == TaskType.DATA_ANNOTATORS:

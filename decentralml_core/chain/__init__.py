@@ -2,9 +2,11 @@
 
 from .client import ChainClient, Checkpoint, Receipt
 from .errors import (
+                     ChainChanged,
                      ChainError,
                      ConnectionLost,
                      DispatchFailed,
+                     ExtrinsicDropped,
                      FieldTooLong,
                      InclusionTimeout,
                      TransactionRejected,
@@ -12,5 +14,6 @@ from .errors import (
 )
 from .runtime import Event
 
-__all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", "ChainError", "ConnectionLost", "DispatchFailed",
-           "FieldTooLong", "InclusionTimeout", "TransactionRejected", "UnsupportedCall"]
+__all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", "ChainChanged", "ChainError", "ConnectionLost",
+           "DispatchFailed", "ExtrinsicDropped", "FieldTooLong", "InclusionTimeout", "TransactionRejected",
+           "UnsupportedCall"]

@@ -1,14 +1,25 @@
 """An async client for a Substrate node: pipelined, nonce-tracked submission; storage reads; events.
 
-One connection per client. Reads are retried across reconnects (tenacity backoff); a submitted
-extrinsic is never re-signed after the pool took it, only its same bytes resent, so a retry can
-neither double nor lose it. A block follower watches every finalized block in order, so an
-extrinsic's inclusion is seen even when the connection dropped in between.
+One connection per client. Reads are retried across reconnects (tenacity backoff). A block follower
+watches every finalized block in order, so an extrinsic's inclusion is seen even when the connection
+dropped in between; it never gives up on the node (a restart may take minutes on a loaded host), it
+reconnects until the client is closed.
+
+Every extrinsic the client signs is held (:mod:`.inflight`) until it is seen in a block or known dead.
+A node's pool is not durable, so when it may have lost them — after every reconnect (a restart shows
+as one), and when an account's extrinsics have neither been sent nor landed for ``stall_after``
+seconds (an eviction, an endpoint that silently drops) — the client reads the account's nonce at the
+block it has followed to and resends the same bytes of each extrinsic still unused, in nonce order,
+filling a nonce none holds with a remark so no gap stalls the rest. Bytes that can never be valid
+again are re-signed with the same nonce, so at most one of the two forms can land: never two
+extrinsics with one nonce, never a gap, never lost finished work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +28,36 @@ import structlog
 from substrateinterface import Keypair
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from ..devnet.hashing import blake2_256
-from .errors import ConnectionLost, DispatchFailed, InclusionTimeout, TransactionRejected
-from .nonces import NonceBook
+from .errors import (
+    ChainChanged,
+    ConnectionLost,
+    DispatchFailed,
+    ExtrinsicDropped,
+    InclusionTimeout,
+    TransactionRejected,
+    runtime_dispatch_error,
+)
+from .inflight import InFlight, Signed
 from .rpc import RpcError, RpcTransport, WebSocketRpc
 from .runtime import Event, Runtime
 
 log = structlog.get_logger(__name__)
+# An account whose extrinsics have neither been sent nor landed for this long is recovered. A false
+# alarm costs a few reads and resends the pool answers "already imported"; 10 s is 20 blocks at the
+# devnet's 0.5 s and under two of a 6 s production chain's, so a lost extrinsic costs at most ~10 s.
+STALL_AFTER_S = 10.0
+WATCH_EVERY_S = 1.0
+FILLER = ("System", "remark", {"remark": "0x"})  # what fills a nonce no extrinsic holds any more
+
+
+def extrinsic_hash(raw_hex: str) -> str:
+    return "0x" + hashlib.blake2b(bytes.fromhex(raw_hex[2:]), digest_size=32).hexdigest()
+
+
+def _observe(future: asyncio.Future) -> None:
+    """Mark a held extrinsic's outcome as seen, so one whose caller stopped waiting logs no warning."""
+    if not future.cancelled():
+        future.exception()
 
 
 @dataclass(frozen=True)
@@ -60,32 +94,41 @@ class ChainClient:
     """``async with await ChainClient.connect(url) as client: …``"""
 
     def __init__(self, url: str, rpc: RpcTransport, runtime: Runtime, *, reconnect_for: float,
-                 inclusion_timeout: float) -> None:
+                 inclusion_timeout: float, stall_after: float = STALL_AFTER_S) -> None:
         self.url, self._rpc, self.runtime = url, rpc, runtime
-        self.reconnect_for, self.inclusion_timeout = reconnect_for, inclusion_timeout
-        self._nonces = NonceBook()
+        self.reconnect_for, self.inclusion_timeout, self.stall_after = reconnect_for, inclusion_timeout, stall_after
+        self._inflight = InFlight()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._watched: dict[str, asyncio.Future] = {}
+        self._recovering: dict[str, asyncio.Task] = {}
         self._reconnecting: asyncio.Task | None = None
         self._new_block = asyncio.Condition()
         self._finalized = -1
         self._follower: asyncio.Task | None = None
+        self._watchdog: asyncio.Task | None = None
         self._events_key: str | None = None
-        self._failure: Exception | None = None  # the follower gave up: streams and waiters get this
+        self._failure: Exception | None = None  # final (closed, another chain): streams and waiters get this
+        self.genesis: str | None = None
+        self._seen: tuple[int, str] | None = None  # a block the follower saw, by number and hash
+        self.outage_since: float | None = None  # monotonic time the node was first found unreachable
+        self.recoveries = 0
         self.closed = False
 
     @classmethod
-    async def connect(cls, url: str, *, reconnect_for: float = 60.0, inclusion_timeout: float = 120.0) -> ChainClient:
+    async def connect(cls, url: str, *, reconnect_for: float = 60.0, inclusion_timeout: float = 120.0,
+                      stall_after: float = STALL_AFTER_S) -> ChainClient:
         rpc = await WebSocketRpc.connect(url)
         try:
             runtime = await Runtime.load(url)
         except Exception as exc:
             await rpc.close()
             raise ConnectionLost(f"cannot load the runtime of {url}: {exc}") from exc
-        client = cls(url, rpc, runtime, reconnect_for=reconnect_for, inclusion_timeout=inclusion_timeout)
+        client = cls(url, rpc, runtime, reconnect_for=reconnect_for, inclusion_timeout=inclusion_timeout,
+                     stall_after=stall_after)
+        client.genesis = await client.request("chain_getBlockHash", [0])
         client._events_key = await runtime.storage_key("System", "Events")
         client._finalized = await client.block_number()
         client._follower = asyncio.create_task(client._follow())
+        client._watchdog = asyncio.create_task(client._watch_stalls())
         return client
 
     async def __aenter__(self) -> ChainClient:
@@ -96,39 +139,128 @@ class ChainClient:
 
     async def close(self) -> None:
         self.closed = True
-        self._failure = self._failure or ConnectionLost("client closed")
-        if self._follower:
-            self._follower.cancel()
+        self._fail(self._failure or ConnectionLost("client closed"))
+        for task in (self._follower, self._watchdog, *self._recovering.values()):
+            if task:
+                task.cancel()
+        async with self._new_block:  # event streams end with the failure
+            self._new_block.notify_all()
         await self._rpc.close()
         await self.runtime.close()
 
+    def _fail(self, exc: Exception) -> None:
+        """Final: every held extrinsic's waiter and every event stream gets ``exc``."""
+        self._failure = exc
+        for account in self._inflight.accounts():
+            for signed in self._inflight.of(account):
+                self._inflight.remove(signed)
+                if not signed.future.done():
+                    signed.future.set_exception(exc)
+
+    @property
+    def health(self) -> dict:
+        """For an agent's /healthz: ``degraded`` while the node is unreachable or held extrinsics wait
+        for a recovery to land them."""
+        recovering = sum(not task.done() for task in self._recovering.values())
+        state = "failed" if self._failure else "degraded" if self.outage_since is not None or recovering else "ok"
+        return {"chain": state, "in_flight": len(self._inflight), "recoveries": self.recoveries,
+                "unreachable_s": None if self.outage_since is None else round(time.monotonic() - self.outage_since, 1)}
+
     # -- connection ----------------------------------------------------------------------------
-    async def _reconnect(self) -> None:
-        """One reconnect at a time, however many callers noticed the loss."""
+    async def _reconnect(self, failed: RpcTransport) -> None:
+        """One reconnect at a time, however many callers noticed the loss (and none for a connection
+        already replaced)."""
+        if self._failure is not None:
+            raise self._failure
+        if self._rpc is not failed and not self._rpc.closed:
+            return
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = asyncio.create_task(self._dial())
+            self._reconnecting.add_done_callback(_observe)
         await asyncio.shield(self._reconnecting)
 
     async def _dial(self) -> None:
         async for attempt in AsyncRetrying(retry=retry_if_exception_type(ConnectionLost),
-                                           wait=wait_exponential(multiplier=0.1, max=5),
+                                           wait=wait_exponential(multiplier=0.1, max=2),
                                            stop=stop_after_delay(self.reconnect_for), reraise=True):
             with attempt:
                 if self.closed:
                     raise asyncio.CancelledError()
-                self._rpc = await WebSocketRpc.connect(self.url)
-                log.info("chain_reconnected", url=self.url, attempt=attempt.retry_state.attempt_number)
+                rpc = await WebSocketRpc.connect(self.url)
+                try:
+                    genesis = await rpc.request("chain_getBlockHash", [0])
+                except (ConnectionLost, RpcError) as exc:
+                    await rpc.close()
+                    raise ConnectionLost(f"{self.url} did not say its genesis: {exc}") from exc
+                if self.genesis is not None and genesis != self.genesis:
+                    await rpc.close()
+                    changed = ChainChanged(f"{self.url} now serves another chain (genesis {genesis}, was "
+                                           f"{self.genesis}): nothing signed for the old one can land there")
+                    log.error("chain_changed", url=self.url, genesis=genesis, was=self.genesis)
+                    self._fail(changed)
+                    raise changed
+                await self._check_same_chain(rpc)
+                self._rpc = rpc
+                outage = None if self.outage_since is None else round(time.monotonic() - self.outage_since, 1)
+                self.outage_since = None
+                log.info("chain_reconnected", url=self.url, attempt=attempt.retry_state.attempt_number,
+                         unreachable_s=outage)
+        for account in self._inflight.accounts():  # a restarted node lost its pool: ours may be gone
+            self._spawn_recovery(account, "reconnected")
+
+    async def _check_same_chain(self, rpc: RpcTransport) -> None:
+        """A node with our genesis but another block where we have been (a devnet restarted with ``--tmp``
+        has the same genesis and starts again at block 0) serves another chain."""
+        if self._seen is None:
+            return
+        number, seen = self._seen
+        try:
+            theirs = await rpc.request("chain_getBlockHash", [number])
+        except (ConnectionLost, RpcError) as exc:
+            await rpc.close()
+            raise ConnectionLost(f"{self.url} did not answer chain_getBlockHash: {exc}") from exc
+        if theirs is None:
+            log.warning("chain_behind", url=self.url, followed_to=number,
+                        action="waiting for the node to reach the block this client followed to; if the chain was "
+                               "started afresh, start the agent with a fresh state dir")
+        elif theirs != seen:
+            await rpc.close()
+            raise self._changed(number, theirs)
+
+    def _note_parent(self, number: int, block_hash: str) -> None:
+        """Remember the newest block the node named; a different hash at that height is another chain."""
+        if number < 0:
+            return
+        if self._seen is not None:
+            known, seen = self._seen
+            if number == known and block_hash != seen:
+                raise self._changed(number, block_hash)
+            if number < known:  # a node behind where we have been: keep the mark until it gets there
+                return
+        self._seen = (number, block_hash)
+
+    def _changed(self, number: int, theirs: str) -> ChainChanged:
+        seen = self._seen[1] if self._seen else None
+        changed = ChainChanged(f"{self.url} serves another chain: block {number} is {theirs}, was {seen} "
+                               "(a devnet started afresh?)")
+        log.error("chain_changed", url=self.url, block=number, hash=theirs, was=seen)
+        self._fail(changed)
+        return changed
 
     async def request(self, method: str, params: list | None = None) -> Any:
         """A read: retried across reconnects until ``reconnect_for`` seconds have passed."""
         while True:
+            if self._failure is not None:
+                raise self._failure
             rpc = self._rpc
             try:
                 return await rpc.request(method, params)
             except ConnectionLost:
                 if self.closed:
                     raise
-                await self._reconnect()
+                await self._reconnect(rpc)
 
     # -- reads ----------------------------------------------------------------------------------
     async def block_number(self) -> int:
@@ -164,6 +296,21 @@ class ChainClient:
     async def free_balance(self, address: str) -> int:
         return (await self.storage("System", "Account", [address]))["data"]["free"]
 
+    async def pool_backlog(self, account: str) -> int:
+        """How many of ``account``'s extrinsics the node's pool holds, ready to land (the node's next index
+        beyond the nonce the chain has used)."""
+        next_index = await self.request("system_accountNextIndex", [account])
+        return max(0, next_index - (await self.storage("System", "Account", [account]))["nonce"])
+
+    async def wait_settled(self, account: str, timeout: float) -> int:
+        """Wait (up to ``timeout`` s) until the pool holds none of ``account``'s extrinsics, e.g. those an
+        earlier process sent just before it died: a step resumed after a restart then reads the chain after
+        they landed, so it neither misses nor repeats them. Returns how many still wait (0: settled)."""
+        deadline = time.monotonic() + timeout
+        while (backlog := await self.pool_backlog(account)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+        return backlog
+
     async def events_at(self, number: int) -> list[Event]:
         block_hash = await self.block_hash(number)
         if block_hash is None:
@@ -172,73 +319,184 @@ class ChainClient:
         return await self.runtime.decode_events(number, block_hash, raw)
 
     # -- submission -----------------------------------------------------------------------------
-    async def submit(self, keypair: Keypair, pallet: str, call: str, params: dict) -> Receipt:
+    async def submit(self, keypair: Keypair, pallet: str, call: str, params: dict, *, key: str | None = None) -> Receipt:
         """Sign with the account's next nonce, hand to the pool, wait for inclusion.
 
+        ``key`` names what the call does (``"verdict:12"``): while an extrinsic with the same key is
+        held for the account (its caller gave up waiting), a new submit waits for that one instead.
+
         Returns the receipt; raises :class:`DispatchFailed` if the call failed on chain (final: do
-        not retry), :class:`TransactionRejected` if the pool refused it, :class:`InclusionTimeout`.
-        Many calls may be awaited at once, for one account or many: they pipeline.
+        not retry), :class:`TransactionRejected` if the pool refused it, :class:`ExtrinsicDropped` if it
+        can never land, :class:`InclusionTimeout` (it is still held and may land: read the chain before
+        trying again). Many calls may be awaited at once, for one account or many: they pipeline.
         """
-        account = keypair.ss58_address
-        lock = self._locks.setdefault(account, asyncio.Lock())
-        async with lock:
-            xt_hash, future = await self._sign_and_send(keypair, pallet, call, params)
+        if self._failure is not None:
+            raise self._failure
+        async with self._lock(keypair.ss58_address):
+            signed = self._inflight.keyed(keypair.ss58_address, key) if key else None
+            if signed is None:
+                signed = await self._sign_and_send(keypair, pallet, call, params, key)
+            else:
+                log.info("extrinsic_joined", call=signed.label, key=key, nonce=signed.nonce, hash=signed.hash)
         try:
-            receipt = await asyncio.wait_for(future, self.inclusion_timeout)
+            receipt = await asyncio.wait_for(asyncio.shield(signed.future), self.inclusion_timeout)
         except TimeoutError:
-            raise InclusionTimeout(f"{pallet}.{call} {xt_hash} not included in {self.inclusion_timeout:.0f} s") from None
-        finally:
-            self._watched.pop(xt_hash, None)
+            raise InclusionTimeout(f"{signed.label} {signed.hash} not included in {self.inclusion_timeout:.0f} s "
+                                   "(still held: resent should the node lose it)") from None
         failed = receipt.find("System", "ExtrinsicFailed")
         if failed:
             raise self._dispatch_error(failed[0]["dispatch_error"], receipt.block_number)
         return receipt
 
-    async def _sign_and_send(self, keypair: Keypair, pallet: str, call: str, params: dict):
+    def _lock(self, account: str) -> asyncio.Lock:
+        """Held while an account signs and sends, and while it is recovered: nonces are taken in order."""
+        return self._locks.setdefault(account, asyncio.Lock())
+
+    async def _sign_and_send(self, keypair: Keypair, pallet: str, call: str, params: dict, key: str | None) -> Signed:
         account = keypair.ss58_address
         for attempt in range(3):
-            if not self._nonces.known(account):
-                self._nonces.set(account, await self.request("system_accountNextIndex", [account]))
-            nonce = self._nonces.take(account)
+            if not self._inflight.known(account):
+                self._inflight.set_next(account, await self.request("system_accountNextIndex", [account]))
+            nonce = self._inflight.take(account)
             raw, xt_hash = await self.runtime.sign(keypair, pallet, call, params, nonce)
-            future = asyncio.get_running_loop().create_future()
-            self._watched[xt_hash] = future
+            signed = Signed(account, nonce, f"{pallet}.{call}", raw, [xt_hash],
+                            asyncio.get_running_loop().create_future(), keypair, pallet, call, params, key=key)
+            signed.future.add_done_callback(_observe)
+            self._inflight.add(signed, time.monotonic())  # before sending: its block may be followed at once
             try:
                 await self._send(raw)
-                log.debug("extrinsic_submitted", call=f"{pallet}.{call}", account=account, nonce=nonce, hash=xt_hash)
-                return xt_hash, future
             except TransactionRejected as exc:
-                self._watched.pop(xt_hash, None)
-                if exc.is_nonce_conflict and attempt < 2:
+                self._inflight.remove(signed)
+                if exc.is_nonce_conflict and attempt < 2:  # the account was used elsewhere: ask the node again
                     log.info("nonce_resync", account=account, nonce=nonce, reason=exc.data)
-                    self._nonces.forget(account)
+                    self._inflight.forget(account)
                     continue
-                self._nonces.give_back(account, nonce)
+                self._inflight.give_back(account, nonce)
                 raise
-            except BaseException:
-                self._watched.pop(xt_hash, None)
-                self._nonces.forget(account)  # unknown whether the pool took it: ask the chain next time
-                raise
+            except ConnectionLost:  # whether the pool took it is unknown: held, and resent once the node is back
+                self._spawn_recovery(account, "send_interrupted")
+                return signed
+            log.debug("extrinsic_submitted", call=signed.label, account=account, nonce=nonce, hash=xt_hash)
+            return signed
         raise AssertionError("unreachable")
 
     async def _send(self, raw: bytes) -> None:
-        """Hand the bytes to the pool; after a reconnect, resend the same bytes (never re-sign)."""
-        resent = False
-        while True:
-            rpc = self._rpc
-            try:
-                await rpc.request("author_submitExtrinsic", ["0x" + raw.hex()])
+        """Hand the bytes to the pool over the current connection (one try: a loss is the caller's to handle)."""
+        try:
+            await self._rpc.request("author_submitExtrinsic", ["0x" + raw.hex()])
+        except RpcError as exc:
+            raise TransactionRejected(exc.code, exc.message, str(exc.data or "")) from None
+
+    # -- recovering what a node dropped -----------------------------------------------------------------
+    def _spawn_recovery(self, account: str, reason: str) -> None:
+        running = self._recovering.get(account)
+        if self._failure is not None or (running is not None and not running.done()):
+            return
+        task = asyncio.create_task(self._recover(account, reason))
+        self._recovering[account] = task
+        task.add_done_callback(_observe)
+
+    async def _watch_stalls(self) -> None:
+        """Recover any account whose held extrinsics have neither been sent nor landed for ``stall_after``."""
+        while not self.closed:
+            await asyncio.sleep(WATCH_EVERY_S)
+            if self.outage_since is None:
+                for account in self._inflight.stalled(time.monotonic(), self.stall_after):
+                    self._spawn_recovery(account, "stalled")
+
+    async def _recover(self, account: str, reason: str) -> None:
+        """Resend the account's held extrinsics whose nonce is still unused, in nonce order, as of the block
+        the follower has processed (so anything included up to there is already settled)."""
+        async with self._lock(account):
+            held = self._inflight.of(account)
+            if not held:
                 return
-            except RpcError as exc:
-                if resent and exc.code in (1013, 1010) and ("already" in exc.message.lower() + str(exc.data).lower()
-                                                            or "outdated" in str(exc.data).lower()):
-                    return  # the first send did reach the pool (or a block) before the connection dropped
-                raise TransactionRejected(exc.code, exc.message, str(exc.data or "")) from None
-            except ConnectionLost:
-                if self.closed:
-                    raise
-                await self._reconnect()
-                resent = True
+            keypair = held[0].keypair
+            counts = {"resent": 0, "resigned": 0, "filled": 0, "dropped": 0}
+            try:
+                at = self._finalized
+                at_hash = await self.block_hash(at)
+                if at_hash is None:  # the node is behind where we have been (or another chain): resend nothing yet
+                    log.info("extrinsics_recovery_interrupted", account=account, reason=reason,
+                             error=f"the node has no block {at} yet")
+                    return
+                nonce = (await self.storage("System", "Account", [account], at_hash))["nonce"]
+                plan = self._inflight.plan(account, nonce)
+                for signed in plan.replaced:
+                    counts["dropped"] += 1
+                    self._settle_dead(signed, ExtrinsicDropped(
+                        f"{signed.label} (nonce {signed.nonce}) was not included, and block {at} shows the nonce used "
+                        "by another extrinsic of this account: is its key used by another process?"))
+                refused: TransactionRejected | None = None
+                for gap, signed in plan.resend:
+                    if refused is not None:  # an earlier nonce could not be filled: these can never land
+                        if signed is not None:
+                            counts["dropped"] += 1
+                            self._settle_dead(signed, ExtrinsicDropped(f"{signed.label} waits behind nonce {gap - 1}, "
+                                                                       f"which the pool refused: {refused}"))
+                        continue
+                    if signed is not None:
+                        refused = await self._resend(signed, counts)
+                        if refused is None:
+                            continue
+                        self._settle_dead(signed, ExtrinsicDropped(f"{signed.label} refused when resent: {refused}"))
+                        counts["dropped"] += 1
+                    refused = await self._fill(keypair, gap, counts)  # else every later nonce waits forever
+                self._inflight.set_next(account, nonce)
+            except ConnectionLost as exc:  # the next reconnect recovers again
+                log.info("extrinsics_recovery_interrupted", account=account, reason=reason, error=str(exc))
+                return
+            except (RpcError, ChainChanged, ValueError, KeyError, TypeError) as exc:  # the next stall tries again
+                log.warning("extrinsics_recovery_failed", account=account, reason=reason, error=str(exc),
+                            error_type=type(exc).__name__)
+                return
+            finally:
+                self._inflight.touch(account, time.monotonic())
+            self.recoveries += 1
+            log.info("extrinsics_recovered", account=account, reason=reason, block=at, onchain_nonce=nonce,
+                     held=len(held), **counts)
+
+    async def _resend(self, signed: Signed, counts: dict) -> TransactionRejected | None:
+        """Resend ``signed`` (re-signed with its nonce if its bytes can never be valid again); None if it
+        may still land, else why the pool refuses it."""
+        try:
+            await self._send(signed.raw)
+            counts["resent"] += 1
+            return None
+        except TransactionRejected as exc:
+            if exc.already_imported or exc.is_nonce_conflict:  # in the pool, or its nonce is used: settles itself
+                return None
+            if not exc.needs_new_signature:
+                return exc
+        raw, xt_hash = await self.runtime.sign(signed.keypair, signed.pallet, signed.call, signed.params, signed.nonce)
+        self._inflight.alias(signed, raw, xt_hash)
+        counts["resigned"] += 1
+        try:
+            await self._send(raw)
+            return None
+        except TransactionRejected as exc:
+            return None if exc.already_imported or exc.is_nonce_conflict else exc
+
+    async def _fill(self, keypair: Keypair, nonce: int, counts: dict) -> TransactionRejected | None:
+        """Sign a remark with a nonce none of the account's held extrinsics uses any more, so the later
+        ones can land; None if it may land."""
+        pallet, call, params = FILLER
+        raw, xt_hash = await self.runtime.sign(keypair, pallet, call, params, nonce)
+        filler = Signed(keypair.ss58_address, nonce, f"{pallet}.{call} (fills nonce {nonce})", raw, [xt_hash],
+                        asyncio.get_running_loop().create_future(), keypair, pallet, call, params, filler=True)
+        filler.future.add_done_callback(_observe)
+        refused = await self._resend(filler, counts)
+        if refused is None:
+            self._inflight.add(filler, time.monotonic())
+            counts["filled"] += 1
+        return refused
+
+    def _settle_dead(self, signed: Signed, exc: Exception) -> None:
+        self._inflight.remove(signed)
+        if not signed.future.done():
+            signed.future.set_exception(exc)
+        log.warning("extrinsic_dropped", call=signed.label, account=signed.account, nonce=signed.nonce,
+                    error=str(exc))
 
     def _dispatch_error(self, error: Any, block_number: int) -> DispatchFailed:
         if isinstance(error, dict) and "Module" in error:
@@ -247,40 +505,53 @@ class ChainClient:
             index = int(code[2:4], 16) if isinstance(code, str) else (code[0] if isinstance(code, (bytes, list)) else code)
             pallet, name, docs = self.runtime.module_error(module["index"], index)
             return DispatchFailed(pallet, name, docs, block_number)
-        name = error if isinstance(error, str) else next(iter(error))
-        return DispatchFailed("System", str(name), "", block_number)
+        return runtime_dispatch_error(error, block_number)  # Token(…), Arithmetic(…), BadOrigin …
 
     # -- following blocks -----------------------------------------------------------------------
     async def _follow(self) -> None:
-        """Process every finalized block in order: resolve watched extrinsics, wake event streams."""
+        """Process every finalized block in order: settle held extrinsics, wake event streams. A lost node
+        is dialled again until it answers or the client closes (``chain_unreachable`` once per outage)."""
         cursor = self._finalized
         while not self.closed:
+            rpc = self._rpc
             try:
-                sub = await self._rpc.subscribe("chain_subscribeFinalizedHeads", [], "chain_unsubscribeFinalizedHeads")
+                sub = await rpc.subscribe("chain_subscribeFinalizedHeads", [], "chain_unsubscribeFinalizedHeads")
                 async for header in sub:
                     number = int(header["number"], 16)
+                    self._note_parent(number - 1, header["parentHash"])
                     while cursor < number:
-                        cursor += 1
-                        if self._watched:
-                            await self._resolve_inclusions(cursor)
+                        if len(self._inflight):
+                            await self._resolve_inclusions(cursor + 1)
+                        cursor += 1  # only once the block is processed: a loss mid-block does it again
                         await self._advance(cursor)
             except ConnectionLost:
                 if self.closed:
                     return
                 try:
-                    await self._reconnect()
-                except ConnectionLost as exc:
-                    log.error("chain_unreachable", url=self.url, error=str(exc))
-                    self._failure = exc
-                    for future in self._watched.values():
-                        if not future.done():
-                            future.set_exception(exc)
-                    async with self._new_block:
-                        self._new_block.notify_all()
+                    await self._reach_again(rpc)
+                except ChainChanged:
+                    await self._advance(cursor)  # streams wake to the failure
                     return
+            except ChainChanged:
+                await self._advance(cursor)
+                return
             except RpcError as exc:
                 log.error("chain_follow_failed", url=self.url, error=str(exc))
                 await asyncio.sleep(1)
+
+    async def _reach_again(self, failed: RpcTransport) -> None:
+        """Reconnect, however long the node is away; say so once per outage."""
+        said = False
+        while not self.closed:
+            try:
+                await self._reconnect(failed)
+                return
+            except ConnectionLost as exc:
+                if not said:
+                    log.warning("chain_unreachable", url=self.url, error=str(exc), action="still trying")
+                    said = True
+            except ChainChanged:
+                raise
 
     async def _advance(self, number: int) -> None:
         async with self._new_block:
@@ -290,17 +561,21 @@ class ChainClient:
     async def _resolve_inclusions(self, number: int) -> None:
         block_hash = await self.block_hash(number)
         block = await self.request("chain_getBlock", [block_hash])
-        hashes = ["0x" + blake2_256(bytes.fromhex(x[2:])).hex() for x in block["block"]["extrinsics"]]
-        mine = [(i, h) for i, h in enumerate(hashes) if h in self._watched]
+        mine = [(i, h) for i, h in enumerate(map(extrinsic_hash, block["block"]["extrinsics"]))
+                if self._inflight.find(h) is not None]
         if not mine:
             return
         raw = await self.request("state_getStorage", [self._events_key, block_hash])
         events = await self.runtime.decode_events(number, block_hash, raw)
+        now = time.monotonic()
         for i, xt_hash in mine:
-            future = self._watched.get(xt_hash)
-            if future is not None and not future.done():
-                future.set_result(Receipt(xt_hash, number, block_hash, i,
-                                          [e for e in events if e.extrinsic_index == i]))
+            signed = self._inflight.find(xt_hash)
+            if signed is None:
+                continue
+            self._inflight.remove(signed, now)
+            if not signed.future.done():
+                signed.future.set_result(Receipt(xt_hash, number, block_hash, i,
+                                                 [e for e in events if e.extrinsic_index == i]))
 
     async def events(self, since: Checkpoint | None = None) -> AsyncIterator[Event]:
         """Every event after ``since`` (default: from the next block on), in chain order, forever.

@@ -90,7 +90,8 @@ class Market:
                                       "pallet): no deadlines, review window, qualifications or client tokens")
             check_client_token(client_token)
             receipt = await self.client.submit(creator, PALLET, "create_task_with_terms", {
-                **spec.call_params(), "terms": terms.call_params(), "client_token": client_token})
+                **spec.call_params(), "terms": terms.call_params(), "client_token": client_token},
+                key=f"create_task:{client_token}")
         (created,) = receipt.find(PALLET, "TaskCreated")
         return created["taskid"], receipt
 
@@ -99,39 +100,44 @@ class Market:
         claim, or a claim after the creator decided, fails ``AlreadyDecided``)."""
         if not self.capabilities.claim_payment:
             raise UnsupportedCall("this node's DecentralML pallet has no claim_payment (upstream pallet)")
-        return await self.client.submit(worker, PALLET, "claim_payment", {"submission_id": submission_id})
+        return await self.client.submit(worker, PALLET, "claim_payment", {"submission_id": submission_id},
+                                        key=f"claim_payment:{submission_id}")
 
     async def assign_task(self, worker: Keypair, task_id: int) -> tuple[int, Receipt]:
-        receipt = await self.client.submit(worker, PALLET, "assign_task", {"task_id": task_id})
+        receipt = await self.client.submit(worker, PALLET, "assign_task", {"task_id": task_id}, key=f"assign_task:{task_id}")
         (assigned,) = receipt.find(PALLET, "TaskAssigned")
         return assigned["submission_index"], receipt
 
     async def send_task_result(self, worker: Keypair, result: ResultSpec) -> Receipt:
-        return await self.client.submit(worker, PALLET, "send_task_result", result.call_params())
+        return await self.client.submit(worker, PALLET, "send_task_result", result.call_params(),
+                                        key=f"send_task_result:{result.submission_id}")
 
     async def accept_task_result(self, creator: Keypair, submission_id: int) -> Receipt:
         """Accept a pending result; the worker is paid the task's ``pays_amount`` exactly once."""
         if self.capabilities.verdict_calls:
-            return await self.client.submit(creator, PALLET, "accept_task_result", {"submission_id": submission_id})
+            return await self.client.submit(creator, PALLET, "accept_task_result", {"submission_id": submission_id},
+                                            key=f"verdict:{submission_id}")
         submission, task = await self._pending(creator, submission_id)
         await self.client.submit(creator, "System", "remark_with_event",
-                                 {"remark": verdict_record(submission, "accept", task.pays_amount)})
+                                 {"remark": verdict_record(submission, "accept", task.pays_amount)},
+                                 key=f"verdict:{submission_id}")
         return await self.client.submit(creator, "Balances", "transfer_keep_alive",
-                                        {"dest": submission.worker, "value": task.pays_amount})
+                                        {"dest": submission.worker, "value": task.pays_amount}, key=f"pay:{submission_id}")
 
     async def reject_task_result(self, creator: Keypair, submission_id: int, reason: str) -> Receipt:
         check_bytes("reason", reason)
         if self.capabilities.verdict_calls:
             return await self.client.submit(creator, PALLET, "reject_task_result",
-                                            {"submission_id": submission_id, "reason": reason})
+                                            {"submission_id": submission_id, "reason": reason}, key=f"verdict:{submission_id}")
         submission, _ = await self._pending(creator, submission_id)
         return await self.client.submit(creator, "System", "remark_with_event",
-                                        {"remark": verdict_record(submission, "reject", reason=reason)})
+                                        {"remark": verdict_record(submission, "reject", reason=reason)},
+                                        key=f"verdict:{submission_id}")
 
     async def close_task(self, creator: Keypair, task_id: int) -> Receipt:
         if not self.capabilities.verdict_calls:
             raise UnsupportedCall("this node's DecentralML pallet has no close_task (upstream pallet)")
-        return await self.client.submit(creator, PALLET, "close_task", {"task_id": task_id})
+        return await self.client.submit(creator, PALLET, "close_task", {"task_id": task_id}, key=f"close_task:{task_id}")
 
     async def _pending(self, creator: Keypair, submission_id: int) -> tuple[Submission, Task]:
         """The checks our pallet makes on a decision, made by the client for an upstream node.
@@ -182,7 +188,7 @@ class Market:
         """The worker's accepted / rejected / abandoned counts (zeros on an upstream node)."""
         if not self.capabilities.task_terms:
             return WorkerStats()
-        return WorkerStats(**await self.client.storage(PALLET, "WorkerStats", [address]))
+        return WorkerStats.from_chain(await self.client.storage(PALLET, "WorkerStats", [address]))
 
     async def task_by_client_token(self, creator: str, client_token: str) -> int | None:
         """The task ``creator`` made with ``client_token``, if any."""

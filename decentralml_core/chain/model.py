@@ -144,20 +144,46 @@ class TaskSpec:
 
 
 PERMILL = 1_000_000
+MAX_DISTINCT_CREATORS = 16
+"""The largest ``min_distinct_creators`` our pallet accepts (its constant ``MaxDistinctCreators``)."""
 
 
 @dataclass(frozen=True)
 class WorkerStats:
-    """A worker's on-chain record (``WorkerStats``): what qualifications are checked against."""
+    """A worker's on-chain record (``WorkerStats``): what qualifications are checked against.
+
+    Only dealings with others count (nothing on the worker's own tasks); ``abandoned`` counts only the
+    assignments the worker let lapse (not those the task's expiry cut short); ``creators`` are the
+    distinct creators who accepted one of its results (the chain keeps at most 17).
+    """
 
     accepted: int = 0
     rejected: int = 0
     abandoned: int = 0
+    creators: tuple[str, ...] = ()
+
+    @classmethod
+    def from_chain(cls, value: dict) -> WorkerStats:
+        return cls(accepted=value["accepted"], rejected=value["rejected"], abandoned=value["abandoned"],
+                   creators=tuple(value.get("creators") or ()))
 
     @property
     def rejection_rate(self) -> float:
         decided = self.accepted + self.rejected
         return self.rejected / decided if decided else 0.0
+
+    def distinct_creators(self, besides: str) -> int:
+        """How many creators other than ``besides`` (the asking task's) accepted this worker's results."""
+        return sum(1 for c in self.creators if c != besides)
+
+    def summary(self) -> str:
+        return (f"{self.accepted} accepted, {self.rejected} rejected, {self.abandoned} abandoned, "
+                f"accepted by {len(self.creators)} creator(s)")
+
+
+def _above(count: int, limit: int | None, total: int) -> bool:
+    """``count / total > limit`` (Permill) in integers, as the pallet; nothing to judge is never above."""
+    return limit is not None and total > 0 and count * PERMILL > limit * total
 
 
 @dataclass(frozen=True)
@@ -166,14 +192,18 @@ class TaskTerms:
 
     ``submit_within``: blocks after ``assign_task`` to send the result, else the assignment is
     abandoned; ``review_window``: blocks after the result the creator has to decide, else the worker
-    may ``claim_payment``; ``min_accepted`` and ``max_rejection_rate`` (a fraction, 0–1, kept on chain
-    in parts per million): who ``assign_task`` admits.
+    may ``claim_payment``; ``min_accepted``, ``max_rejection_rate`` (a fraction, 0–1, kept on chain
+    in parts per million), ``min_distinct_creators`` (creators other than this task's who accepted the
+    worker's results, at most 16) and ``max_abandonment_rate`` (abandoned / (accepted + rejected +
+    abandoned), a fraction): who ``assign_task`` admits.
     """
 
     submit_within: int | None = None
     review_window: int | None = None
     min_accepted: int = 0
     max_rejection_rate: float | None = None
+    min_distinct_creators: int = 0
+    max_abandonment_rate: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("submit_within", "review_window"):
@@ -182,37 +212,69 @@ class TaskTerms:
                 raise ValueError(f"{name} is a number of blocks, at least 1 (or None for no limit)")
         if not 0 <= self.min_accepted < 1 << 32:
             raise ValueError("min_accepted is a count (u32)")
-        if self.max_rejection_rate is not None and not 0 <= self.max_rejection_rate <= 1:
-            raise ValueError("max_rejection_rate is a fraction from 0 to 1 (or None for no limit)")
+        for name in ("max_rejection_rate", "max_abandonment_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ValueError(f"{name} is a fraction from 0 to 1 (or None for no limit)")
+        if not 0 <= self.min_distinct_creators <= MAX_DISTINCT_CREATORS:
+            raise ValueError(f"min_distinct_creators is a count from 0 to {MAX_DISTINCT_CREATORS}")
 
     @property
     def is_default(self) -> bool:
         return self == TaskTerms()
 
     @property
+    def qualifies_anyone(self) -> bool:
+        """No qualification asked: every worker passes, without reading its record."""
+        return (self.min_accepted == 0 and self.max_rejection_rate is None and self.min_distinct_creators == 0
+                and self.max_abandonment_rate is None)
+
+    @property
     def max_rejection_permill(self) -> int | None:
-        return None if self.max_rejection_rate is None else round(self.max_rejection_rate * PERMILL)
+        return _permill(self.max_rejection_rate)
+
+    @property
+    def max_abandonment_permill(self) -> int | None:
+        return _permill(self.max_abandonment_rate)
 
     def call_params(self) -> dict[str, Any]:
         return {"submit_within": self.submit_within, "review_window": self.review_window,
-                "min_accepted": self.min_accepted, "max_rejection_rate": self.max_rejection_permill}
+                "min_accepted": self.min_accepted, "max_rejection_rate": self.max_rejection_permill,
+                "min_distinct_creators": self.min_distinct_creators,
+                "max_abandonment_rate": self.max_abandonment_permill}
 
     @classmethod
     def from_chain(cls, value: dict | None) -> TaskTerms:
         if value is None:
             return cls()
-        rate = value.get("max_rejection_rate")
+        rates = {k: None if value.get(k) is None else value[k] / PERMILL
+                 for k in ("max_rejection_rate", "max_abandonment_rate")}
         return cls(submit_within=value.get("submit_within"), review_window=value.get("review_window"),
-                   min_accepted=value.get("min_accepted") or 0, max_rejection_rate=None if rate is None else rate / PERMILL)
+                   min_accepted=value.get("min_accepted") or 0,
+                   min_distinct_creators=value.get("min_distinct_creators") or 0, **rates)
 
-    def refusal(self, stats: WorkerStats) -> str | None:
-        """The error ``assign_task`` would fail with for a worker with ``stats`` (as the pallet checks)."""
+    def refusal(self, stats: WorkerStats, creator: str) -> str | None:
+        """The error ``assign_task`` would fail with for a worker with ``stats`` on a task of ``creator``
+        (as the pallet checks)."""
+        decided = stats.accepted + stats.rejected
         if stats.accepted < self.min_accepted:
             return "TooFewAccepted"
-        limit, decided = self.max_rejection_permill, stats.accepted + stats.rejected
-        if limit is not None and decided and stats.rejected * PERMILL > limit * decided:
+        if _above(stats.rejected, self.max_rejection_permill, decided):
             return "RejectionRateTooHigh"
+        if stats.distinct_creators(besides=creator) < self.min_distinct_creators:
+            return "TooFewDistinctCreators"
+        if _above(stats.abandoned, self.max_abandonment_permill, decided + stats.abandoned):
+            return "AbandonmentRateTooHigh"
         return None
+
+    def requirements(self) -> str:
+        """The qualifications asked, for a worker's log line."""
+        return (f"≥ {self.min_accepted} accepted, a rejection rate ≤ {self.max_rejection_rate}, "
+                f"≥ {self.min_distinct_creators} other creator(s) and an abandonment rate ≤ {self.max_abandonment_rate}")
+
+
+def _permill(fraction: float | None) -> int | None:
+    return None if fraction is None else round(fraction * PERMILL)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,6 @@
 
 import sys
 
-from agents.cli import main
+from .cli import main
 
-sys.exit(main(["devnet", *sys.argv[1:]]))
+sys.exit(main())

@@ -19,7 +19,7 @@ from .codec import CodecError, compact_bytes, decode_compact
 from .hashing import blake2_256
 from .metadata import SPEC_VERSION, TRANSACTION_VERSION, Runtime
 from .pallets import balances, decentralml, sudo, system
-from .pallets.base import ROOT, BadOrigin, DispatchError, signed
+from .pallets.base import ROOT, BadOrigin, DispatchError, RuntimeDispatchError, signed
 from .state import State, TypedStorage
 
 log = structlog.get_logger(__name__)
@@ -253,6 +253,10 @@ class Executive:
             self.state.rollback()
             del self.events[mark:]
             return "BadOrigin"
+        except RuntimeDispatchError as exc:  # Token(…), Arithmetic(…), CannotLookup
+            self.state.rollback()
+            del self.events[mark:]
+            return exc.value
         except Exception:  # a bug in a pallet: this call fails, the chain goes on
             log.exception("dispatch_internal_error", pallet=pallet, call=name)
             self.state.rollback()

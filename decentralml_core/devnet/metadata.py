@@ -16,6 +16,7 @@ from scalecodec.type_registry import load_type_registry_preset
 
 from .codec import Codec
 from .hashing import storage_prefix
+from .pallet_docs import BALANCES_ERROR_DOCS, CALL_DOCS, ERROR_DOCS, SYSTEM_ERROR_DOCS
 from .typereg import TypeRegistry
 
 SPEC_NAME = "node-template"
@@ -57,7 +58,12 @@ class Arg:
 class Call:
     name: str
     args: list[Arg]
-    docs: str = ""
+    docs: str | list[str] = ""
+    """The call's doc lines in metadata (a ``str`` is one line)."""
+
+    @property
+    def doc_lines(self) -> list[str]:
+        return [self.docs] if isinstance(self.docs, str) and self.docs else list(self.docs or [])
 
 
 @dataclass
@@ -79,6 +85,7 @@ class Pallet:
     errors: list[str] | None = None
     storage: list[Storage] = field(default_factory=list)
     constants: list[tuple[str, int, bytes]] = field(default_factory=list)
+    error_docs: dict[str, list[str]] = field(default_factory=dict)  # error name → its doc lines
 
 
 class Types:
@@ -147,11 +154,23 @@ class Types:
             ["sp_runtime", "ModuleError"],
             [("index", self.u8, "u8"), ("error", r.array(4, self.u8), "[u8; MAX_MODULE_ERROR_ENCODED_SIZE]")],
         )
-        token_error = r.variant(["sp_runtime", "TokenError"], [(n, []) for n in (
-            "FundsUnavailable", "OnlyProvider", "BelowMinimum", "CannotCreate", "UnknownAsset", "Frozen",
-            "Unsupported", "CannotCreateHold", "NotExpendable", "Blocked")])
+        token_error = r.variant(["sp_runtime", "TokenError"], [(n, [], None, [d]) for n, d in (
+            ("FundsUnavailable", "Funds are unavailable."),
+            ("OnlyProvider", "Some part of the balance gives the only provider reference to the account and thus "
+                             "cannot be (re)moved."),
+            ("BelowMinimum", "Account cannot exist with the funds that would be given."),
+            ("CannotCreate", "Account cannot be created."),
+            ("UnknownAsset", "The asset in question is unknown."),
+            ("Frozen", "Funds exist but are frozen."),
+            ("Unsupported", "Operation is not supported by the asset."),
+            ("CannotCreateHold", "Account cannot be created for recording amount on hold."),
+            ("NotExpendable", "Account that is desired to remain would die."),
+            ("Blocked", "Account cannot receive the assets."))], docs=[
+            "Description of what went wrong when trying to complete an operation on a token."])
         arithmetic_error = r.variant(
-            ["sp_arithmetic", "ArithmeticError"], [("Underflow", []), ("Overflow", []), ("DivisionByZero", [])]
+            ["sp_arithmetic", "ArithmeticError"],
+            [("Underflow", [], None, ["Underflow."]), ("Overflow", [], None, ["Overflow."]),
+             ("DivisionByZero", [], None, ["Division by zero."])], docs=["Arithmetic errors."],
         )
         transactional_error = r.variant(
             ["sp_runtime", "TransactionalError"], [("LimitReached", []), ("NoLayer", [])]
@@ -221,13 +240,20 @@ DECENTRALML_ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", 
                             # the market rules: deadlines, worker protection, qualifications, client tokens
                             "SubmissionDeadlinePassed", "ReviewWindowOpen", "ReviewWindowClosed", "NoReviewWindow",
                             "TooFewAccepted", "RejectionRateTooHigh", "DuplicateClientToken", "InvalidTaskTerms",
-                            "TooManyDeadlines")
+                            "TooManyDeadlines",
+                            # no escrow strands, no qualification bought by self-dealing
+                            "TooFewDistinctCreators", "AbandonmentRateTooHigh", "EmptyClientToken")
 """Ours, appended so upstream's indices stay."""
 MAX_CLIENT_TOKEN = 64
 """``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
 MAX_DEADLINES_PER_BLOCK = 10_000
 """``AssignmentDeadlines``: at most this many assignments may fall due at one block (bounded on_initialize)."""
 PERMILL = 1_000_000
+MAX_DISTINCT_CREATORS = 16
+"""The largest ``min_distinct_creators`` a task may ask. ``WorkerStats.creators`` keeps at most one more
+(17 × 32 B = 544 B per worker, read by each ``assign_task`` that checks it), so that leaving out the
+asking task's own creator still leaves enough; past that a worker qualifies for any such term, and the
+set stops growing: the record stays bounded however long the worker's history."""
 
 
 def _opt(r: TypeRegistry, type_id: int) -> int:
@@ -259,10 +285,16 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         task_terms = r.composite([m, "types", "TaskTerms"], [
             ("submit_within", ou32, "Option<BlockNumber>"), ("review_window", ou32, "Option<BlockNumber>"),
             ("min_accepted", t.u32, "u32"), ("max_rejection_rate", _opt(r, permill), "Option<Permill>"),
+            ("min_distinct_creators", t.u32, "u32"), ("max_abandonment_rate", _opt(r, permill), "Option<Permill>"),
         ], docs=["Market rules of a task: blocks to submit after assign_task, blocks the creator has to decide "
-                 "a result, and who qualifies (accepted results, rejection rate)."])
+                 "a result, and who qualifies (accepted results, rejection rate, distinct creators other than "
+                 "this task's who accepted the worker, abandonment rate)."])
         worker_stats = r.composite([m, "types", "WorkerStats"], [
-            ("accepted", t.u32, "u32"), ("rejected", t.u32, "u32"), ("abandoned", t.u32, "u32")])
+            ("accepted", t.u32, "u32"), ("rejected", t.u32, "u32"), ("abandoned", t.u32, "u32"),
+            ("creators", r.bounded_vec(t.account), "BoundedVec<AccountId>"),
+        ], docs=["A worker's record from dealings with others (results on its own tasks do not count): "
+                 "accepted (claims included), rejected, abandoned by the worker (not ended by the task's "
+                 "expiry), and the distinct creators who accepted its results (at most MaxDistinctCreators + 1)."])
     files = _opt(r, r.bounded_vec(bb))
     ost = _opt(r, storage_type)
     b = "BoundedVec<u8, T::"
@@ -348,6 +380,9 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
             ("PaymentClaimed", [("task_id", u32, "TaskIndex"), ("submission_id", u32, "u32"),
                                 ("worker", acc, "T::AccountId"), ("amount", t.u128, "BalanceOf<T>"),
                                 ("block", blk, "T::BlockNumber")]),
+            # a verdict on a closed task: the pay it freed goes back to the creator at once
+            ("EscrowRefunded", [("task_id", u32, "TaskIndex"), ("submission_id", u32, "u32"),
+                                ("refunded", t.u128, "BalanceOf<T>"), ("block", blk, "T::BlockNumber")]),
         ]
     errors = list(DECENTRALML_UPSTREAM_ERRORS) + (list(DECENTRALML_ADDED_ERRORS) if include_extensions else [])
     task_info = r.composite([m, "types", "TaskInfo"], [
@@ -382,7 +417,7 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
     if include_extensions:  # the market rules' storage, appended; Tasks keeps upstream's encoding
         storage += [
             Storage("TaskTerms", task_terms, [(bc, u32)]),
-            Storage("WorkerStats", worker_stats, [(bc, acc)], optional=False, default=b"\x00" * 12),
+            Storage("WorkerStats", worker_stats, [(bc, acc)], optional=False, default=b"\x00" * 13),
             Storage("TaskByClientToken", u32, [(bc, acc), (bc, bb)]),
             Storage("ResultSubmittedAt", blk, [(bc, u32)]),
             Storage("AssignmentDeadlines", t.bounded_u32s, [(bc, blk)], optional=False, default=b"\x00"),
@@ -395,7 +430,12 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         ("PalletId", r.composite(["frame_support", "PalletId"], [(None, r.array(8, t.u8), "[u8; 8]")]),
          b"decentml"),
     ]
-    return Pallet("DecentralMLModule", 7, m, calls, events, errors, storage, consts)
+    if include_extensions:
+        consts.append(("MaxDistinctCreators", u32, MAX_DISTINCT_CREATORS.to_bytes(4, "little")))
+    for c in calls:
+        c.docs = CALL_DOCS[c.name]
+    return Pallet("DecentralMLModule", 7, m, calls, events, errors, storage, consts,
+                  error_docs={e: ERROR_DOCS[e] for e in errors})
 
 
 def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
@@ -417,8 +457,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
             ("KilledAccount", [("account", acc, "T::AccountId")]),
             ("Remarked", [("sender", acc, "T::AccountId"), ("hash", t.h256, "T::Hash")]),
         ],
-        errors=["InvalidSpecName", "SpecVersionNeedsToIncrease", "FailedToExtractRuntimeVersion",
-                "NonDefaultComposite", "NonZeroRefCount", "CallFiltered"],
+        errors=list(SYSTEM_ERROR_DOCS), error_docs=SYSTEM_ERROR_DOCS,
         constants=[
             ("BlockHashCount", u32, BLOCK_HASH_COUNT.to_bytes(4, "little")),
             ("SS58Prefix", t.u16, SS58_PREFIX.to_bytes(2, "little")),
@@ -472,9 +511,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
             ("Withdraw", [("who", acc, "T::AccountId"), ("amount", u128, "T::Balance")]),
             ("Slashed", [("who", acc, "T::AccountId"), ("amount", u128, "T::Balance")]),
         ],
-        errors=["VestingBalance", "LiquidityRestrictions", "InsufficientBalance", "ExistentialDeposit",
-                "Expendability", "ExistingVestingSchedule", "DeadAccount", "TooManyReserves", "TooManyHolds",
-                "TooManyFreezes"],
+        errors=list(BALANCES_ERROR_DOCS), error_docs=BALANCES_ERROR_DOCS,
         storage=[Storage("TotalIssuance", u128, optional=False, default=b"\x00" * 16),
                  Storage("InactiveIssuance", u128, optional=False, default=b"\x00" * 16)],
         constants=[("ExistentialDeposit", u128, EXISTENTIAL_DEPOSIT.to_bytes(16, "little")),
@@ -499,7 +536,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
             ("KeyChanged", [("old_sudoer", _opt(r, acc), "Option<T::AccountId>")]),
             ("SudoAsDone", [("sudo_result", t.dispatch_result, "DispatchResult")]),
         ],
-        errors=["RequireSudo"],
+        errors=["RequireSudo"], error_docs={"RequireSudo": ["Sender must be the Sudo account"]},
         storage=[Storage("Key", acc)],
     )
     return [system, timestamp, balances, payment, sudo, _decentralml(t, pallet_mode == "full")]
@@ -533,14 +570,16 @@ class Runtime:
             if p.calls is not None:
                 self.call_types[p.name] = reg.variant(
                     [p.module, "pallet", "Call"],
-                    [(c.name, [(a.name, a.type_id, a.type_name) for a in c.args]) for c in p.calls],
+                    [(c.name, [(a.name, a.type_id, a.type_name) for a in c.args], None, c.doc_lines)
+                     for c in p.calls],
                     [("T", None)],
                 )
             if p.events is not None:
                 self.event_types[p.name] = reg.variant([p.module, "pallet", "Event"], p.events, [("T", None)])
             if p.errors is not None:
                 self.error_types[p.name] = reg.variant(
-                    [p.module, "pallet", "Error"], [(e, []) for e in p.errors], [("T", None)]
+                    [p.module, "pallet", "Error"], [(e, [], None, p.error_docs.get(e, [])) for e in p.errors],
+                    [("T", None)]
                 )
         reg.fill(self.runtime_call, TypeRegistry.variant_def(
             (p.name, [(None, self.call_types[p.name], f"CallableCallFor<{p.name}, Runtime>")], p.index)

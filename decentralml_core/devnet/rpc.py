@@ -24,6 +24,7 @@ from .metadata import (
     TOKEN_SYMBOL,
     TRANSACTION_VERSION,
 )
+from .subscriptions import SUBSCRIPTION_METHODS
 
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
@@ -147,7 +148,6 @@ class Methods:
             raise RpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
 
     def rpc_methods(self) -> dict:
-        from .server import SUBSCRIPTION_METHODS  # the full list includes the server's subscriptions
         return {"methods": sorted(list(self.table) + list(SUBSCRIPTION_METHODS))}
 
     def sync_state(self) -> dict:

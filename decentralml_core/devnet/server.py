@@ -11,6 +11,7 @@ import json
 import secrets
 import signal
 import tempfile
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -22,68 +23,113 @@ from .chain import Block, Chain
 from .metadata import runtime as build_runtime
 from .rpc import INVALID_REQUEST, PARSE_ERROR, Methods, RpcError, header_json, hexs, runtime_version, unhex
 from .store import BlockStore
+from .subscriptions import SUBSCRIBE, UNSUBSCRIBE
 
 log = structlog.get_logger("devnet")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # larger frames close the connection (1009); the server stays up
 MAX_BATCH = 1000
+# What a connection may have queued for its client (replies and notifications not yet taken) and how long one
+# frame may wait for the client to take it; past either bound the client is dropped, never waited for. A
+# reader that keeps up holds a few frames (a metadata reply is 44 kB, a batch of 1000 replies ~1 MB). A client
+# that subscribed 200 times to new heads, asked for 100 metadata blobs (4.4 MB) and stopped reading used to
+# block the block loop on its socket; now it queues ~70 kB a block and goes after 10 s, or at 16 MB.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+SEND_STALL_S = 10.0
 # Blocks are final at once, yet a watched extrinsic's `finalized` update follows its `inBlock` update this
 # much later, as on a node where finality trails import: @polkadot/api drops an `inBlock` status whose
 # block and events it is still fetching when `finalized` arrives, so a callback waiting for isInBlock alone never fired.
 FINALITY_LAG = 0.25
 
-# subscribe method -> (notification method, kind); unsubscribe methods are listed apart
-SUBSCRIBE = {
-    "chain_subscribeNewHeads": ("chain_newHead", "heads"),
-    "chain_subscribeNewHead": ("chain_newHead", "heads"),
-    "subscribe_newHead": ("chain_newHead", "heads"),
-    "chain_subscribeAllHeads": ("chain_allHead", "heads"),
-    "chain_subscribeFinalizedHeads": ("chain_finalizedHead", "heads"),
-    "chain_subscribeFinalisedHeads": ("chain_finalizedHead", "heads"),
-    "state_subscribeStorage": ("state_storage", "storage"),
-    "state_subscribeRuntimeVersion": ("state_runtimeVersion", "version"),
-    "chain_subscribeRuntimeVersion": ("state_runtimeVersion", "version"),
-    "author_submitAndWatchExtrinsic": ("author_extrinsicUpdate", "extrinsic"),
-}
-UNSUBSCRIBE = {
-    "chain_unsubscribeNewHeads", "chain_unsubscribeNewHead", "unsubscribe_newHead", "chain_unsubscribeAllHeads",
-    "chain_unsubscribeFinalizedHeads", "chain_unsubscribeFinalisedHeads", "state_unsubscribeStorage",
-    "state_unsubscribeRuntimeVersion", "chain_unsubscribeRuntimeVersion", "author_unwatchExtrinsic",
-}
-SUBSCRIPTION_METHODS = set(SUBSCRIBE) | UNSUBSCRIBE
 
 
 class Subscription:
     def __init__(self, conn: Connection, sub_id: str, notify: str, kind: str, keys=None) -> None:
         self.conn, self.id, self.notify, self.kind, self.keys = conn, sub_id, notify, kind, keys
 
-    async def send(self, result: Any) -> None:
-        await self.conn.send({"jsonrpc": "2.0", "method": self.notify,
-                              "params": {"subscription": self.id, "result": result}})
+    def send(self, result: Any) -> None:
+        self.conn.send({"jsonrpc": "2.0", "method": self.notify, "params": {"subscription": self.id, "result": result}})
 
 
 class Connection:
-    """One client socket and its subscriptions."""
+    """One client socket and its subscriptions, written by its own task from a bounded queue.
 
-    def __init__(self, ws: web.WebSocketResponse | None) -> None:
-        self.ws = ws
+    :meth:`send` never waits: the block loop and the other clients go on whatever this client does. A
+    client that lets more than ``max_pending`` bytes queue up, or leaves one frame untaken ``stall_s``
+    seconds, is dropped (one ``devnet_client_dropped`` line) and its subscriptions go with it.
+    """
+
+    def __init__(self, ws: web.WebSocketResponse | None, peer: str = "", transport: asyncio.BaseTransport | None = None,
+                 max_pending: int = MAX_PENDING_BYTES, stall_s: float = SEND_STALL_S) -> None:
+        self.ws, self.peer, self.transport = ws, peer, transport
+        self.max_pending, self.stall_s = max_pending, stall_s
         self.subs: dict[str, Subscription] = {}
+        self.queue: deque[str] = deque()
+        self.pending = 0  # bytes queued, the frame being written included
+        self.dropped = False
+        self._ready = asyncio.Event()
+        self._writer: asyncio.Task | None = None
 
-    async def send(self, message: Any) -> None:
-        if self.ws is not None and not self.ws.closed:
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
             try:
-                await self.ws.send_str(json.dumps(message))
-            except (ConnectionError, RuntimeError):
-                pass  # the client went away; its subscriptions go with the connection
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+
+    def send(self, message: Any) -> None:
+        if self.ws is None or self.ws.closed or self.dropped:
+            return
+        text = json.dumps(message)
+        if self.queue and self.pending + len(text) > self.max_pending:  # one frame alone always fits
+            self.drop("send queue full")
+            return
+        self.queue.append(text)
+        self.pending += len(text)
+        self._ready.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self.queue:
+                text = self.queue[0]
+                try:
+                    await asyncio.wait_for(self.ws.send_str(text), self.stall_s)
+                except TimeoutError:
+                    self.drop(f"a frame untaken for {self.stall_s:g} s")
+                    return
+                except (ConnectionError, RuntimeError):
+                    return  # the client went away; its subscriptions go with the connection
+                self.queue.popleft()
+                self.pending -= len(text)
+
+    def drop(self, reason: str) -> None:
+        """Cut a client that does not read: abort its socket (a close handshake would wait for it too)."""
+        if self.dropped:
+            return
+        self.dropped = True
+        log.warning("devnet_client_dropped", peer=self.peer, reason=reason, queued_frames=len(self.queue),
+                    queued_bytes=self.pending, subscriptions=len(self.subs))
+        self.subs.clear()
+        self.queue.clear()
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class Node:
     """A running devnet: chain + RPC + subscribers + block production."""
 
-    def __init__(self, chain: Chain, block_time: float = 0.0) -> None:
+    def __init__(self, chain: Chain, block_time: float = 0.0, max_pending: int = MAX_PENDING_BYTES,
+                 stall_s: float = SEND_STALL_S) -> None:
         self.chain = chain
         self.methods = Methods(chain)
         self.block_time = block_time
+        self.max_pending, self.stall_s = max_pending, stall_s
         self.connections: set[Connection] = set()
         self.watchers: dict[bytes, Subscription] = {}
         self._wake = asyncio.Event()
@@ -129,7 +175,7 @@ class Node:
         for tx_hash in block.included:
             sub = self.watchers.pop(tx_hash, None)
             if sub is not None:
-                await sub.send({"inBlock": block_hash})
+                sub.send({"inBlock": block_hash})
                 in_block.append(sub)
         if in_block:
             task = asyncio.get_running_loop().create_task(self._finalized(in_block, block_hash))
@@ -138,24 +184,24 @@ class Node:
         for tx_hash in block.dropped:
             sub = self.watchers.pop(tx_hash, None)
             if sub is not None:
-                await sub.send("invalid")
+                sub.send("invalid")
                 sub.conn.subs.pop(sub.id, None)
         for conn in list(self.connections):
             for sub in list(conn.subs.values()):
                 if sub.kind == "heads":
-                    await sub.send(head)
+                    sub.send(head)
                 elif sub.kind == "storage":
                     changes = [[hexs(k), hexs(v) if v is not None else None] for k, v in block.changes.items()
                                if sub.keys is None or k in sub.keys]
                     if changes:
-                        await sub.send({"block": block_hash, "changes": changes})
+                        sub.send({"block": block_hash, "changes": changes})
 
     async def _finalized(self, subs: list[Subscription], block_hash: str) -> None:
         """The last update of watched extrinsics, FINALITY_LAG after `inBlock`, unless unwatched meanwhile."""
         await asyncio.sleep(FINALITY_LAG)
         for sub in subs:
             if sub.conn.subs.pop(sub.id, None) is not None:
-                await sub.send({"finalized": block_hash})
+                sub.send({"finalized": block_hash})
 
     # -- requests -------------------------------------------------------------------------------
     async def handle_text(self, conn: Connection, text: str) -> Any:
@@ -207,18 +253,18 @@ class Node:
             keys = {unhex(k, "storage key") for k in params[0]}
         sub = Subscription(conn, secrets.token_hex(8), notify, kind, keys)
         conn.subs[sub.id] = sub
-        await conn.send(_ok(req_id, sub.id))
+        conn.send(_ok(req_id, sub.id))
         # what a node sends right after subscribing
         if kind == "heads":
-            await sub.send(header_json(self.chain.best_header))
+            sub.send(header_json(self.chain.best_header))
         elif kind == "version":
-            await sub.send(runtime_version())
+            sub.send(runtime_version())
         elif kind == "storage" and keys is not None:
             changes = [[hexs(k), hexs(v) if (v := self.chain.state.get(k)) is not None else None] for k in keys]
-            await sub.send({"block": hexs(self.chain.best_hash), "changes": changes})
+            sub.send({"block": hexs(self.chain.best_hash), "changes": changes})
         elif kind == "extrinsic":
             self.watchers[tx_hash] = sub
-            await sub.send("ready" if ready else "future")
+            sub.send("ready" if ready else "future")
             self._wake.set()
         return None
 
@@ -271,7 +317,8 @@ def make_app(node: Node, guard: Guard | None = None) -> web.Application:
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=max_bytes, heartbeat=None)
         await ws.prepare(request)
-        conn = Connection(ws)
+        conn = Connection(ws, request.remote or "", request.transport, node.max_pending, node.stall_s)
+        conn.start()
         node.connections.add(conn)
         frames = guard.bucket(conn)  # per-connection rate limit (None: unlimited)
         try:
@@ -288,13 +335,16 @@ def make_app(node: Node, guard: Guard | None = None) -> web.Application:
                 else:
                     break
                 if reply is not None:
-                    await conn.send(reply)
+                    conn.send(reply)
                 node.after_request()
+                if conn.dropped:
+                    break
         finally:
             node.drop(conn)
+            await conn.close()
         return ws
 
-    app = web.Application(client_max_size=max_bytes, middlewares=[guard.middleware()])
+    app = web.Application(client_max_size=max_bytes, middlewares=guard.middlewares())
     app.router.add_route("*", "/", handle)
     return app
 

@@ -83,12 +83,14 @@ class TypeRegistry:
 
     @classmethod
     def variant_def(cls, variants: Iterable[tuple]) -> dict:
-        """``variants``: (name, fields) in index order, or (name, fields, index) where indices skip."""
+        """``variants``: (name, fields) in index order, or (name, fields, index) where indices skip, or
+        (name, fields, index, docs) with the variant's doc lines (a call's or an error's docs)."""
         out = []
         for position, v in enumerate(variants):
             name, fields = v[0], v[1]
-            index = v[2] if len(v) > 2 else position
-            out.append({"name": name, "fields": cls.fields(fields), "index": index, "docs": []})
+            index = v[2] if len(v) > 2 and v[2] is not None else position
+            docs = list(v[3]) if len(v) > 3 else []
+            out.append({"name": name, "fields": cls.fields(fields), "index": index, "docs": docs})
         return {"variant": {"variants": out}}
 
     def variant(self, path: Sequence[str], variants: Iterable[tuple], params=(), docs=()) -> int:

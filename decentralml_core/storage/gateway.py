@@ -70,7 +70,7 @@ def gateway_app(store: LocalStore, guard: Guard | None = None) -> web.Applicatio
     async def path(request: web.Request) -> web.Response:
         return web.Response(status=400, text="paths under a CID are not served: ask for each block by its CID\n")
 
-    app = web.Application(client_max_size=guard.max_request_bytes or MAX_REQUEST, middlewares=[guard.middleware()])
+    app = web.Application(client_max_size=guard.max_request_bytes or MAX_REQUEST, middlewares=guard.middlewares())
     app.router.add_get("/ipfs/{cid}", block)  # and HEAD
     app.router.add_get("/ipfs/{cid}/{path:.*}", path)
     return app

@@ -3,22 +3,38 @@
 Accounts live in ``System.Account`` (``AccountInfo`` with ``AccountData``), as in a polkadot-v1.0.0
 runtime. An account exists while its free balance is at least the existential deposit; falling
 below it reaps the account (its dust is burned), as ``transfer_allow_death`` allows.
+
+A refused transfer fails with the ``DispatchError`` polkadot-v1.0.0's pallet_balances gives, decided in
+the same order: its calls go through ``fungible::Mutate::transfer`` (``can_withdraw`` of the source,
+then ``can_deposit`` of the destination), and ``Currency::transfer`` — what pallets such as DecentralML
+call — is the same after a no-op for a zero amount or a transfer to oneself. So the pallet's own
+``InsufficientBalance`` / ``ExistentialDeposit`` / ``Expendability`` never come from a transfer:
+
+| condition, checked in this order | error |
+|---|---|
+| amount above the total issuance | ``Arithmetic(Underflow)`` |
+| amount above the sender's free balance | ``Token(FundsUnavailable)`` |
+| keep-alive, and the sender would fall below the existential deposit | ``Token(NotExpendable)`` |
+| the receiver's balance would overflow u128 | ``Arithmetic(Overflow)`` |
+| the receiver would hold less than the existential deposit | ``Token(BelowMinimum)`` |
 """
 
 from __future__ import annotations
 
-from .base import DispatchError, root, signed
+from .base import RuntimeDispatchError, arithmetic_error, root, signed, token_error
 
 EXISTENTIAL_DEPOSIT = 500
+U128_MAX = (1 << 128) - 1
 
 
 def lookup(address: dict) -> bytes:
-    """The AccountId of a MultiAddress; only ``Id`` (and ``Address32``) name an account here."""
+    """The AccountId of a MultiAddress; only ``Id`` (and ``Address32``) name an account here, any other
+    fails as ``AccountIdLookup`` does: ``DispatchError::CannotLookup``."""
     if isinstance(address, dict):
         for kind in ("Id", "Address32"):
             if kind in address:
                 return address[kind]
-    raise DispatchError("System", "CallFiltered", "unsupported address kind")
+    raise RuntimeDispatchError("CannotLookup")
 
 
 def free(env, who: bytes) -> int:
@@ -43,27 +59,45 @@ def _write(env, who: bytes, account: dict) -> None:
         env.deposit_event("System", "KilledAccount", {"account": who})
 
 
-def transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool = True) -> None:
-    """Move ``amount`` of free balance; named pallet errors for every refusal."""
-    if amount < 0:
-        raise DispatchError("Balances", "InsufficientBalance")
-    src = env.get("System", "Account", source)
-    if src["data"]["free"] < amount:
-        raise DispatchError("Balances", "InsufficientBalance")
-    remaining = src["data"]["free"] - amount
-    if keep_alive and remaining < EXISTENTIAL_DEPOSIT:
-        raise DispatchError("Balances", "Expendability")
-    if source == dest or amount == 0:
+def check_transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
+    """``can_withdraw(source).into_result(keep_alive)`` then ``can_deposit(dest)``: the table above."""
+    if amount == 0:
         return
-    dst = env.get("System", "Account", dest)
-    if dst["data"]["free"] + amount < EXISTENTIAL_DEPOSIT:
-        raise DispatchError("Balances", "ExistentialDeposit")
-    src["data"]["free"] = remaining
+    if env.get("Balances", "TotalIssuance") < amount:
+        raise arithmetic_error("Underflow")
+    remaining = free(env, source) - amount
+    if remaining < 0:
+        raise token_error("FundsUnavailable")
+    if keep_alive and remaining < EXISTENTIAL_DEPOSIT:
+        raise token_error("NotExpendable")
+    received = free(env, dest) + amount
+    if received > U128_MAX:
+        raise arithmetic_error("Overflow")
+    if received < EXISTENTIAL_DEPOSIT:
+        raise token_error("BelowMinimum")
+
+
+def fungible_transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
+    """``fungible::Mutate::transfer`` (Preserve if ``keep_alive``, else Expendable): the Balances calls'
+    transfer. A zero amount passes the checks and is reported as a ``Transfer`` of 0, as upstream."""
+    check_transfer(env, source, dest, amount, keep_alive)
+    if source == dest:
+        return
+    src = env.get("System", "Account", source)
+    src["data"]["free"] -= amount
     _write(env, source, src)
     dst = env.get("System", "Account", dest)
     dst["data"]["free"] += amount
     _write(env, dest, dst)
     env.deposit_event("Balances", "Transfer", {"from": source, "to": dest, "amount": amount})
+
+
+def transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool = True) -> None:
+    """``Currency::transfer`` (``KeepAlive`` if ``keep_alive``, else ``AllowDeath``), what pallets call:
+    a no-op for a zero amount or oneself, otherwise :func:`fungible_transfer`."""
+    if amount == 0 or source == dest:
+        return
+    fungible_transfer(env, source, dest, amount, keep_alive)
 
 
 def set_free(env, who: bytes, amount: int) -> None:
@@ -77,22 +111,23 @@ def set_free(env, who: bytes, amount: int) -> None:
 
 
 def _transfer_allow_death(env, origin, *, dest: dict, value: int) -> None:
-    transfer(env, signed(origin), lookup(dest), value, keep_alive=False)
+    fungible_transfer(env, signed(origin), lookup(dest), value, keep_alive=False)
 
 
 def _transfer_keep_alive(env, origin, *, dest: dict, value: int) -> None:
-    transfer(env, signed(origin), lookup(dest), value, keep_alive=True)
+    fungible_transfer(env, signed(origin), lookup(dest), value, keep_alive=True)
 
 
 def _transfer_all(env, origin, *, dest: dict, keep_alive: bool) -> None:
+    """The reducible balance: all of it, or all but the existential deposit with ``keep_alive``."""
     who = signed(origin)
     amount = free(env, who) - (EXISTENTIAL_DEPOSIT if keep_alive else 0)
-    transfer(env, who, lookup(dest), max(amount, 0), keep_alive)
+    fungible_transfer(env, who, lookup(dest), max(amount, 0), keep_alive)
 
 
 def _force_transfer(env, origin, *, source: dict, dest: dict, value: int) -> None:
     root(origin)
-    transfer(env, lookup(source), lookup(dest), value, keep_alive=False)
+    fungible_transfer(env, lookup(source), lookup(dest), value, keep_alive=False)
 
 
 def _force_set_balance(env, origin, *, who: dict, new_free: int) -> None:

@@ -26,6 +26,26 @@ class BadOrigin(Exception):
     """The call needs another origin (e.g. root for sudo-only calls); ``DispatchError::BadOrigin``."""
 
 
+class RuntimeDispatchError(Exception):
+    """A ``DispatchError`` of ``sp_runtime`` itself rather than a pallet's: ``Token(TokenError)``,
+    ``Arithmetic(ArithmeticError)``, ``CannotLookup`` … ``value`` is the error as the devnet codec encodes
+    it (``{"Token": "FundsUnavailable"}``, ``"CannotLookup"``)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__(str(value))
+        self.value = value
+
+
+def token_error(name: str) -> RuntimeDispatchError:
+    """``DispatchError::Token(name)``: what ``fungible`` code reports (``FundsUnavailable``, ``BelowMinimum`` …)."""
+    return RuntimeDispatchError({"Token": name})
+
+
+def arithmetic_error(name: str) -> RuntimeDispatchError:
+    """``DispatchError::Arithmetic(name)``: ``Underflow``, ``Overflow``, ``DivisionByZero``."""
+    return RuntimeDispatchError({"Arithmetic": name})
+
+
 ROOT = "root"
 """The origin of a call dispatched by sudo; a signed origin is the signer's 32-byte AccountId."""
 
@@ -68,4 +88,5 @@ class Env(Protocol):
         """The account's free balance."""
 
     def transfer(self, source: bytes, dest: bytes, amount: int, keep_alive: bool = True) -> None:
-        """Move ``amount``; raises ``DispatchError('Balances', ...)`` (e.g. ``InsufficientBalance``)."""
+        """Move ``amount`` as ``Currency::transfer`` does; raises the :class:`RuntimeDispatchError`
+        (``Token(FundsUnavailable)`` …) a polkadot-v1.0.0 pallet_balances gives."""

@@ -13,8 +13,9 @@ AutoApprovalDelayInSeconds, QualificationRequirements, UniqueRequestToken), enfo
 - ``create_task_with_terms`` (call 6) is ``create_task`` plus :data:`TaskTerms <DEFAULT_TERMS>` and an
   optional client token. The terms live in their own map ``TaskTerms`` keyed by task id, so ``Tasks``
   keeps upstream's encoding; a task made by plain ``create_task`` has :data:`DEFAULT_TERMS` (no
-  deadline, no review window, anyone qualifies: the behaviour before the rules). A token is
-  remembered in ``TaskByClientToken[(creator, token)]``; reusing it fails ``DuplicateClientToken``.
+  deadline, no review window, anyone qualifies: the behaviour before the rules). A token (1–64
+  bytes; an empty one fails ``EmptyClientToken``, as the client refuses it) is remembered in
+  ``TaskByClientToken[(creator, token)]``; reusing it fails ``DuplicateClientToken``.
 - Assignment deadline: ``submit_within`` blocks after ``assign_task`` the worker may still submit
   (through block ``created_block + submit_within``). Abandonment is applied eagerly, in
   :func:`on_initialize` of the next block, from an agenda ``AssignmentDeadlines[block]`` written by
@@ -24,14 +25,28 @@ AutoApprovalDelayInSeconds, QualificationRequirements, UniqueRequestToken), enfo
   is rolled back: a late ``send_task_result`` could never record the abandonment itself, and a slot
   held by a silent worker would otherwise stay taken until someone else happened to ask.
   ``send_task_result`` also checks the deadline itself, so the rule never depends on the hook alone.
+  The counter counts only what the worker caused: an assignment whose deadline falls after the task's
+  expiration block was ended by the expiry (the worker had less than ``submit_within`` blocks).
 - Review window: ``review_window`` blocks after a result is sent (``ResultSubmittedAt``) the creator
   decides; past it the worker may ``claim_payment`` (call 7) from escrow. Past the window the creator
   can no longer reject (``ReviewWindowClosed``) but may still accept: either way the worker is paid
   exactly once, and whichever of accept and claim comes second fails ``AlreadyDecided``.
 - Qualifications: ``WorkerStats[worker]`` counts accepted (claims included), rejected and abandoned
-  results; ``assign_task`` refuses a worker with fewer than ``min_accepted`` accepted results
-  (``TooFewAccepted``) or a rejection rate rejected / (accepted + rejected) above
-  ``max_rejection_rate`` (Permill; ``RejectionRateTooHigh``).
+  results and keeps the distinct creators who accepted one (:data:`MAX_DISTINCT_CREATORS` + 1 at
+  most). Only dealings with others count: nothing on a task the worker created moves its record, so
+  a worker cannot buy a record by accepting its own results (a second account as creator cannot be
+  told apart on chain; ``min_distinct_creators`` makes that cost one funded account per creator).
+  ``assign_task`` refuses a worker with fewer than ``min_accepted`` accepted results
+  (``TooFewAccepted``), a rejection rate rejected / (accepted + rejected) above
+  ``max_rejection_rate`` (Permill; ``RejectionRateTooHigh``), fewer than ``min_distinct_creators``
+  creators *other than this task's* who accepted its results (``TooFewDistinctCreators``: the term
+  asks for others' judgement, which the creator cannot get from its own records), or an abandonment
+  rate abandoned / (accepted + rejected + abandoned) above ``max_abandonment_rate``
+  (``AbandonmentRateTooHigh``).
+- Escrow: every path out of a task's escrow is a payment (accept, claim) or a refund to the creator
+  (``close_task``'s ``TaskClosed.refunded``; after the close, a verdict frees its result's pay and it
+  goes back at once, ``EscrowRefunded``). So a closed task's escrow always holds exactly the pay of
+  its pending results, and 0 once none is pending: :func:`escrow_discrepancy` checks it.
 - ``TaskResultSubmissionCountByTaskId`` counts the slots held (abandoned ones released);
   ``TaskResultSubmissionIds`` keeps every assignment, abandoned ones included, in order.
 
@@ -49,6 +64,7 @@ from ..metadata import (
     DECENTRALML_ADDED_ERRORS,
     DECENTRALML_UPSTREAM_ERRORS,
     MAX_DEADLINES_PER_BLOCK,
+    MAX_DISTINCT_CREATORS,
     MAX_OPEN_TASKS,
     MAX_SUBMISSION_IDS,
     MAX_SUBMISSIONS_PER_WORKER,
@@ -65,9 +81,13 @@ MAX_ASSIGNMENTS = MAX_SUBMISSION_IDS - 1
 """Upstream records submission ids in a ``[u32; 10000]`` at 1-based slots, so 9,999 fit."""
 
 UPSTREAM_ERRORS, ADDED_ERRORS = DECENTRALML_UPSTREAM_ERRORS, DECENTRALML_ADDED_ERRORS
-DEFAULT_TERMS = {"submit_within": None, "review_window": None, "min_accepted": 0, "max_rejection_rate": None}
+DEFAULT_TERMS = {"submit_within": None, "review_window": None, "min_accepted": 0, "max_rejection_rate": None,
+                 "min_distinct_creators": 0, "max_abandonment_rate": None}
 """The terms of a task created without any: no deadline, no review window, everyone qualifies."""
-NO_STATS = {"accepted": 0, "rejected": 0, "abandoned": 0}
+NO_STATS = {"accepted": 0, "rejected": 0, "abandoned": 0, "creators": []}
+MAX_TRACKED_CREATORS = MAX_DISTINCT_CREATORS + 1
+"""``WorkerStats.creators`` holds one more than the largest term: without the asking task's creator,
+a full set still counts :data:`MAX_DISTINCT_CREATORS`."""
 
 
 def fail(error: str, detail: str = "") -> DispatchError:
@@ -152,6 +172,8 @@ def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, 
 def create_task_with_terms(env, creator: bytes, *, terms: dict, client_token: bytes | None, **task_args) -> None:
     """``create_task`` under market rules, at most once per ``(creator, client_token)``."""
     _check_terms(terms)
+    if client_token is not None and not client_token:
+        raise fail("EmptyClientToken", "a client token is 1 to 64 bytes, or None for no idempotence")
     if client_token is not None and env.get(PALLET, "TaskByClientToken", creator, client_token) is not None:
         raise fail("DuplicateClientToken", "this creator already created a task with this token")
     task_id = create_task(env, creator, **task_args)
@@ -164,8 +186,11 @@ def _check_terms(terms: dict) -> None:
     for name in ("submit_within", "review_window"):
         if terms[name] == 0:
             raise fail("InvalidTaskTerms", f"{name} is at least 1 block (or None)")
-    if terms["max_rejection_rate"] is not None and terms["max_rejection_rate"] > PERMILL:
-        raise fail("InvalidTaskTerms", "max_rejection_rate is in parts per million (at most 1,000,000)")
+    for name in ("max_rejection_rate", "max_abandonment_rate"):
+        if terms[name] is not None and terms[name] > PERMILL:
+            raise fail("InvalidTaskTerms", f"{name} is in parts per million (at most 1,000,000)")
+    if terms["min_distinct_creators"] > MAX_DISTINCT_CREATORS:
+        raise fail("InvalidTaskTerms", f"min_distinct_creators is at most {MAX_DISTINCT_CREATORS}")
 
 
 def task_terms(env, task_id: int) -> dict:
@@ -175,20 +200,37 @@ def task_terms(env, task_id: int) -> dict:
     return env.get(PALLET, "TaskTerms", task_id) or DEFAULT_TERMS
 
 
-def qualification_error(terms: dict, stats: dict) -> str | None:
-    """The error ``assign_task`` raises for a worker with ``stats``, or None if they qualify."""
-    if stats["accepted"] < terms["min_accepted"]:
+def _above(count: int, limit: int | None, total: int) -> bool:
+    """``count / total > limit`` (Permill) in integers; nothing to judge (``total`` 0) is never above."""
+    return limit is not None and total > 0 and count * PERMILL > limit * total
+
+
+def qualification_error(terms: dict, stats: dict, creator: bytes) -> str | None:
+    """The error ``assign_task`` raises for a worker with ``stats`` on a task of ``creator``, or None if
+    they qualify."""
+    accepted, rejected, abandoned = stats["accepted"], stats["rejected"], stats["abandoned"]
+    if accepted < terms["min_accepted"]:
         return "TooFewAccepted"
-    limit, decided = terms["max_rejection_rate"], stats["accepted"] + stats["rejected"]
-    if limit is not None and decided and stats["rejected"] * PERMILL > limit * decided:
+    if _above(rejected, terms["max_rejection_rate"], accepted + rejected):
         return "RejectionRateTooHigh"
+    if sum(1 for c in stats["creators"] if c != creator) < terms["min_distinct_creators"]:
+        return "TooFewDistinctCreators"
+    if _above(abandoned, terms["max_abandonment_rate"], accepted + rejected + abandoned):
+        return "AbandonmentRateTooHigh"
     return None
 
 
-def _count(env, worker: bytes, outcome: str) -> None:
-    """One more accepted / rejected / abandoned result on the worker's record."""
+def _count(env, task: dict, worker: bytes, outcome: str) -> None:
+    """One more accepted / rejected / abandoned result on the worker's record — unless the worker
+    created the task: a record is what others made of one's work."""
+    if task["creator"] == worker:
+        return
     stats = env.get(PALLET, "WorkerStats", worker)
-    env.set(PALLET, "WorkerStats", worker, {**stats, outcome: _checked_add(stats[outcome])})
+    stats = {**stats, outcome: _checked_add(stats[outcome])}
+    creators = stats["creators"]
+    if outcome == "accepted" and task["creator"] not in creators and len(creators) < MAX_TRACKED_CREATORS:
+        stats["creators"] = [*creators, task["creator"]]
+    env.set(PALLET, "WorkerStats", worker, stats)
 
 
 def _submission_ids(env, task_id: int) -> list[int]:
@@ -237,7 +279,7 @@ def assign_task(env, worker: bytes, *, task_id: int) -> None:
         if count >= task["max_assignments"]:
             raise fail("MaxAssignmentsReached")
         terms = task_terms(env, task_id)
-        unqualified = qualification_error(terms, env.get(PALLET, "WorkerStats", worker))
+        unqualified = qualification_error(terms, env.get(PALLET, "WorkerStats", worker), task["creator"])
         if unqualified:
             raise fail(unqualified)
     count = _checked_add(count)
@@ -298,8 +340,9 @@ def _abandon(env, submission_id: int) -> None:
     env.set(PALLET, "TaskResultSubmissions", submission_id, {**submission, "status": "Abandoned"})
     env.set(PALLET, "TaskResultSubmissionCountByTaskId", task_id,
             (env.get(PALLET, "TaskResultSubmissionCountByTaskId", task_id) or 1) - 1)
-    _count(env, worker, "abandoned")
     task = env.get(PALLET, "Tasks", task_id)
+    if submit_deadline(env, submission) <= task["expiration_block"]:  # else the expiry cut its time short
+        _count(env, task, worker, "abandoned")
     open_tasks = env.get(PALLET, "OpenTasks")
     if (not _is_closed(task) and not _is_expired(env, task) and task_id not in open_tasks
             and len(open_tasks) < MAX_OPEN_TASKS):
@@ -377,10 +420,11 @@ def _pay(env, submission: dict, task: dict, event: str) -> None:
     env.transfer(escrow, submission["worker"], amount, keep_alive=False)
     env.set(PALLET, "TaskResultSubmissions", submission_id, {
         **submission, "status": "Accepted", "paid_amount": amount, "paid_block": env.block_number})
-    _count(env, submission["worker"], "accepted")
+    _count(env, task, submission["worker"], "accepted")
     env.deposit_event(PALLET, event, {
         "task_id": submission["task_id"], "submission_id": submission_id, "worker": submission["worker"],
         "amount": amount, "block": env.block_number})
+    _refund_if_closed(env, submission, task)
 
 
 def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
@@ -404,17 +448,18 @@ def claim_payment(env, worker: bytes, *, submission_id: int) -> None:
 
 
 def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes) -> None:
-    """Reject a pending result with a reason, inside the review window; its pay stays in escrow for the
-    creator's refund."""
-    submission, _ = _decidable(env, creator, submission_id)
+    """Reject a pending result with a reason, inside the review window; its pay goes back to the creator
+    at ``close_task``, or at once if the task is closed already."""
+    submission, task = _decidable(env, creator, submission_id)
     deadline = review_deadline(env, submission_id, submission["task_id"])
     if deadline is not None and env.block_number > deadline:
         raise fail("ReviewWindowClosed", f"the review window ended at block {deadline}: the worker may claim")
     env.set(PALLET, "TaskResultSubmissions", submission_id, {**submission, "status": "Rejected"})
-    _count(env, submission["worker"], "rejected")
+    _count(env, task, submission["worker"], "rejected")
     env.deposit_event(PALLET, "TaskResultRejected", {
         "task_id": submission["task_id"], "submission_id": submission_id, "worker": submission["worker"],
         "reason": reason, "block": env.block_number})
+    _refund_if_closed(env, submission, task)
 
 
 def _submissions(env, task_id: int) -> list[dict]:
@@ -438,11 +483,47 @@ def close_task(env, creator: bytes, *, task_id: int) -> None:
         s["status"] in ("Accepted", "Rejected") for s in submissions)
     if not (_is_expired(env, task) or all_decided):
         raise fail("TaskNotExpired")
-    pending = sum(1 for s in submissions if s["status"] == "PendingValidation")
-    escrow = task_account(task_id)
-    refund = max(env.free_balance(escrow) - pending * task["pays_amount"], 0)
-    if refund:
-        env.transfer(escrow, creator, refund, keep_alive=False)
+    refund = _refund_unclaimable(env, task_id, task)
     env.set(PALLET, "Tasks", task_id, {**task, "status": "Completed"})
     env.set(PALLET, "OpenTasks", [t for t in env.get(PALLET, "OpenTasks") if t != task_id])
     env.deposit_event(PALLET, "TaskClosed", {"task_id": task_id, "refunded": refund, "block": env.block_number})
+
+
+def _refund_unclaimable(env, task_id: int, task: dict) -> int:
+    """Send the creator what the task's escrow holds beyond the pay of its pending results; the amount."""
+    pending = sum(1 for s in _submissions(env, task_id) if s["status"] == "PendingValidation")
+    escrow = task_account(task_id)
+    refund = max(env.free_balance(escrow) - pending * task["pays_amount"], 0)
+    if refund:
+        env.transfer(escrow, task["creator"], refund, keep_alive=False)
+    return refund
+
+
+def _refund_if_closed(env, submission: dict, task: dict) -> None:
+    """After a verdict on a closed task, the pay it freed goes back now: no later ``close_task`` will
+    come (a second one fails ``TaskClosed``), so otherwise it would stay in escrow for good."""
+    if not _is_closed(task):
+        return
+    refund = _refund_unclaimable(env, submission["task_id"], task)
+    if refund:
+        env.deposit_event(PALLET, "EscrowRefunded", {
+            "task_id": submission["task_id"], "submission_id": submission["submission_id"], "refunded": refund,
+            "block": env.block_number})
+
+
+def escrow_discrepancy(task: dict, submissions: list[dict], escrow: int, refunded: int) -> str | None:
+    """Why a task's escrow does not add up, or None; for the tests and ``bench/faults.py``.
+
+    ``task`` and ``submissions`` as stored (full pallet), ``escrow`` the escrow account's balance,
+    ``refunded`` the sum of the task's ``TaskClosed.refunded`` and ``EscrowRefunded.refunded``. The
+    escrow holds reserved − paid − refunded (reserved = ``pays_amount × max_assignments``); once the
+    task is closed, exactly the pay of its pending results — 0 when nothing is pending.
+    """
+    reserved = task["pays_amount"] * task["max_assignments"]
+    paid = sum(s["paid_amount"] or 0 for s in submissions if s["status"] == "Accepted")
+    if escrow != reserved - paid - refunded:
+        return f"escrow {escrow} != reserved {reserved} - paid {paid} - refunded {refunded}"
+    pending = sum(1 for s in submissions if s["status"] == "PendingValidation")
+    if _is_closed(task) and escrow != pending * task["pays_amount"]:
+        return f"closed with {escrow} in escrow for {pending} pending result(s) of {task['pays_amount']}"
+    return None

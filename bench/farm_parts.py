@@ -1,0 +1,76 @@
+"""The farm benchmarks' shared pieces — tiny task assets, an agent process, funding, the chain observer,
+percentiles — used by bench/farm.py (loopback), bench/farm_hosts.py (test hosts), bench/faults.py and
+bench/soak.py. Apart from farm.py so that farm_hosts.py no longer imports farm.py back (a cycle)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from substrateinterface import Keypair
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from decentralml_core.chain import ChainClient, Checkpoint  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "mkdir -p outputs\necho '{\"boxes\": []}' > outputs/file_1.json\n"
+
+
+def assets(folder: Path) -> Path:
+    (folder / "annotation_files").mkdir(parents=True)
+    (folder / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(1000))
+    (folder / "start_task.sh").write_text(SCRIPT)
+    return folder
+
+
+def agent(config: dict, path: Path, env: dict) -> subprocess.Popen:
+    path.write_text(yaml.safe_dump(config))
+    with open(path.with_suffix(".log"), "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "warning", "agent", "run",
+                                 str(path)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def observe(url: str, n_tasks: int, start_block: int, deadline: float) -> dict[str, dict]:
+    """Wall-clock arrival of each task's creation, submission and payment events."""
+    seen: dict[str, dict] = {"created": {}, "submitted": {}, "paid": {}}
+    async with await ChainClient.connect(url) as client:
+        async for event in client.events(Checkpoint(start_block)):
+            now = time.perf_counter()
+            if event.pallet != "DecentralMLModule":
+                continue
+            if event.name == "TaskCreated":
+                seen["created"][event.attributes["taskid"]] = now
+            elif event.name == "TaskResultSubmitted":
+                seen["submitted"][event.attributes["task_id"]] = now
+            elif event.name == "TaskResultAccepted":
+                seen["paid"][event.attributes["task_id"]] = now
+            if len(seen["paid"]) == n_tasks or now > deadline:
+                return seen
+    return seen
+
+
+async def fund(url: str, keys: list[Keypair]) -> int:
+    alice = Keypair.create_from_uri("//Alice")
+    async with await ChainClient.connect(url) as client:
+        await asyncio.gather(*[client.submit(alice, "Balances", "transfer_keep_alive",
+                                             {"dest": k.ss58_address, "value": 10**16}) for k in keys])
+        return await client.block_number() + 1
+
+
+def pct(values: list[float], q: int) -> float:
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000, 1) if len(values) > 1 else 0.0

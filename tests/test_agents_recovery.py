@@ -1,0 +1,100 @@
+"""Agents ride out a node that dies with their extrinsics in its pool: real devnet (blocks every 3 s, so
+a call waits in the pool), real agent processes, kill -9 of the node at the worst moments.
+
+Before: the worker's send vanished with the pool, its next extrinsic waited behind the lost nonce until
+the task expired (the work lost), and a creator whose close timed out exited. Now: the client resends
+what the node lost, agents stay up, SIGTERM is honoured within a bound, and the result is paid once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import pytest
+from agent_process import PAYS, Agent, decided, settle, task_decl
+from devnet_process import DevnetProcess, free_port
+from substrateinterface import Keypair
+
+from decentralml_core.chain import ChainClient
+from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.sandbox import bubblewrap_works
+
+pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+SCRIPT = "mkdir -p outputs\necho '{\"ok\": true}' > outputs/result.json\n"
+
+
+def wait_step(agent: Agent, kind: str, step: str, timeout: float = 120) -> None:
+    """Until ``agent``'s journal has an entry of ``kind`` at ``step`` (polled fast: the call follows at once)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (agent.state / "journal.sqlite").exists() and step in {s for (k, _), s in agent.journal().items()
+                                                                 if k == kind}:
+            return
+        assert agent.proc.poll() is None, agent.log.read_text()[-3000:]
+        time.sleep(0.02)
+    raise TimeoutError(f"{agent.name} never journaled {kind} at {step}")
+
+
+async def in_pool(url: str, who: str, timeout: float = 30) -> None:
+    """Until the node's pool holds an extrinsic of ``who`` (sent, not yet in a block)."""
+    address = Keypair.create_from_uri(f"//{who}").ss58_address
+    async with await ChainClient.connect(url) as client:
+        deadline = time.monotonic() + timeout
+        while not await client.pool_backlog(address):
+            assert time.monotonic() < deadline, f"no extrinsic of {who} reached the pool"
+            await asyncio.sleep(0.02)
+
+
+async def payments(url: str) -> list[int]:
+    async with await ChainClient.connect(url) as client:
+        paid = []
+        for number in range(1, await client.block_number() + 1):
+            paid += [e.attributes["submission_id"] for e in await client.events_at(number)
+                     if e.name in ("TaskResultAccepted", "PaymentClaimed")]
+        return paid
+
+
+def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool(tmp_path):
+    port = free_port()
+    node = DevnetProcess("--block-time", "3", db=str(tmp_path / "chain.sqlite"), port=port,
+                         log_path=tmp_path / "devnet.log").start(timeout=90)
+    store = str(tmp_path / "store")
+    folder = tmp_path / "assets"
+    (folder / "annotation_files").mkdir(parents=True)
+    (folder / "annotation_files" / "a.jpg").write_bytes(b"\xff" * 100)
+    (folder / "start_task.sh").write_text(SCRIPT)
+    creator = Agent(tmp_path, "creator", {"role": "creator", "node": node.url, "key": {"dev": "Alice"},
+                                          "storage": {"root": store},
+                                          "tasks": [task_decl("kill", folder, expires_in=400)]})
+    bob = Agent(tmp_path, "bob", {"role": "annotator", "node": node.url, "key": {"dev": "Bob"},
+                                  "storage": {"root": store}, "policy": {"min_blocks_left": 0},
+                                  "sandbox": {"timeout_s": 20}})
+    try:
+        creator.start()
+        bob.start()
+        wait_step(bob, "task", "uploaded")  # the send leaves now; the next block is up to 3 s away
+        asyncio.run(in_pool(node.url, "Bob"))
+        node.stop(kill=True)
+        time.sleep(1)
+        node.start(timeout=90)
+        wait_step(creator, "submission", "paying")  # the result landed after all; the accept leaves now
+        asyncio.run(in_pool(node.url, "Alice"))
+        node.stop(kill=True)
+        assert creator.stop(signal.SIGTERM) == 0  # waiting for an inclusion that cannot come: bounded
+        node.start(timeout=90)
+        creator.start()
+        task, subs = asyncio.run(settle(node.url, "kill", decided(1), timeout=120))
+        assert [s.status for s in subs] == [SubmissionStatus.ACCEPTED] and subs[0].paid_amount == PAYS
+        assert asyncio.run(payments(node.url)) == [subs[0].submission_id], "paid other than exactly once"
+        assert bob.proc.poll() is None, "the worker exited because its node restarted"
+        bob_log = bob.log.read_text()
+        assert '"extrinsics_recovered"' in bob_log and '"reason": "reconnected"' in bob_log, bob_log[-3000:]
+        assert '"steps_interrupted"' in creator.log.read_text()
+        wait_step(bob, "task", "submitted")
+    finally:
+        for agent in (creator, bob):
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.stop()
+        node.stop()
