@@ -141,6 +141,13 @@ def consensus(annotators: list[Boxes], iou: float = 0.5, quorum: int | None = No
 
 def mean_average_precision(truth: dict, found: dict) -> tuple[float, float]:
     """COCOeval's mAP@0.5 and mAP@[.5:.95] of ``found`` against ``truth`` (images matched by file name)."""
+    scores = detection_scores(truth, found)
+    return scores["map50"], scores["map50_95"]
+
+
+def detection_scores(truth: dict, found: dict) -> dict:
+    """COCOeval's mAP@0.5 and mAP@[.5:.95] of ``found`` against ``truth`` (images matched by file name),
+    and AP@0.5 per class name (-1 for a class without true boxes)."""
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
         gt = COCO()
         gt.dataset = truth
@@ -152,9 +159,16 @@ def mean_average_precision(truth: dict, found: dict) -> tuple[float, float]:
         detections = [{**a, "image_id": ids[names[a["image_id"]]], "category_id": categories[found_names[a["category_id"]]]}
                       for a in found["annotations"] if names[a["image_id"]] in ids]
         if not detections:
-            return 0.0, 0.0
+            return {"map50": 0.0, "map50_95": 0.0, "ap50": {name: 0.0 for name in categories}}
         evaluation = COCOeval(gt, gt.loadRes(detections), "bbox")
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    return float(evaluation.stats[1]), float(evaluation.stats[0])
+    # precision: [IoU threshold, recall point, category, area range, max detections]; IoU 0.5 is first
+    precision = evaluation.eval["precision"][0, :, :, 0, -1]
+    per_class = {}
+    for k, category_id in enumerate(evaluation.params.catIds):
+        column = precision[:, k]
+        valid = column[column > -1]
+        per_class[gt.cats[category_id]["name"]] = float(valid.mean()) if valid.size else -1.0
+    return {"map50": float(evaluation.stats[1]), "map50_95": float(evaluation.stats[0]), "ap50": per_class}
