@@ -28,11 +28,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                        ("accept", "accept results (each worker paid once)"), ("reject", "reject results")):
         parser = sub.add_parser(name, parents=[common], help=text)
         parser.add_argument("--config", type=Path, required=True, help="the creator agent's YAML")
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
         if name != "list":
-            parser.add_argument("submission_ids", type=int, nargs="+" if name != "show" else 1, metavar="SUBMISSION")
+            parser.add_argument("submission_ids", type=int, nargs="+" if name != "show" else 1, metavar="SUBMISSION",
+                                help="result ids (see `review list`)")
         if name == "reject":
-            parser.add_argument("--reason", required=True)
+            parser.add_argument("--reason", required=True, help="why, for the worker (on chain)")
         parser.set_defaults(run=run_review)
 
 
