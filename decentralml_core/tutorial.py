@@ -14,7 +14,9 @@ import functools
 import inspect
 from typing import Any
 
-from . import tasks
+import structlog
+
+from . import logs, tasks
 from .chain import ChainClient
 
 
@@ -27,11 +29,19 @@ def _url(substrate: Any) -> str:
     return url
 
 
+def _quiet_unless_configured() -> None:
+    """A script calling these functions sees its own output, not the library's info lines (structlog's
+    default prints every event to stdout); a script that configured logging keeps its own settings."""
+    if not structlog.is_configured():
+        logs.configure("warning")
+
+
 def _sync(fn):
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _quiet_unless_configured()
         bound = signature.bind(*args, **kwargs)
 
         async def run():
