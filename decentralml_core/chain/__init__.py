@@ -1,16 +1,37 @@
-"""The async chain client agents stand on: submission, reads, event streams, and the pallet's types."""
+"""The async chain client agents stand on: submission, reads, event streams, and the pallet's types.
 
-from .client import ChainClient, Checkpoint, Receipt
-from .errors import (
-                     ChainError,
-                     ConnectionLost,
-                     DispatchFailed,
-                     FieldTooLong,
-                     InclusionTimeout,
-                     TransactionRejected,
-                     UnsupportedCall,
-)
-from .runtime import Event
+Names are loaded on first use (PEP 562): ``from decentralml_core.chain.model import TaskType`` or the
+error types cost no import of the client (substrate-interface, aiohttp: most of a command's start-up).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {"ChainClient": "client", "Checkpoint": "client", "Receipt": "client", "Event": "runtime",
+          "ChainError": "errors", "ConnectionLost": "errors", "DispatchFailed": "errors", "FieldTooLong": "errors",
+          "InclusionTimeout": "errors", "TransactionRejected": "errors", "UnsupportedCall": "errors"}
 
 __all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", "ChainError", "ConnectionLost", "DispatchFailed",
            "FieldTooLong", "InclusionTimeout", "TransactionRejected", "UnsupportedCall"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
+
+if TYPE_CHECKING:
+    from .client import ChainClient, Checkpoint, Receipt
+    from .errors import (
+        ChainError,
+        ConnectionLost,
+        DispatchFailed,
+        FieldTooLong,
+        InclusionTimeout,
+        TransactionRejected,
+        UnsupportedCall,
+    )
+    from .runtime import Event
