@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from typing import Any
 
 import structlog
 
-from . import logs, tasks
+from . import tasks
 from .chain import ChainClient
 
 
@@ -29,11 +30,23 @@ def _url(substrate: Any) -> str:
     return url
 
 
+def _below_warning(logger, method_name: str, event: dict) -> dict:
+    if method_name in ("debug", "info"):
+        raise structlog.DropEvent
+    return event
+
+
 def _quiet_unless_configured() -> None:
     """A script calling these functions sees its own output, not the library's info lines (structlog's
-    default prints every event to stdout); a script that configured logging keeps its own settings."""
+    default prints every event to stdout); a script that configured logging keeps its own settings.
+
+    The level is a processor, not a filtering wrapper: ``structlog.testing.capture_logs`` (which swaps
+    the processors) still sees every event afterwards."""
     if not structlog.is_configured():
-        logs.configure("warning")
+        structlog.configure(processors=[_below_warning, structlog.processors.add_log_level,
+                                        structlog.processors.TimeStamper(fmt="iso", utc=True),
+                                        structlog.dev.ConsoleRenderer(colors=False)],
+                            logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
 def _sync(fn):

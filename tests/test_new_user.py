@@ -97,6 +97,10 @@ def test_a_missing_or_scriptless_assets_folder_is_refused_before_any_escrow(devn
     out = cli(devnet, "task", "create", "--dev-key", "alice", "--question", "q", "--pays", "1",
               "--annotation-type", "Image", "--assets", str(tmp_path / "bare"))
     one_line(out, "task create", "has no start_task.sh")
+    (tmp_path / "bare" / "start_task.sh").write_text("true\n")
+    out = cli(devnet, "task", "create", "--dev-key", "alice", "--question", "q", "--pays", "1",
+              "--annotation-type", "Image", "--assets", str(tmp_path / "bare"))
+    one_line(out, "task create", "has no annotation_files/", "--files")
     assert len(js(devnet, "task", "list")) == tasks_before and balance(devnet) == alice_before
 
 
@@ -331,3 +335,41 @@ def test_the_example_farm_runs_on_a_devnet_as_the_docs_say(tmp_path):
             finally:
                 proc.send_signal(signal.SIGTERM)
                 assert proc.wait(timeout=180) == 0, (tmp_path / "farm.log").read_text()[-2000:]
+
+
+def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(devnet, tmp_path, monkeypatch):
+    from substrateinterface import Keypair
+
+    monkeypatch.setenv("UNFUNDED_KEY", "//unfunded-worker")
+    address = Keypair.create_from_uri("//unfunded-worker").ss58_address
+    agent = Agent(tmp_path, "poor", {"role": "annotator", "node": devnet.url, "key": {"env": "UNFUNDED_KEY"},
+                                     "storage": {"root": str(tmp_path / "store")}}).start()
+    try:
+        assets = tmp_path / "assets"
+        (assets / "annotation_files").mkdir(parents=True)
+        (assets / "annotation_files" / "a.jpg").write_bytes(b"not really a jpeg")
+        (assets / "start_task.sh").write_text("mkdir -p outputs; echo '[]' > outputs/boxes.json\n")
+        js(devnet, "task", "create", "--dev-key", "alice", "--question", "for the poor worker", "--pays", "0.1",
+           "--strategy", "AutoAccept", "--annotation-type", "Image", "--assets", str(assets),
+           "--store-root", str(tmp_path / "store"))
+        agent.wait_log('"account_cannot_pay_fees"', timeout=120)
+        time.sleep(12)  # two more polls of its balance: still one line
+        assert agent.log.read_text().count('"account_cannot_pay_fees"') == 1
+        assert '"task_failed"' not in agent.log.read_text()
+        js(devnet, "account", "transfer", address, "1", "--dev-key", "alice")
+        agent.wait_log('"account_funded"', timeout=120).wait_log('"task_submitted"', timeout=180)
+    finally:
+        assert agent.stop() == 0
+
+
+def test_agent_check_finds_what_agent_run_would_trip_on(devnet, tmp_path):
+    config = tmp_path / "creator.yaml"
+    config.write_text(yaml.safe_dump({
+        "role": "creator", "node": devnet.url, "key": {"env": "CREATOR_KEY_NOT_SET"}, "state_dir": str(tmp_path / "s"),
+        "tasks": [{"name": "t", "assets": str(tmp_path / "nope"), "question": "q", "pays": UNIT}]}))
+    out = subprocess.run([CLI, "agent", "check", str(config)], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "key.env: $CREATOR_KEY_NOT_SET is not set" in out.stderr and "nope is not a folder" in out.stderr
+    out = subprocess.run([CLI, "--log-level", "error", "agent", "run", str(config)], capture_output=True, text=True,
+                         timeout=90)
+    one_line(out, "agent run", "key.env: $CREATOR_KEY_NOT_SET is not set", status=2)

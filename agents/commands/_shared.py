@@ -259,6 +259,9 @@ PALLET_HINTS: dict[str, str] = {
     "TaskInvalidPaysAmount": "--pays is below the chain's minimum",
     "InvalidMaxAssignments": "--max-assignments must be between 1 and 9999",
     "InvalidQuestion": "--question must not be empty",
+    "MissingAnnotationFiles": "a data annotation task needs files: --assets with an annotation_files/ folder, "
+                              "or --files",
+    "MissingAnnotationType": "a data annotation task needs --annotation-type (e.g. Image)",
     "WorkerSubmissionLimit": "you hold as many assignments as the chain allows: send or let some expire first",
     "DuplicateClientToken": "you already created a task with this --client-token (see `decentralml task list`)",
     "SubmissionDeadlinePassed": "submission {submission_id} came after the task's deadline; its slot reopened",

@@ -18,7 +18,7 @@ from decentralml_core import tasks
 from decentralml_core.chain import ChainClient, ChainError
 from decentralml_core.chain.market import Market
 
-from ._shared import emit, plain
+from ._shared import emit, explain, plain, printable
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def run_review(args) -> int:
         config = load_config(args.config)
         return asyncio.run(_review(args, config))
     except (ConfigError, ChainError, ValueError) as exc:
-        print(f"decentralml review: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"decentralml review {args.review_command}: {printable(explain(exc, args))}", file=sys.stderr)
         return 1
 
 

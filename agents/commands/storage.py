@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from agents.commands._shared import progress_bar
+from agents.commands._shared import printable, progress_bar
 from decentralml_core.netguard import GATEWAY_TOKEN_ENV, ExposureError, add_exposure_options, guard_from_args
 from decentralml_core.storage import (
     STORAGE_TYPES,
@@ -79,7 +79,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def _fail(args, exc: Exception) -> int:
-    print(f"decentralml storage {args.storage_command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"decentralml storage {args.storage_command}: {type(exc).__name__}: {printable(exc)}", file=sys.stderr)
     return 1
 
 
@@ -137,7 +137,7 @@ def run_ls(args) -> int:
         print(json.dumps({"ref": args.ref, "files": files}))
     else:
         for f in files:
-            print(f"{f['cid']}  {f['size']:>12}  {f['path']}")
+            print(f"{printable(f['cid'])}  {f['size']:>12}  {printable(f['path'])}")  # names from a remote manifest
     return 0
 
 

@@ -129,7 +129,14 @@ async def create_task(args, client) -> None:
     common = dict(question=args.question, pays_amount=args.pays, max_assignments=args.max_assignments,
                   validation_strategy=args.strategy, terms=terms, client_token=args.client_token)
     if args.task_type == TaskType.DATA_ANNOTATORS:
-        extra = {} if args.annotation_json is None else json.loads(args.annotation_json)  # before paying a fee
+        if args.assets is not None and not any((args.assets / "annotation_files").glob("*")) and not args.files:
+            raise ValueError(f"--assets {args.assets} has no annotation_files/: a data annotation task needs the "
+                             "files to annotate there (or --files)")
+        try:
+            extra = {} if args.annotation_json is None else json.loads(args.annotation_json)  # before paying a fee
+        except ValueError as exc:
+            raise ValueError(f"--annotation-json is not JSON ({exc}): give an object, e.g. '{{\"script\": "
+                             "\"start_task.sh\"}'") from None
         if args.assets is not None:
             if not isinstance(extra, dict):
                 raise ValueError("--annotation-json must be a JSON object when --assets is given "
