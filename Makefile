@@ -2,20 +2,28 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# `make demo` installs what the agents need; the test tools (Chromium, Node.js, iproute2, pytest, Playwright…)
+# come with `make test` (or `make install`).
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test bench faults soak lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/ensure-system-packages.sh
-	bash scripts/ensure-system-packages.sh
+$(RUN_STAMP): pyproject.toml scripts/ensure-system-packages.sh
+	bash scripts/ensure-system-packages.sh run
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	bash scripts/ensure-system-packages.sh test
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(PY) -m agents.demo
 
 test: $(STAMP)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from decentralml_core.chain import ChainClient
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import SubmissionStatus
 from decentralml_core.devnet.process import DevnetProcess
+from decentralml_core.units import format_units
 
 ROOT = Path(__file__).resolve().parents[1]
 ANNOTATORS = ("Bob", "Charlie", "Dave")
@@ -104,7 +106,7 @@ async def observe(url: str, started: float, before: dict[str, int], creator_stat
         after = await balances(client, NAMES)
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(f"task {task.task_id} \"{task.question}\": {task.max_assignments} assignments, "
-                  f"pays {task.pays_amount}, strategy {task.validation_strategy}")
+                  f"pays {format_units(task.pays_amount)} each, strategy {task.validation_strategy}")
     table = Table(title="submissions")
     for column in ("submission", "worker", "status", "paid (UNIT)", "outputs (CID)", "creator's verdict"):
         table.add_column(column)
@@ -130,7 +132,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="decentralml-demo-") as scratch, \
             DevnetProcess("--log-level", "warning") as node:
         tmp = Path(scratch)
-        print(f"devnet at {node.url}; agents: 1 creator, {len(ANNOTATORS)} annotators (logs in {tmp})")
+        print(f"devnet at {node.url}; agents: 1 creator, {len(ANNOTATORS)} annotators")
         paths = write_configs(node.url, tmp)
         before = asyncio.run(snapshot(node.url))
         agents = {name: start_agent(path, tmp / f"{name}.log") for name, path in paths.items()}
@@ -142,6 +144,10 @@ def main() -> int:
             for name in agents:
                 print(f"--- {name} log (last lines)\n" + "\n".join(
                     (tmp / f"{name}.log").read_text().splitlines()[-15:]))
+            kept = Path(tempfile.mkdtemp(prefix="decentralml-demo-logs-"))  # the scratch dir goes; the logs stay
+            for name in agents:
+                shutil.copy(tmp / f"{name}.log", kept)
+            print(f"the agents' logs are kept in {kept}")
             ok = False
         finally:
             for proc in agents.values():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,31 @@ class Journal:
     def set_meta(self, key: str, value: Any) -> None:
         self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
                         (key, json.dumps(value)))
+
+
+class WrongChain(ValueError):
+    """The journal was written against another chain: its work and checkpoint mean nothing on this one."""
+
+
+async def claim_chain(journal: Journal, genesis_hash: str, hash_at: Callable[[int], Awaitable[str | None]]) -> None:
+    """Bind the journal to this chain on first use, or refuse a chain it does not belong to.
+
+    Two facts identify the chain: its genesis hash (another network), and the hash of the last block the
+    agent handled (``anchor``, written with each checkpoint) — a dev chain's genesis is the same on every
+    fresh start, so only the anchor tells a devnet restarted with ``--tmp`` from the one the journal
+    followed. Resuming there, an agent believed its tasks published and its checkpoint ahead of the
+    chain, and silently did nothing.
+    """
+    known = journal.meta("genesis_hash")
+    if known is None:
+        journal.set_meta("genesis_hash", genesis_hash)
+        return
+    fix = ("start fresh with `decentralml agent run --fresh` (keeps the old journal aside) or a new state_dir")
+    where = journal.path.parent
+    if known != genesis_hash:
+        raise WrongChain(f"{where} holds the journal of another chain (genesis {known[:10]}…, this node's is "
+                         f"{genesis_hash[:10]}…): {fix}")
+    anchor = journal.meta("anchor")
+    if anchor is not None and await hash_at(anchor[0]) != anchor[1]:
+        raise WrongChain(f"{where} holds the journal of another chain: its block {anchor[0]} is not on this node's "
+                         f"chain (a devnet started with --tmp is a new chain each time): {fix}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -17,6 +18,17 @@ class Metrics:
         self.gauges: dict[str, float] = {}
         self.started = time.time()
         self.last_block_seen = time.time()
+        self.sources: dict[str, Callable[[], float | None]] = {}
+
+    def watch(self, name: str, source: Callable[[], float | None]) -> None:
+        """A gauge also fed by ``source`` (read at each scrape; the larger value wins): ``chain_block`` from
+        the chain client's stream, which moves on blocks without events the agent would never see."""
+        self.sources[name] = source
+
+    def gauge(self, name: str) -> float | None:
+        values = [v for v in (self.gauges.get(name), self.sources[name]() if name in self.sources else None)
+                  if v is not None]
+        return max(values) if values else None
 
     def inc(self, name: str, amount: float = 1) -> None:
         self.counters[name] += amount
@@ -28,7 +40,9 @@ class Metrics:
         lines = []
         for name, value in sorted(self.counters.items()):
             lines += [f"# TYPE decentralml_{name}_total counter", f'decentralml_{name}_total{{role="{self.role}"}} {value:g}']
-        for name, value in sorted({**self.gauges, "uptime_seconds": time.time() - self.started}.items()):
+        gauges = {name: self.gauge(name) for name in {*self.gauges, *self.sources}}
+        gauges = {name: value for name, value in gauges.items() if value is not None}
+        for name, value in sorted({**gauges, "uptime_seconds": time.time() - self.started}.items()):
             lines += [f"# TYPE decentralml_{name} gauge", f'decentralml_{name}{{role="{self.role}"}} {value:g}']
         return "\n".join(lines) + "\n"
 

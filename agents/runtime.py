@@ -13,7 +13,7 @@ from decentralml_core.chain import ChainClient, ConnectionLost
 
 from .config import AgentConfig
 from .creator import CreatorAgent
-from .journal import Journal
+from .journal import Journal, WrongChain, claim_chain
 from .metrics import Metrics, serve_metrics
 from .review_web import review_token, serve_review_page
 from .worker import WorkerAgent
@@ -73,15 +73,22 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
     client = await connect_when_up(config.node, stop)
     if client is None:  # stopped before the node came up
         return
+    try:
+        await claim_chain(journal, client.runtime.genesis_hash, client.block_hash)
+    except WrongChain:
+        await client.close()
+        journal.close()
+        raise
     agent_cls = CreatorAgent if config.role == "creator" else WorkerAgent
     agent = agent_cls(config, client, journal, metrics)
     runner = None
+    metrics.watch("chain_block", lambda: client.followed_block if client.followed_block >= 0 else None)
     if config.metrics_port is not None:
         def healthy():
-            lag = time.time() - metrics.started if "chain_block" not in metrics.gauges else 0
+            lag = time.time() - metrics.started if metrics.gauge("chain_block") is None else 0
             chain = client.health  # "degraded" while the node is away or dropped extrinsics are being recovered
             return not client.closed and chain["chain"] != "failed", {
-                "role": config.role, "chain_block": metrics.gauges.get("chain_block"),
+                "role": config.role, "chain_block": metrics.gauge("chain_block"),
                 "since_start_s": round(lag, 1), **chain}
         runner = await serve_metrics(metrics, config.metrics_port, healthy)
     review = None

@@ -33,16 +33,19 @@ class Checkpointer:
     def __init__(self, journal: Journal, every_s: float = CHECKPOINT_EVERY_S) -> None:
         self.journal, self.every_s = journal, every_s
         self.pending: list[int] | None = None
+        self.anchor: list | None = None
         self.written = float("-inf")  # the first event is written at once
 
     def advance(self, event: Event) -> None:
         self.pending = [event.block_number, event.index]
+        self.anchor = [event.block_number, event.block_hash]
         if time.monotonic() - self.written >= self.every_s:
             self.flush()
 
     def flush(self) -> None:
         if self.pending is not None:
             self.journal.set_meta("checkpoint", self.pending)
+            self.journal.set_meta("anchor", self.anchor)  # which chain: see journal.claim_chain
             self.pending, self.written = None, time.monotonic()
 
 

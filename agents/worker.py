@@ -25,12 +25,13 @@ from pathlib import Path
 import structlog
 
 from decentralml_core import work
-from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed
+from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed, TransactionRejected
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
 from decentralml_core.federated.outputs import contribution_problem
 from decentralml_core.sandbox import run_task_script
 from decentralml_core.storage import Limits, StorageError, Unreachable, open_store
+from decentralml_core.units import MIN_FEE_BALANCE
 
 from .config import AgentConfig
 from .journal import Journal
@@ -44,6 +45,7 @@ CLAIM = "claim"
 SWEEP_S = 2.0
 STEP_TRANSIENT = (*TRANSIENT, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
+FUNDS_POLL_S = 5.0  # an unfunded worker looks at its balance this often
 VERDICTS = {"TaskResultAccepted": "accepted", "TaskResultRejected": "rejected",
             "PaymentClaimed": "accepted"}  # a claimed pay is an accepted result
 RACE_LOST = {"MaxAssignmentsReached", "TaskExpired", "TaskClosed", "TaskNotFound",
@@ -60,6 +62,7 @@ class WorkerAgent:
         self.work_root = config.state_dir / "work"
         self.stopping = False
         self._fresh: set[int] = set()  # claims this process is about to send: nothing on chain yet to check
+        self._unfunded = False  # said once that the account cannot pay fees; tasks wait for funds
 
     # -- the loop ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -218,6 +221,10 @@ class WorkerAgent:
                         return
                     try:
                         await getattr(self, f"_{entry.step}")(task_id, entry.data)
+                    except TransactionRejected as exc:
+                        if not exc.cannot_pay_fees or not await self._wait_for_funds():
+                            raise
+                        continue
                     except STEP_TRANSIENT as exc:  # the network: the same step again (each one checks the chain first)
                         if time.monotonic() + delay > give_up:
                             raise
@@ -235,6 +242,21 @@ class WorkerAgent:
                 self.journal.set(KIND, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 self.metrics.inc("tasks_failed")
                 log.error("task_failed", task_id=task_id, error=str(exc), error_type=type(exc).__name__)
+
+    async def _wait_for_funds(self) -> bool:
+        """The account cannot pay fees: say so once (not once per task) and wait until it can; False if stopping."""
+        address = self.keypair.ss58_address
+        if not self._unfunded:
+            self._unfunded = True
+            log.warning("account_cannot_pay_fees", worker=address, action="waiting for funds: "
+                        "`decentralml account transfer` or `decentralml farm fund`")
+        while await self._pause(FUNDS_POLL_S):
+            if await self.client.free_balance(address) >= MIN_FEE_BALANCE:
+                if self._unfunded:
+                    self._unfunded = False
+                    log.info("account_funded", worker=address)
+                return True
+        return False
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep, unless the agent is stopping (then False at once)."""
@@ -301,7 +323,8 @@ class WorkerAgent:
         if report.status != "ok":
             self.journal.set(KIND, task_id, "failed", error="; ".join(report.errors), sandbox=report.as_dict())
             self.metrics.inc("tasks_failed")
-            log.warning("task_script_failed", task_id=task_id, status=report.status, errors=report.errors)
+            log.warning("task_script_failed", task_id=task_id, status=report.status, errors=report.errors,
+                        stderr=report.stderr_tail[-512:])
             return
         problem = None if self.config.data is None else contribution_problem(folder)
         if problem is not None:  # private data on this host: only a model update may leave it

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from substrateinterface import Keypair
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
 
 SS58_FORMAT = 42
+DEV_ACCOUNTS = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
+"""The well-known development accounts (``//Alice`` …), endowed on a devnet's genesis."""
 
 
 class KeyLoadError(ValueError):
@@ -24,6 +28,8 @@ def load_keypair(secret: str | None = None, *, keyfile: str | Path | None = None
     ``secret`` is a URI (``//Alice``, ``<mnemonic>//hard/soft``) or a bare mnemonic; ``keyfile`` is
     a polkadot.js JSON keystore, decrypted with ``password`` (or ``$DECENTRALML_KEY_PASSWORD``).
     """
+    from substrateinterface import Keypair  # here: the command line imports this module for DEV_ACCOUNTS alone
+
     if (secret is None) == (keyfile is None):
         raise KeyLoadError("give exactly one of a secret (URI or mnemonic) and a keyfile")
     if keyfile is not None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
-from substrateinterface import Keypair
 
-from . import work
 from .chain import ChainClient, DispatchFailed
 from .chain.market import Market
 from .chain.model import (
@@ -31,7 +30,11 @@ from .chain.model import (
     ValidationStrategy,
 )
 from .keys import load_keypair
-from .storage import BlockStore
+
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
+
+    from .storage import BlockStore
 
 log = structlog.get_logger(__name__)
 
@@ -133,6 +136,34 @@ async def list_task_results(substrate: ChainClient, task_id: int | None = None,
     return [s for s in results if status is None or s.status == SubmissionStatus(status)]
 
 
+VERDICT_SCAN_BLOCKS = 2_000
+"""How far after a result was sent :func:`verdict_reasons` looks for its rejection (~3 h at 6 s blocks; on a
+loopback devnet ~1 s of reads). The chain keeps a rejection's reason only in its event, not in storage."""
+
+
+async def verdict_reasons(substrate: ChainClient, submissions: list[Submission],
+                          max_blocks: int = VERDICT_SCAN_BLOCKS) -> dict[int, str]:
+    """The creator's reason for each rejected submission, from its ``TaskResultRejected`` event."""
+    wanted = {s.submission_id: s.submitted_block for s in submissions
+              if s.status == SubmissionStatus.REJECTED and s.submitted_block is not None}
+    if not wanted:
+        return {}
+    head = await substrate.block_number()
+    start = min(wanted.values())
+    end = min(head, max(wanted.values()) + max_blocks)
+    found: dict[int, str] = {}
+    for block in range(start, end + 1):
+        for event in await substrate.events_at(block):
+            if event.pallet == "DecentralMLModule" and event.name == "TaskResultRejected":
+                sid = event.attributes.get("submission_id")
+                if sid in wanted and sid not in found:
+                    reason = event.attributes.get("reason")
+                    found[sid] = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason or "")
+        if len(found) == len(wanted):
+            break
+    return found
+
+
 async def assign_task(substrate, sudoaccount, passphrase, task_id, *, store: BlockStore | None = None,
                       work_root: str | Path | None = None) -> int:
     """Take one assignment of a task; returns the submission id.
@@ -140,6 +171,8 @@ async def assign_task(substrate, sudoaccount, passphrase, task_id, *, store: Blo
     With a ``store`` and ``work_root``, the task's assets are then fetched and verified into the
     assignment's work dir (``work.work_dir``), where its script runs and writes ``outputs/``.
     """
+    from . import work  # storage: only for a call that fetches
+
     who, market = signer(sudoaccount, passphrase), Market(substrate)
     submission_id, receipt = await market.assign_task(who, task_id)
     log.info("task_assigned", task_id=task_id, submission_id=submission_id, worker=who.ss58_address,
@@ -155,10 +188,13 @@ async def send_task_result(substrate, keypair, submission_id, result, result_pat
                            result_storage_credentials, *, store: BlockStore | None = None) -> str | None:
     """Submit a result for an assignment; returns the ``result_path`` sent.
 
-    A ``result_path`` naming a local folder is first published to ``store`` and its reference sent.
+    With a ``store``, a ``result_path`` naming a local folder is first published to it and its
+    reference sent; a content reference is sent only if the store holds it; anything else is refused.
     """
-    if store is not None and result_path is not None and Path(result_path).is_dir():
-        result_path = await work.publish_outputs(store, result_path)
+    if store is not None and result_path is not None:
+        from . import work
+
+        result_path = await work.outputs_reference(store, result_path)
     spec = ResultSpec(submission_id=submission_id, result=result, result_path=result_path,
                       result_storage_type=_enum(StorageType, result_storage_type),
                       result_storage_credentials=result_storage_credentials)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 from typing import Any
+
+import structlog
 
 from . import tasks
 from .chain import ChainClient
@@ -27,11 +30,31 @@ def _url(substrate: Any) -> str:
     return url
 
 
+def _below_warning(logger, method_name: str, event: dict) -> dict:
+    if method_name in ("debug", "info"):
+        raise structlog.DropEvent
+    return event
+
+
+def _quiet_unless_configured() -> None:
+    """A script calling these functions sees its own output, not the library's info lines (structlog's
+    default prints every event to stdout); a script that configured logging keeps its own settings.
+
+    The level is a processor, not a filtering wrapper: ``structlog.testing.capture_logs`` (which swaps
+    the processors) still sees every event afterwards."""
+    if not structlog.is_configured():
+        structlog.configure(processors=[_below_warning, structlog.processors.add_log_level,
+                                        structlog.processors.TimeStamper(fmt="iso", utc=True),
+                                        structlog.dev.ConsoleRenderer(colors=False)],
+                            logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
 def _sync(fn):
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        _quiet_unless_configured()
         bound = signature.bind(*args, **kwargs)
 
         async def run():

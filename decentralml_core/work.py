@@ -20,7 +20,8 @@ from .chain.model import StorageType, Task, TaskSpec, TaskType
 from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
 from .storage.cid import parse
-from .storage.errors import StorageError
+from .storage.errors import NotFound, StorageError
+from .storage.manifest import MAX_MANIFEST
 from .storage.safety import safe_name, walk_folder, write_new
 
 log = structlog.get_logger(__name__)
@@ -132,6 +133,30 @@ async def fetch_assets(store: BlockStore, task: Task, dest: Path, limits: Limits
 
 async def publish_outputs(store: BlockStore, folder: str | Path, limits: Limits = Limits()) -> str:
     return await put_folder(store, folder, limits)
+
+
+async def outputs_reference(store: BlockStore, path: str | Path, limits: Limits = Limits()) -> str:
+    """The reference to send for ``path``: a local folder is published first; a content reference (CID)
+    is sent only if ``store`` holds it. Anything else is refused, before anything reaches the chain.
+
+    Why: the chain takes any text as a result path, and a sent result cannot be sent again — a mistyped
+    folder name (``work/nope``) would cost the worker the assignment.
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        return await publish_outputs(store, folder, limits)
+    try:
+        ref = parse(str(path)).text
+    except StorageError:
+        hint = "no such folder" if not folder.exists() else "not a folder"
+        raise ValueError(f"{path}: {hint}, and not a content reference (CID): give the outputs folder "
+                         f"(e.g. work/task-N/submission-M/outputs) or the CID `storage put` printed") from None
+    try:
+        await store.get(ref, MAX_MANIFEST)
+    except NotFound:
+        raise ValueError(f"{ref} is not in the {getattr(store, 'name', 'local')} store: publish the folder "
+                         "(give its path instead) so the creator can fetch it") from None
+    return ref
 
 
 def write_task_parameters(folder: Path, terms: dict) -> None:

@@ -101,10 +101,16 @@ FALLBACK = 111  # the shim's cue to run the real command instead
 def serve_cli(port_file: Path) -> None:
     """Fork one child per shim connection; it takes the shim's cwd, environment, stdout and stderr
     (through /proc), runs ``agents.cli.main(argv)`` and its exit status goes back to the shim."""
+    import importlib
     import socket
 
     from agents import cli
 
+    cli.build_parser()  # every subcommand's module, and what the commands import when they run (the CLI
+    for name in ("decentralml_core.chain.client", "decentralml_core.chain.market", "decentralml_core.tasks",
+                 "decentralml_core.work", "decentralml_core.storage", "decentralml_core.sandbox.runner",
+                 "agents.validators", "rich.console", "rich.table"):  # itself imports them lazily)
+        importlib.import_module(name)
     parent = os.getppid()
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(1.0)

@@ -185,7 +185,7 @@ async def test_an_upstream_node_lacks_the_rules(tmp_path):
 
 
 def test_cli_creates_with_rules_once_and_claims(devnet):
-    args = ["task", "create", "--question", "Label the cars", "--pays", "5000000", "--annotation-type", "Image",
+    args = ["task", "create", "--question", "Label the cars", "--pays", "5000000planck", "--annotation-type", "Image",
             "--files", "file_1.jpg", "--storage-type", "IPFS", "--review-window", "1", "--submit-within", "30",
             "--min-accepted", "0", "--max-rejection-rate", "0.5", "--min-distinct-creators", "0",
             "--max-abandonment-rate", "0.25", "--client-token", "cli-once"]
@@ -193,7 +193,7 @@ def test_cli_creates_with_rules_once_and_claims(devnet):
     assert created["terms"] == {"submit_within": 30, "review_window": 1, "min_accepted": 0, "max_rejection_rate": 0.5,
                                 "min_distinct_creators": 0, "max_abandonment_rate": 0.25}
     again = cli(devnet, *args, key="//Alice", ok=False)
-    assert again.returncode != 0 and "DuplicateClientToken" in again.stderr
+    assert again.returncode != 0 and "already created a task with this --client-token" in again.stderr
     task_id = created["task_id"]
     sid = js(devnet, "task", "assign", str(task_id), "--dev-key", "dave")["submission_id"]
     js(devnet, "result", "send", str(sid), "--result", "{}", "--dev-key", "dave")

@@ -135,7 +135,7 @@ def test_farm_restarts_a_killed_agent_and_stops_all_after_work_in_flight(devnet,
 
         # a fourth task: SIGTERM the farm while its script runs; the agent finishes that step first
         subprocess.run([CLI, "task", "create", "--url", devnet.url, "--dev-key", "alice", "--question", "slow",
-                        "--pays", str(PAYS), "--strategy", "AutoAccept", "--annotation-type", "Image",
+                        "--pays", f"{PAYS}planck", "--strategy", "AutoAccept", "--annotation-type", "Image",
                         "--assets", str(folder), "--store-root", store], check=True, capture_output=True, timeout=60)
 
         def running_script():

@@ -3,6 +3,7 @@ reported with a reason, and leaves nothing running or written outside its task d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -60,6 +61,31 @@ async def test_hostile_scripts_are_contained(tmp_path, body, status, reason):
     assert report.wall_s < 10
 
 
+@pytest.mark.parametrize("body", [
+    "head -c 20000000 /dev/zero > outputs/big; echo carried on",  # the shell survives the killed writer
+    "trap '' XFSZ; head -c 20000000 /dev/zero > outputs/big; exit 0",  # SIGXFSZ ignored: the write fails
+])
+async def test_an_output_cut_at_the_file_size_limit_is_a_failure_never_a_result(tmp_path, body):
+    limits = dataclasses.replace(LIMITS, max_output_mb=50)  # outputs/ may hold more than one file's limit
+    report = await run_task_script(task(tmp_path, body), limits=limits)
+    assert report.status == "failed" and report.outputs == [], report
+    assert "outputs/big reached the file-size limit (10 MB, max_file_mb)" in " ".join(report.errors)
+
+
+async def test_the_report_carries_the_tail_of_the_scripts_stderr(tmp_path):
+    body = "head -c 100000 /dev/zero | tr '\\0' x >&2; echo 'Traceback: the real reason' >&2; exit 2"
+    report = await run_task_script(task(tmp_path, body), limits=LIMITS)
+    assert report.status == "failed" and report.stderr_tail.endswith("Traceback: the real reason")
+    assert len(report.stderr_tail.encode()) <= 2048  # bounded, however much the script wrote
+
+
+async def test_a_missing_python_or_package_is_explained(tmp_path):
+    """Without --share-python a script sees the host's /usr only: no python3 there, or one without numpy."""
+    report = await run_task_script(task(tmp_path, "python3 -c 'import numpy'"), limits=LIMITS)
+    assert report.status == "failed" and "--share-python" in " ".join(report.errors), report
+    assert "python3: not found" in report.stderr_tail or "No module named 'numpy'" in report.stderr_tail
+
+
 async def test_no_network_no_secrets_no_writes_outside(tmp_path, monkeypatch):
     monkeypatch.setenv("DECENTRALML_KEY", "//secret-seed")
     body = ("python3 -c \"import socket; socket.create_connection(('127.0.0.1', 22), timeout=2)\" "
@@ -105,3 +131,8 @@ def test_sandbox_run_command_reports_json(tmp_path):
     failing = task(tmp_path / "b", "exit 4")
     out = subprocess.run([CLI, "sandbox", "run", str(failing), "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and json.loads(out.stdout)["status"] == "failed"
+    (tmp_path / "c").mkdir()
+    needs_numpy = task(tmp_path / "c", "python3 -c 'import numpy, sys; print(numpy.__name__, file=sys.stderr)'")
+    out = subprocess.run([CLI, "sandbox", "run", str(needs_numpy), "--share-python", "--json"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["stderr_tail"] == "numpy", out.stdout

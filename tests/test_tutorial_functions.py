@@ -124,3 +124,21 @@ async def test_secrets_never_reach_a_log_line(client, keys):
     assert {"task_created", "task_assigned", "task_result_sent", "extrinsic_submitted"} <= set(events)
     assert mnemonic.split()[0] not in text.split("'") and mnemonic not in text
     assert worker.ss58_address in text  # addresses are fine to log
+
+
+def test_a_script_using_the_functions_sees_only_its_own_output(devnet):
+    """The library's info lines (task_created, extrinsic_submitted…) stay out of a tutorial script's output."""
+    import subprocess
+    import sys
+
+    script = ("from decentralml_core import tutorial\n"
+              "from substrateinterface import Keypair\n"
+              f"url = {devnet.url!r}\n"
+              "end = tutorial.list_task(url) and 0\n"
+              "task_id = tutorial.create_task_model_engineer(10**6, url, Keypair.create_from_uri('//Alice'), None,\n"
+              "    'ModelEngineer', 'q', 1000, 1, 'ManualAccept', 'bafy-model', 'IPFS', '')\n"
+              "print('task', task_id)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("task ") and len(out.stdout.splitlines()) == 1, out.stdout
+    assert out.stderr == "", out.stderr

@@ -18,7 +18,7 @@ from decentralml_core import tasks
 from decentralml_core.chain import ChainClient, ChainError
 from decentralml_core.chain.market import Market
 
-from ._shared import emit, plain
+from ._shared import emit, explain, plain, printable
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -28,11 +28,12 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                        ("accept", "accept results (each worker paid once)"), ("reject", "reject results")):
         parser = sub.add_parser(name, parents=[common], help=text)
         parser.add_argument("--config", type=Path, required=True, help="the creator agent's YAML")
-        parser.add_argument("--json", action="store_true")
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
         if name != "list":
-            parser.add_argument("submission_ids", type=int, nargs="+" if name != "show" else 1, metavar="SUBMISSION")
+            parser.add_argument("submission_ids", type=int, nargs="+" if name != "show" else 1, metavar="SUBMISSION",
+                                help="result ids (see `review list`)")
         if name == "reject":
-            parser.add_argument("--reason", required=True)
+            parser.add_argument("--reason", required=True, help="why, for the worker (on chain)")
         parser.set_defaults(run=run_review)
 
 
@@ -41,7 +42,7 @@ def run_review(args) -> int:
         config = load_config(args.config)
         return asyncio.run(_review(args, config))
     except (ConfigError, ChainError, ValueError) as exc:
-        print(f"decentralml review: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"decentralml review {args.review_command}: {printable(explain(exc, args))}", file=sys.stderr)
         return 1
 
 

@@ -9,9 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from agents.commands._shared import progress_bar
+from agents.commands._shared import printable, progress_bar
 from decentralml_core.netguard import GATEWAY_TOKEN_ENV, ExposureError, add_exposure_options, guard_from_args
 from decentralml_core.storage import (
+    STORAGE_TYPES,
     Limits,
     LocalStore,
     StorageConfig,
@@ -25,7 +26,6 @@ from decentralml_core.storage import (
     put_folder,
 )
 
-TYPES = ["IPFS", "S3", "local"]
 MB = 1024 * 1024
 
 
@@ -38,14 +38,14 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
                       default=Path(env("DECENTRALML_STORE") or default_root()),
                       help="local content-addressed store (default: $DECENTRALML_STORE or %(default)s)")
     remote = argparse.ArgumentParser(add_help=False, parents=[root])
-    remote.add_argument("--storage-type", choices=TYPES, default="IPFS",
+    remote.add_argument("--storage-type", choices=STORAGE_TYPES, default="IPFS",
                         help="IPFS: the local store (or --ipfs-api) plus --gateway sources; S3: --s3-bucket")
     remote.add_argument("--gateway", action="append", metavar="URL",
                         default=[u for u in env("DECENTRALML_GATEWAYS", "").split(",") if u],
                         help="a trustless gateway to fetch from (repeatable; $DECENTRALML_GATEWAYS)")
     remote.add_argument("--ipfs-api", default=env("DECENTRALML_IPFS_API"), metavar="URL",
                         help="an IPFS node's RPC API: publish there ($DECENTRALML_IPFS_API)")
-    remote.add_argument("--s3-bucket", default=env("DECENTRALML_S3_BUCKET"))
+    remote.add_argument("--s3-bucket", default=env("DECENTRALML_S3_BUCKET"), help="S3: the bucket ($DECENTRALML_S3_BUCKET)")
     remote.add_argument("--s3-endpoint", default=env("AWS_ENDPOINT_URL_S3") or env("AWS_ENDPOINT_URL"),
                         metavar="URL", help="S3-compatible endpoint (MinIO, …); keys from AWS_ACCESS_KEY_ID etc.")
     remote.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -58,28 +58,28 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     serve.set_defaults(run=run_serve)
 
     put = sub.add_parser("put", parents=[common, remote], help="publish a folder; prints its reference")
-    put.add_argument("folder", type=Path)
+    put.add_argument("folder", type=Path, help="the folder to publish")
     put.set_defaults(run=run_put)
 
     get = sub.add_parser("get", parents=[common, remote], help="fetch a folder by reference, verifying every byte")
-    get.add_argument("ref")
+    get.add_argument("ref", help="the folder's reference (CID)")
     get.add_argument("dest", type=Path, help="must not exist yet; appears only when complete")
     get.add_argument("--max-file-mb", type=int, default=Limits.max_file // MB, help="(default: %(default)s)")
     get.add_argument("--max-total-mb", type=int, default=Limits.max_total // MB, help="(default: %(default)s)")
     get.set_defaults(run=run_get)
 
     ls = sub.add_parser("ls", parents=[common, remote], help="list a folder's files: path, size, IPFS CID")
-    ls.add_argument("ref")
+    ls.add_argument("ref", help="the folder's reference (CID)")
     ls.set_defaults(run=run_ls)
 
     cid = sub.add_parser("cid", parents=[common], help="the CID `ipfs add --cid-version 1 --raw-leaves` gives a file")
-    cid.add_argument("files", nargs="+", type=Path)
-    cid.add_argument("--json", action="store_true")
+    cid.add_argument("files", nargs="+", type=Path, help="files to compute the CIDs of")
+    cid.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
     cid.set_defaults(run=run_cid)
 
 
 def _fail(args, exc: Exception) -> int:
-    print(f"decentralml storage {args.storage_command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"decentralml storage {args.storage_command}: {type(exc).__name__}: {printable(exc)}", file=sys.stderr)
     return 1
 
 
@@ -137,7 +137,7 @@ def run_ls(args) -> int:
         print(json.dumps({"ref": args.ref, "files": files}))
     else:
         for f in files:
-            print(f"{f['cid']}  {f['size']:>12}  {f['path']}")
+            print(f"{printable(f['cid'])}  {f['size']:>12}  {printable(f['path'])}")  # names from a remote manifest
     return 0
 
 

@@ -8,23 +8,26 @@ import json
 import sys
 from pathlib import Path
 
-from decentralml_core import tasks, work
-from decentralml_core.chain.market import Market
-from decentralml_core.chain.model import AnnotationType, StorageType, TaskTerms, TaskType, ValidationStrategy
-from decentralml_core.sandbox import SandboxLimits, SandboxUnavailable, run_task_script
+from decentralml_core.chain.model import AnnotationType, TaskTerms, TaskType, ValidationStrategy
 
 from ._shared import (
     add_key_options,
     add_node_options,
     add_storage_options,
+    add_storage_type_option,
+    amount,
     chain_credentials,
     emit,
     keypair,
+    lazy,
     plain,
     progress_bar,
     runner,
     store_for,
 )
+
+tasks, work = lazy("decentralml_core.tasks"), lazy("decentralml_core.work")
+market = lazy("decentralml_core.chain.market")
 
 TASK_COLUMNS = ["task_id", "status", "task_type", "pays_amount", "max_assignments", "expiration_block",
                 "validation_strategy", "question"]
@@ -38,20 +41,22 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     add_node_options(create)
     add_key_options(create)
     create.add_argument("--type", dest="task_type", default=TaskType.DATA_ANNOTATORS,
-                        choices=[t.value for t in TaskType])
-    create.add_argument("--question", required=True)
-    create.add_argument("--pays", type=int, required=True, help="paid to each accepted worker")
-    create.add_argument("--max-assignments", type=int, default=1)
+                        choices=[t.value for t in TaskType], help="who takes it (default: %(default)s)")
+    create.add_argument("--question", required=True, help="what the workers are asked (≤ 2048 bytes)")
+    create.add_argument("--pays", type=amount, required=True, metavar="AMOUNT",
+                        help="paid to each accepted worker, in UNIT (1.5) or planck (1500000000000planck)")
+    create.add_argument("--max-assignments", type=int, default=1, help="how many workers may take it (default: %(default)s)")
     create.add_argument("--strategy", default=ValidationStrategy.MANUAL_ACCEPT,
-                        choices=[s.value for s in ValidationStrategy])
-    create.add_argument("--expires-in", type=int, default=600, metavar="BLOCKS")
-    create.add_argument("--annotation-type", choices=[a.value for a in AnnotationType])
+                        choices=[s.value for s in ValidationStrategy],
+                        help="how results are decided: by `result validate` (default: %(default)s)")
+    create.add_argument("--expires-in", type=int, default=600, metavar="BLOCKS", help="blocks until it expires (default: %(default)s)")
+    create.add_argument("--annotation-type", choices=[a.value for a in AnnotationType], help="data annotation: the media")
     create.add_argument("--files", nargs="*", help="annotation files (storage references or names)")
     create.add_argument("--samples", nargs="*", help="annotation media samples")
     create.add_argument("--labels", help="annotation class labels, comma separated")
     create.add_argument("--coordinates", help="annotation class coordinates")
     create.add_argument("--annotation-json", help="extra JSON for annotators (e.g. the script to run)")
-    create.add_argument("--storage-type", choices=[s.value for s in StorageType], default=StorageType.IPFS)
+    add_storage_type_option(create, "where --assets are published")
     create.add_argument("--path", help="model engineer path / model contributor script path: the CID of a "
                                        "published folder (or use --assets)")
     create.add_argument("--assets", type=Path, help="publish this folder (start_task.sh and its files; for "
@@ -77,20 +82,20 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
     listing = sub.add_parser("list", parents=[common], help="tasks on chain")
     add_node_options(listing)
-    listing.add_argument("--status", choices=["Created", "InProgress", "Completed", "Withdrawn"])
-    listing.add_argument("--type", dest="task_type", choices=[t.value for t in TaskType])
+    listing.add_argument("--status", choices=["Created", "InProgress", "Completed", "Withdrawn"], help="only tasks in this state")
+    listing.add_argument("--type", dest="task_type", choices=[t.value for t in TaskType], help="only tasks of this type")
     listing.add_argument("--open", action="store_true", help="only tasks still taking assignments")
     listing.set_defaults(run=runner(list_tasks))
 
     show = sub.add_parser("show", parents=[common], help="one task with its results")
     add_node_options(show)
-    show.add_argument("task_id", type=int)
+    show.add_argument("task_id", type=int, help="the task's id (see `task list`)")
     show.set_defaults(run=runner(show_task))
 
     assign = sub.add_parser("assign", parents=[common], help="take one assignment of a task")
     add_node_options(assign)
     add_key_options(assign)
-    assign.add_argument("task_id", type=int)
+    assign.add_argument("task_id", type=int, help="the task's id (see `task list --open`)")
     assign.add_argument("--work-dir", type=Path, default=Path("work"), help="assets go to WORK_DIR/task-N/submission-M")
     add_storage_options(assign)
     assign.set_defaults(run=runner(assign_task))
@@ -98,22 +103,32 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     close = sub.add_parser("close", parents=[common], help="close an expired or decided task; unused escrow returns")
     add_node_options(close)
     add_key_options(close)
-    close.add_argument("task_id", type=int)
+    close.add_argument("task_id", type=int, help="your task's id")
     close.set_defaults(run=runner(close_task))
 
     run = sub.add_parser("run", parents=[common], help="run a fetched task's script in its work dir, sandboxed")
-    run.add_argument("task_id", type=int)
+    run.add_argument("task_id", type=int, help="a task you were assigned and fetched")
     run.add_argument("--submission", type=int, help="which assignment (default: the only one)")
-    run.add_argument("--work-dir", type=Path, default=Path("work"))
-    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
+    run.add_argument("--work-dir", type=Path, default=Path("work"), help="where `task assign` fetched it (default: %(default)s)")
+    run.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS", help="wall-clock limit (default: %(default)s)")
     run.add_argument("--share-python", action="store_true", help="the script may use the agent's python3 + numpy")
     run.add_argument("--allow-unsandboxed", action="store_true", help="run even where isolation is unavailable")
-    run.add_argument("--json", action="store_true")
+    run.add_argument("--json", action="store_true", help="print JSON for scripts instead of a table")
     run.set_defaults(run=run_task)
+
+
+def check_assets(folder: Path) -> None:
+    """Refuse an assets folder workers could not run, before anything is published or escrowed."""
+    if not folder.is_dir():
+        raise ValueError(f"--assets {folder}: no such folder (give the task's folder, e.g. assets/data_annotator)")
+    if not (folder / work.SCRIPT).is_file():
+        raise ValueError(f"--assets {folder} has no {work.SCRIPT}: workers would have nothing to run")
 
 
 async def create_task(args, client) -> None:
     who = keypair(args)
+    if args.assets is not None:
+        check_assets(args.assets)
     end = await client.block_number() + args.expires_in
     terms = TaskTerms(submit_within=args.submit_within, review_window=args.review_window,
                       min_accepted=args.min_accepted, max_rejection_rate=args.max_rejection_rate,
@@ -121,7 +136,14 @@ async def create_task(args, client) -> None:
     common = dict(question=args.question, pays_amount=args.pays, max_assignments=args.max_assignments,
                   validation_strategy=args.strategy, terms=terms, client_token=args.client_token)
     if args.task_type == TaskType.DATA_ANNOTATORS:
-        extra = {} if args.annotation_json is None else json.loads(args.annotation_json)  # before paying a fee
+        if args.assets is not None and not any((args.assets / "annotation_files").glob("*")) and not args.files:
+            raise ValueError(f"--assets {args.assets} has no annotation_files/: a data annotation task needs the "
+                             "files to annotate there (or --files)")
+        try:
+            extra = {} if args.annotation_json is None else json.loads(args.annotation_json)  # before paying a fee
+        except ValueError as exc:
+            raise ValueError(f"--annotation-json is not JSON ({exc}): give an object, e.g. '{{\"script\": "
+                             "\"start_task.sh\"}'") from None
         if args.assets is not None:
             if not isinstance(extra, dict):
                 raise ValueError("--annotation-json must be a JSON object when --assets is given "
@@ -161,17 +183,31 @@ async def list_tasks(args, client) -> None:
 
 
 async def show_task(args, client) -> int:
-    task = await Market(client).task(args.task_id)
+    task = await market.Market(client).task(args.task_id)
     if task is None:
         raise ValueError(f"no task {args.task_id}")
-    results = await tasks.list_task_results(client, args.task_id)
-    emit(args, {**plain(task), "results": [r.submission_id for r in results]}, title=f"task {args.task_id}")
+    from .result import results_with_reasons
+
+    results = await results_with_reasons(client, args.task_id)
+    emit(args, {**plain(task), "results": [r["submission_id"] for r in results],
+                "verdicts": {str(r["submission_id"]): verdict_of(r) for r in results}}, title=f"task {args.task_id}")
     return 0
+
+
+def verdict_of(result: dict) -> str:
+    """``Accepted (paid 1 UNIT)``, ``Rejected: the reason``, or the status."""
+    from decentralml_core.units import format_units
+
+    if result.get("paid_amount"):
+        return f"{result['status']} (paid {format_units(result['paid_amount'])})"
+    if result.get("verdict_reason"):
+        return f"{result['status']}: {result['verdict_reason']}"
+    return str(result["status"])
 
 
 async def assign_task(args, client) -> None:
     who = keypair(args)
-    task = await Market(client).task(args.task_id)
+    task = await market.Market(client).task(args.task_id)
     store = store_for(args, work.storage_of(task)) if task and work.assets_of(task) else None
     submission_id = await tasks.assign_task(client, who, None, args.task_id, store=store, work_root=args.work_dir)
     folder = work.work_dir(args.work_dir, args.task_id, submission_id)
@@ -180,12 +216,14 @@ async def assign_task(args, client) -> None:
 
 
 async def close_task(args, client) -> None:
-    receipt = await Market(client).close_task(keypair(args), args.task_id)
+    receipt = await market.Market(client).close_task(keypair(args), args.task_id)
     (closed,) = receipt.find("DecentralMLModule", "TaskClosed")
     emit(args, {"task_id": args.task_id, "refunded": closed["refunded"], "block": receipt.block_number})
 
 
 def run_task(args) -> int:
+    from decentralml_core.sandbox import SandboxLimits, SandboxUnavailable, run_task_script
+
     runs = sorted((args.work_dir / f"task-{args.task_id}").glob("submission-*"))
     if args.submission is not None:
         runs = [r for r in runs if r.name == f"submission-{args.submission}"]

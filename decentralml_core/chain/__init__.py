@@ -1,19 +1,39 @@
-"""The async chain client agents stand on: submission, reads, event streams, and the pallet's types."""
+"""The async chain client agents stand on: submission, reads, event streams, and the pallet's types.
 
-from .client import ChainClient, Checkpoint, Receipt
-from .errors import (
-                     ChainChanged,
-                     ChainError,
-                     ConnectionLost,
-                     DispatchFailed,
-                     ExtrinsicDropped,
-                     FieldTooLong,
-                     InclusionTimeout,
-                     TransactionRejected,
-                     UnsupportedCall,
-)
-from .runtime import Event
+Names are loaded on first use (PEP 562): ``from decentralml_core.chain.model import TaskType`` or the
+error types cost no import of the client (substrate-interface, aiohttp: most of a command's start-up).
+"""
 
-__all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", "ChainChanged", "ChainError", "ConnectionLost",
-           "DispatchFailed", "ExtrinsicDropped", "FieldTooLong", "InclusionTimeout", "TransactionRejected",
-           "UnsupportedCall"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_ERRORS = ("ChainChanged", "ChainError", "ConnectionLost", "DispatchFailed", "ExtrinsicDropped", "FieldTooLong",
+           "InclusionTimeout", "TransactionRejected", "UnsupportedCall")
+_WHERE = {"ChainClient": "client", "Checkpoint": "client", "Receipt": "client", "Event": "runtime",
+          **{name: "errors" for name in _ERRORS}}
+
+__all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", *_ERRORS]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
+
+if TYPE_CHECKING:
+    from .client import ChainClient, Checkpoint, Receipt
+    from .errors import (
+        ChainChanged,
+        ChainError,
+        ConnectionLost,
+        DispatchFailed,
+        ExtrinsicDropped,
+        FieldTooLong,
+        InclusionTimeout,
+        TransactionRejected,
+        UnsupportedCall,
+    )
+    from .runtime import Event

@@ -103,6 +103,7 @@ class ChainClient:
         self._reconnecting: asyncio.Task | None = None
         self._new_block = asyncio.Condition()
         self._finalized = -1
+        self.followed_block = -1  # the last block an event stream went through, with events or none
         self._follower: asyncio.Task | None = None
         self._watchdog: asyncio.Task | None = None
         self._events_key: str | None = None
@@ -593,4 +594,5 @@ class ChainClient:
             for event in await self.events_at(block):
                 if event.index > after:
                     yield event
+            self.followed_block = max(self.followed_block, block)
             block, after = block + 1, -1

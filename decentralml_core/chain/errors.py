@@ -38,6 +38,11 @@ class TransactionRejected(ChainError):
         self.code, self.message, self.data = code, message, data
 
     @property
+    def cannot_pay_fees(self) -> bool:
+        """The account's balance cannot cover the fee (``Inability to pay some fees``): fund it, then retry."""
+        return self.code == 1010 and "pay" in f"{self.message} {self.data}".lower()
+
+    @property
     def is_nonce_conflict(self) -> bool:
         """Stale nonce, or another extrinsic with the same nonce already waits: resync and re-sign."""
         return self.code == 1014 or (self.code == 1010 and "outdated" in self.data.lower())

@@ -31,6 +31,10 @@ class StorageType(StrEnum):
     AZURE = "Azure"
 
 
+STORAGE_TYPES = (StorageType.IPFS.value, StorageType.S3.value)
+"""The storage types decentralml_core.storage publishes to and fetches from (the commands offer these)."""
+
+
 class AnnotationType(StrEnum):
     IMAGE = "Image"
     AUDIO = "Audio"

@@ -83,6 +83,11 @@ class Runtime:
 
         return cls(await anyio.to_thread.run_sync(connect))
 
+    @property
+    def genesis_hash(self) -> str:
+        """The chain's identity (block 0's hash, read once at load): a journal names the chain it belongs to."""
+        return self.si.get_block_hash(0)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the runtime's own thread. substrate-interface's socket is closed after
         loading; should a call of it still reach the node (it reconnects on its own), its failure is a

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from substrateinterface import Keypair
 
+from ..keys import DEV_ACCOUNTS
 from .codec import compact_bytes, decode_compact
 from .executive import STALE, Executive, Extrinsic, InvalidTransaction, invalid
 from .hashing import blake2_256
@@ -19,7 +20,6 @@ from .pallets.balances import EXISTENTIAL_DEPOSIT
 from .state import State, TypedStorage
 from .store import BlockStore
 
-DEV_ACCOUNTS = ["Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie"]
 DEV_ENDOWMENT = 1 << 60  # what node-template gives each dev account
 POOL_LIMIT = 50_000
 MAX_BLOCK_EXTRINSICS = 4_096

@@ -38,6 +38,8 @@ OUTPUTS = "outputs"
 INNER = "/task"
 DATA = "/data"
 DISK_CHECK_S = 0.5
+STDERR_TAIL = 2048
+"""Bytes of the script's stderr kept in its report: the last traceback or error line fits; a flood does not."""
 
 
 class SandboxUnavailable(RuntimeError):
@@ -54,6 +56,7 @@ class SandboxReport:
     peak_memory_mb: float | None = None
     leftover_processes: int = 0
     isolation: str = "bubblewrap"
+    stderr_tail: str = ""  # the last STDERR_TAIL bytes the script wrote to stderr: why it failed, in its words
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -176,14 +179,21 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     if status == "ok" and signum is not None:
         status = "killed"
         errors.append(f"killed by signal {signum.name}")
+        if signum == signal.SIGXFSZ:
+            errors.append(f"a write passed the file-size limit ({limits.max_file_mb} MB, max_file_mb)")
     elif status == "ok" and code:
         status = "failed"
         errors.append(f"{script} exited with {code}")
     if status in ("killed", "failed") and out_of_memory:
         errors.insert(0, f"memory limit reached ({limits.memory_mb} MB, memory_mb)")
+    tail = _tail(logs / "stderr.log", STDERR_TAIL)
+    if status != "ok" and not limits.share_python and ("python3: not found" in tail or "No module named" in tail):
+        errors.append("the script needs the agent's python3 and packages: allow them with --share-python "
+                      "(sandbox.share_python: true)")
     report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
                            peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
-                           leftover_processes=leftover, isolation="bubblewrap" if isolated else "none")
+                           leftover_processes=leftover, isolation="bubblewrap" if isolated else "none",
+                           stderr_tail=tail)
     if status == "ok":
         try:
             found = walk_folder(outputs, limits.max_output_files, limits.max_output_mb * 1024 * 1024)
@@ -191,9 +201,27 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
         except (StorageError, OSError) as exc:
             report.status = "rejected"
             report.errors.append(f"outputs refused: {exc}")
+        else:
+            # a write stopped by RLIMIT_FSIZE leaves a file exactly at the limit, and the script may go on
+            # to exit 0: that file is cut short, never a result
+            cut = [name for name, _, size in found if size >= limits.max_file_mb * 1024 * 1024]
+            if cut:
+                report.status, report.outputs = "failed", []
+                report.errors.append(f"{OUTPUTS}/{cut[0]} reached the file-size limit ({limits.max_file_mb} MB, "
+                                     "max_file_mb): it was cut short")
     log.info("sandbox_run", task_dir=str(task_dir), status=report.status, exit_code=code, wall_s=report.wall_s,
              outputs=len(report.outputs), leftover=leftover, isolation=report.isolation)
     return report
+
+
+def _tail(path: Path, size: int) -> str:
+    """The last ``size`` bytes of a log, as text (undecodable bytes replaced)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(f.seek(0, os.SEEK_END) - size, 0))
+            return f.read(size).decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _disk_use(folder: Path, max_entries: int) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from ..chain.model import STORAGE_TYPES
 from .base import BlockStore, Limits, get_blob, get_folder, get_manifest, iter_blob, put_blob, put_file, put_folder
 from .cid import cid_of
 from .errors import IntegrityError, NotFound, StorageError, TooLarge, Unreachable, UnsafeName, UnsupportedStorage
@@ -110,7 +111,7 @@ def credentials_for_chain(credentials: str | None, publish: bool = False) -> str
     return credentials
 
 
-__all__ = ["BlockStore", "Limits", "StorageConfig", "open_store", "put_folder", "get_folder", "get_manifest",
+__all__ = ["STORAGE_TYPES", "BlockStore", "Limits", "StorageConfig", "open_store", "put_folder", "get_folder", "get_manifest",
            "put_file", "put_blob", "get_blob", "iter_blob", "cid_of", "file_cid", "file_cid_of_path", "credentials_for_chain", "LocalStore", "GatewayStore", "IpfsRpcStore", "S3Store", "FallbackStore",
            "gateway_app", "StorageError", "IntegrityError", "NotFound", "TooLarge", "UnsafeName",
            "Unreachable", "UnsupportedStorage"]
