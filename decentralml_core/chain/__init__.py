@@ -14,7 +14,9 @@ _ERRORS = ("ChainChanged", "ChainError", "ConnectionLost", "DispatchFailed", "Ex
 _WHERE = {"ChainClient": "client", "Checkpoint": "client", "Receipt": "client", "Event": "runtime",
           **{name: "errors" for name in _ERRORS}}
 
-__all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", *_ERRORS]
+__all__ = ["ChainClient", "Checkpoint", "Receipt", "Event", "ChainChanged", "ChainError", "ConnectionLost",
+           "DispatchFailed", "ExtrinsicDropped", "FieldTooLong", "InclusionTimeout", "TransactionRejected",
+           "UnsupportedCall"]
 
 
 def __getattr__(name: str) -> Any:
