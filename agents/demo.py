@@ -136,26 +136,32 @@ def main() -> int:
         paths = write_configs(node.url, tmp)
         before = asyncio.run(snapshot(node.url))
         agents = {name: start_agent(path, tmp / f"{name}.log") for name, path in paths.items()}
-        try:
-            asyncio.run(observe(node.url, started, before, tmp / "creator"))
-            ok = True
-        except TimeoutError as exc:
-            print(f"demo failed: {exc}")
-            for name in agents:
-                print(f"--- {name} log (last lines)\n" + "\n".join(
-                    (tmp / f"{name}.log").read_text().splitlines()[-15:]))
-            kept = Path(tempfile.mkdtemp(prefix="decentralml-demo-logs-"))  # the scratch dir goes; the logs stay
-            for name in agents:
-                shutil.copy(tmp / f"{name}.log", kept)
-            print(f"the agents' logs are kept in {kept}")
-            ok = False
-        finally:
-            for proc in agents.values():
-                proc.send_signal(signal.SIGTERM)
-            codes = {name: proc.wait(timeout=30) for name, proc in agents.items()}
-        print("agents stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()))
-        if not ok or any(codes.values()):
-            return 1
+        return supervise(agents, tmp, lambda: asyncio.run(observe(node.url, started, before, tmp / "creator")))
+
+
+def supervise(agents: dict[str, subprocess.Popen], tmp: Path, watch, stop_s: float = 60) -> int:
+    """Run ``watch()`` while the agents work (it raises TimeoutError, or returns False, when the market does
+    not settle); on failure show each agent's last log lines and keep the logs (the scratch dir goes); then
+    stop every agent with SIGTERM and say how each exited. 0 when all went well (``demo ok``)."""
+    try:
+        ok = watch() is not False
+    except TimeoutError as exc:
+        print(f"demo failed: {exc}")
+        for name in agents:
+            print(f"--- {name} log (last lines)\n" + "\n".join(
+                (tmp / f"{name}.log").read_text().splitlines()[-15:]))
+        kept = Path(tempfile.mkdtemp(prefix="decentralml-demo-logs-"))
+        for name in agents:
+            shutil.copy(tmp / f"{name}.log", kept)
+        print(f"the agents' logs are kept in {kept}")
+        ok = False
+    finally:
+        for proc in agents.values():
+            proc.send_signal(signal.SIGTERM)
+        codes = {name: proc.wait(timeout=stop_s) for name, proc in agents.items()}
+    print("agents stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()))
+    if not ok or any(codes.values()):
+        return 1
     print("demo ok")
     return 0
 

@@ -8,7 +8,6 @@ for what, and stops every process cleanly.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import tempfile
 import time
@@ -19,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from substrateinterface import Keypair
 
-from agents.demo import start_agent, unit
+from agents.demo import start_agent, supervise, unit
 from agents.journal import Journal
 from decentralml_core import logs
 from decentralml_core.chain import ChainClient
@@ -118,22 +117,7 @@ def main(keep: Path | None = None) -> int:
             path = tmp / f"{name}.yaml"
             path.write_text(yaml.safe_dump(config))
             agents[name] = start_agent(path, tmp / f"{name}.log")
-        try:
-            ok = asyncio.run(report(node.url, tmp, started))
-        except TimeoutError as exc:
-            print(f"demo failed: {exc}")
-            for name in agents:
-                print(f"--- {name} log (last lines)\n" + "\n".join((tmp / f"{name}.log").read_text().splitlines()[-15:]))
-            ok = False
-        finally:
-            for proc in agents.values():
-                proc.send_signal(signal.SIGTERM)
-            codes = {name: proc.wait(timeout=60) for name, proc in agents.items()}
-        print("agents stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()))
-        if not ok or any(codes.values()):
-            return 1
-    print("demo ok")
-    return 0
+        return supervise(agents, tmp, lambda: asyncio.run(report(node.url, tmp, started)))
 
 
 if __name__ == "__main__":
