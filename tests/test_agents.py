@@ -341,6 +341,6 @@ def test_a_full_disk_under_the_state_dir_is_one_clear_line(devnet, tmp_path):
         subprocess.run(["dd", "if=/dev/zero", f"of={agent.state / 'filler'}", "bs=4k"], capture_output=True)
         assert agent.start().proc.wait(timeout=90) == 1
         log = agent.log.read_text()
-        assert f"decentralml agent: the journal in {agent.state}" in log and "Traceback" not in log, log[-2000:]
+        assert f"decentralml agent run: the journal in {agent.state}" in log and "Traceback" not in log, log[-2000:]
     finally:
         subprocess.run(["umount", "-l", str(agent.state)])

@@ -178,7 +178,8 @@ def test_an_account_without_funds_is_told_how_to_get_them(devnet, market):
     assert sent["amount"] == 5 * UNIT // 2 and sent["amount_units"] == "2.5 UNIT"
     assert js(devnet, "account", "transfer", poor, "1000planck", "--dev-key", "alice")["amount"] == 1000
     assert balance(devnet, poor) == 5 * UNIT // 2 + 1000
-    assert js(devnet, "task", "assign", str(market["task_id"]), key="//NewUser", cwd=market["root"])["submission_id"] > 0
+    assert js(devnet, "task", "assign", str(market["task_id"]), "--store-root", str(market["root"] / "store"),
+              key="//NewUser", cwd=market["root"])["submission_id"] > 0
     out = cli(devnet, "account", "transfer", "nope", "1", "--dev-key", "alice")
     one_line(out, "account transfer", "'nope' is not an SS58 address")
 

@@ -247,7 +247,7 @@ def test_a_weak_review_token_stops_start_up_with_one_line(review, devnet, tmp_pa
                          env={**os.environ, "WEAK_REVIEW_TOKEN": "x"})
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [
-        "decentralml agent: ConfigError: review.token_env: $WEAK_REVIEW_TOKEN holds a 1-character token; "
+        "decentralml agent run: review.token_env: $WEAK_REVIEW_TOKEN holds a 1-character token; "
         "the review page needs at least 16 (unset it to have one generated)"]
 
 
