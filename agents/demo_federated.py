@@ -8,6 +8,7 @@ for what, and stops every process cleanly.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -100,7 +101,10 @@ async def report(url: str, tmp: Path, started: float) -> bool:
         paid.add_row(str(task_ids[s.task_id]), names.get(s.worker, s.worker), str(s.status),
                      unit(s.paid_amount) if s.paid_amount else "", (verdict.get("reason") or "")[:90])
     console.print(paid)
-    console.print(f"done in {time.monotonic() - started:.1f} s; accuracy plot: {tmp / 'creator' / 'campaign-digits.png'}")
+    plot = tmp / "creator" / "campaign-digits.png"
+    if plot.exists():  # the scratch dir goes when the demo ends: the plot is kept apart
+        plot = Path(shutil.copy(plot, tempfile.mkdtemp(prefix="decentralml-federated-plot-")))
+    console.print(f"done in {time.monotonic() - started:.1f} s; accuracy plot: {plot}")
     return entry.step == "done"
 
 
