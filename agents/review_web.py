@@ -5,8 +5,8 @@ reject with a reason — decided on chain by the agent itself — and the next w
 Keyboard: ``a`` approve, ``r`` reject (focuses the reason), ``j``/``k`` next/previous (``/review.js``).
 
 Security: loopback by default; a login token of 16+ characters (``review.token_env``, else generated
-into ``state_dir/review.token``, mode 0600), tried at most LOGIN_BURST times then once per 1/LOGIN_RATE
-s per client address, opens a session cookie (HttpOnly, SameSite=Strict, Secure through an https
+into ``state_dir/review.token``, mode 0600), tried wrongly at most LOGIN_BURST times then once per
+1/LOGIN_RATE s per client address, opens a session cookie (HttpOnly, SameSite=Strict, Secure through an https
 ``review.public_origin``); only Host names of this machine or the public origin are served; every form
 carries the session's CSRF token and a POST from another origin is refused; notices travel in the session,
 never in the URL; every response (redirects and errors too) carries a strict Content-Security-Policy
@@ -57,8 +57,10 @@ COOKIE = "decentralml_review"
 SESSION_S = 12 * 3600
 MAX_SESSIONS = 1000  # logged-in browsers kept; past it the oldest session ends
 MIN_TOKEN_CHARS = 16  # as the devnet's and gateway's bearer tokens
-# Login attempts per client address: a burst of 10, then one every 5 s. A person mistyping waits seconds;
-# a guesser gets 17,000 tries a day against a 16+ character token (before: ~1,900 a second).
+# Failed login attempts per client address: a burst of 10, then one every 5 s. A person mistyping waits
+# seconds; a guesser gets 17,000 tries a day against a 16+ character token (before: ~1,900 a second). An
+# attempt is refused unread while the address's bucket is empty; one that proves the token is not counted, so
+# a reviewer who logs in often (or a test's browsers) is never held back.
 LOGIN_BURST, LOGIN_RATE = 10, 0.2
 THROTTLE_LOG_S = 60.0  # one review_login_throttled line per address and minute, however hard it tries
 BULK_MAX = 200  # results one bulk approval decides
@@ -241,7 +243,8 @@ class ReviewPage:
 
     async def login(self, request: web.Request) -> web.Response:
         remote = request.remote or ""
-        if not self.logins.get(remote).take():
+        attempts = self.logins.get(remote)
+        if not attempts.take():
             now = time.monotonic()
             if now - self._throttled.get(remote, -THROTTLE_LOG_S) >= THROTTLE_LOG_S:  # a line a minute at most
                 if len(self._throttled) > 10_000:
@@ -256,6 +259,7 @@ class ReviewPage:
         if session is None:
             log.warning("review_login_refused", remote=remote)
             return render("login.html", status=403, error="wrong token")
+        attempts.refund()
         response = web.HTTPSeeOther("/")
         response.set_cookie(COOKIE, session, httponly=True, samesite="Strict", max_age=SESSION_S, path="/",
                             secure=self.origin(request).startswith("https://"))

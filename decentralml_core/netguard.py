@@ -64,6 +64,10 @@ class TokenBucket:
         self.tokens -= 1
         return True
 
+    def refund(self) -> None:
+        """The event just taken does not count after all (a login that proved the right token)."""
+        self.tokens = min(self.burst, self.tokens + 1)
+
     def delay(self) -> float:
         """One event, going into debt if need be: the seconds to wait before serving it (a WebSocket
         frame: the connection is read more slowly, so TCP pushes back and no reply goes missing)."""
