@@ -114,3 +114,14 @@ def decided(n: int):
                                                                     SubmissionStatus.REJECTED)]) == n
 
 
+
+
+def wait_for(check, timeout: float = 60, what: str = "condition"):
+    """``check()``'s first truthy value, polled every 0.2 s; TimeoutError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)

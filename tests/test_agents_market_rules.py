@@ -13,7 +13,7 @@ import asyncio
 import time
 
 import pytest
-from agent_process import PAYS, settle, task_decl
+from agent_process import PAYS, settle, task_decl, wait_for
 from devnet_process import DevnetProcess
 from substrateinterface import Keypair
 from test_agents import market_setup  # noqa: F401 (a fixture)
@@ -42,16 +42,6 @@ def key(name: str) -> Keypair:
 async def on_chain(url: str, fn):
     async with await ChainClient.connect(url) as client:
         return await fn(Market(client), client)
-
-
-def wait_for(check, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def events_named(url: str, name: str, since: int) -> list[dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_process import Agent
+from agent_process import Agent, wait_for
 from devnet_process import DevnetProcess, free_port
 
 CLI = str(Path(sys.executable).parent / "decentralml")
@@ -241,16 +241,6 @@ def test_chain_text_reaches_a_terminal_escaped_never_obeyed(devnet):
 def healthz(port: int) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         return json.loads(response.read())
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise TimeoutError(what)
 
 
 def test_an_agent_follows_a_quiet_chain_and_refuses_a_restarted_one(tmp_path):
