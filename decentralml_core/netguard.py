@@ -16,9 +16,12 @@ import ipaddress
 import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
-from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = structlog.get_logger("netguard")
 NODE_TOKEN_ENV = "DECENTRALML_NODE_TOKEN"
@@ -136,6 +139,8 @@ class Guard:
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """Why ``request`` is not admitted (a 403/401/429 response), or None."""
+        from aiohttp import web  # a server's: the chain client imports this module for bearer_headers
+
         peer = request.remote or ""
         if self.allow:
             try:
@@ -157,6 +162,8 @@ class Guard:
         return None
 
     def middleware(self):
+        from aiohttp import web
+
         @web.middleware
         async def admit(request: web.Request, handler):
             refusal = self.refusal(request)
@@ -171,6 +178,7 @@ class Guard:
 def bounded_writes(stall_s: float = WRITE_STALL_S):
     """Middleware writing each response itself, within ``stall_s``: a client that does not read is cut
     (one ``http_client_dropped`` line) instead of holding its handler and connection forever."""
+    from aiohttp import web
 
     @web.middleware
     async def write_within(request: web.Request, handler):

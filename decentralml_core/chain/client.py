@@ -22,10 +22,9 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from substrateinterface import Keypair
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from .errors import (
@@ -40,6 +39,9 @@ from .errors import (
 from .inflight import InFlight, Signed
 from .rpc import RpcError, RpcTransport, WebSocketRpc
 from .runtime import Event, Runtime
+
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
 
 log = structlog.get_logger(__name__)
 # An account whose extrinsics have neither been sent nor landed for this long is recovered. A false

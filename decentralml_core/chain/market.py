@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-
-from substrateinterface import Keypair
+from typing import TYPE_CHECKING
 
 from .client import ChainClient, Receipt
 from .errors import DispatchFailed, UnsupportedCall
 from .model import ResultSpec, Submission, SubmissionStatus, Task, TaskSpec, TaskTerms, WorkerStats, check_bytes
+
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
 
 PALLET = "DecentralMLModule"
 VERDICT_SCHEMA = "decentralml.verdict/1"
