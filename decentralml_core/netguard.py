@@ -18,12 +18,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import structlog
+from .logs import get_logger
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-log = structlog.get_logger("netguard")
+log = get_logger("netguard")
 NODE_TOKEN_ENV = "DECENTRALML_NODE_TOKEN"
 GATEWAY_TOKEN_ENV = "DECENTRALML_GATEWAY_TOKEN"
 EXPOSED_RATE = 200.0  # requests (or frames) per second when exposed and no --rate-limit is given

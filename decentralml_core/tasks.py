@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
 from .chain import ChainClient, DispatchFailed
 from .chain.market import Market
 from .chain.model import (
@@ -30,13 +28,14 @@ from .chain.model import (
     ValidationStrategy,
 )
 from .keys import load_keypair
+from .logs import get_logger
 
 if TYPE_CHECKING:
     from substrateinterface import Keypair
 
     from .storage import BlockStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def signer(sudoaccount: Keypair | None, passphrase: str | None) -> Keypair:

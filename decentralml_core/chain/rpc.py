@@ -15,15 +15,15 @@ import itertools
 import json
 from typing import Any, Protocol
 
-import structlog
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from ..logs import get_logger
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 MAX_MESSAGE = 64 * 1024 * 1024  # metadata and large blocks fit
 HEARTBEAT_S = 10.0  # a ping this often; no pong within half of it and the connection is lost
 REQUEST_TIMEOUT_S = 30.0  # a node that answers no request for this long is treated as lost
