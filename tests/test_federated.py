@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from federated_fixtures import ENGINEER, attack, initial, quantize_script, train
+from federated_fixtures import ENGINEER, ROOT, attack, initial, quantize_script, train
 
 from agents.config import ConfigError, validate_config
 from agents.validators import Evidence, ModelRestructureParams, ModelUpdateParams, load_validator
@@ -285,3 +285,39 @@ def test_a_campaign_naming_a_missing_file_stops_start_up_with_its_key(tmp_path):
     with pytest.raises(ConfigError, match=r"validator.validation: .*val.npz is not a file"):
         validate_config({"role": "creator", "key": {"dev": "Alice"}, "state_dir": str(tmp_path),
                          "campaigns": [campaign]})
+
+
+def test_a_campaigns_server_momentum_is_kept_on_disk_and_repeats_after_a_crash(split, tmp_path):
+    """Campaign.merge with ``server_momentum``: round 2 steps with round 1's velocity, read from its file, and
+    a repeat of round 2 (the creator killed during aggregation) writes the same model and velocity."""
+    from types import SimpleNamespace
+
+    from agents.campaign import GLOBAL, Campaign
+    from agents.config import CampaignSection
+
+    np.savez(tmp_path / "val.npz", x=split.validation[0], y=split.validation[1])
+    section = CampaignSection.model_validate({
+        "name": "digits", "model": ROOT / "assets" / "federated_digits" / "model",
+        "script": ROOT / "assets" / "federated_digits" / "script", "rounds": 3, "max_assignments": 4, "pays": 1,
+        "aggregation": {"rule": "fedavg", "server_momentum": 0.9},
+        "validator": {"name": "model_update", "validation": tmp_path / "val.npz"}})
+    creator = SimpleNamespace(journal=None, market=None, validators={}, config=SimpleNamespace(state_dir=tmp_path))
+    campaign = Campaign(creator, section)
+    campaign.dir.mkdir(parents=True)
+    campaign.build_round(1, section.model / "global.npz")
+    start = model.load(campaign.round_dir(1) / GLOBAL)
+    first = [(train(start, s, seed=i), len(s[1])) for i, s in enumerate(split.shares)]
+    merged = campaign.merge(1, first)
+    assert all(np.allclose(a, b) for a, b in zip(merged, aggregation.aggregate(first), strict=True))
+    model.save(tmp_path / "global-1.npz", merged)
+    campaign.build_round(2, tmp_path / "global-1.npz")
+    second = [(train(merged, s, seed=10 + i), len(s[1])) for i, s in enumerate(split.shares)]
+    stepped = campaign.merge(2, second)
+    expected, velocity = aggregation.server_momentum(merged, aggregation.aggregate(second),
+                                                     model.load(campaign.dir / "velocity-1.npz"), 0.9)
+    assert all(np.array_equal(a, b) for a, b in zip(stepped, expected, strict=True))
+    saved = (campaign.dir / "velocity-2.npz").read_bytes()
+    again = campaign.merge(2, second)
+    assert all(np.array_equal(a, b) for a, b in zip(again, stepped, strict=True))
+    assert (campaign.dir / "velocity-2.npz").read_bytes() == saved
+    assert all(np.allclose(a, b) for a, b in zip(model.load(campaign.dir / "velocity-2.npz"), velocity, strict=True))
