@@ -325,7 +325,9 @@ def test_the_example_farm_runs_on_a_devnet_as_the_docs_say(tmp_path):
                 assert paid[0]["paid_amount"] == UNIT
             finally:
                 proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=180) == 0, (tmp_path / "farm.log").read_text()[-2000:]
+                code = proc.wait(timeout=180)
+                assert code == 0, "\n".join([(tmp_path / "farm.log").read_text()[-2000:]] + [
+                    f"--- {log.name}:\n{log.read_text()[-1500:]}" for log in (tmp_path / ".state" / "farm" / ".logs").glob("*.log")])
 
 
 def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(devnet, tmp_path, monkeypatch):
