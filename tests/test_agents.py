@@ -52,9 +52,9 @@ def market_setup(devnet, tmp_path):
         started.append(agent.start())
         return agent
 
-    def worker(name: str, **policy) -> Agent:
+    def worker(name: str, sandbox: dict | None = None, **policy) -> Agent:
         config = {"role": "annotator", "node": devnet.url, "key": {"dev": name}, "storage": {"root": store},
-                  "policy": {"min_blocks_left": 0, **policy}, "sandbox": {"timeout_s": 5}}
+                  "policy": {"min_blocks_left": 0, **policy}, "sandbox": {"timeout_s": 5, **(sandbox or {})}}
         agent = Agent(tmp_path, name.lower(), config)
         started.append(agent.start())
         return agent.wait_ready()
@@ -132,12 +132,13 @@ def test_a_hostile_script_fails_its_task_and_nothing_is_submitted(devnet, market
 
 def test_kill_9_mid_task_resumes_and_is_paid_once(devnet, market_setup):
     assets, creator, worker = market_setup
-    creator([task_decl("crash", assets("sleep 4\n" + GOOD_SCRIPT))])  # caught mid-run (timeout_s 5)
-    ferdie = worker("Ferdie")
+    # the first run marks its work dir and waits to be killed; the run after the restart finds the mark and works
+    script = "if [ ! -e started ]; then touch started; sleep 300; fi\n" + GOOD_SCRIPT
+    creator([task_decl("crash", assets(script))])
+    ferdie = worker("Ferdie", sandbox={"timeout_s": 600})
     before = free(devnet.url, "Ferdie")
-    deadline = time.monotonic() + 30
-    # watch the journal alone (a chain read first could outlast the 2 s script on a loaded machine)
-    while not {"fetched", "ran", "uploaded"} & {step for (kind, _), step in ferdie.journal().items() if kind == "task"}:
+    deadline = time.monotonic() + 180  # a loaded machine: the mark, not a moment, says the script is running
+    while not list(ferdie.state.glob("work/task-*/submission-*/started")):
         assert time.monotonic() < deadline, ferdie.journal()
         time.sleep(0.05)
     assert ferdie.stop(signal.SIGKILL) == -signal.SIGKILL

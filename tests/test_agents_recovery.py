@@ -37,14 +37,24 @@ def wait_step(agent: Agent, kind: str, step: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{agent.name} never journaled {kind} at {step}")
 
 
-async def in_pool(url: str, who: str, timeout: float = 30) -> None:
-    """Until the node's pool holds an extrinsic of ``who`` (sent, not yet in a block)."""
+async def kill_in_pool(node: DevnetProcess, who: str, ready, timeout: float = 180) -> None:
+    """kill -9 ``node`` while its pool holds an extrinsic of ``who`` sent once ``ready()``. Connected before
+    the moment comes and polling every 20 ms: the extrinsic waits up to one 3 s block, which a connection
+    made only then (seconds on a loaded machine) would miss."""
     address = Keypair.create_from_uri(f"//{who}").ss58_address
-    async with await ChainClient.connect(url) as client:
+    async with await ChainClient.connect(node.url) as client:
         deadline = time.monotonic() + timeout
-        while not await client.pool_backlog(address):
+        while not (ready() and await client.pool_backlog(address)):
             assert time.monotonic() < deadline, f"no extrinsic of {who} reached the pool"
             await asyncio.sleep(0.02)
+        node.stop(kill=True)
+
+
+def at_step(agent: Agent, kind: str, step: str):
+    """A ``ready`` for :func:`kill_in_pool`: ``agent``'s journal has an entry of ``kind`` at ``step``."""
+    def ready() -> bool:
+        return (agent.state / "journal.sqlite").exists() and step in {s for (k, _), s in agent.journal().items() if k == kind}
+    return ready
 
 
 async def payments(url: str) -> list[int]:
@@ -74,14 +84,10 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
     try:
         creator.start()
         bob.start()
-        wait_step(bob, "task", "uploaded")  # the send leaves now; the next block is up to 3 s away
-        asyncio.run(in_pool(node.url, "Bob"))
-        node.stop(kill=True)
+        asyncio.run(kill_in_pool(node, "Bob", at_step(bob, "task", "uploaded")))  # the send, in the pool
         time.sleep(1)
         node.start(timeout=90)
-        wait_step(creator, "submission", "paying")  # the result landed after all; the accept leaves now
-        asyncio.run(in_pool(node.url, "Alice"))
-        node.stop(kill=True)
+        asyncio.run(kill_in_pool(node, "Alice", at_step(creator, "submission", "paying")))  # the accept
         assert creator.stop(signal.SIGTERM) == 0  # waiting for an inclusion that cannot come: bounded
         node.start(timeout=90)
         creator.start()
