@@ -8,6 +8,7 @@ SCALE-encodes the metadata with scalecodec, and keeps the lookups the runtime ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -17,7 +18,7 @@ from scalecodec.type_registry import load_type_registry_preset
 from .codec import Codec
 from .hashing import storage_prefix
 from .pallet_docs import BALANCES_ERROR_DOCS, CALL_DOCS, ERROR_DOCS, SYSTEM_ERROR_DOCS
-from .typereg import TypeRegistry
+from .typereg import Field, TypeRegistry
 
 SPEC_NAME = "node-template"
 SPEC_VERSION = 100
@@ -81,7 +82,7 @@ class Pallet:
     index: int
     module: str
     calls: list[Call] | None = None
-    events: list[tuple] | None = None  # (name, [(field name | None, type id, type name)])
+    events: Sequence[tuple[str, Sequence[Field]]] | None = None
     errors: list[str] | None = None
     storage: list[Storage] = field(default_factory=list)
     constants: list[tuple[str, int, bytes]] = field(default_factory=list)
@@ -278,7 +279,7 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         "Created", "InProgress", "Completed", "Withdrawn")])
     bb = t.bounded_bytes
     obb = _opt(r, bb)
-    task_terms = worker_stats = None
+    task_terms = worker_stats = -1  # type ids, declared below by the full pallet only (and used only by it)
     if include_extensions:  # only the full pallet declares the market rules' types
         ou32 = _opt(r, t.u32)
         permill = r.composite(["sp_arithmetic", "per_things", "Permill"], [(None, t.u32, "u32")])
@@ -619,7 +620,7 @@ class Runtime:
         reg, t = self.registry, self.types
         fs = "frame_system::extensions::"
 
-        def ext(path: str, fields=()) -> int:
+        def ext(path: str, fields: Iterable[Field] = ()) -> int:
             parts = path.split("::")
             return reg.composite(parts, list(fields), [("T", None)])
 

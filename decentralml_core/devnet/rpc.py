@@ -39,7 +39,7 @@ class RpcError(Exception):
         super().__init__(message)
         self.code, self.message, self.data = code, message, data
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         error = {"code": self.code, "message": self.message}
         if self.data is not None:
             error["data"] = self.data
@@ -59,7 +59,7 @@ def unhex(value: Any, what: str = "hex string") -> bytes:
         raise RpcError(INVALID_PARAMS, "Invalid params", f"invalid {what}") from None
 
 
-def runtime_version() -> dict:
+def runtime_version() -> dict[str, Any]:
     return {
         "specName": SPEC_NAME, "implName": SPEC_NAME, "authoringVersion": 1, "specVersion": SPEC_VERSION,
         "implVersion": 1, "apis": [[h, v] for h, v in RUNTIME_APIS],
@@ -67,7 +67,7 @@ def runtime_version() -> dict:
     }
 
 
-def header_json(header: dict) -> dict:
+def header_json(header: dict[str, Any]) -> dict[str, Any]:
     return {
         "parentHash": hexs(header["parent_hash"]), "number": hex(header["number"]),
         "stateRoot": hexs(header["state_root"]), "extrinsicsRoot": hexs(header["extrinsics_root"]),
@@ -147,10 +147,10 @@ class Methods:
         except TypeError as exc:
             raise RpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
 
-    def rpc_methods(self) -> dict:
+    def rpc_methods(self) -> dict[str, Any]:
         return {"methods": sorted(list(self.table) + list(SUBSCRIPTION_METHODS))}
 
-    def sync_state(self) -> dict:
+    def sync_state(self) -> dict[str, Any]:
         n = self.chain.best_number
         return {"startingBlock": 0, "currentBlock": n, "highestBlock": n}
 
@@ -183,18 +183,20 @@ class Methods:
     def get_head(self) -> str:
         return hexs(self.chain.best_hash)
 
-    def get_header(self, at: Any = None) -> dict | None:
+    def get_header(self, at: Any = None) -> dict[str, Any] | None:
         header = self.chain.header(self._number(at))
         return header_json(header) if header else None
 
-    def get_block(self, at: Any = None) -> dict | None:
+    def get_block(self, at: Any = None) -> dict[str, Any] | None:
         number = self._number(at)
         header = self.chain.header(number)
         bodies = self.chain.extrinsics(number)
+        if header is None or bodies is None:
+            return None
         return {"block": {"header": header_json(header), "extrinsics": [hexs(b) for b in bodies]},
                 "justifications": None}
 
-    def get_runtime_version(self, at: Any = None) -> dict:
+    def get_runtime_version(self, at: Any = None) -> dict[str, Any]:
         self._number(at)
         return runtime_version()
 
@@ -215,18 +217,18 @@ class Methods:
         value = self.chain.storage_at(unhex(key, "storage key"), self._number(at))
         return len(value) if value is not None else None
 
-    def get_keys_paged(self, prefix: Any = None, count: Any = 1000, start: Any = None, at: Any = None) -> list:
+    def get_keys_paged(self, prefix: Any = None, count: Any = 1000, start: Any = None, at: Any = None) -> list[str]:
         if not isinstance(count, int) or count < 0 or count > 1000:
             raise RpcError(INVALID_PARAMS, "Invalid params", "count must be 0..1000")
         prefix_b = unhex(prefix, "key prefix") if prefix else b""
         start_b = unhex(start, "start key") if start else b""
         return [hexs(k) for k in self.chain.keys_paged(prefix_b, count, start_b, self._number(at))]
 
-    def get_keys(self, prefix: Any, at: Any = None) -> list:
+    def get_keys(self, prefix: Any, at: Any = None) -> list[str]:
         return [hexs(k) for k in self.chain.keys_paged(unhex(prefix, "key prefix"), 1 << 30, b"",
                                                          self._number(at))]
 
-    def query_storage_at(self, keys: Any, at: Any = None) -> list:
+    def query_storage_at(self, keys: Any, at: Any = None) -> list[dict[str, Any]]:
         if not isinstance(keys, list):
             raise RpcError(INVALID_PARAMS, "Invalid params", "keys must be an array")
         number = self._number(at)
@@ -234,7 +236,8 @@ class Methods:
         for key in keys:
             value = self.chain.storage_at(unhex(key, "storage key"), number)
             changes.append([key, hexs(value) if value is not None else None])
-        return [{"block": hexs(self.chain.block_hash(number)), "changes": changes}]
+        block_hash = self.chain.block_hash(number)
+        return [{"block": hexs(block_hash) if block_hash is not None else None, "changes": changes}]
 
     def state_call(self, method: Any, data: Any = "0x", at: Any = None) -> str:
         raw = unhex(data, "call data")
@@ -279,7 +282,7 @@ class Methods:
             raise RpcError(exc.code, exc.message, exc.data) from None
         return BASE_WEIGHT + CALL_WEIGHT, decoded.fee
 
-    def payment_query_info(self, extrinsic: Any, at: Any = None) -> dict:
+    def payment_query_info(self, extrinsic: Any, at: Any = None) -> dict[str, Any]:
         weight, fee = self._fee(unhex(extrinsic, "extrinsic"))
         return {"weight": {"refTime": weight, "proofSize": 0}, "class": "normal", "partialFee": str(fee)}
 
@@ -293,5 +296,5 @@ class Methods:
         except InvalidTransaction as exc:
             raise RpcError(exc.code, exc.message, exc.data) from None
 
-    def pending_extrinsics(self) -> list:
+    def pending_extrinsics(self) -> list[str]:
         return [hexs(xt.raw) for xt in self.chain.pool.by_hash.values()]

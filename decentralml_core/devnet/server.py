@@ -44,7 +44,8 @@ FINALITY_LAG = 0.25
 
 
 class Subscription:
-    def __init__(self, conn: Connection, sub_id: str, notify: str, kind: str, keys=None) -> None:
+    def __init__(self, conn: Connection, sub_id: str, notify: str, kind: str,
+                 keys: set[bytes] | None = None) -> None:
         self.conn, self.id, self.notify, self.kind, self.keys = conn, sub_id, notify, kind, keys
 
     def send(self, result: Any) -> None:
@@ -59,7 +60,7 @@ class Connection:
     seconds, is dropped (one ``devnet_client_dropped`` line) and its subscriptions go with it.
     """
 
-    def __init__(self, ws: web.WebSocketResponse | None, peer: str = "", transport: asyncio.BaseTransport | None = None,
+    def __init__(self, ws: web.WebSocketResponse | None, peer: str = "", transport: asyncio.Transport | None = None,
                  max_pending: int = MAX_PENDING_BYTES, stall_s: float = SEND_STALL_S) -> None:
         self.ws, self.peer, self.transport = ws, peer, transport
         self.max_pending, self.stall_s = max_pending, stall_s
@@ -68,7 +69,7 @@ class Connection:
         self.pending = 0  # bytes queued, the frame being written included
         self.dropped = False
         self._ready = asyncio.Event()
-        self._writer: asyncio.Task | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -93,13 +94,16 @@ class Connection:
         self._ready.set()
 
     async def _write_loop(self) -> None:
+        ws = self.ws
+        if ws is None:  # an HTTP POST "connection" has no socket to write
+            return
         while True:
             await self._ready.wait()
             self._ready.clear()
             while self.queue:
                 text = self.queue[0]
                 try:
-                    await asyncio.wait_for(self.ws.send_str(text), self.stall_s)
+                    await asyncio.wait_for(ws.send_str(text), self.stall_s)
                 except TimeoutError:
                     self.drop(f"a frame untaken for {self.stall_s:g} s")
                     return
@@ -133,8 +137,8 @@ class Node:
         self.connections: set[Connection] = set()
         self.watchers: dict[bytes, Subscription] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._finalizing: set[asyncio.Task] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._finalizing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -242,7 +246,7 @@ class Node:
             raise RpcError(-32000, "Subscriptions need a WebSocket connection")
         notify, kind = SUBSCRIBE[method]
         params = params or []
-        keys = None
+        keys: set[bytes] | None = None
         if kind == "extrinsic":
             if not params:
                 raise RpcError(-32602, "Invalid params", "the extrinsic is missing")
@@ -290,11 +294,11 @@ class Node:
                 del self.watchers[tx_hash]
 
 
-def _ok(req_id: Any, result: Any) -> dict:
+def _ok(req_id: Any, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": req_id, "result": result}
 
 
-def _error(req_id: Any, exc: RpcError) -> dict:
+def _error(req_id: Any, exc: RpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": req_id, "error": exc.to_json()}
 
 
@@ -349,7 +353,7 @@ def make_app(node: Node, guard: Guard | None = None) -> web.Application:
     return app
 
 
-def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.TemporaryDirectory | None]:
+def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.TemporaryDirectory[str] | None]:
     tmp = None
     if db_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="decentralml-devnet-")

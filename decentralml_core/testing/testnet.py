@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SUBNET = "10.77.0"
 
@@ -49,7 +50,7 @@ class Host:
     def command(self, cmd: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns, *cmd]
 
-    def popen(self, cmd: list[str], log: Path | None = None, env: dict | None = None, **kw) -> subprocess.Popen:
+    def popen(self, cmd: list[str], log: Path | None = None, env: dict[str, Any] | None = None, **kw) -> subprocess.Popen:
         """Start ``cmd`` on this host (its output appended to ``log``)."""
         out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps its own copy
         try:
@@ -61,7 +62,7 @@ class Host:
         self.procs.append(proc)
         return proc
 
-    def run(self, cmd: list[str], env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, cmd: list[str], env: dict[str, Any] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(cmd), capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})})
 
