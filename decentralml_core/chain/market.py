@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from substrateinterface import Keypair
 
@@ -41,7 +42,7 @@ def check_client_token(token: str | None) -> None:
         raise ValueError(f"a client token is 1 to {MAX_CLIENT_TOKEN} bytes")
 
 
-def parse_verdict(remark: str | bytes) -> dict | None:
+def parse_verdict(remark: str | bytes) -> dict[str, Any] | None:
     """A verdict record from a remark's bytes, or None if the remark is something else."""
     try:
         record = json.loads(remark)
@@ -156,7 +157,7 @@ class Market:
         return submission, task
 
     # -- reads ----------------------------------------------------------------------------------
-    async def verdicts_at(self, block_hash: str) -> list[tuple[str, dict]]:
+    async def verdicts_at(self, block_hash: str) -> list[tuple[str, dict[str, Any]]]:
         """(signer, record) of every verdict remark in a block, as an upstream node keeps them.
 
         Anyone can remark: a reader trusts a record only when its signer created the task.
@@ -194,7 +195,8 @@ class Market:
         """The task ``creator`` made with ``client_token``, if any."""
         if not self.capabilities.task_terms:
             return None
-        return await self.client.storage(PALLET, "TaskByClientToken", [creator, client_token])
+        task_id: int | None = await self.client.storage(PALLET, "TaskByClientToken", [creator, client_token])
+        return task_id
 
     async def review_deadline_block(self, submission_id: int) -> int | None:
         """The creator's last block to decide this result (None: no window, or nothing sent yet)."""

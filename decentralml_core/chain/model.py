@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+from .errors import FieldTooLong
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class TaskType(StrEnum):
@@ -95,9 +99,7 @@ def check_files(name: str, values: list[str] | None) -> None:
             raise _too_long(f"{name}[{i}]", PATH, size)
 
 
-def _too_long(name: str, limit: int, actual: int, unit: str = "bytes"):
-    from .errors import FieldTooLong
-
+def _too_long(name: str, limit: int, actual: int, unit: str = "bytes") -> FieldTooLong:
     return FieldTooLong(name, limit, actual, unit)
 
 
@@ -167,7 +169,7 @@ class WorkerStats:
     creators: tuple[str, ...] = ()
 
     @classmethod
-    def from_chain(cls, value: dict) -> WorkerStats:
+    def from_chain(cls, value: dict[str, Any]) -> WorkerStats:
         return cls(accepted=value["accepted"], rejected=value["rejected"], abandoned=value["abandoned"],
                    creators=tuple(value.get("creators") or ()))
 
@@ -248,7 +250,7 @@ class TaskTerms:
                 "max_abandonment_rate": self.max_abandonment_permill}
 
     @classmethod
-    def from_chain(cls, value: dict | None) -> TaskTerms:
+    def from_chain(cls, value: dict[str, Any] | None) -> TaskTerms:
         if value is None:
             return cls()
         rates = {k: None if value.get(k) is None else value[k] / PERMILL
@@ -331,8 +333,8 @@ class Task:
     terms: TaskTerms = field(default_factory=TaskTerms)  # from TaskTerms, beside Tasks (our pallet)
 
     @classmethod
-    def from_chain(cls, task_id: int, value: dict, terms: TaskTerms | None = None) -> Task:
-        def opt(enum, key):
+    def from_chain(cls, task_id: int, value: dict[str, Any], terms: TaskTerms | None = None) -> Task:
+        def opt(enum: type[E], key: str) -> E | None:
             return None if value.get(key) is None else enum(value[key])
 
         return cls(
@@ -395,7 +397,7 @@ class Submission:
             else submitted_block + terms.review_window)
 
     @classmethod
-    def from_chain(cls, value: dict) -> Submission:
+    def from_chain(cls, value: dict[str, Any]) -> Submission:
         storage = value.get("result_storage_type")
         return cls(
             submission_id=value["submission_id"], task_id=value["task_id"], worker=value["worker"],
