@@ -87,7 +87,7 @@ def open_store(storage_type: str, config: StorageConfig) -> BlockStore:
         return local
     if storage_type == "IPFS":
         ipfs = [IpfsRpcStore(config.ipfs_api)] if config.ipfs_api else []
-        readers = [local, *(GatewayStore(url) for url in config.gateways), *ipfs]
+        readers: list[BlockStore] = [local, *(GatewayStore(url) for url in config.gateways), *ipfs]
         return FallbackStore(ipfs[0] if ipfs else local, readers)
     if storage_type == "S3":
         if not config.s3_bucket:
