@@ -13,6 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -59,7 +60,7 @@ def content_reference(path: str, option: str = "--path") -> str:
 
 
 def task_spec(task_type: TaskType, assets_ref: str | None, storage_type: StorageType | str | None,
-              credentials: str | None = "", annotation: dict | None = None, **common) -> TaskSpec:
+              credentials: str | None = "", annotation: dict[str, Any] | None = None, **common: Any) -> TaskSpec:
     """``create_task``'s arguments for a task whose files are the folder ``assets_ref``: the pallet keeps
     that reference in a different field per task type (``model_engineer_path``,
     ``model_contributor_script_path``, or ``annotation_json``'s ``assets`` beside the file lists in
@@ -100,7 +101,7 @@ def assets_of(task: Task) -> tuple[str, str] | None:
     return info["assets"], safe_name(str(info.get("script") or SCRIPT))
 
 
-def training_settings(task: Task) -> dict:
+def training_settings(task: Task) -> dict[str, Any]:
     """A training round's settings as its task announces them (``annotation_json``'s ``settings``: epochs,
     lr, …) so a contributor's policy can decline before taking it; {} when absent or unreadable."""
     try:
@@ -159,7 +160,7 @@ async def outputs_reference(store: BlockStore, path: str | Path, limits: Limits 
     return ref
 
 
-def write_task_parameters(folder: Path, terms: dict) -> None:
+def write_task_parameters(folder: Path, terms: dict[str, Any]) -> None:
     """``folder/task.json``: the task's terms for its script. Whatever a previous run left under that
     name (a link out of the work dir, say) is removed, never followed."""
     name = "task.json"

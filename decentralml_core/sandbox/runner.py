@@ -23,8 +23,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -58,7 +60,7 @@ class SandboxReport:
     isolation: str = "bubblewrap"
     stderr_tail: str = ""  # the last STDERR_TAIL bytes the script wrote to stderr: why it failed, in its words
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -103,7 +105,7 @@ def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits, data_dir: Pat
     return argv
 
 
-def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None):
+def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None) -> Callable[[], None]:
     def setup() -> None:  # runs in the child between fork and exec
         if cgroup is not None:
             cgroup.join()
