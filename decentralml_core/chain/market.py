@@ -23,7 +23,17 @@ from substrateinterface import Keypair
 
 from .client import ChainClient, Receipt
 from .errors import DispatchFailed, UnsupportedCall
-from .model import ResultSpec, Submission, SubmissionStatus, Task, TaskSpec, TaskTerms, WorkerStats, check_bytes
+from .model import (
+    MAX_CLIENT_TOKEN,
+    ResultSpec,
+    Submission,
+    SubmissionStatus,
+    Task,
+    TaskSpec,
+    TaskTerms,
+    WorkerStats,
+    check_bytes,
+)
 
 PALLET = "DecentralMLModule"
 VERDICT_SCHEMA = "decentralml.verdict/1"
@@ -59,8 +69,6 @@ class Capabilities:
     task_terms: bool = False  # create_task_with_terms: deadlines, review window, qualifications, client tokens
     claim_payment: bool = False  # a worker may take the pay of a result left undecided past the review window
 
-
-MAX_CLIENT_TOKEN = 64
 
 
 class Market:

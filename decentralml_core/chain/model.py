@@ -149,6 +149,8 @@ class TaskSpec:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in params.items()}
 
 
+MAX_CLIENT_TOKEN = 64
+"""``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
 PERMILL = 1_000_000
 MAX_DISTINCT_CREATORS = 16
 """The largest ``min_distinct_creators`` our pallet accepts (its constant ``MaxDistinctCreators``)."""

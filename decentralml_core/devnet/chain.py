@@ -17,8 +17,7 @@ from ..keys import DEV_ACCOUNTS
 from .codec import compact_bytes, decode_compact
 from .executive import STALE, Executive, Extrinsic, InvalidTransaction, invalid
 from .hashing import blake2_256
-from .metadata import Runtime
-from .pallets.balances import EXISTENTIAL_DEPOSIT
+from .metadata import EXISTENTIAL_DEPOSIT, Runtime
 from .state import State, TypedStorage
 from .store import BlockStore
 

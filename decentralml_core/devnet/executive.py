@@ -17,7 +17,7 @@ import structlog
 
 from .codec import CodecError, compact_bytes, decode_compact
 from .hashing import blake2_256
-from .metadata import SPEC_VERSION, TRANSACTION_VERSION, Arg, Runtime
+from .metadata import EXISTENTIAL_DEPOSIT, SPEC_VERSION, TRANSACTION_VERSION, Arg, Runtime
 from .pallets import balances, decentralml, sudo, system
 from .pallets.base import ROOT, BadOrigin, DispatchError, Origin, PalletCall, RuntimeDispatchError, signed
 from .state import State, TypedStorage
@@ -171,7 +171,7 @@ class Executive:
         nonce, free = self.nonce_and_free(xt.signer)
         if xt.nonce < nonce:
             raise invalid(STALE)
-        if free < xt.fee + balances.EXISTENTIAL_DEPOSIT:
+        if free < xt.fee + EXISTENTIAL_DEPOSIT:
             raise invalid(PAYMENT)
         return xt
 
@@ -212,7 +212,7 @@ class Executive:
     def apply(self, xt: Extrinsic, index: int) -> bool:
         """Apply a validated extrinsic at position ``index``; False if it is no longer valid."""
         nonce, free = self.nonce_and_free(xt.signer)
-        if xt.nonce != nonce or free < xt.fee + balances.EXISTENTIAL_DEPOSIT:
+        if xt.nonce != nonce or free < xt.fee + EXISTENTIAL_DEPOSIT:
             return False
         account = self.storage.get("System", "Account", xt.signer)
         self.extrinsic_index = index

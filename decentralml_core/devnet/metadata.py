@@ -15,6 +15,7 @@ from functools import lru_cache
 from scalecodec.base import RuntimeConfiguration
 from scalecodec.type_registry import load_type_registry_preset
 
+from ..chain.model import MAX_CLIENT_TOKEN
 from .codec import Codec
 from .hashing import storage_prefix
 from .pallet_docs import BALANCES_ERROR_DOCS, CALL_DOCS, ERROR_DOCS, SYSTEM_ERROR_DOCS
@@ -245,8 +246,6 @@ DECENTRALML_ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", 
                             # no escrow strands, no qualification bought by self-dealing
                             "TooFewDistinctCreators", "AbandonmentRateTooHigh", "EmptyClientToken")
 """Ours, appended so upstream's indices stay."""
-MAX_CLIENT_TOKEN = 64
-"""``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
 MAX_DEADLINES_PER_BLOCK = 10_000
 """``AssignmentDeadlines``: at most this many assignments may fall due at one block (bounded on_initialize)."""
 PERMILL = 1_000_000

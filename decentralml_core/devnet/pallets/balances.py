@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..metadata import EXISTENTIAL_DEPOSIT
 from .base import Env, Origin, PalletCall, RuntimeDispatchError, arithmetic_error, root, signed, token_error
 
-EXISTENTIAL_DEPOSIT = 500
 U128_MAX = (1 << 128) - 1
 
 
