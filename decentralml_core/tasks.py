@@ -64,7 +64,7 @@ async def _create(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: T
 
 async def create_task_from_spec(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: TaskTerms | None = None,
                                 client_token: str | None = None) -> int:
-    """Post a task built with :func:`work.task_spec` (any type); returns the task id."""
+    """Post a task built with :meth:`TaskSpec.for_type` (any type); returns the task id."""
     return await _create(substrate, who, spec, terms, client_token)
 
 
@@ -77,16 +77,15 @@ async def create_task_data_annotator(
         annotation_files_storage_type: str | None, annotation_files_storage_credentials: str | None, *,
         terms: TaskTerms | None = None, client_token: str | None = None) -> int:
     """Post a data-annotation task; its pay × max_assignments is escrowed. Returns the task id."""
-    spec = TaskSpec(
-        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
-        expiration_block=expiration_block, max_assignments=max_assignments,
-        validation_strategy=ValidationStrategy(validation_strategy),
-        annotation_type=_enum(AnnotationType, annotation_type),
-        annotation_media_samples=list(annotation_media_samples) if annotation_media_samples is not None else None,
-        annotation_files=list(annotation_files) if annotation_files is not None else None,
-        annotation_class_labels=annotation_class_labels, annotation_class_coordinates=annotation_class_coordinates,
-        annotation_json=annotation_json, annotation_files_storage_type=_enum(StorageType, annotation_files_storage_type),
-        annotation_files_storage_credentials=annotation_files_storage_credentials)
+    spec = TaskSpec.for_type(
+        task_type, None, annotation_files_storage_type, annotation_files_storage_credentials,
+        annotation=dict(
+            annotation_type=_enum(AnnotationType, annotation_type),
+            annotation_media_samples=list(annotation_media_samples) if annotation_media_samples is not None else None,
+            annotation_files=list(annotation_files) if annotation_files is not None else None,
+            annotation_class_labels=annotation_class_labels, annotation_class_coordinates=annotation_class_coordinates),
+        question=question, pays_amount=pays_amount, expiration_block=expiration_block,
+        max_assignments=max_assignments, validation_strategy=validation_strategy, annotation_json=annotation_json)
     return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
@@ -96,12 +95,10 @@ async def create_task_model_engineer(
         model_engineer_path: str | None, model_engineer_storage_type: str | None,
         model_engineer_storage_credentials: str | None, *,
         terms: TaskTerms | None = None, client_token: str | None = None) -> int:
-    spec = TaskSpec(
-        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
-        expiration_block=expiration_block, max_assignments=max_assignments,
-        validation_strategy=ValidationStrategy(validation_strategy), model_engineer_path=model_engineer_path,
-        model_engineer_storage_type=_enum(StorageType, model_engineer_storage_type),
-        model_engineer_storage_credentials=model_engineer_storage_credentials)
+    spec = TaskSpec.for_type(
+        task_type, model_engineer_path, model_engineer_storage_type, model_engineer_storage_credentials,
+        question=question, pays_amount=pays_amount, expiration_block=expiration_block,
+        max_assignments=max_assignments, validation_strategy=validation_strategy)
     return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
@@ -111,13 +108,11 @@ async def create_task_model_contributor(
         model_contributor_script_path: str | None, model_contributor_script_storage_type: str | None,
         model_contributor_script_storage_credentials: str | None, *,
         terms: TaskTerms | None = None, client_token: str | None = None) -> int:
-    spec = TaskSpec(
-        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
-        expiration_block=expiration_block, max_assignments=max_assignments,
-        validation_strategy=ValidationStrategy(validation_strategy),
-        model_contributor_script_path=model_contributor_script_path,
-        model_contributor_script_storage_type=_enum(StorageType, model_contributor_script_storage_type),
-        model_contributor_script_storage_credentials=model_contributor_script_storage_credentials)
+    spec = TaskSpec.for_type(
+        task_type, model_contributor_script_path, model_contributor_script_storage_type,
+        model_contributor_script_storage_credentials,
+        question=question, pays_amount=pays_amount, expiration_block=expiration_block,
+        max_assignments=max_assignments, validation_strategy=validation_strategy)
     return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 

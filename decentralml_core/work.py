@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from .chain.model import StorageType, Task, TaskSpec, TaskType
+from .chain.model import StorageType, Task, TaskType
 from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
 from .storage.cid import parse
@@ -57,26 +57,6 @@ def content_reference(path: str, option: str = "--path") -> str:
     except StorageError:
         raise ValueError(f"{option} {path!r} is not a content reference (CID): workers could not fetch it and "
                          "their escrow would stay locked; publish the folder with --assets DIR instead") from None
-
-
-def task_spec(task_type: TaskType, assets_ref: str | None, storage_type: StorageType | str | None,
-              credentials: str | None = "", annotation: dict[str, Any] | None = None, **common: Any) -> TaskSpec:
-    """``create_task``'s arguments for a task whose files are the folder ``assets_ref``: the pallet keeps
-    that reference in a different field per task type (``model_engineer_path``,
-    ``model_contributor_script_path``, or ``annotation_json``'s ``assets`` beside the file lists in
-    ``annotation``). ``common``: question, pays_amount, expiration_block, max_assignments,
-    validation_strategy, annotation_json."""
-    storage = None if storage_type is None else StorageType(storage_type)
-    task_type = TaskType(task_type)
-    if task_type == TaskType.MODEL_ENGINEER:
-        return TaskSpec(task_type=task_type, **common, model_engineer_path=assets_ref,
-                        model_engineer_storage_type=storage, model_engineer_storage_credentials=credentials)
-    if task_type == TaskType.MODEL_CONTRIBUTOR:
-        return TaskSpec(task_type=task_type, **common, model_contributor_script_path=assets_ref,
-                        model_contributor_script_storage_type=storage,
-                        model_contributor_script_storage_credentials=credentials)
-    return TaskSpec(task_type=task_type, **common, **(annotation or {}), annotation_files_storage_type=storage,
-                    annotation_files_storage_credentials=credentials)
 
 
 def assets_of(task: Task) -> tuple[str, str] | None:

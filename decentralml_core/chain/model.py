@@ -128,6 +128,28 @@ class TaskSpec:
     model_engineer_storage_type: StorageType | None = None
     model_engineer_storage_credentials: str | None = None
 
+    @classmethod
+    def for_type(cls, task_type: TaskType | str, location: str | None, storage_type: StorageType | str | None,
+                 credentials: str | None = "", annotation: dict[str, Any] | None = None,
+                 **common: Any) -> TaskSpec:
+        """The spec of a task of ``task_type`` whose files are at ``location`` (a folder's reference): the
+        pallet keeps it, its storage type and credentials in different fields per task type
+        (``model_engineer_path``, ``model_contributor_script_path``; a data-annotation task names its files
+        in ``annotation`` — ``annotation_files`` etc. — and its folder in ``annotation_json``). ``common``:
+        question, pays_amount, expiration_block, max_assignments, validation_strategy, annotation_json."""
+        storage = None if storage_type is None else StorageType(storage_type)
+        task_type = TaskType(task_type)
+        common["validation_strategy"] = ValidationStrategy(common["validation_strategy"])
+        if task_type == TaskType.MODEL_ENGINEER:
+            return cls(task_type=task_type, **common, model_engineer_path=location,
+                       model_engineer_storage_type=storage, model_engineer_storage_credentials=credentials)
+        if task_type == TaskType.MODEL_CONTRIBUTOR:
+            return cls(task_type=task_type, **common, model_contributor_script_path=location,
+                       model_contributor_script_storage_type=storage,
+                       model_contributor_script_storage_credentials=credentials)
+        return cls(task_type=task_type, **common, **(annotation or {}), annotation_files_storage_type=storage,
+                   annotation_files_storage_credentials=credentials)
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -304,6 +326,11 @@ class ResultSpec:
                 for v in [getattr(self, f.name)]}
 
 
+def parse_class_labels(text: str | None) -> list[str]:
+    """Class labels as the chain stores them ("cat, dog,,bird") → ``["cat", "dog", "bird"]``."""
+    return [label.strip() for label in (text or "").split(",") if label.strip()]
+
+
 @dataclass(frozen=True)
 class Task:
     """A task as stored on chain (``Tasks``), with its id."""
@@ -333,6 +360,11 @@ class Task:
     model_engineer_storage_type: StorageType | None = None
     model_engineer_storage_credentials: str | None = None
     terms: TaskTerms = field(default_factory=TaskTerms)  # from TaskTerms, beside Tasks (our pallet)
+
+    @property
+    def class_labels(self) -> list[str]:
+        """``annotation_class_labels`` parsed: the chain holds one comma-separated string; blanks dropped."""
+        return parse_class_labels(self.annotation_class_labels)
 
     @classmethod
     def from_chain(cls, task_id: int, value: dict[str, Any], terms: TaskTerms | None = None) -> Task:
