@@ -34,9 +34,9 @@ from ..storage.errors import StorageError
 from ..storage.safety import safe_name, walk_folder
 from .cgroup import RunCgroup
 from .limits import SandboxLimits
+from .outcome import OUTPUTS, Observed, classify, cut_short
 
 log = structlog.get_logger(__name__)
-OUTPUTS = "outputs"
 INNER = "/task"
 DATA = "/data"
 DISK_CHECK_S = 0.5
@@ -147,7 +147,7 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
                                **({"DECENTRALML_DATA": str(data_dir)} if data_dir else {})}
     cgroup = RunCgroup(limits.max_procs, limits.memory_mb)
     started = time.monotonic()
-    status, code, errors = "ok", None, []
+    code, stopped, stop_reason = None, None, ""
     with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
         proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
                                                     stdout=out, stderr=err, start_new_session=True,
@@ -158,11 +158,9 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
             await asyncio.wait({ended, watchdog}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
             if not ended.done():
                 if watchdog.done():
-                    status = "killed"
-                    errors.append(watchdog.result())
+                    stopped, stop_reason = "killed", watchdog.result()
                 else:
-                    status = "timeout"
-                    errors.append(f"timed out after {limits.timeout_s:g} s")
+                    stopped, stop_reason = "timeout", f"timed out after {limits.timeout_s:g} s"
                 _kill_group(proc.pid)
             code = await ended
         except asyncio.CancelledError:
@@ -177,21 +175,8 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     out_of_memory = cgroup.out_of_memory()
     leftover = await asyncio.to_thread(cgroup.kill_all_and_remove)  # waits until the group is empty
     wall = time.monotonic() - started
-    signum = _signal_of(code, isolated)
-    if status == "ok" and signum is not None:
-        status = "killed"
-        errors.append(f"killed by signal {signum.name}")
-        if signum == signal.SIGXFSZ:
-            errors.append(f"a write passed the file-size limit ({limits.max_file_mb} MB, max_file_mb)")
-    elif status == "ok" and code:
-        status = "failed"
-        errors.append(f"{script} exited with {code}")
-    if status in ("killed", "failed") and out_of_memory:
-        errors.insert(0, f"memory limit reached ({limits.memory_mb} MB, memory_mb)")
     tail = _tail(logs / "stderr.log", STDERR_TAIL)
-    if status != "ok" and not limits.share_python and ("python3: not found" in tail or "No module named" in tail):
-        errors.append("the script needs the agent's python3 and packages: allow them with --share-python "
-                      "(sandbox.share_python: true)")
+    status, errors = classify(script, limits, Observed(code, isolated, stopped, stop_reason, out_of_memory, tail))
     report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
                            peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
                            leftover_processes=leftover, isolation="bubblewrap" if isolated else "none",
@@ -204,13 +189,10 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
             report.status = "rejected"
             report.errors.append(f"outputs refused: {exc}")
         else:
-            # a write stopped by RLIMIT_FSIZE leaves a file exactly at the limit, and the script may go on
-            # to exit 0: that file is cut short, never a result
-            cut = [name for name, _, size in found if size >= limits.max_file_mb * 1024 * 1024]
-            if cut:
+            cut = cut_short([(name, size) for name, _, size in found], limits)
+            if cut is not None:
                 report.status, report.outputs = "failed", []
-                report.errors.append(f"{OUTPUTS}/{cut[0]} reached the file-size limit ({limits.max_file_mb} MB, "
-                                     "max_file_mb): it was cut short")
+                report.errors.append(cut)
     log.info("sandbox_run", task_dir=str(task_dir), status=report.status, exit_code=code, wall_s=report.wall_s,
              outputs=len(report.outputs), leftover=leftover, isolation=report.isolation)
     return report
@@ -261,15 +243,6 @@ async def _watch_disk(task_dir: Path, limits: SandboxLimits) -> str:
             return f"disk limit: the task dir grew by more than {limits.disk_mb} MB (disk_mb)"
         if entries > max_entries:
             return f"disk limit: the task dir gained more than {limits.max_entries} files (max_entries)"
-
-
-def _signal_of(code: int | None, isolated: bool) -> signal.Signals | None:
-    """The signal that ended the script: a negative status, or bwrap's 128 + signal number."""
-    number = -code if code is not None and code < 0 else (code - 128 if isolated and code and code > 128 else None)
-    try:
-        return None if number is None else signal.Signals(number)
-    except ValueError:
-        return None
 
 
 def _kill_group(pid: int) -> None:
