@@ -17,9 +17,9 @@ from ..keys import DEV_ACCOUNTS
 from .codec import compact_bytes, decode_compact
 from .executive import STALE, Executive, Extrinsic, InvalidTransaction, invalid
 from .hashing import blake2_256
-from .metadata import EXISTENTIAL_DEPOSIT, Runtime
+from .metadata import EXISTENTIAL_DEPOSIT, DeclaredRuntime
 from .state import State, TypedStorage
-from .store import BlockStore
+from .store import ChainDatabase
 
 DEV_ENDOWMENT = 1 << 60  # what node-template gives each dev account
 POOL_LIMIT = 50_000
@@ -85,7 +85,7 @@ class Pool:
 class Chain:
     """One devnet chain: runtime + state + blocks, optionally persisted."""
 
-    def __init__(self, runtime: Runtime, store: BlockStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, runtime: DeclaredRuntime, store: ChainDatabase, clock: Callable[[], float] = time.time) -> None:
         self.runtime = runtime
         self.store = store
         self.clock = clock

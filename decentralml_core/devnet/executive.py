@@ -17,7 +17,7 @@ import structlog
 
 from .codec import CodecError, compact_bytes, decode_compact
 from .hashing import blake2_256
-from .metadata import EXISTENTIAL_DEPOSIT, SPEC_VERSION, TRANSACTION_VERSION, Arg, Runtime
+from .metadata import EXISTENTIAL_DEPOSIT, SPEC_VERSION, TRANSACTION_VERSION, Arg, DeclaredRuntime
 from .pallets import balances, decentralml, sudo, system
 from .pallets.base import ROOT, BadOrigin, DispatchError, Origin, PalletCall, RuntimeDispatchError, signed
 from .state import State, TypedStorage
@@ -83,7 +83,7 @@ def era_birth(era: Any, current: int) -> tuple[int, int | None]:
 class Executive:
     """Validates and applies extrinsics against a :class:`State` for one runtime."""
 
-    def __init__(self, runtime: Runtime, state: State, genesis_hash: bytes,
+    def __init__(self, runtime: DeclaredRuntime, state: State, genesis_hash: bytes,
                  block_hash_at: Callable[[int], bytes | None]) -> None:
         self.runtime = runtime
         self.state = state
@@ -331,7 +331,7 @@ def _decentralml_call(fn: Callable[..., object]) -> PalletCall:
     return call
 
 
-def _dispatch_table(runtime: Runtime) -> dict[tuple[str, str], PalletCall]:
+def _dispatch_table(runtime: DeclaredRuntime) -> dict[tuple[str, str], PalletCall]:
     table: dict[tuple[str, str], PalletCall] = {**system.CALLS, **balances.CALLS, **sudo.CALLS}
     for _, call in runtime.calls_by_index.values():
         fn = getattr(decentralml, call.name, None)

@@ -542,7 +542,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
     return [system, timestamp, balances, payment, sudo, _decentralml(t, pallet_mode == "full")]
 
 
-class Runtime:
+class DeclaredRuntime:
     """The declared runtime: type registry, encoded metadata, and lookups for dispatch."""
 
     def __init__(self, pallet_mode: str = "full") -> None:
@@ -700,6 +700,6 @@ class Runtime:
 
 
 @lru_cache(maxsize=2)
-def runtime(pallet_mode: str = "full") -> Runtime:
+def runtime(pallet_mode: str = "full") -> DeclaredRuntime:
     """The runtime declaration for a pallet mode, built once per process."""
-    return Runtime(pallet_mode)
+    return DeclaredRuntime(pallet_mode)

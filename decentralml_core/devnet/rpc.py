@@ -1,7 +1,7 @@
 """The Substrate JSON-RPC methods the devnet answers, as plain functions of the chain.
 
 Subscriptions are the server's business (they need connections); everything here is a request in,
-a JSON value out, or an :class:`RpcError` with the code a Substrate node would give.
+a JSON value out, or an :class:`JsonRpcError` with the code a Substrate node would give.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ UNKNOWN_BLOCK = 4003  # what a node answers for a hash it does not know
 METADATA_CALLS = ("Metadata_metadata", "Metadata_metadata_versions", "Metadata_metadata_at_version")
 
 
-class RpcError(Exception):
+class JsonRpcError(Exception):
     def __init__(self, code: int, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.code, self.message, self.data = code, message, data
@@ -52,11 +52,11 @@ def hexs(data: bytes) -> str:
 
 def unhex(value: Any, what: str = "hex string") -> bytes:
     if not isinstance(value, str) or not value.startswith("0x"):
-        raise RpcError(INVALID_PARAMS, "Invalid params", f"expected a 0x-prefixed {what}")
+        raise JsonRpcError(INVALID_PARAMS, "Invalid params", f"expected a 0x-prefixed {what}")
     try:
         return bytes.fromhex(value[2:])
     except ValueError:
-        raise RpcError(INVALID_PARAMS, "Invalid params", f"invalid {what}") from None
+        raise JsonRpcError(INVALID_PARAMS, "Invalid params", f"invalid {what}") from None
 
 
 def runtime_version() -> dict[str, Any]:
@@ -78,16 +78,16 @@ def header_json(header: dict[str, Any]) -> dict[str, Any]:
 def account_id(value: Any) -> bytes:
     """An account given as SS58 or 0x-hex public key."""
     if not isinstance(value, str):  # ss58_decode would fail with AttributeError: an internal error
-        raise RpcError(INVALID_PARAMS, "Invalid params", "an account is an SS58 or 0x-hex string")
+        raise JsonRpcError(INVALID_PARAMS, "Invalid params", "an account is an SS58 or 0x-hex string")
     if value.startswith("0x"):
         raw = unhex(value, "account id")
     else:
         try:
             raw = bytes.fromhex(ss58_decode(value))
         except (ValueError, TypeError, IndexError):
-            raise RpcError(INVALID_PARAMS, "Invalid params", "invalid SS58 address") from None
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "invalid SS58 address") from None
     if len(raw) != 32:
-        raise RpcError(INVALID_PARAMS, "Invalid params", "an account id has 32 bytes")
+        raise JsonRpcError(INVALID_PARAMS, "Invalid params", "an account id has 32 bytes")
     return raw
 
 
@@ -137,15 +137,15 @@ class Methods:
     def call(self, method: str, params: Any) -> Any:
         fn = self.table.get(method)
         if fn is None:
-            raise RpcError(METHOD_NOT_FOUND, "Method not found")
+            raise JsonRpcError(METHOD_NOT_FOUND, "Method not found")
         if params is None:
             params = []
         if not isinstance(params, list):
-            raise RpcError(INVALID_PARAMS, "Invalid params", "params must be an array")
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "params must be an array")
         try:
             return fn(*params)
         except TypeError as exc:
-            raise RpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
 
     def rpc_methods(self) -> dict[str, Any]:
         return {"methods": sorted(list(self.table) + list(SUBSCRIPTION_METHODS))}
@@ -159,7 +159,7 @@ class Methods:
             return self.chain.best_number
         number = self.chain.block_number(unhex(at, "block hash"))
         if number is None:
-            raise RpcError(UNKNOWN_BLOCK, "Unknown block", f"no block with hash {at}")
+            raise JsonRpcError(UNKNOWN_BLOCK, "Unknown block", f"no block with hash {at}")
         return number
 
     def account_next_index(self, address: str) -> int:
@@ -174,9 +174,9 @@ class Methods:
             try:
                 number = int(number, 16) if number.startswith("0x") else int(number)
             except ValueError:
-                raise RpcError(INVALID_PARAMS, "Invalid params", "block number") from None
+                raise JsonRpcError(INVALID_PARAMS, "Invalid params", "block number") from None
         if not isinstance(number, int) or isinstance(number, bool) or number < 0:
-            raise RpcError(INVALID_PARAMS, "Invalid params", "block number")
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "block number")
         block_hash = self.chain.block_hash(number)
         return hexs(block_hash) if block_hash else None
 
@@ -219,7 +219,7 @@ class Methods:
 
     def get_keys_paged(self, prefix: Any = None, count: Any = 1000, start: Any = None, at: Any = None) -> list[str]:
         if not isinstance(count, int) or count < 0 or count > 1000:
-            raise RpcError(INVALID_PARAMS, "Invalid params", "count must be 0..1000")
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "count must be 0..1000")
         prefix_b = unhex(prefix, "key prefix") if prefix else b""
         start_b = unhex(start, "start key") if start else b""
         return [hexs(k) for k in self.chain.keys_paged(prefix_b, count, start_b, self._number(at))]
@@ -230,7 +230,7 @@ class Methods:
 
     def query_storage_at(self, keys: Any, at: Any = None) -> list[dict[str, Any]]:
         if not isinstance(keys, list):
-            raise RpcError(INVALID_PARAMS, "Invalid params", "keys must be an array")
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "keys must be an array")
         number = self._number(at)
         changes = []
         for key in keys:
@@ -245,23 +245,23 @@ class Methods:
         if method in METADATA_CALLS:  # one runtime for the whole chain: the same answer at every block
             return hexs(self._metadata_call(method, raw))
         if number != self.chain.best_number:
-            raise RpcError(INVALID_PARAMS, "Invalid params", "runtime calls are answered at the best block only")
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "runtime calls are answered at the best block only")
         if method == "AccountNonceApi_account_nonce":
             if len(raw) != 32:
-                raise RpcError(INVALID_PARAMS, "Invalid params", "AccountNonceApi takes an AccountId")
+                raise JsonRpcError(INVALID_PARAMS, "Invalid params", "AccountNonceApi takes an AccountId")
             return hexs(self.chain.executive.account_nonce(raw).to_bytes(4, "little"))
         if method == "TransactionPaymentApi_query_info":  # (uxt: length-prefixed extrinsic, len: u32)
             try:
                 length, off = decode_compact(raw, 0)
             except CodecError as exc:
-                raise RpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
+                raise JsonRpcError(INVALID_PARAMS, "Invalid params", str(exc)) from None
             if len(raw) != off + length + 4:
-                raise RpcError(INVALID_PARAMS, "Invalid params", "TransactionPaymentApi takes an extrinsic and a u32")
+                raise JsonRpcError(INVALID_PARAMS, "Invalid params", "TransactionPaymentApi takes an extrinsic and a u32")
             info = self._fee(raw[:off + length])
             t = self.chain.runtime.types
             body = self.chain.runtime.codec.encode(t.weight, {"ref_time": info[0], "proof_size": 0})
             return hexs(body + b"\x00" + info[1].to_bytes(16, "little"))
-        raise RpcError(-32000, "Client error: Execution failed", f"runtime call {method} is not supported")
+        raise JsonRpcError(-32000, "Client error: Execution failed", f"runtime call {method} is not supported")
 
     def _metadata_call(self, method: str, raw: bytes) -> bytes:
         """Metadata runtime API v2, SCALE-encoded as a node answers it."""
@@ -272,14 +272,14 @@ class Methods:
         if method == "Metadata_metadata_versions":  # Vec<u32>
             return compact_bytes(1) + METADATA_VERSION.to_bytes(4, "little")
         if len(raw) != 4:  # Metadata_metadata_at_version(u32) -> Option<OpaqueMetadata>
-            raise RpcError(INVALID_PARAMS, "Invalid params", "Metadata_metadata_at_version takes a u32")
+            raise JsonRpcError(INVALID_PARAMS, "Invalid params", "Metadata_metadata_at_version takes a u32")
         return b"\x01" + opaque if int.from_bytes(raw, "little") == METADATA_VERSION else b"\x00"
 
     def _fee(self, xt: bytes) -> tuple[int, int]:
         try:
             decoded, *_ = self.chain.executive.decode(xt)
         except InvalidTransaction as exc:
-            raise RpcError(exc.code, exc.message, exc.data) from None
+            raise JsonRpcError(exc.code, exc.message, exc.data) from None
         return BASE_WEIGHT + CALL_WEIGHT, decoded.fee
 
     def payment_query_info(self, extrinsic: Any, at: Any = None) -> dict[str, Any]:
@@ -294,7 +294,7 @@ class Methods:
         try:
             return self.chain.submit(unhex(extrinsic, "extrinsic"))
         except InvalidTransaction as exc:
-            raise RpcError(exc.code, exc.message, exc.data) from None
+            raise JsonRpcError(exc.code, exc.message, exc.data) from None
 
     def pending_extrinsics(self) -> list[str]:
         return [hexs(xt.raw) for xt in self.chain.pool.by_hash.values()]

@@ -11,7 +11,7 @@ from typing import Any
 
 from .codec import CodecError
 from .hashing import hash_key
-from .metadata import Runtime
+from .metadata import DeclaredRuntime
 
 _DELETED = None
 
@@ -71,7 +71,7 @@ class TypedStorage:
 
     KEY_CACHE_SIZE = 100_000
 
-    def __init__(self, runtime: Runtime, state: State) -> None:
+    def __init__(self, runtime: DeclaredRuntime, state: State) -> None:
         self.runtime = runtime
         self.state = state
         self._codec = runtime.codec

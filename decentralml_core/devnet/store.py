@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 
 
-class BlockStore:
+class ChainDatabase:
     """One SQLite file per chain; every method is one short transaction."""
 
     def __init__(self, path: str | Path) -> None:
