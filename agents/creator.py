@@ -239,7 +239,7 @@ class CreatorAgent:
         for submission in await self.market.submissions():
             by_task.setdefault(submission.task_id, []).append(submission)
         for entry in published:
-            task = await self.market.terms(entry.data["task_id"])
+            task = await self.market.task_as_posted(entry.data["task_id"])
             if task is None:
                 continue
             for submission in by_task.get(task.task_id, []):
@@ -282,7 +282,7 @@ class CreatorAgent:
         if entry is not None and entry.step in ("paid", "rejected"):
             return
         submission = submission or await self.market.submission(sid)
-        task = task or await self.market.terms(submission.task_id)
+        task = task or await self.market.task_as_posted(submission.task_id)
         if task is None or task.creator != self.keypair.ss58_address:
             return
         if submission.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # decided before a crash
@@ -437,7 +437,7 @@ class CreatorAgent:
         if entry is None or entry.step != "review":
             return f"submission {sid} is not waiting for review ({entry.step if entry else 'unknown'})"
         submission = await self.market.submission(sid)
-        task = await self.market.terms(submission.task_id)
+        task = await self.market.task_as_posted(submission.task_id)
         if accept:
             await self.accept(task, submission)
         else:

@@ -52,7 +52,7 @@ class CreatorQueries:
     # -- the chain --------------------------------------------------------------------------------------
     async def task(self, task_id: int) -> Task | None:
         """A task with its market terms."""
-        return await self._agent.market.terms(task_id)
+        return await self._agent.market.task_as_posted(task_id)
 
     async def submission(self, sid: int) -> Submission | None:
         return await self._agent.market.submission(sid)

@@ -211,14 +211,17 @@ class Market:
         submission = await self.submission(submission_id)
         return None if submission is None else submission.review_deadline_block
 
-    async def terms(self, task_id: int) -> Task | None:
-        """The task as first read, cached: its terms never change (read ``task`` for its status)."""
+    async def task_as_posted(self, task_id: int) -> Task | None:
+        """The task as first read, cached: what it was posted with never changes (its type, pay, files,
+        strategy, terms); read ``task`` for its status."""
         if task_id not in self._terms:
             task = await self.task(task_id)
             if task is None:
                 return None
             self._terms[task_id] = task
         return self._terms[task_id]
+
+    terms = task_as_posted  # the old name, until agents/worker.py (rewritten on another branch) moves over
 
     async def submission(self, submission_id: int) -> Submission | None:
         """The submission, with its deadlines when the task has market rules."""
@@ -228,7 +231,7 @@ class Market:
         submission = Submission.from_chain(value)
         if not self.capabilities.task_terms:
             return submission
-        task = await self.terms(submission.task_id)
+        task = await self.task_as_posted(submission.task_id)
         sent = await self.client.storage(PALLET, "ResultSubmittedAt", [submission_id])
         return submission.with_terms(task.terms if task else TaskTerms(), sent)
 
@@ -248,7 +251,7 @@ class Market:
         if self.capabilities.task_terms and found:
             sent = dict(await self.client.storage_map(PALLET, "ResultSubmittedAt"))
             for i, s in enumerate(found):
-                task = await self.terms(s.task_id)
+                task = await self.task_as_posted(s.task_id)
                 found[i] = s.with_terms(task.terms if task else TaskTerms(), sent.get(s.submission_id))
         return sorted(found, key=lambda s: s.submission_id)
 
