@@ -147,30 +147,7 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
                                **({"DECENTRALML_DATA": str(data_dir)} if data_dir else {})}
     cgroup = RunCgroup(limits.max_procs, limits.memory_mb)
     started = time.monotonic()
-    code, stopped, stop_reason = None, None, ""
-    with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
-                                                    stdout=out, stderr=err, start_new_session=True,
-                                                    preexec_fn=_child_setup(limits, cgroup))
-        ended = asyncio.ensure_future(proc.wait())
-        watchdog = asyncio.ensure_future(_watch_disk(task_dir, limits))
-        try:
-            await asyncio.wait({ended, watchdog}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            if not ended.done():
-                if watchdog.done():
-                    stopped, stop_reason = "killed", watchdog.result()
-                else:
-                    stopped, stop_reason = "timeout", f"timed out after {limits.timeout_s:g} s"
-                _kill_group(proc.pid)
-            code = await ended
-        except asyncio.CancelledError:
-            _kill_group(proc.pid)
-            await proc.wait()
-            cgroup.kill_all_and_remove()
-            raise
-        finally:
-            watchdog.cancel()
-    _kill_group(proc.pid)  # anything that stayed in the session
+    code, stopped, stop_reason = await _spawn(argv, env, task_dir, logs, limits, cgroup)
     peak = cgroup.peak_memory()
     out_of_memory = cgroup.out_of_memory()
     leftover = await asyncio.to_thread(cgroup.kill_all_and_remove)  # waits until the group is empty
@@ -196,6 +173,38 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     log.info("sandbox_run", task_dir=str(task_dir), status=report.status, exit_code=code, wall_s=report.wall_s,
              outputs=len(report.outputs), leftover=leftover, isolation=report.isolation)
     return report
+
+
+async def _spawn(argv: list[str], env: dict[str, str], task_dir: Path, logs: Path, limits: SandboxLimits,
+                 cgroup: RunCgroup) -> tuple[int | None, str | None, str]:
+    """Run ``argv`` in a session of its own under the clock and the disk watchdog, its output in ``logs``:
+    (exit status, ``"timeout"``/``"killed"`` if the clock or the watchdog stopped it, and why). Whatever is
+    left of its session is killed before this returns; a cancelled run is killed with its cgroup."""
+    code, stopped, stop_reason = None, None, ""
+    with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
+                                                    stdout=out, stderr=err, start_new_session=True,
+                                                    preexec_fn=_child_setup(limits, cgroup))
+        ended = asyncio.ensure_future(proc.wait())
+        watchdog = asyncio.ensure_future(_watch_disk(task_dir, limits))
+        try:
+            await asyncio.wait({ended, watchdog}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                if watchdog.done():
+                    stopped, stop_reason = "killed", watchdog.result()
+                else:
+                    stopped, stop_reason = "timeout", f"timed out after {limits.timeout_s:g} s"
+                _kill_group(proc.pid)
+            code = await ended
+        except asyncio.CancelledError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            cgroup.kill_all_and_remove()
+            raise
+        finally:
+            watchdog.cancel()
+    _kill_group(proc.pid)  # anything that stayed in the session
+    return code, stopped, stop_reason
 
 
 def _tail(path: Path, size: int) -> str:
