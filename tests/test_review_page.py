@@ -76,7 +76,7 @@ async def send_results(url: str, store_root: Path, tmp: Path, sizes) -> dict[tup
                 if name in {f"t{i}" for i in range(5)}:
                     tasks[name] = task.task_id
             await asyncio.sleep(0.3)
-        store = open_store("IPFS", StorageConfig(local_root=store_root))
+        store = open_store("IPFS", StorageConfig(root=store_root))
         sids = {}
 
         async def worker(name: str) -> None:

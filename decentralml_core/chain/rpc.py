@@ -37,7 +37,7 @@ class Subscription:
 
     def __init__(self, rpc: WebSocketRpc, sub_id: str, unsubscribe: str) -> None:
         self.id, self._rpc, self._unsubscribe = sub_id, rpc, unsubscribe
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -60,9 +60,9 @@ class Subscription:
 class RpcTransport(Protocol):
     closed: bool
 
-    async def request(self, method: str, params: list | None = None) -> Any: ...
+    async def request(self, method: str, params: list[Any] | None = None) -> Any: ...
 
-    async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription: ...
+    async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription: ...
 
     async def close(self) -> None: ...
 
@@ -73,9 +73,9 @@ class WebSocketRpc:
     def __init__(self, url: str, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.url, self._session, self._ws = url, session, ws
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._subs: dict[str, Subscription] = {}
-        self._early: dict[str, list] = {}  # notifications that beat their subscription's reply
+        self._early: dict[str, list[Any]] = {}  # notifications that beat their subscription's reply
         self.closed = False
         self._reader = asyncio.create_task(self._read())
 
@@ -93,7 +93,7 @@ class WebSocketRpc:
             raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
         return cls(url, session, ws)
 
-    async def request(self, method: str, params: list | None = None) -> Any:
+    async def request(self, method: str, params: list[Any] | None = None) -> Any:
         if self.closed:
             raise ConnectionLost(f"connection to {self.url} is closed")
         req_id = next(self._ids)
@@ -114,7 +114,7 @@ class WebSocketRpc:
             await self._lose(lost)
             raise lost from None
 
-    async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription:
+    async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription:
         sub_id = await self.request(method, params)
         sub = Subscription(self, sub_id, unsubscribe)
         self._subs[sub_id] = sub

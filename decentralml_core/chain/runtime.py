@@ -21,7 +21,7 @@ from .errors import ConnectionLost
 T = TypeVar("T")
 
 
-class _Interface(SubstrateInterface):
+class _Interface(SubstrateInterface):  # type: ignore[misc]  # substrate-interface ships no types
     """substrate-interface that loads the runtime once per connection instead of before each call.
 
     Stock ``init_runtime()`` asks the node for its head and header before every compose/sign; a
@@ -31,17 +31,18 @@ class _Interface(SubstrateInterface):
 
     _genesis: str | None = None
 
-    def init_runtime(self, block_hash=None, block_id=None):
+    def init_runtime(self, block_hash: str | None = None, block_id: int | None = None) -> None:
         if block_hash is None and block_id is None and self.metadata is not None:
             return
-        return super().init_runtime(block_hash=block_hash, block_id=block_id)
+        super().init_runtime(block_hash=block_hash, block_id=block_id)
 
-    def get_block_hash(self, block_id: int = None) -> str:
+    def get_block_hash(self, block_id: int | None = None) -> str:
         if block_id == 0:
             if self._genesis is None:
                 self._genesis = super().get_block_hash(0)
             return self._genesis
-        return super().get_block_hash(block_id)
+        block_hash: str = super().get_block_hash(block_id)
+        return block_hash
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Runtime:
     @property
     def genesis_hash(self) -> str:
         """The chain's identity (block 0's hash, read once at load): a journal names the chain it belongs to."""
-        return self.si.get_block_hash(0)
+        genesis: str = self.si.get_block_hash(0)
+        return genesis
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the runtime's own thread. substrate-interface's socket is closed after
@@ -105,7 +107,7 @@ class Runtime:
         found = self.si.metadata.get_metadata_pallet(pallet)
         return found is not None and any(c.name == call for c in found.calls or [])
 
-    async def sign(self, keypair: Keypair, pallet: str, call: str, params: dict, nonce: int) -> tuple[bytes, str]:
+    async def sign(self, keypair: Keypair, pallet: str, call: str, params: dict[str, Any], nonce: int) -> tuple[bytes, str]:
         """The signed extrinsic's bytes and hash (immortal era, no tip)."""
 
         def build() -> tuple[bytes, str]:
@@ -131,12 +133,13 @@ class Runtime:
                                 record["attributes"]))
         return events
 
-    async def decode_extrinsic(self, raw_hex: str) -> dict:
+    async def decode_extrinsic(self, raw_hex: str) -> dict[str, Any]:
         """A block's extrinsic as substrate-interface shows it (``address``, ``call`` …)."""
 
-        def decode() -> dict:
+        def decode() -> dict[str, Any]:
             xt = self.si.create_scale_object("Extrinsic", metadata=self.si.metadata)
-            return xt.decode(data=ScaleBytes(raw_hex))
+            decoded: dict[str, Any] = xt.decode(data=ScaleBytes(raw_hex))
+            return decoded
 
         return await self.run(decode)
 
@@ -148,10 +151,10 @@ class Runtime:
         err = pallet.errors[error]
         return pallet.name, err.name, " ".join(err.docs or [])
 
-    async def storage_key(self, pallet: str, item: str, params: list | None = None) -> str:
+    async def storage_key(self, pallet: str, item: str, params: list[Any] | None = None) -> str:
         return await self.run(lambda: self.si.create_storage_key(pallet, item, params or []).to_hex())
 
-    async def decode_map(self, pallet: str, item: str, prefix: str, changes: list) -> list[tuple[Any, Any]]:
+    async def decode_map(self, pallet: str, item: str, prefix: str, changes: list[list[str]]) -> list[tuple[Any, Any]]:
         """(key, value) of a map's raw ``[key_hex, value_hex]`` pairs read under ``prefix``: the key's
         hasher bytes skipped (only the transparent hashers, ``…Concat`` and ``Identity``, keep it)."""
         fn = self.si.metadata.get_metadata_pallet(pallet).get_storage_function(item)
@@ -185,4 +188,5 @@ class Runtime:
         return await self.run(self._decode, fn.get_value_type_string(), raw_hex)
 
     def ss58(self, public_key: bytes) -> str:
-        return self.si.ss58_encode(public_key)
+        address: str = self.si.ss58_encode(public_key)
+        return address

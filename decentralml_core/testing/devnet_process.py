@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 class DevnetProcess:
@@ -28,7 +29,7 @@ class DevnetProcess:
         self.args = list(args)
         self.db = db
         self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> DevnetProcess:
         cmd = [sys.executable, "-m", "decentralml_core.devnet", "--port", str(self.port), *self.args]
@@ -64,5 +65,5 @@ class DevnetProcess:
     def __enter__(self) -> DevnetProcess:
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
