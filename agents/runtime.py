@@ -4,7 +4,9 @@ stop taking work on a signal, finish the step in flight, exit 0."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
+import sys
 import time
 
 import structlog
@@ -21,6 +23,10 @@ from .worker import WorkerAgent
 
 log = structlog.get_logger("agent")
 NODE_RETRY_MAX_S = 30.0
+# After SIGTERM, steps in flight get 10 s (streams.STOP_GRACE_S) and the close a few more: an agent still
+# running 30 s on is stuck somewhere, and says where (its tasks, then every thread's stack) long before a
+# farm's 120 s stop timeout kills it without a word.
+STOP_OVERDUE_S = 30.0
 
 
 def awaiting(task: asyncio.Task) -> list[str]:
@@ -33,6 +39,11 @@ def awaiting(task: asyncio.Task) -> list[str]:
             where.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
     return where
+
+
+def stop_overdue() -> None:
+    log.error("agent_stop_overdue", after_s=STOP_OVERDUE_S, action="its tasks and threads follow")
+    log_tasks()
 
 
 def log_tasks() -> None:
@@ -66,10 +77,17 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
     no signal handlers, so several agents can share one event loop, as the in-process tests run them).
     ``dial`` reaches the node another way than a WebSocket to ``config.node`` (the devnet in process)."""
     if stop is None:
-        stop = asyncio.Event()
+        stop = signalled = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def stop_requested() -> None:
+            if not signalled.is_set():
+                signalled.set()
+                loop.call_later(STOP_OVERDUE_S, stop_overdue)
+                faulthandler.dump_traceback_later(STOP_OVERDUE_S + 1, file=sys.stderr)  # even if the loop is blocked
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop_requested)
         loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if config.role == "creator" and config.review.web_port is not None:
@@ -108,4 +126,5 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
                 await server.cleanup()
         await client.close()
         journal.close()
+        faulthandler.cancel_dump_traceback_later()
         log.info("agent_exited", role=config.role)

@@ -7,6 +7,7 @@ given. Thin synchronous wrappers with the same call style live in :mod:`decentra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,13 @@ async def assign_task(substrate, sudoaccount, passphrase, task_id, *, store: Blo
     if store is not None and work_root is not None:
         task = await market.task(task_id)
         if work.assets_of(task) is not None:
-            await work.fetch_assets(store, task, work.work_dir(work_root, task_id, submission_id))
+            dest = work.work_dir(work_root, task_id, submission_id)
+            if dest.exists() or dest.is_symlink():  # another chain's (a restarted devnet numbers from 0 again)
+                aside = dest.with_name(f"{dest.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
+                dest.rename(aside)
+                log.warning("work_dir_set_aside", folder=str(dest), moved_to=str(aside),
+                            reason="it existed before this assignment: it belongs to another chain's task")
+            await work.fetch_assets(store, task, dest)
     return submission_id
 
 

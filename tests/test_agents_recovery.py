@@ -98,3 +98,32 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
             if agent.proc is not None and agent.proc.poll() is None:
                 agent.stop()
         node.stop()
+
+
+def test_sigterm_while_a_task_script_runs_stops_the_worker_within_the_grace(devnet, tmp_path):
+    """A long script (a detector on a loaded host) is killed once the 10 s grace is over, its step kept
+    where it stands for the next start: a farm's SIGTERM never waits out the script (CI once saw an
+    annotator outlive the farm's 120 s stop timeout)."""
+    folder = tmp_path / "assets"
+    (folder / "annotation_files").mkdir(parents=True)
+    (folder / "annotation_files" / "a.jpg").write_bytes(b"\xff" * 100)
+    (folder / "start_task.sh").write_text("sleep 300\n" + SCRIPT)
+    store = str(tmp_path / "store")
+    creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
+                                          "storage": {"root": store}, "tasks": [task_decl("long", folder)]})
+    bob = Agent(tmp_path, "bob", {"role": "annotator", "node": devnet.url, "key": {"dev": "Bob"},
+                                  "storage": {"root": store}, "policy": {"min_blocks_left": 0},
+                                  "sandbox": {"timeout_s": 600}})
+    try:
+        creator.start()
+        bob.start()
+        wait_step(bob, "task", "fetched")
+        time.sleep(2)  # the script is running
+        assert bob.stop(signal.SIGTERM) == 0  # within Agent.stop's 30 s: the 10 s grace, then the exit
+        assert '"agent_stop_overdue"' not in bob.log.read_text()
+        assert '"steps_interrupted"' in bob.log.read_text()
+        assert bob.journal()[("task", next(i for (k, i) in bob.journal() if k == "task"))] == "fetched"
+    finally:
+        for agent in (creator, bob):
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.stop()
