@@ -12,6 +12,7 @@ import time
 import structlog
 
 from decentralml_core.chain import ChainClient, ConnectionLost
+from decentralml_core.chain.client import Dial
 
 from .config import AgentConfig
 from .creator import CreatorAgent
@@ -51,13 +52,13 @@ def log_tasks() -> None:
         log.warning("agent_task_waiting", task=task.get_name(), awaiting=awaiting(task))
 
 
-async def connect_when_up(node: str, stop: asyncio.Event) -> ChainClient | None:
+async def connect_when_up(node: str, stop: asyncio.Event, dial: Dial | None = None) -> ChainClient | None:
     """The node may come up after the agent (a host's boot order, a node restarting): wait for it,
     saying so, instead of exiting; None if a signal came first."""
     delay = 1.0
     while True:
         try:
-            return await ChainClient.connect(node)
+            return await ChainClient.connect(node, dial=dial)
         except ConnectionLost as exc:
             log.warning("node_unreachable", node=node, error=str(exc), retry_in_s=delay)
         try:
@@ -71,23 +72,28 @@ def journal_path(config: AgentConfig):
     return config.state_dir / "journal.sqlite"
 
 
-async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    def stop_requested() -> None:
-        if not stop.is_set():
-            stop.set()
-            loop.call_later(STOP_OVERDUE_S, stop_overdue)
-            faulthandler.dump_traceback_later(STOP_OVERDUE_S + 1, file=sys.stderr)  # even if the loop is blocked
+async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial: Dial | None = None) -> None:
+    """Run until SIGTERM/SIGINT, or until ``stop`` is set if the caller gives one (it then owns stopping:
+    no signal handlers, so several agents can share one event loop, as the in-process tests run them).
+    ``dial`` reaches the node another way than a WebSocket to ``config.node`` (the devnet in process)."""
+    if stop is None:
+        stop = signalled = asyncio.Event()
+        loop = asyncio.get_running_loop()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop_requested)
-    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+        def stop_requested() -> None:
+            if not signalled.is_set():
+                signalled.set()
+                loop.call_later(STOP_OVERDUE_S, stop_overdue)
+                faulthandler.dump_traceback_later(STOP_OVERDUE_S + 1, file=sys.stderr)  # even if the loop is blocked
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested)
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if config.role == "creator" and config.review.web_port is not None:
         review_token(config.review.token_env, config.state_dir)  # a weak login token stops start-up here
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
-    client = await connect_when_up(config.node, stop)
+    client = await connect_when_up(config.node, stop, dial)
     if client is None:  # stopped before the node came up
         return
     try:

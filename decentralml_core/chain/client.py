@@ -21,7 +21,7 @@ import asyncio
 import functools
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 STALL_AFTER_S = 10.0
 WATCH_EVERY_S = 1.0
 FILLER = ("System", "remark", {"remark": "0x"})  # what fills a nonce no extrinsic holds any more
+Dial = Callable[[], Awaitable[RpcTransport]]  # a new connection to the node, or ConnectionLost
 
 
 def extrinsic_hash(raw_hex: str) -> str:
@@ -92,11 +93,17 @@ class Checkpoint:
 
 
 class ChainClient:
-    """``async with await ChainClient.connect(url) as client: …``"""
+    """``async with await ChainClient.connect(url) as client: …``
+
+    The node is reached through ``dial`` (default: a WebSocket to ``url``): every connection, the first
+    and each after a loss, is one call of it. Another transport — the devnet's node in this process
+    (``decentralml_core.devnet.inprocess``) — swaps the edge and keeps every reconnect and recovery path.
+    """
 
     def __init__(self, url: str, rpc: RpcTransport, runtime: Runtime, *, reconnect_for: float,
-                 inclusion_timeout: float, stall_after: float = STALL_AFTER_S) -> None:
+                 inclusion_timeout: float, stall_after: float = STALL_AFTER_S, dial: Dial | None = None) -> None:
         self.url, self._rpc, self.runtime = url, rpc, runtime
+        self._connect: Dial = dial or (lambda: WebSocketRpc.connect(url))
         self.reconnect_for, self.inclusion_timeout, self.stall_after = reconnect_for, inclusion_timeout, stall_after
         self._inflight = InFlight()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -117,15 +124,16 @@ class ChainClient:
 
     @classmethod
     async def connect(cls, url: str, *, reconnect_for: float = 60.0, inclusion_timeout: float = 120.0,
-                      stall_after: float = STALL_AFTER_S) -> ChainClient:
-        rpc = await WebSocketRpc.connect(url)
+                      stall_after: float = STALL_AFTER_S, dial: Dial | None = None) -> ChainClient:
+        """Connect to ``url`` over a WebSocket, or through ``dial`` (``url`` then only names the node in logs)."""
+        rpc = await (dial() if dial is not None else WebSocketRpc.connect(url))
         try:
-            runtime = await Runtime.load(url)
+            runtime = await Runtime.load(url, rpc if dial is not None else None)
         except Exception as exc:
             await rpc.close()
             raise ConnectionLost(f"cannot load the runtime of {url}: {exc}") from exc
         client = cls(url, rpc, runtime, reconnect_for=reconnect_for, inclusion_timeout=inclusion_timeout,
-                     stall_after=stall_after)
+                     stall_after=stall_after, dial=dial)
         client.genesis = await client.request("chain_getBlockHash", [0])
         client._events_key = await runtime.storage_key("System", "Events")
         client._finalized = await client.block_number()
@@ -190,7 +198,7 @@ class ChainClient:
             with attempt:
                 if self.closed:
                     raise asyncio.CancelledError()
-                rpc = await WebSocketRpc.connect(self.url)
+                rpc = await self._connect()
                 try:
                     genesis = await rpc.request("chain_getBlockHash", [0])
                 except (ConnectionLost, RpcError) as exc:

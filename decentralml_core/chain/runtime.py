@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from scalecodec.base import ScaleBytes
 from substrateinterface import Keypair, SubstrateInterface
+from substrateinterface.exceptions import SubstrateRequestException
 from websocket import WebSocketException
 
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
+from .rpc import RpcError
+
+if TYPE_CHECKING:
+    from .rpc import RpcTransport
 
 T = TypeVar("T")
 
@@ -30,6 +35,23 @@ class _Interface(SubstrateInterface):  # type: ignore[misc]  # substrate-interfa
     """
 
     _genesis: str | None = None
+
+    def __init__(self, *args: Any, through: RpcTransport | None = None, **kwargs: Any) -> None:
+        self._through = through  # set first: the constructor already asks the node its chain name
+        super().__init__(*args, **kwargs)
+
+    def rpc_request(self, method: str, params: Any, result_handler: Any = None) -> Any:
+        """Over ``through`` if given — the client's own transport, from the runtime's thread while the event
+        loop answers — so a node without a socket (the devnet in process) loads too."""
+        if self._through is None:
+            return super().rpc_request(method, params, result_handler)
+        if result_handler is not None:
+            raise SubstrateRequestException("subscriptions go through the chain client, not the runtime")
+        try:
+            result = anyio.from_thread.run(self._through.request, method, params)
+        except RpcError as exc:
+            raise SubstrateRequestException({"code": exc.code, "message": exc.message, "data": exc.data}) from exc
+        return {"jsonrpc": "2.0", "result": result}
 
     def init_runtime(self, block_hash: str | None = None, block_id: int | None = None) -> None:
         if block_hash is None and block_id is None and self.metadata is not None:
@@ -73,10 +95,16 @@ class Runtime:
         self.ss58_format = si.ss58_format
 
     @classmethod
-    async def load(cls, url: str) -> Runtime:
+    async def load(cls, url: str, rpc: RpcTransport | None = None) -> Runtime:
+        """The runtime of the node at ``url``, read over a socket of its own, or over ``rpc`` if given
+        (a transport without a URL to dial, such as the devnet's in-process one)."""
+
         def connect() -> SubstrateInterface:
             headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
-            si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
+            if rpc is None:
+                si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
+            else:  # requests go over ``rpc``; the interface's own transport is never used
+                si = _Interface(url=url, through=rpc)
             si.init_runtime()
             si.get_block_hash(0)  # cached: signing needs the genesis hash
             si.close()  # everything after this is local (metadata); the client's own socket talks to the node

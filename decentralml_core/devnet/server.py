@@ -102,8 +102,9 @@ class Connection:
             self._ready.clear()
             while self.queue:
                 text = self.queue[0]
-                try:
-                    await asyncio.wait_for(ws.send_str(text), self.stall_s)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel that meets a send just done,
+                    async with asyncio.timeout(self.stall_s):  # and close() then waited for this task forever
+                        await ws.send_str(text)
                 except TimeoutError:
                     self.drop(f"a frame untaken for {self.stall_s:g} s")
                     return
@@ -208,6 +209,13 @@ class Node:
                 sub.send({"finalized": block_hash})
 
     # -- requests -------------------------------------------------------------------------------
+    async def serve_frame(self, conn: Connection, text: str) -> None:
+        """One frame of a connection, as every transport serves it: the reply queued, a block woken."""
+        reply = await self.handle_text(conn, text)
+        if reply is not None:
+            conn.send(reply)
+        self.after_request()
+
     async def handle_text(self, conn: Connection, text: str) -> Any:
         """One frame in, the response (None for notifications) out."""
         try:
@@ -330,17 +338,17 @@ def make_app(node: Node, guard: Guard | None = None) -> web.Application:
                 if frames is not None and (wait := frames.delay()) > 0:
                     await asyncio.sleep(wait)  # over the connection's rate: read it more slowly
                 if msg.type == WSMsgType.TEXT:
-                    reply = await node.handle_text(conn, msg.data)
+                    await node.serve_frame(conn, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     try:
-                        reply = await node.handle_text(conn, msg.data.decode())
+                        text = msg.data.decode()
                     except UnicodeDecodeError:
-                        reply = _error(None, JsonRpcError(PARSE_ERROR, "Parse error", "frame is not UTF-8"))
+                        conn.send(_error(None, JsonRpcError(PARSE_ERROR, "Parse error", "frame is not UTF-8")))
+                        node.after_request()
+                    else:
+                        await node.serve_frame(conn, text)
                 else:
                     break
-                if reply is not None:
-                    conn.send(reply)
-                node.after_request()
                 if conn.dropped:
                     break
         finally:
