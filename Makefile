@@ -26,8 +26,11 @@ $(STAMP): $(RUN_STAMP)
 demo: $(RUN_STAMP)
 	$(PY) -m agents.demo
 
+# The suite mostly waits on devnets, agents and browsers: test files run in parallel workers (a file's
+# tests stay in one worker, so module fixtures such as a devnet are shared as before). TEST_JOBS=1: serial.
+TEST_JOBS ?= 3
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 bench: $(STAMP)
 	$(PY) bench/devnet_throughput.py
@@ -49,6 +52,7 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -146,7 +146,7 @@ class Campaign:
             return None  # the validator (and the pay) first
         accepted = [x.submission_id for x in sent if x.status == SubmissionStatus.ACCEPTED]
         if len(sent) < s.max_assignments:
-            task = await self.market.terms(task_id)
+            task = await self.market.task_as_posted(task_id)
             if await self.creator.client.block_number() <= task.expiration_block:
                 return None
             if len(accepted) < s.min_updates:

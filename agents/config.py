@@ -5,13 +5,25 @@ keyfile path, or (devnets only) a dev account name.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from decentralml_core.chain.model import (
@@ -30,6 +42,7 @@ from .validators import ModelUpdateParams, ValidatorParams
 
 ROLE_TASK_TYPES = {"annotator": TaskType.DATA_ANNOTATORS, "engineer": TaskType.MODEL_ENGINEER,
                    "contributor": TaskType.MODEL_CONTRIBUTOR}
+T = TypeVar("T")
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -71,42 +84,48 @@ class KeySection(Strict):
         return load_keypair(secret + (self.derive or ""))
 
 
-class StorageSection(Strict):
-    """Where task assets and results are published and fetched; every fetched byte is checked against its CID."""
+def settings_of(source: type) -> dict[str, Any]:
+    """pydantic field definitions mirroring a library settings dataclass: its fields' types and defaults,
+    and the description and bounds each declares (``decentralml_core.settings``) — declared once, there."""
+    hints = typing.get_type_hints(source)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(source):
+        meta = dict(f.metadata)
+        if f.default_factory in (list, dict):  # shown as `[]` in the docs rather than "computed"
+            out[f.name] = (hints[f.name], Field(f.default_factory(), **meta))
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = (hints[f.name], Field(default_factory=f.default_factory, **meta))
+        else:
+            out[f.name] = (hints[f.name], Field(f.default, **meta))
+    return out
 
-    root: Path = Field(default_factory=lambda: StorageConfig().local_root,
-                       description="local content-addressed block store ($XDG_DATA_HOME/decentralml/store)")
-    gateways: list[str] = Field([], description="IPFS trustless gateways to fetch from, in order "
-                                                "(e.g. another machine's `decentralml storage serve`)")
-    ipfs_api: str | None = Field(None, description="an IPFS node's RPC API URL: publish and fetch there")
-    s3_bucket: str | None = Field(None, description="bucket for storage type S3 (keys from AWS_* variables)")
-    s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL (MinIO, …); unset: AWS")
 
+def _settings(model: BaseModel, source: type[T]) -> T:
+    """The library dataclass ``source`` from a section built with :func:`settings_of`."""
+    return source(**{f.name: getattr(model, f.name) for f in dataclasses.fields(source)})
+
+
+class _StorageMethods(Strict):
     def config(self) -> StorageConfig:
-        return StorageConfig(local_root=self.root, gateways=list(self.gateways), ipfs_api=self.ipfs_api,
-                             s3_bucket=self.s3_bucket, s3_endpoint=self.s3_endpoint)
+        return _settings(self, StorageConfig)
 
 
-class SandboxSection(Strict):
-    """Limits for a task's start_task.sh, run under bubblewrap (no network, only the task dir writable)."""
+StorageSection = create_model(
+    "StorageSection", __base__=_StorageMethods, __module__=__name__,
+    __doc__="Where task assets and results are published and fetched; every fetched byte is checked against its CID.",
+    **settings_of(StorageConfig))
 
-    timeout_s: float = Field(SandboxLimits.timeout_s, gt=0, description="wall-clock limit; the script is killed after")
-    cpu_s: int = Field(SandboxLimits.cpu_s, gt=0, description="CPU-time limit (RLIMIT_CPU)")
-    memory_mb: int = Field(SandboxLimits.memory_mb, gt=0, description="memory limit (cgroup, else address space)")
-    max_procs: int = Field(SandboxLimits.max_procs, gt=0, description="processes and threads the script may run")
-    max_file_mb: int = Field(SandboxLimits.max_file_mb, gt=0, description="largest file the script may write")
-    max_output_mb: int = Field(SandboxLimits.max_output_mb, gt=0, description="total size of outputs/ accepted")
-    disk_mb: int = Field(SandboxLimits.disk_mb, gt=0, description="how much a run may grow its task dir (watchdog)")
-    min_free_disk_mb: int = Field(SandboxLimits.min_free_disk_mb, ge=0,
-                                  description="stop a run that leaves less free space on the work dir's disk")
-    allow_unsandboxed: bool = Field(False, description="run scripts even where bubblewrap is unavailable (unsafe)")
-    share_python: bool = Field(False, description="scripts may run the agent's python3 and its packages (numpy)")
 
+class _SandboxMethods(Strict):
     def limits(self) -> SandboxLimits:
-        return SandboxLimits(timeout_s=self.timeout_s, cpu_s=self.cpu_s, memory_mb=self.memory_mb,
-                             max_procs=self.max_procs, max_file_mb=self.max_file_mb,
-                             max_output_mb=self.max_output_mb, disk_mb=self.disk_mb,
-                             min_free_disk_mb=self.min_free_disk_mb, share_python=self.share_python)
+        return _settings(self, SandboxLimits)
+
+
+SandboxSection = create_model(
+    "SandboxSection", __base__=_SandboxMethods, __module__=__name__,
+    __doc__="Limits for a task's start_task.sh, run under bubblewrap (no network, only the task dir writable).",
+    **settings_of(SandboxLimits),
+    allow_unsandboxed=(bool, Field(False, description="run scripts even where bubblewrap is unavailable (unsafe)")))
 
 
 class WorkerPolicy(Strict):

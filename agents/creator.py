@@ -21,6 +21,7 @@ import json
 import secrets
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
@@ -32,6 +33,7 @@ from decentralml_core.chain.model import (
     Submission,
     SubmissionStatus,
     Task,
+    TaskSpec,
     TaskStatus,
     ValidationStrategy,
 )
@@ -62,6 +64,53 @@ def result_path(state_dir: Path, submission_id: int) -> Path:
 def reference_path(state_dir: Path, submission_id: int) -> Path:
     """The boxes a validator judged the result against (consensus or ground truth), for reviewers."""
     return state_dir / "results" / f"submission-{submission_id}.reference.json"
+
+
+Action = Callable[["CreatorAgent", Task, Submission, Entry], Awaitable[None]]
+"""One thing :meth:`CreatorAgent.validate` does for a result waiting for validation."""
+
+
+async def _accept(agent: CreatorAgent, task: Task, submission: Submission, entry: Entry) -> None:
+    await agent.accept(task, submission)
+
+
+async def _reject_as_journaled(agent: CreatorAgent, task: Task, submission: Submission, entry: Entry) -> None:
+    await agent.reject(task, submission, entry.data["reason"])
+
+
+async def _wait_for_review(agent: CreatorAgent, task: Task, submission: Submission, entry: Entry) -> None:
+    await agent.review_timer(task, submission, entry)
+
+
+async def _send_to_review(agent: CreatorAgent, task: Task, submission: Submission, entry: Entry) -> None:
+    await agent.to_review(task, submission, await agent.advice(task, submission))
+
+
+async def _ask_validator(agent: CreatorAgent, task: Task, submission: Submission, entry: Entry) -> None:
+    await agent.decide(task, submission, entry)
+
+
+STRATEGIES = (ValidationStrategy.AUTO_ACCEPT, ValidationStrategy.MANUAL_ACCEPT, ValidationStrategy.CUSTOM_ACCEPT)
+VALIDATION_TABLE: dict[str, tuple[Action | None, Action | None, Action | None]] = {
+    # journal step     AutoAccept  ManualAccept          CustomAccept
+    "seen":           (_accept,    _send_to_review,      _ask_validator),
+    "undecided":      (_accept,    _send_to_review,      _ask_validator),
+    "paying":         (_accept,    _accept,              _accept),
+    "rejecting":      (_accept,    _reject_as_journaled, _reject_as_journaled),
+    "review":         (_accept,    _wait_for_review,     _wait_for_review),
+    "check_payment":  (None,       None,                 None),
+    "window_closed":  (None,       None,                 None),
+}
+"""What :meth:`CreatorAgent.validate` does next for a result at a journal step (row) of a task with a
+validation strategy (column). A payment begun is finished whatever the strategy (never turned into a
+rejection); AutoAccept accepts from any step; ``check_payment`` waits for a person (an upstream node keeps
+no verdict, so a payment that may have left is never repeated) and ``window_closed`` for the worker's claim."""
+
+
+def next_action(step: str, strategy: ValidationStrategy) -> Action | None:
+    """The :data:`VALIDATION_TABLE` entry for a result at ``step`` of a task validated by ``strategy``."""
+    row = VALIDATION_TABLE.get(step)
+    return None if row is None else row[STRATEGIES.index(strategy)]
 
 
 class CreatorAgent:
@@ -143,7 +192,7 @@ class CreatorAgent:
                 return self._published(declared, found)
         token = token or (secrets.token_hex(16) if rules else None)
         self.journal.set("published", declared.name, "publishing", assets=assets.ref, client_token=token)
-        spec = work.task_spec(
+        spec = TaskSpec.for_type(
             declared.task_type, assets.ref, declared.storage_type, "",
             annotation=dict(annotation_type=declared.annotation_type,
                             annotation_media_samples=assets.annotation_media_samples,
@@ -190,7 +239,7 @@ class CreatorAgent:
         for submission in await self.market.submissions():
             by_task.setdefault(submission.task_id, []).append(submission)
         for entry in published:
-            task = await self.market.terms(entry.data["task_id"])
+            task = await self.market.task_as_posted(entry.data["task_id"])
             if task is None:
                 continue
             for submission in by_task.get(task.task_id, []):
@@ -233,7 +282,7 @@ class CreatorAgent:
         if entry is not None and entry.step in ("paid", "rejected"):
             return
         submission = submission or await self.market.submission(sid)
-        task = task or await self.market.terms(submission.task_id)
+        task = task or await self.market.task_as_posted(submission.task_id)
         if task is None or task.creator != self.keypair.ss58_address:
             return
         if submission.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # decided before a crash
@@ -253,19 +302,11 @@ class CreatorAgent:
             log.error("payment_unknown_after_restart", submission_id=sid, worker=submission.worker,
                       action="check the worker's transfers and decide with `decentralml review`")
             return
-        if entry.step in ("check_payment", "window_closed"):  # window_closed: the worker claims its pay
+        action = next_action(entry.step, strategy)
+        if action is None:
             return
         try:
-            if strategy == ValidationStrategy.AUTO_ACCEPT or entry.step == "paying":
-                await self.accept(task, submission)
-            elif entry.step == "rejecting":
-                await self.reject(task, submission, entry.data["reason"])
-            elif entry.step == "review":
-                await self.review_timer(task, submission, entry)
-            elif strategy == ValidationStrategy.MANUAL_ACCEPT:
-                await self.to_review(task, submission, await self.advice(task, submission))
-            else:
-                await self.decide(task, submission, entry)
+            await action(self, task, submission, entry)
         except Exception as exc:  # a chain, storage or validator error: this result waits, the agent goes on
             log.error("validation_failed", submission_id=sid, error=str(exc), error_type=type(exc).__name__)
 
@@ -396,7 +437,7 @@ class CreatorAgent:
         if entry is None or entry.step != "review":
             return f"submission {sid} is not waiting for review ({entry.step if entry else 'unknown'})"
         submission = await self.market.submission(sid)
-        task = await self.market.terms(submission.task_id)
+        task = await self.market.task_as_posted(submission.task_id)
         if accept:
             await self.accept(task, submission)
         else:

@@ -27,7 +27,7 @@ from decentralml_core import logs
 from decentralml_core.chain import ChainClient
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import SubmissionStatus
-from decentralml_core.devnet.process import DevnetProcess
+from decentralml_core.testing.devnet_process import DevnetProcess
 from decentralml_core.units import format_units
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,8 +24,8 @@ from agents.journal import Journal
 from decentralml_core import logs
 from decentralml_core.chain import ChainClient
 from decentralml_core.chain.market import Market
-from decentralml_core.devnet.process import DevnetProcess
 from decentralml_core.federated import digits
+from decentralml_core.testing.devnet_process import DevnetProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTRIBUTORS = ("Bob", "Charlie", "Dave", "Eve")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import os
 import secrets
 import time
@@ -33,9 +32,9 @@ from yarl import URL
 
 from decentralml_core.netguard import Buckets, bounded_writes
 
-from .campaign import plot_path
 from .config import ConfigError
-from .creator import CreatorAgent, reference_path, result_path
+from .creator import CreatorAgent
+from .creator_queries import CreatorQueries
 from .images import asset_image_sizes
 from .review_digest import digest
 from .review_view import (
@@ -140,10 +139,10 @@ def render(name: str, status: int = 200, **context) -> web.Response:
 
 
 class ReviewPage:
-    def __init__(self, agent: CreatorAgent, token: str) -> None:
-        self.agent = agent
+    def __init__(self, creator: CreatorQueries, token: str) -> None:
+        self.creator = creator
         self.sessions = Sessions(token)
-        review = agent.config.review
+        review = creator.review
         self.public = URL(review.public_origin) if review.public_origin else None
         self.hosts = set(LOOPBACK_NAMES)
         if review.web_host not in ("0.0.0.0", "::", ""):
@@ -277,47 +276,35 @@ class ReviewPage:
 
     # -- the queue ------------------------------------------------------------------------------------
     def waiting(self) -> list[QueueRow]:
-        return queue(self.agent.journal.entries("submission", steps=("review",)), time.time(),
-                     self.agent.config.review.auto_approve_after_s)
+        return queue(self.creator.waiting_for_review(), time.time(), self.creator.review.auto_approve_after_s)
 
     async def task(self, task_id: int):
         if task_id not in self._tasks:
-            found = await self.agent.market.terms(task_id)
+            found = await self.creator.task(task_id)
             if found is None:
                 return None
             self._tasks[task_id] = found
         return self._tasks[task_id]
 
     async def queue(self, request: web.Request) -> web.Response:
-        agent = self.agent
         rows = self.waiting()
         only = _int(request.query.get("task"))
         if only is not None:
             rows = [r for r in rows if r.task_id == only]
         page = paged(rows, _int(request.query.get("page")) or 1, ROWS_PER_PAGE)
         tasks = {row.task_id: await self.task(row.task_id) for row in page.items}
-        window = {}
-        if agent.market.capabilities.task_terms and page.items:  # the on-chain review window, where the task has one
-            now = await agent.client.block_number()
-            for row in page.items:
-                submission = await agent.market.submission(row.submission_id)
-                window[row.submission_id] = submission.review_blocks_left(now) if submission else None
-        decided = agent.journal.entries("submission", steps=("paid", "rejected", "window_closed"))
-        decided = sorted(decided, key=lambda e: e.updated)[-10:][::-1]
+        window = await self.creator.review_windows([row.submission_id for row in page.items])  # where on chain
+        decided = self.creator.recent_decisions(10)
         self.prefetch(page.items[0].submission_id if page.items else None)
-        campaigns = [c.section.name for c in agent.campaigns
-                     if plot_path(agent.config.state_dir, c.section.name).is_file()]
+        campaigns = self.creator.campaign_plots()
         return render("queue.html", rows=page.items, page=page, tasks=tasks, window=window, decided=decided,
                       only=only, passing=[r.submission_id for r in page.items if r.advice_passed],
                       campaigns=campaigns, notice=_flash(request), csrf=request["csrf"])
 
     async def campaign_plot(self, request: web.Request) -> web.FileResponse:
         """A campaign's global-model accuracy per round, as the campaign last drew it."""
-        name = request.match_info["name"]
-        if name not in {c.section.name for c in self.agent.campaigns}:
-            raise web.HTTPNotFound()
-        path = plot_path(self.agent.config.state_dir, name)
-        if not path.is_file():
+        path = self.creator.campaign_plot(request.match_info["name"])
+        if path is None:
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={**HEADERS, "Content-Type": "image/png"})
 
@@ -333,7 +320,7 @@ class ReviewPage:
                 continue
             try:
                 await self._result(sid)
-                outcome = await self.agent.review_decision(sid, True)
+                outcome = await self.creator.decide(sid, True)
             except Exception as exc:
                 log.error("review_decision_failed", submission_id=sid, error=str(exc), error_type=type(exc).__name__)
                 skipped.append(sid)
@@ -347,13 +334,10 @@ class ReviewPage:
 
     # -- one result -----------------------------------------------------------------------------------
     async def _result(self, sid: int):
-        submission = await self.agent.market.submission(sid)
-        if submission is None:
-            raise web.HTTPNotFound(text=f"no submission {sid}")
-        task = await self.agent.market.terms(submission.task_id)
-        if task is None or task.creator != self.agent.keypair.ss58_address:
-            raise web.HTTPNotFound(text=f"submission {sid} is not for one of this creator's tasks")
-        return submission, task
+        found = await self.creator.own_result(sid)
+        if found is None:
+            raise web.HTTPNotFound(text=f"no submission {sid} for one of this creator's tasks")
+        return found
 
     async def _parsed(self, sid: int, folder: Path | None) -> tuple[Drawable | None, str | None]:
         """The result's boxes (read once: a result never changes) or why there are none."""
@@ -385,9 +369,9 @@ class ReviewPage:
 
         async def read() -> None:
             try:
-                submission = await self.agent.market.submission(sid)
+                submission = await self.creator.submission(sid)
                 if submission is not None:
-                    await self._parsed(sid, await self.agent.result_folder(submission))
+                    await self._parsed(sid, await self.creator.result_folder(submission))
             except Exception as exc:  # the page itself will say what is wrong when it is opened
                 log.debug("review_prefetch_failed", submission_id=sid, error=str(exc))
             finally:
@@ -398,15 +382,14 @@ class ReviewPage:
     def _view(self, sid: int, submitted: Drawable | None, problem: str | None, task, page_number: int) -> dict:
         """Everything the submission page draws, computed off the event loop."""
         files = paged(list(task.annotation_files), page_number, PICTURES_PER_PAGE)
-        declared = self.agent.declared.get(self.agent.task_name(task))
-        sizes = asset_image_sizes(declared.assets if declared else None, files.items)
-        labels = _labels(task)
+        sizes = asset_image_sizes(self.creator.assets(task), files.items)
+        labels = task.class_labels
         try:
-            reference = drawable(_reference(self.agent, sid))
+            reference = drawable(self.creator.reference(sid))
         except (KeyError, TypeError, ValueError):
             reference = None
         drawn = pictures(files.items, submitted, reference, labels, sizes)
-        outputs = sorted(p.name for p in result_path(self.agent.config.state_dir, sid).glob("*"))
+        outputs = self.creator.result_files(sid)
         return {"pictures": drawn, "files": files, "problem": problem, "outputs": outputs[:OUTPUTS_SHOWN],
                 "outputs_total": len(outputs), "mismatched": [p for p in drawn if p.declared is not None],
                 "boxes_total": submitted.count if submitted else 0}
@@ -414,18 +397,19 @@ class ReviewPage:
     async def submission(self, request: web.Request) -> web.Response:
         sid = int(request.match_info["sid"])
         submission, task = await self._result(sid)
-        entry = self.agent.journal.get("submission", sid)
+        entry = self.creator.entry(sid)
         try:
-            folder = await self.agent.result_folder(submission)
+            folder = await self.creator.result_folder(submission)
         except Exception as exc:
             log.warning("review_result_unreadable", submission_id=sid, error=str(exc), error_type=type(exc).__name__)
             folder = None
         left = None
-        if entry is not None and entry.step == "review" and self.agent.config.review.auto_approve_after_s:
+        auto_approve_after_s = self.creator.review.auto_approve_after_s
+        if entry is not None and entry.step == "review" and auto_approve_after_s:
             since = entry.data.get("review_since", entry.updated)
-            left = countdown(self.agent.config.review.auto_approve_after_s - (time.time() - since))
+            left = countdown(auto_approve_after_s - (time.time() - since))
         verdict = (entry.data.get("verdict") if entry else None) or {}
-        window = submission.review_blocks_left(await self.agent.client.block_number())
+        window = await self.creator.review_window(submission)
         around = neighbours([r.submission_id for r in self.waiting()], sid)
         context = dict(submission=submission, task=task, step=entry.step if entry else "unseen", verdict=verdict,
                        reason=entry.data.get("reason") if entry else None, auto_approve_in=left, window=window,
@@ -440,10 +424,10 @@ class ReviewPage:
         """An annotation file of the task, from the creator's own copy of the assets (names on chain only)."""
         submission, task = await self._result(int(request.match_info["sid"]))
         name = request.match_info["name"]
-        declared = self.agent.declared.get(self.agent.task_name(task))
-        if declared is None or name not in {Path(f).name for f in task.annotation_files}:
+        assets = self.creator.assets(task)
+        if assets is None or name not in {Path(f).name for f in task.annotation_files}:
             raise web.HTTPNotFound()
-        path = declared.assets / "annotation_files" / name
+        path = assets / "annotation_files" / name
         if Path(name).suffix.lower() not in IMAGE_TYPES or not path.is_file() or path.is_symlink():
             raise web.HTTPNotFound()
         return web.FileResponse(path, headers={"Content-Type": IMAGE_TYPES[Path(name).suffix.lower()]})
@@ -459,7 +443,7 @@ class ReviewPage:
             raise web.HTTPSeeOther(f"/submissions/{sid}")
         order = [r.submission_id for r in self.waiting()]
         try:
-            session.flash = await self.agent.review_decision(sid, accept, reason)
+            session.flash = await self.creator.decide(sid, accept, reason)
         except Exception as exc:
             log.error("review_decision_failed", submission_id=sid, error=str(exc), error_type=type(exc).__name__)
             session.flash = f"not decided: {type(exc).__name__}: {exc}"[:300]
@@ -484,22 +468,11 @@ def _flash(request: web.Request) -> str | None:
     return notice
 
 
-def _labels(task) -> list[str]:
-    return [s.strip() for s in (task.annotation_class_labels or "").split(",") if s.strip()]
-
-
-def _reference(agent: CreatorAgent, sid: int) -> dict | None:
-    path = reference_path(agent.config.state_dir, sid)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 async def serve_review_page(agent: CreatorAgent) -> web.AppRunner:
-    review = agent.config.review
-    token, token_file = review_token(review.token_env, agent.config.state_dir)
-    runner = web.AppRunner(ReviewPage(agent, token).app(), access_log=None)
+    creator = CreatorQueries(agent)
+    review = creator.review
+    token, token_file = review_token(review.token_env, creator.state_dir)
+    runner = web.AppRunner(ReviewPage(creator, token).app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, review.web_host, review.web_port)
     await site.start()

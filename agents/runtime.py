@@ -4,12 +4,15 @@ stop taking work on a signal, finish the step in flight, exit 0."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import signal
+import sys
 import time
 
 import structlog
 
 from decentralml_core.chain import ChainClient, ConnectionLost
+from decentralml_core.chain.client import Dial
 
 from .config import AgentConfig
 from .creator import CreatorAgent
@@ -20,6 +23,10 @@ from .worker import WorkerAgent
 
 log = structlog.get_logger("agent")
 NODE_RETRY_MAX_S = 30.0
+# After SIGTERM, steps in flight get 10 s (streams.STOP_GRACE_S) and the close a few more: an agent still
+# running 30 s on is stuck somewhere, and says where (its tasks, then every thread's stack) long before a
+# farm's 120 s stop timeout kills it without a word.
+STOP_OVERDUE_S = 30.0
 
 
 def awaiting(task: asyncio.Task) -> list[str]:
@@ -34,19 +41,24 @@ def awaiting(task: asyncio.Task) -> list[str]:
     return where
 
 
+def stop_overdue() -> None:
+    log.error("agent_stop_overdue", after_s=STOP_OVERDUE_S, action="its tasks and threads follow")
+    log_tasks()
+
+
 def log_tasks() -> None:
     """SIGUSR1: one line per asyncio task saying what it waits on — for an agent that will not stop."""
     for task in asyncio.all_tasks():
         log.warning("agent_task_waiting", task=task.get_name(), awaiting=awaiting(task))
 
 
-async def connect_when_up(node: str, stop: asyncio.Event) -> ChainClient | None:
+async def connect_when_up(node: str, stop: asyncio.Event, dial: Dial | None = None) -> ChainClient | None:
     """The node may come up after the agent (a host's boot order, a node restarting): wait for it,
     saying so, instead of exiting; None if a signal came first."""
     delay = 1.0
     while True:
         try:
-            return await ChainClient.connect(node)
+            return await ChainClient.connect(node, dial=dial)
         except ConnectionLost as exc:
             log.warning("node_unreachable", node=node, error=str(exc), retry_in_s=delay)
         try:
@@ -60,17 +72,28 @@ def journal_path(config: AgentConfig):
     return config.state_dir / "journal.sqlite"
 
 
-async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial: Dial | None = None) -> None:
+    """Run until SIGTERM/SIGINT, or until ``stop`` is set if the caller gives one (it then owns stopping:
+    no signal handlers, so several agents can share one event loop, as the in-process tests run them).
+    ``dial`` reaches the node another way than a WebSocket to ``config.node`` (the devnet in process)."""
+    if stop is None:
+        stop = signalled = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def stop_requested() -> None:
+            if not signalled.is_set():
+                signalled.set()
+                loop.call_later(STOP_OVERDUE_S, stop_overdue)
+                faulthandler.dump_traceback_later(STOP_OVERDUE_S + 1, file=sys.stderr)  # even if the loop is blocked
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested)
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     if config.role == "creator" and config.review.web_port is not None:
         review_token(config.review.token_env, config.state_dir)  # a weak login token stops start-up here
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
-    client = await connect_when_up(config.node, stop)
+    client = await connect_when_up(config.node, stop, dial)
     if client is None:  # stopped before the node came up
         return
     try:
@@ -103,4 +126,5 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
                 await server.cleanup()
         await client.close()
         journal.close()
+        faulthandler.cancel_dump_traceback_later()
         log.info("agent_exited", role=config.role)

@@ -169,10 +169,6 @@ def json_outputs(ev: Evidence) -> Verdict:
     return Verdict(True)
 
 
-def _labels(task: Task | None) -> list[str]:
-    return [s.strip() for s in ((task.annotation_class_labels if task else None) or "").split(",") if s.strip()]
-
-
 def read_coco(folder: Path, task: Task | None, sizes: dict[str, tuple[int, int]] | None = None) -> tuple[dict | None, str]:
     """``annotations_coco.json`` if it parses as COCO, covers every annotation file, declares the real
     size of each image in ``sizes`` (a result claiming 640×480 for a 320×240 image, its boxes doubled,
@@ -187,7 +183,7 @@ def read_coco(folder: Path, task: Task | None, sizes: dict[str, tuple[int, int]]
         return None, f"no {COCO_FILE}"
     except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as exc:
         return None, f"not COCO ({type(exc).__name__}: {exc})"[:200]
-    labels = _labels(task)
+    labels = task.class_labels if task else []
     unknown = sorted(set(categories.values()) - set(labels)) if labels else []
     if unknown:
         return None, f"unknown categories {unknown}"

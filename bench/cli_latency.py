@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 CASES = {"--help": ["--help"], "task list": ["task", "list", "--url", "{url}"]}
 

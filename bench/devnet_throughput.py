@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 
 async def prepare(url: str, n: int, accounts: int) -> list[str]:

@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from farm_parts import SCRIPT, agent, assets, fund, observe, pct, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
 from decentralml_core.sandbox import run_task_script  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ import yaml
 from farm_parts import assets, fund, observe, pct
 from substrateinterface import Keypair
 
-from decentralml_core.testnet import TestNetwork, unavailable
+from decentralml_core.testing.testnet import TestNetwork, unavailable
 
 CLI = [sys.executable, "-m", "agents.cli", "--log-level", "warning"]
 CLONE_NEWNET = 0x40000000

@@ -63,7 +63,7 @@ from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
 from decentralml_core.chain.rpc import WebSocketRpc  # noqa: E402
 from decentralml_core.devnet.pallets.decentralml import escrow_discrepancy, task_account  # noqa: E402
-from decentralml_core.devnet.process import DevnetProcess, free_port  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYS = 10**12

@@ -20,7 +20,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from slow_clients import hostile_client, signed_remarks, steady_client  # noqa: E402
 
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 
 def phase(name: str, url: str, remarks: list[str], wait_s: float) -> None:

@@ -34,7 +34,7 @@ from farm_parts import agent, assets, fund, observe, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
-from decentralml_core.devnet.process import DevnetProcess, free_port  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess, free_port  # noqa: E402
 
 
 def open_fds(pid: int) -> int:

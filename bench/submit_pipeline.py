@@ -35,7 +35,7 @@ from decentralml_core.chain.model import (  # noqa: E402
     TaskType,
     ValidationStrategy,
 )
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 PAYS = 1_000
 

@@ -43,6 +43,7 @@ def load_keypair(secret: str | None = None, *, keyfile: str | Path | None = None
             raise KeyLoadError(f"cannot read keyfile {keyfile}: {exc.strerror}") from None
         except Exception:  # wrong password, corrupt file: the library's message may echo input
             raise KeyLoadError(f"cannot decrypt keyfile {keyfile}: wrong password or not a keystore file") from None
+    assert secret is not None  # exactly one of the two was given, and it was not the keyfile
     try:
         if secret.startswith("//") or "//" in secret or "/" in secret:
             return Keypair.create_from_uri(secret, ss58_format=ss58_format)

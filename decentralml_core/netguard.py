@@ -10,11 +10,13 @@ connection (a WebSocket's frames are read more slowly) and each client address (
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hmac
 import ipaddress
 import os
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ from .logs import get_logger
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from aiohttp.typedefs import Handler, Middleware
 
 log = get_logger("netguard")
 NODE_TOKEN_ENV = "DECENTRALML_NODE_TOKEN"
@@ -85,9 +88,9 @@ class Buckets:
 
     def __init__(self, rate: float, burst: float, max_keys: int = 10_000) -> None:
         self.rate, self.burst, self.max_keys = rate, burst, max_keys
-        self.buckets: dict = {}
+        self.buckets: dict[Hashable, TokenBucket] = {}
 
-    def get(self, key) -> TokenBucket:
+    def get(self, key: Hashable) -> TokenBucket:
         found = self.buckets.get(key)
         if found is None:
             if len(self.buckets) >= self.max_keys:
@@ -133,7 +136,7 @@ class Guard:
             rate = EXPOSED_RATE if rate is None else rate
         return cls(token, networks, rate, max_request_bytes)
 
-    def bucket(self, key) -> TokenBucket | None:
+    def bucket(self, key: Hashable) -> TokenBucket | None:
         """The rate limiter of one connection or client address (None: unlimited)."""
         return None if self._buckets is None else self._buckets.get(key)
 
@@ -161,27 +164,27 @@ class Guard:
             return web.Response(status=429, text="too many requests: slow down\n", headers={"Retry-After": "1"})
         return None
 
-    def middleware(self):
+    def middleware(self) -> Middleware:
         from aiohttp import web
 
         @web.middleware
-        async def admit(request: web.Request, handler):
+        async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
             refusal = self.refusal(request)
             return refusal if refusal is not None else await handler(request)
         return admit
 
-    def middlewares(self) -> list:
+    def middlewares(self) -> list[Middleware]:
         """What a server's app puts first: responses written within a bound, then admission."""
         return [bounded_writes(self.write_stall_s), self.middleware()]
 
 
-def bounded_writes(stall_s: float = WRITE_STALL_S):
+def bounded_writes(stall_s: float = WRITE_STALL_S) -> Middleware:
     """Middleware writing each response itself, within ``stall_s``: a client that does not read is cut
     (one ``http_client_dropped`` line) instead of holding its handler and connection forever."""
     from aiohttp import web
 
     @web.middleware
-    async def write_within(request: web.Request, handler):
+    async def write_within(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         if response.prepared:  # a WebSocket, or a stream its handler wrote: bounded by its own writer
             return response
@@ -207,7 +210,7 @@ def bearer_headers(env: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def add_exposure_options(parser, token_env_default: str) -> None:
+def add_exposure_options(parser: argparse.ArgumentParser, token_env_default: str) -> None:
     """The CLI options of a server that may listen beyond loopback."""
     parser.add_argument("--token-env", metavar="VAR", help=f"require 'Authorization: Bearer $VAR' (clients read "
                         f"${token_env_default}); needed beyond loopback unless --allow is given")
@@ -219,6 +222,6 @@ def add_exposure_options(parser, token_env_default: str) -> None:
     parser.add_argument("--max-request-kb", type=int, metavar="KB", help="largest request body or frame accepted")
 
 
-def guard_from_args(args) -> Guard:
+def guard_from_args(args: argparse.Namespace) -> Guard:
     return Guard.for_host(args.host, token_env=args.token_env, allow=args.allow, rate=args.rate_limit,
                           max_request_bytes=args.max_request_kb * 1024 if args.max_request_kb else None)

@@ -7,10 +7,12 @@ given. Thin synchronous wrappers with the same call style live in :mod:`decentra
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .chain import ChainClient, DispatchFailed
 from .chain.market import Market
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from .storage import BlockStore
 
 log = get_logger(__name__)
+E = TypeVar("E", bound=StrEnum)
 
 
 def signer(sudoaccount: Keypair | None, passphrase: str | None) -> Keypair:
@@ -47,7 +50,7 @@ def signer(sudoaccount: Keypair | None, passphrase: str | None) -> Keypair:
     return load_keypair(passphrase)
 
 
-def _enum(kind, value):
+def _enum(kind: type[E], value: str | None) -> E | None:
     return None if value is None else kind(value)
 
 
@@ -61,55 +64,55 @@ async def _create(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: T
 
 async def create_task_from_spec(substrate: ChainClient, who: Keypair, spec: TaskSpec, terms: TaskTerms | None = None,
                                 client_token: str | None = None) -> int:
-    """Post a task built with :func:`work.task_spec` (any type); returns the task id."""
+    """Post a task built with :meth:`TaskSpec.for_type` (any type); returns the task id."""
     return await _create(substrate, who, spec, terms, client_token)
 
 
-async def create_task_data_annotator(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
-                                     pays_amount, max_assignments, validation_strategy, annotation_type,
-                                     annotation_media_samples, annotation_files, annotation_class_labels,
-                                     annotation_class_coordinates, annotation_json, annotation_files_storage_type,
-                                     annotation_files_storage_credentials, *, terms: TaskTerms | None = None,
-        client_token: str | None = None) -> int:
+async def create_task_data_annotator(
+        expiration_block: int, substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None,
+        task_type: str, question: str, pays_amount: int, max_assignments: int, validation_strategy: str,
+        annotation_type: str | None, annotation_media_samples: Iterable[str] | None,
+        annotation_files: Iterable[str] | None, annotation_class_labels: str | None,
+        annotation_class_coordinates: str | None, annotation_json: str | None,
+        annotation_files_storage_type: str | None, annotation_files_storage_credentials: str | None, *,
+        terms: TaskTerms | None = None, client_token: str | None = None) -> int:
     """Post a data-annotation task; its pay × max_assignments is escrowed. Returns the task id."""
-    spec = TaskSpec(
-        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
-        expiration_block=expiration_block, max_assignments=max_assignments,
-        validation_strategy=ValidationStrategy(validation_strategy),
-        annotation_type=_enum(AnnotationType, annotation_type),
-        annotation_media_samples=list(annotation_media_samples) if annotation_media_samples is not None else None,
-        annotation_files=list(annotation_files) if annotation_files is not None else None,
-        annotation_class_labels=annotation_class_labels, annotation_class_coordinates=annotation_class_coordinates,
-        annotation_json=annotation_json, annotation_files_storage_type=_enum(StorageType, annotation_files_storage_type),
-        annotation_files_storage_credentials=annotation_files_storage_credentials)
+    spec = TaskSpec.for_type(
+        task_type, None, annotation_files_storage_type, annotation_files_storage_credentials,
+        annotation=dict(
+            annotation_type=_enum(AnnotationType, annotation_type),
+            annotation_media_samples=list(annotation_media_samples) if annotation_media_samples is not None else None,
+            annotation_files=list(annotation_files) if annotation_files is not None else None,
+            annotation_class_labels=annotation_class_labels, annotation_class_coordinates=annotation_class_coordinates),
+        question=question, pays_amount=pays_amount, expiration_block=expiration_block,
+        max_assignments=max_assignments, validation_strategy=validation_strategy, annotation_json=annotation_json)
     return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
-async def create_task_model_engineer(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
-                                     pays_amount, max_assignments, validation_strategy, model_engineer_path,
-                                     model_engineer_storage_type, model_engineer_storage_credentials, *, terms: TaskTerms | None = None,
-        client_token: str | None = None) -> int:
-    spec = TaskSpec(
-        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
-        expiration_block=expiration_block, max_assignments=max_assignments,
-        validation_strategy=ValidationStrategy(validation_strategy), model_engineer_path=model_engineer_path,
-        model_engineer_storage_type=_enum(StorageType, model_engineer_storage_type),
-        model_engineer_storage_credentials=model_engineer_storage_credentials)
+async def create_task_model_engineer(
+        expiration_block: int, substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None,
+        task_type: str, question: str, pays_amount: int, max_assignments: int, validation_strategy: str,
+        model_engineer_path: str | None, model_engineer_storage_type: str | None,
+        model_engineer_storage_credentials: str | None, *,
+        terms: TaskTerms | None = None, client_token: str | None = None) -> int:
+    spec = TaskSpec.for_type(
+        task_type, model_engineer_path, model_engineer_storage_type, model_engineer_storage_credentials,
+        question=question, pays_amount=pays_amount, expiration_block=expiration_block,
+        max_assignments=max_assignments, validation_strategy=validation_strategy)
     return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
-async def create_task_model_contributor(expiration_block, substrate, sudoaccount, passphrase, task_type, question,
-                                        pays_amount, max_assignments, validation_strategy,
-                                        model_contributor_script_path, model_contributor_script_storage_type,
-                                        model_contributor_script_storage_credentials, *, terms: TaskTerms | None = None,
-        client_token: str | None = None) -> int:
-    spec = TaskSpec(
-        task_type=TaskType(task_type), question=question, pays_amount=pays_amount,
-        expiration_block=expiration_block, max_assignments=max_assignments,
-        validation_strategy=ValidationStrategy(validation_strategy),
-        model_contributor_script_path=model_contributor_script_path,
-        model_contributor_script_storage_type=_enum(StorageType, model_contributor_script_storage_type),
-        model_contributor_script_storage_credentials=model_contributor_script_storage_credentials)
+async def create_task_model_contributor(
+        expiration_block: int, substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None,
+        task_type: str, question: str, pays_amount: int, max_assignments: int, validation_strategy: str,
+        model_contributor_script_path: str | None, model_contributor_script_storage_type: str | None,
+        model_contributor_script_storage_credentials: str | None, *,
+        terms: TaskTerms | None = None, client_token: str | None = None) -> int:
+    spec = TaskSpec.for_type(
+        task_type, model_contributor_script_path, model_contributor_script_storage_type,
+        model_contributor_script_storage_credentials,
+        question=question, pays_amount=pays_amount, expiration_block=expiration_block,
+        max_assignments=max_assignments, validation_strategy=validation_strategy)
     return await _create(substrate, signer(sudoaccount, passphrase), spec, terms, client_token)
 
 
@@ -163,7 +166,8 @@ async def verdict_reasons(substrate: ChainClient, submissions: list[Submission],
     return found
 
 
-async def assign_task(substrate, sudoaccount, passphrase, task_id, *, store: BlockStore | None = None,
+async def assign_task(substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None, task_id: int, *,
+                      store: BlockStore | None = None,
                       work_root: str | Path | None = None) -> int:
     """Take one assignment of a task; returns the submission id.
 
@@ -178,13 +182,20 @@ async def assign_task(substrate, sudoaccount, passphrase, task_id, *, store: Blo
              block=receipt.block_number)
     if store is not None and work_root is not None:
         task = await market.task(task_id)
-        if work.assets_of(task) is not None:
-            await work.fetch_assets(store, task, work.work_dir(work_root, task_id, submission_id))
+        if task is not None and work.assets_of(task) is not None:
+            dest = work.work_dir(work_root, task_id, submission_id)
+            if dest.exists() or dest.is_symlink():  # another chain's (a restarted devnet numbers from 0 again)
+                aside = dest.with_name(f"{dest.name}.old-{time.strftime('%Y%m%dT%H%M%S')}")
+                dest.rename(aside)
+                log.warning("work_dir_set_aside", folder=str(dest), moved_to=str(aside),
+                            reason="it existed before this assignment: it belongs to another chain's task")
+            await work.fetch_assets(store, task, dest)
     return submission_id
 
 
-async def send_task_result(substrate, keypair, submission_id, result, result_path, result_storage_type,
-                           result_storage_credentials, *, store: BlockStore | None = None) -> str | None:
+async def send_task_result(substrate: ChainClient, keypair: Keypair, submission_id: int, result: str | None,
+                           result_path: str | None, result_storage_type: str | None,
+                           result_storage_credentials: str | None, *, store: BlockStore | None = None) -> str | None:
     """Submit a result for an assignment; returns the ``result_path`` sent.
 
     With a ``store``, a ``result_path`` naming a local folder is first published to it and its
@@ -203,7 +214,8 @@ async def send_task_result(substrate, keypair, submission_id, result, result_pat
     return result_path
 
 
-async def accept_task_results(substrate, sudoaccount, passphrase, submission_ids) -> list[int]:
+async def accept_task_results(substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None,
+                              submission_ids: Iterable[int]) -> list[int]:
     """Accept results (each worker paid once); returns the ids accepted now, skipping decided ones."""
     who, market = signer(sudoaccount, passphrase), Market(substrate)
     accepted = []
@@ -220,7 +232,8 @@ async def accept_task_results(substrate, sudoaccount, passphrase, submission_ids
     return accepted
 
 
-async def reject_task_results(substrate, sudoaccount, passphrase, submission_ids, reason: str) -> list[int]:
+async def reject_task_results(substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None,
+                              submission_ids: Iterable[int], reason: str) -> list[int]:
     who, market = signer(sudoaccount, passphrase), Market(substrate)
     rejected = []
     for submission_id in submission_ids:
@@ -235,7 +248,8 @@ async def reject_task_results(substrate, sudoaccount, passphrase, submission_ids
     return rejected
 
 
-async def claim_payment(substrate, sudoaccount, passphrase, submission_id) -> int:
+async def claim_payment(substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None,
+                        submission_id: int) -> int:
     """The worker takes the pay of a result its creator left undecided past the task's review window.
 
     Returns the amount paid; a claim after the creator decided (or a second claim) fails ``AlreadyDecided``.
@@ -243,7 +257,8 @@ async def claim_payment(substrate, sudoaccount, passphrase, submission_id) -> in
     receipt = await Market(substrate).claim_payment(signer(sudoaccount, passphrase), submission_id)
     (claimed,) = receipt.find("DecentralMLModule", "PaymentClaimed")
     log.info("payment_claimed", submission_id=submission_id, amount=claimed["amount"], block=receipt.block_number)
-    return claimed["amount"]
+    amount: int = claimed["amount"]
+    return amount
 
 
 Verdict = tuple[bool, str]
@@ -258,7 +273,7 @@ class Validation:
     waiting: list[int]  # ManualAccept: results a person still has to decide
 
 
-async def validate_task_results(substrate, sudoaccount, passphrase, task_id,
+async def validate_task_results(substrate: ChainClient, sudoaccount: Keypair | None, passphrase: str | None, task_id: int,
                                 validator: Validator | None = None) -> Validation:
     """Apply the task's validation strategy to its results waiting for validation.
 
@@ -276,7 +291,8 @@ async def validate_task_results(substrate, sudoaccount, passphrase, task_id,
         return Validation([], [], ids)
     if validator is None:
         raise ValueError(f"task {task_id} uses CustomAccept: pass a validator")
-    accepted, rejected = [], []
+    accepted: list[int] = []
+    rejected: list[int] = []
     for submission in pending:
         ok, reason = await validator(submission)
         if ok:

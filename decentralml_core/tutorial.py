@@ -13,24 +13,28 @@ import asyncio
 import functools
 import inspect
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from . import tasks
 from .chain import ChainClient
+
+T = TypeVar("T")
 
 
 def _url(substrate: Any) -> str:
     if isinstance(substrate, str):
         return substrate
-    url = getattr(substrate, "url", None)
+    url: str | None = getattr(substrate, "url", None)
     if not url:
         raise TypeError("substrate must be a node URL or a SubstrateInterface connected to one")
     return url
 
 
-def _below_warning(logger, method_name: str, event: dict) -> dict:
+def _below_warning(logger: WrappedLogger, method_name: str, event: EventDict) -> EventDict:
     if method_name in ("debug", "info"):
         raise structlog.DropEvent
     return event
@@ -49,15 +53,17 @@ def _quiet_unless_configured() -> None:
                             logger_factory=structlog.PrintLoggerFactory(sys.stderr))
 
 
-def _sync(fn):
+def _sync(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """``fn`` called synchronously, with ``substrate`` a node URL (or anything with a ``url``) instead of a
+    connected client: the signature differs in that one argument's type, so the wrapper is ``...``-typed."""
     signature = inspect.signature(fn)
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> T:
         _quiet_unless_configured()
         bound = signature.bind(*args, **kwargs)
 
-        async def run():
+        async def run() -> T:
             async with await ChainClient.connect(_url(bound.arguments["substrate"])) as client:
                 bound.arguments["substrate"] = client
                 return await fn(*bound.args, **bound.kwargs)

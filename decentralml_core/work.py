@@ -13,10 +13,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
-from .chain.model import StorageType, Task, TaskSpec, TaskType
+from .chain.model import StorageType, Task, TaskType
 from .storage import BlockStore, Limits, get_folder, put_folder
 from .storage.base import Progress
 from .storage.cid import parse
@@ -58,26 +59,6 @@ def content_reference(path: str, option: str = "--path") -> str:
                          "their escrow would stay locked; publish the folder with --assets DIR instead") from None
 
 
-def task_spec(task_type: TaskType, assets_ref: str | None, storage_type: StorageType | str | None,
-              credentials: str | None = "", annotation: dict | None = None, **common) -> TaskSpec:
-    """``create_task``'s arguments for a task whose files are the folder ``assets_ref``: the pallet keeps
-    that reference in a different field per task type (``model_engineer_path``,
-    ``model_contributor_script_path``, or ``annotation_json``'s ``assets`` beside the file lists in
-    ``annotation``). ``common``: question, pays_amount, expiration_block, max_assignments,
-    validation_strategy, annotation_json."""
-    storage = None if storage_type is None else StorageType(storage_type)
-    task_type = TaskType(task_type)
-    if task_type == TaskType.MODEL_ENGINEER:
-        return TaskSpec(task_type=task_type, **common, model_engineer_path=assets_ref,
-                        model_engineer_storage_type=storage, model_engineer_storage_credentials=credentials)
-    if task_type == TaskType.MODEL_CONTRIBUTOR:
-        return TaskSpec(task_type=task_type, **common, model_contributor_script_path=assets_ref,
-                        model_contributor_script_storage_type=storage,
-                        model_contributor_script_storage_credentials=credentials)
-    return TaskSpec(task_type=task_type, **common, **(annotation or {}), annotation_files_storage_type=storage,
-                    annotation_files_storage_credentials=credentials)
-
-
 def assets_of(task: Task) -> tuple[str, str] | None:
     """(folder reference, script name) of a task's assets, or None if it names none.
 
@@ -100,7 +81,7 @@ def assets_of(task: Task) -> tuple[str, str] | None:
     return info["assets"], safe_name(str(info.get("script") or SCRIPT))
 
 
-def training_settings(task: Task) -> dict:
+def training_settings(task: Task) -> dict[str, Any]:
     """A training round's settings as its task announces them (``annotation_json``'s ``settings``: epochs,
     lr, …) so a contributor's policy can decline before taking it; {} when absent or unreadable."""
     try:
@@ -159,7 +140,7 @@ async def outputs_reference(store: BlockStore, path: str | Path, limits: Limits 
     return ref
 
 
-def write_task_parameters(folder: Path, terms: dict) -> None:
+def write_task_parameters(folder: Path, terms: dict[str, Any]) -> None:
     """``folder/task.json``: the task's terms for its script. Whatever a previous run left under that
     name (a link out of the work dir, say) is removed, never followed."""
     name = "task.json"

@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 PAGE = ROOT / "docs" / "tutorial-data-annotation.md"
 PAGES = (PAGE, ROOT / "docs" / "tutorial-model-engineering.md")

@@ -4,6 +4,7 @@ scratch dir, their journals, and polling the chain until a published task settle
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -82,6 +83,20 @@ class Agent:
             journal.close()
 
 
+GOOD_SCRIPT = "mkdir -p outputs\nfor f in annotation_files/*; do echo '{\"file\": \"'$f'\"}' > outputs/$(basename $f).json; done\n"
+
+
+def make_assets(tmp: Path, script: str = GOOD_SCRIPT) -> Path:
+    """A fresh assets folder under ``tmp``: one random image to label, one sample, ``start_task.sh``."""
+    folder = tmp / f"assets-{len(list(tmp.glob('assets-*')))}"
+    (folder / "annotation_files").mkdir(parents=True)
+    (folder / "annotation_samples").mkdir()
+    (folder / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(2000))
+    (folder / "annotation_samples" / "sample_1.jpg").write_bytes(os.urandom(500))
+    (folder / "start_task.sh").write_text(script)
+    return folder
+
+
 def task_decl(name: str, folder: Path, **overrides) -> dict:
     return {"name": name, "assets": str(folder), "question": "Label the samples", "pays": PAYS,
             "max_assignments": 1, "expires_in": 500, "strategy": "AutoAccept", "class_labels": "car", **overrides}
@@ -89,16 +104,21 @@ def task_decl(name: str, folder: Path, **overrides) -> dict:
 
 async def settle(url: str, name: str, until, timeout: float = 60):
     """Poll the chain until ``until(task, submissions)`` holds for the task published as ``name``."""
-    deadline = time.monotonic() + timeout
     async with await ChainClient.connect(url) as client:
-        market = Market(client)
-        while time.monotonic() < deadline:
-            for task in await market.tasks():
-                if f'"name": "{name}"' in (task.annotation_json or ""):
-                    subs = await market.submissions(task.task_id)
-                    if until(task, subs):
-                        return task, subs
-            await asyncio.sleep(0.3)
+        return await settle_on(client, name, until, timeout)
+
+
+async def settle_on(client: ChainClient, name: str, until, timeout: float = 60):
+    """:func:`settle` through a client already connected."""
+    deadline = time.monotonic() + timeout
+    market = Market(client)
+    while time.monotonic() < deadline:
+        for task in await market.tasks():
+            if f'"name": "{name}"' in (task.annotation_json or ""):
+                subs = await market.submissions(task.task_id)
+                if until(task, subs):
+                    return task, subs
+        await asyncio.sleep(0.3)
     raise TimeoutError(f"task {name} did not settle")
 
 

@@ -1,5 +1,5 @@
 """Tests start devnets through the library's launcher (kept importable under this short name)."""
 
-from decentralml_core.devnet.process import ROOT, DevnetProcess, free_port
+from decentralml_core.testing.devnet_process import ROOT, DevnetProcess, free_port
 
 __all__ = ["ROOT", "DevnetProcess", "free_port"]

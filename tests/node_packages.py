@@ -7,6 +7,8 @@ Used by the @polkadot/api and IPFS tests. A folder with a ``package-lock.json`` 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -20,11 +22,33 @@ import pytest
 needs_node = pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="needs Node.js and npm")
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "decentralml-tests"
+
+
+@contextlib.contextmanager
+def cache_locked():
+    """One writer of the test cache at a time: the suite's parallel workers (pytest-xdist) would otherwise
+    install the same packages into the same staging folder at once."""
+    cache = cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield cache
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def installed(source: Path, *scripts: str) -> Path:
     """A directory with ``source``'s packages in node_modules and the named scripts copied in."""
+    with cache_locked() as cache:
+        return _installed(cache, source, scripts)
+
+
+def _installed(cache: Path, source: Path, scripts: tuple[str, ...]) -> Path:
     manifests = {name: (source / name).read_bytes() for name in ("package.json", "package-lock.json")
                  if (source / name).is_file()}
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "decentralml-tests"
     target = cache / f"{source.name}-{hashlib.sha256(b''.join(manifests.values())).hexdigest()[:16]}"
     if not (target / "node_modules").is_dir():
         staging = target.with_name(target.name + ".partial")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from devnet_process import free_port
-from node_packages import installed
+from node_packages import cache_locked, installed
 from substrateinterface import Keypair
 
 PACKAGES = Path(__file__).parent / "chopsticks"
@@ -37,13 +37,19 @@ DEV_ACCOUNTS = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 def packages() -> Path:
     """The installed packages with the chain spec written next to them (both cached)."""
     target = installed(PACKAGES)
-    if not (target / SPEC_FILE).is_file():
-        script = (f"import({json.dumps(SPEC_MODULE)}).then(m => require('fs').writeFileSync("
-                  f"{json.dumps(SPEC_FILE + '.partial')}, m.chainSpec))")
-        run = subprocess.run(["node", "-e", script], cwd=target, capture_output=True, text=True, timeout=120)
-        assert run.returncode == 0, f"cannot extract the chain spec:\n{run.stderr[-2000:]}"
-        (target / (SPEC_FILE + ".partial")).rename(target / SPEC_FILE)
+    with cache_locked():
+        if not (target / SPEC_FILE).is_file():
+            _write_spec(target)
     return target
+
+
+def _write_spec(target: Path) -> None:
+    """The chain spec the spec package exports, as a file chopsticks reads."""
+    script = (f"import({json.dumps(SPEC_MODULE)}).then(m => require('fs').writeFileSync("
+              f"{json.dumps(SPEC_FILE + '.partial')}, m.chainSpec))")
+    run = subprocess.run(["node", "-e", script], cwd=target, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"cannot extract the chain spec:\n{run.stderr[-2000:]}"
+    (target / (SPEC_FILE + ".partial")).rename(target / SPEC_FILE)
 
 
 class Chopsticks:

@@ -37,14 +37,24 @@ def wait_step(agent: Agent, kind: str, step: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{agent.name} never journaled {kind} at {step}")
 
 
-async def in_pool(url: str, who: str, timeout: float = 30) -> None:
-    """Until the node's pool holds an extrinsic of ``who`` (sent, not yet in a block)."""
+async def kill_in_pool(node: DevnetProcess, who: str, ready, timeout: float = 180) -> None:
+    """kill -9 ``node`` while its pool holds an extrinsic of ``who`` sent once ``ready()``. Connected before
+    the moment comes and polling every 20 ms: the extrinsic waits up to one 3 s block, which a connection
+    made only then (seconds on a loaded machine) would miss."""
     address = Keypair.create_from_uri(f"//{who}").ss58_address
-    async with await ChainClient.connect(url) as client:
+    async with await ChainClient.connect(node.url) as client:
         deadline = time.monotonic() + timeout
-        while not await client.pool_backlog(address):
+        while not (ready() and await client.pool_backlog(address)):
             assert time.monotonic() < deadline, f"no extrinsic of {who} reached the pool"
             await asyncio.sleep(0.02)
+        node.stop(kill=True)
+
+
+def at_step(agent: Agent, kind: str, step: str):
+    """A ``ready`` for :func:`kill_in_pool`: ``agent``'s journal has an entry of ``kind`` at ``step``."""
+    def ready() -> bool:
+        return (agent.state / "journal.sqlite").exists() and step in {s for (k, _), s in agent.journal().items() if k == kind}
+    return ready
 
 
 async def payments(url: str) -> list[int]:
@@ -74,14 +84,10 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
     try:
         creator.start()
         bob.start()
-        wait_step(bob, "task", "uploaded")  # the send leaves now; the next block is up to 3 s away
-        asyncio.run(in_pool(node.url, "Bob"))
-        node.stop(kill=True)
+        asyncio.run(kill_in_pool(node, "Bob", at_step(bob, "task", "uploaded")))  # the send, in the pool
         time.sleep(1)
         node.start(timeout=90)
-        wait_step(creator, "submission", "paying")  # the result landed after all; the accept leaves now
-        asyncio.run(in_pool(node.url, "Alice"))
-        node.stop(kill=True)
+        asyncio.run(kill_in_pool(node, "Alice", at_step(creator, "submission", "paying")))  # the accept
         assert creator.stop(signal.SIGTERM) == 0  # waiting for an inclusion that cannot come: bounded
         node.start(timeout=90)
         creator.start()
@@ -98,3 +104,32 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
             if agent.proc is not None and agent.proc.poll() is None:
                 agent.stop()
         node.stop()
+
+
+def test_sigterm_while_a_task_script_runs_stops_the_worker_within_the_grace(devnet, tmp_path):
+    """A long script (a detector on a loaded host) is killed once the 10 s grace is over, its step kept
+    where it stands for the next start: a farm's SIGTERM never waits out the script (CI once saw an
+    annotator outlive the farm's 120 s stop timeout)."""
+    folder = tmp_path / "assets"
+    (folder / "annotation_files").mkdir(parents=True)
+    (folder / "annotation_files" / "a.jpg").write_bytes(b"\xff" * 100)
+    (folder / "start_task.sh").write_text("sleep 300\n" + SCRIPT)
+    store = str(tmp_path / "store")
+    creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
+                                          "storage": {"root": store}, "tasks": [task_decl("long", folder)]})
+    bob = Agent(tmp_path, "bob", {"role": "annotator", "node": devnet.url, "key": {"dev": "Bob"},
+                                  "storage": {"root": store}, "policy": {"min_blocks_left": 0},
+                                  "sandbox": {"timeout_s": 600}})
+    try:
+        creator.start()
+        bob.start()
+        wait_step(bob, "task", "fetched")
+        time.sleep(2)  # the script is running
+        assert bob.stop(signal.SIGTERM) == 0  # within Agent.stop's 30 s: the 10 s grace, then the exit
+        assert '"agent_stop_overdue"' not in bob.log.read_text()
+        assert '"steps_interrupted"' in bob.log.read_text()
+        assert bob.journal()[("task", next(i for (k, i) in bob.journal() if k == "task"))] == "fetched"
+    finally:
+        for agent in (creator, bob):
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.stop()

@@ -10,7 +10,7 @@ from decentralml_core.devnet.codec import compact_bytes
 from decentralml_core.devnet.executive import InvalidTransaction
 from decentralml_core.devnet.hashing import blake2_256
 from decentralml_core.devnet.metadata import SPEC_VERSION, TRANSACTION_VERSION, runtime
-from decentralml_core.devnet.store import BlockStore
+from decentralml_core.devnet.store import ChainDatabase
 
 ALICE = Keypair.create_from_uri("//Alice")
 BOB = Keypair.create_from_uri("//Bob")
@@ -35,13 +35,13 @@ def remark(data: bytes) -> dict:
 
 @pytest.fixture
 def chain(tmp_path):
-    c = Chain(runtime("full"), BlockStore(tmp_path / "c.sqlite"))
+    c = Chain(runtime("full"), ChainDatabase(tmp_path / "c.sqlite"))
     yield c
     c.store.close()
 
 
 def test_genesis_is_deterministic(tmp_path, chain):
-    other = Chain(runtime("full"), BlockStore(tmp_path / "other.sqlite"))
+    other = Chain(runtime("full"), ChainDatabase(tmp_path / "other.sqlite"))
     assert other.genesis_hash == chain.genesis_hash
     assert chain.best_number == 0
     assert chain.executive.nonce_and_free(ALICE.public_key) == (0, 1 << 60)
@@ -95,11 +95,11 @@ def test_pool_refusals(chain):
 
 def test_restart_resumes_state(tmp_path):
     path = tmp_path / "c.sqlite"
-    c = Chain(runtime("full"), BlockStore(path))
+    c = Chain(runtime("full"), ChainDatabase(path))
     c.submit(sign(c, ALICE, remark(b"persist"), 0))
     block = c.produce_block()
     c.store.close()
-    again = Chain(runtime("full"), BlockStore(path))
+    again = Chain(runtime("full"), ChainDatabase(path))
     assert (again.best_number, again.best_hash) == (1, block.hash)
     assert again.executive.account_nonce(ALICE.public_key) == 1
     assert again.extrinsics(1) == block.extrinsics

@@ -1,11 +1,10 @@
-"""The object-detection task through the market, as operators run it: real devnet, creator and annotator
-processes, the real detector in the sandbox — IoU consensus deciding on two annotators' results, and a
-person approving a result on the review page in real headless Chromium (screenshot kept in
-``build/test-artifacts/``)."""
+"""The object-detection task through the market, as operators run it, the real detector in the sandbox:
+IoU consensus deciding on two annotators' results (agents and devnet in process, tests/agents_inprocess.py),
+and a person approving a result on the review page in real headless Chromium (devnet, creator and
+annotator processes; screenshot kept in ``build/test-artifacts/``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
@@ -14,8 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agent_process import PAYS, Agent, decided, free, settle, task_decl
+from agent_process import PAYS, Agent, decided, free, task_decl
+from agents_inprocess import events, market_fixture
 from devnet_process import free_port
+from structlog.testing import capture_logs
 
 from decentralml_core.chain.model import SubmissionStatus
 from decentralml_core.sandbox import bubblewrap_works
@@ -25,11 +26,12 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 FILES = ("file_1.jpg", "file_2.jpg", "file_3.jpg")
 pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="annotators run the detector in bubblewrap")
+LABELS = ["circle", "square", "triangle"]
+market = market_fixture()
 
 
-@pytest.fixture
-def detection(devnet, tmp_path):
-    """The example task cut to three images, its ground truth for two of them, and agent builders."""
+def detection_assets(tmp_path: Path) -> Path:
+    """The example task cut to three images, and its ground truth for two of them (``truth.json``)."""
     assets = tmp_path / "assets"
     shutil.copytree(ROOT / "assets" / "data_annotator", assets)
     for image in (assets / "annotation_files").iterdir():
@@ -40,6 +42,18 @@ def detection(devnet, tmp_path):
     (tmp_path / "truth.json").write_text(json.dumps({
         **truth, "images": [im for im in truth["images"] if im["id"] in kept],
         "annotations": [a for a in truth["annotations"] if a["image_id"] in kept]}))
+    return assets
+
+
+def annotator_config(name: str) -> dict:
+    return {"role": "annotator", "key": {"dev": name}, "policy": {"min_blocks_left": 0, "class_labels": LABELS},
+            "sandbox": {"timeout_s": 120, "share_python": True}}
+
+
+@pytest.fixture
+def detection(devnet, tmp_path):
+    """The detection assets and agent-process builders."""
+    assets = detection_assets(tmp_path)
     store, started = str(tmp_path / "store"), []
 
     def creator(task: dict, **extra) -> Agent:
@@ -49,10 +63,7 @@ def detection(devnet, tmp_path):
         return agent
 
     def annotator(name: str) -> Agent:
-        agent = Agent(tmp_path, name.lower(), {
-            "role": "annotator", "node": devnet.url, "key": {"dev": name}, "storage": {"root": store},
-            "policy": {"min_blocks_left": 0, "class_labels": ["circle", "square", "triangle"]},
-            "sandbox": {"timeout_s": 120, "share_python": True}})
+        agent = Agent(tmp_path, name.lower(), {**annotator_config(name), "node": devnet.url, "storage": {"root": store}})
         started.append(agent.start())
         return agent
 
@@ -64,18 +75,24 @@ def detection(devnet, tmp_path):
     assert all(code == 0 for code in codes.values()), codes
 
 
-def test_iou_consensus_accepts_two_agreeing_detectors(devnet, detection):
-    _, creator, annotator, task = detection
-    whole_sample = {label: [0, 0, 40, 40] for label in ("circle", "square", "triangle")}
-    boss = creator(task("consensus", max_assignments=2, strategy="CustomAccept", class_coordinates=whole_sample,
-                        validator={"name": "iou_consensus", "min_f1": 0.9}))
-    annotator("Dave"), annotator("Eve")
-    published, subs = asyncio.run(settle(devnet.url, "consensus", decided(2), timeout=180))
+async def test_iou_consensus_accepts_two_agreeing_detectors(market, tmp_path):
+    whole_sample = {label: [0, 0, 40, 40] for label in LABELS}
+    with capture_logs() as logs:
+        boss = market.creator([task_decl("consensus", detection_assets(tmp_path), class_labels=",".join(LABELS),
+                                         max_assignments=2, strategy="CustomAccept", class_coordinates=whole_sample,
+                                         validator={"name": "iou_consensus", "min_f1": 0.9})])
+        for name in ("Dave", "Eve"):
+            market.agent(name.lower(), annotator_config(name)).start()
+        published, subs = await market.settle("consensus", decided(2), timeout=180)
+        for s in subs:
+            await boss.wait_step("submission", s.submission_id, "paid")
     assert json.loads(published.annotation_class_coordinates) == whole_sample  # the detector's crop, on chain
     assert [s.status for s in subs] == [SubmissionStatus.ACCEPTED] * 2
     for s in subs:  # the same detector on the same images: full agreement, scores journaled
         verdict = boss.entry("submission", s.submission_id).data["verdict"]
         assert verdict["accept"] is True and verdict["scores"]["f1"] == 1.0 and verdict["scores"]["results"] == 2
+        assert events(logs, "result_accepted", submission_id=s.submission_id, amount=PAYS)
+    assert len(events(logs, "sandbox_run", status="ok")) == 2  # each annotator ran the detector once
 
 
 def fetch(url: str, data: bytes | None = None, headers: dict | None = None) -> int:

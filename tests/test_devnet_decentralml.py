@@ -10,10 +10,30 @@ import pytest
 from substrateinterface import Keypair
 from substrateinterface.exceptions import SubstrateRequestException
 
-from decentralml_core.demo import seed_task_params
 from decentralml_core.devnet.pallets.decentralml import ADDED_ERRORS, UPSTREAM_ERRORS, task_account
 
 PAYS = 1_000_000
+
+
+def seed_task_params(**overrides) -> dict:
+    """``create_task`` arguments as the seed tutorial's ``create_task_data_annotator`` sends them.
+
+    A list of ``BoundedVec`` is a one-field tuple struct in metadata, so substrate-interface wants
+    it wrapped once more (``[[...]]``), exactly as upstream's own client sends it.
+    """
+    params = {
+        "task_type": "DataAnnotators", "question": "Find and label the samples in each file",
+        "pays_amount": 1_000_000, "expiration_block": 600, "max_assignments": 2,
+        "validation_strategy": "ManualAccept", "model_contributor_script_path": None,
+        "model_contributor_script_storage_type": None, "model_contributor_script_storage_credentials": None,
+        "annotation_type": "Image", "annotation_media_samples": [["sample_1.jpg", "sample_2.jpg"]],
+        "annotation_files": [["file_1.jpg", "file_2.jpg"]], "annotation_class_labels": "sample_1,sample_2",
+        "annotation_class_coordinates": None, "annotation_json": '{"script": "start_task.sh"}',
+        "annotation_files_storage_type": "IPFS", "annotation_files_storage_credentials": None,
+        "model_engineer_path": None, "model_engineer_storage_type": None, "model_engineer_storage_credentials": None,
+    }
+    params.update(overrides)
+    return params
 
 
 def free(si, address: str) -> int:

@@ -45,8 +45,12 @@ def test_a_client_that_stops_reading_is_dropped_and_slows_nobody(tmp_path, keys,
           f"{statistics.median(alone):.3f} s alone, {statistics.median(attacked):.3f} s attacked, "
           f"worst {max(attacked):.3f} s")
     assert blocks_attacked >= 0.8 * blocks_alone
-    assert statistics.median(attacked) <= max(3 * statistics.median(alone), 0.2)
-    assert max(attacked) <= max(3 * max(alone), 1.0)
+    # A transaction waits for the next block: up to one block time, whichever phase the steady client's
+    # 0.5 s pace happens to keep against the block timer (CI once saw 0.07 s alone and 0.51 s attacked,
+    # every one of them, from the phase alone). A client the devnet waits on would add seconds, not one block.
+    block_s = float(block_time)
+    assert statistics.median(attacked) <= block_s + max(3 * statistics.median(alone), 0.2)
+    assert max(attacked) <= block_s + max(3 * max(alone), 1.0)
     drops = dropped_lines(log_path)
     assert len(drops) == 1, drops  # one structured line, naming the client and why
     assert drops[0]["peer"] == "127.0.0.1" and drops[0]["subscriptions"] > 0 and drops[0]["reason"]

@@ -17,7 +17,7 @@ from agent_process import PAYS
 
 from agents.journal import Journal
 from decentralml_core.sandbox import bubblewrap_works
-from decentralml_core.testnet import TestNetwork, unavailable
+from decentralml_core.testing.testnet import TestNetwork, unavailable
 
 REASON = unavailable()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=f"test hosts need network namespaces: {REASON}"),

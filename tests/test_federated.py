@@ -87,6 +87,17 @@ def test_server_momentum_closes_the_non_iid_gap_to_centralised_training(split):
     assert target - finals[0.0] > 0.02 and target - finals[0.9] <= 0.02, (target, finals)
 
 
+def test_a_contributor_cannot_buy_fedavg_weight_with_a_claimed_count(split):
+    """Example counts are the contributors' own word: a claim of 10**9 weighs 3× the median claim at most."""
+    assert aggregation.capped_counts([100, 120, 80, 10**9]) == [100, 120, 80, 330]
+    assert aggregation.capped_counts([0, -5, 7]) == [1, 1, 3]
+    honest, liar = [np.array([[1.0]], np.float32)], [np.array([[100.0]], np.float32)]
+    merged = aggregation.aggregate([(honest, 100), (honest, 100), (honest, 100), (liar, 10**9)])
+    assert np.allclose(merged[0], [[(300 * 1.0 + 300 * 100.0) / 600]])  # before: ≈ 100, the liar alone
+    sizes = [len(s[1]) for s in split.shares]
+    assert aggregation.capped_counts(sizes) == sizes  # a real non-IID split's honest counts are never cut
+
+
 def test_federated_rounds_improve_the_global_model(split):
     weights, accuracies = initial(), []
     for number in range(3):

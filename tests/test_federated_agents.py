@@ -1,6 +1,7 @@
 """A federated campaign as an operator runs it: a real devnet, a creator agent and contributor agents
 as processes (``decentralml agent run``), real sandboxes, the example configs of ``configs/`` with each
-contributor's private share of the digits. One contributor holds label-flipped data."""
+contributor's private share of the digits. One contributor holds label-flipped data. The model
+engineer's verdicts are logic: that test runs its agents in process (tests/agents_inprocess.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 from agent_process import CLI, Agent, free
+from agents_inprocess import events, market_fixture
 from devnet_process import free_port
+from structlog.testing import capture_logs
 from substrateinterface import Keypair
 
 from agents.demo_federated import configs
@@ -25,6 +28,7 @@ from decentralml_core.sandbox import bubblewrap_works
 
 pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
 PAYS = 10**12
+market = market_fixture()
 
 
 def start(tmp_path: Path, raw: dict[str, dict], names) -> dict[str, Agent]:
@@ -141,12 +145,12 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
     assert all(code == 0 for code in codes.values()), codes
 
 
-def engineer_config(devnet, tmp_path) -> dict:
-    return {"role": "engineer", "node": devnet.url, "key": {"dev": "Ferdie"}, "storage": {"root": str(tmp_path / "store")},
+def engineer_config(tmp_path) -> dict:
+    return {"role": "engineer", "key": {"dev": "Ferdie"}, "storage": {"root": str(tmp_path / "store")},
             "policy": {"min_blocks_left": 0, "max_concurrent": 2}, "sandbox": {"timeout_s": 60, "share_python": True}}
 
 
-def test_an_engineering_result_within_target_is_paid_and_one_beyond_it_rejected(devnet, tmp_path):
+async def test_an_engineering_result_within_target_is_paid_and_one_beyond_it_rejected(market, tmp_path):
     data = digits.write_example(tmp_path / "data", 2)
     folder = Path(__file__).resolve().parents[1] / "assets" / "model_engineer"
 
@@ -156,31 +160,33 @@ def test_an_engineering_result_within_target_is_paid_and_one_beyond_it_rejected(
                 "validator": {"name": "model_restructure", "reference": str(folder / "model" / "model.npz"),
                               "test": str(data["test"]), "max_bytes": max_bytes, "max_drop": 0.02}}
 
-    since = asyncio.run(task_count(devnet.url))
-    engineer = Agent(tmp_path, "engineer", engineer_config(devnet, tmp_path)).start().wait_ready()
-    creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
-                                          "storage": {"root": str(tmp_path / "store")},
-                                          "tasks": [task("within", 2000), task("beyond", 1000)]}).start()
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            async def read():
-                async with await ChainClient.connect(devnet.url) as client:
-                    return await Market(client).submissions()
-            subs = [s for s in asyncio.run(read()) if s.task_id >= since]
+    with capture_logs() as logs:
+        await market.agent("engineer", engineer_config(tmp_path)).start().wait_ready()
+        creator = market.creator([task("within", 2000), task("beyond", 1000)])
+        market_view = Market(market.client)
+
+        async def decided_both():
+            subs = await market_view.submissions()
             if len(subs) == 2 and all(s.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED) for s in subs):
-                break
-            assert time.monotonic() < deadline, creator.log.read_text()[-2000:]
-            time.sleep(0.5)
-        verdicts = {creator.entry("submission", s.submission_id).data["verdict"]["reason"]: s for s in subs}
-        [(ok_reason, ok)] = [(r, s) for r, s in verdicts.items() if "within target" in r]
-        [(bad_reason, bad)] = [(r, s) for r, s in verdicts.items() if "too large" in r]
-        assert ok.status == SubmissionStatus.ACCEPTED and ok.paid_amount == PAYS
-        assert bad.status == SubmissionStatus.REJECTED and bad.paid_amount is None
-        assert "> 1000" in bad_reason
-    finally:
-        codes = [creator.stop(), engineer.stop()]
-    assert codes == [0, 0]
+                return subs
+            return None
+
+        deadline = time.monotonic() + 120
+        while (subs := await decided_both()) is None:
+            assert time.monotonic() < deadline and creator.running, creator.journal()
+            await asyncio.sleep(0.5)
+        for s in subs:
+            await creator.wait_until(lambda s=s: creator.journal().get(("submission", str(s.submission_id)))
+                                     in ("paid", "rejected"), 30, "verdict journaled")
+    verdicts = {creator.entry("submission", s.submission_id).data["verdict"]["reason"]: s for s in subs}
+    [(ok_reason, ok)] = [(r, s) for r, s in verdicts.items() if "within target" in r]
+    [(bad_reason, bad)] = [(r, s) for r, s in verdicts.items() if "too large" in r]
+    assert ok.status == SubmissionStatus.ACCEPTED and ok.paid_amount == PAYS
+    assert bad.status == SubmissionStatus.REJECTED and bad.paid_amount is None
+    assert "> 1000" in bad_reason
+    assert events(logs, "result_accepted", submission_id=ok.submission_id, amount=PAYS)
+    (rejected,) = events(logs, "result_rejected", submission_id=bad.submission_id)
+    assert "> 1000" in rejected["reason"]
 
 
 def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_training(devnet, tmp_path):
@@ -195,7 +201,7 @@ def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_traini
     agents = start(tmp_path, raw, names)
     for agent in agents.values():
         agent.wait_ready()
-    agents["engineer"] = Agent(tmp_path, "engineer", engineer_config(devnet, tmp_path)).start().wait_ready()
+    agents["engineer"] = Agent(tmp_path, "engineer", {**engineer_config(tmp_path), "node": devnet.url}).start().wait_ready()
     creator = agents["creator"] = Agent(tmp_path, "creator", raw["creator"]).start()
     try:
         deadline = time.monotonic() + 120  # Bob mid-round-1: assets fetched, the script running

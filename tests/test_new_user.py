@@ -274,7 +274,7 @@ def test_an_agent_follows_a_quiet_chain_and_refuses_a_restarted_one(tmp_path):
         finally:
             fresh.send_signal(signal.SIGTERM)
             assert fresh.wait(timeout=60) == 0
-        assert list(agent.state.glob("journal.sqlite.old-*"))  # the old journal kept aside
+        assert list(agent.state.glob("old-*/journal.sqlite"))  # the old journal kept aside
 
 
 def healthz_or_none(port: int) -> dict | None:
@@ -325,7 +325,9 @@ def test_the_example_farm_runs_on_a_devnet_as_the_docs_say(tmp_path):
                 assert paid[0]["paid_amount"] == UNIT
             finally:
                 proc.send_signal(signal.SIGTERM)
-                assert proc.wait(timeout=180) == 0, (tmp_path / "farm.log").read_text()[-2000:]
+                code = proc.wait(timeout=180)
+                assert code == 0, "\n".join([(tmp_path / "farm.log").read_text()[-2000:]] + [
+                    f"--- {log.name}:\n{log.read_text()[-1500:]}" for log in (tmp_path / ".state" / "farm" / ".logs").glob("*.log")])
 
 
 def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(devnet, tmp_path, monkeypatch):
@@ -364,3 +366,20 @@ def test_agent_check_finds_what_agent_run_would_trip_on(devnet, tmp_path):
     out = subprocess.run([CLI, "--log-level", "error", "agent", "run", str(config)], capture_output=True, text=True,
                          timeout=90)
     one_line(out, "agent run", "key.env: $CREATOR_KEY_NOT_SET is not set", status=2)
+
+
+def test_a_fresh_start_sets_aside_everything_bound_to_the_old_chain(tmp_path):
+    """A new chain numbers tasks and submissions from 0 again: an old work/task-0/submission-0 left in
+    place would be taken for the new task 0's verified assets. The login token is not the chain's."""
+    from agents.commands.agent import start_fresh
+
+    state = tmp_path / "state"
+    for name in ("work/task-0/submission-0/start_task.sh", "results/submission-0/a.json", "campaigns/c/round-0.npz",
+                 "journal.sqlite", "journal.sqlite-wal", "campaign-c.png", "review.token"):
+        (state / name).parent.mkdir(parents=True, exist_ok=True)
+        (state / name).write_text(name)
+    aside = start_fresh(state)
+    assert sorted(p.name for p in state.iterdir()) == sorted(["review.token", aside.name])
+    assert (aside / "work/task-0/submission-0/start_task.sh").read_text() == "work/task-0/submission-0/start_task.sh"
+    assert {p.name for p in aside.iterdir()} == {"work", "results", "campaigns", "journal.sqlite", "journal.sqlite-wal",
+                                                 "campaign-c.png"}

@@ -13,7 +13,7 @@ from decentralml_core.devnet.chain import Chain
 from decentralml_core.devnet.metadata import runtime
 from decentralml_core.devnet.pallets import decentralml
 from decentralml_core.devnet.pallets.decentralml import ADDED_ERRORS, PALLET, U32_MAX, UPSTREAM_ERRORS, task_account
-from decentralml_core.devnet.store import BlockStore
+from decentralml_core.devnet.store import ChainDatabase
 
 ALICE, BOB, CHARLIE, EVE = (Keypair.create_from_uri(f"//{n}").public_key for n in ("Alice", "Bob", "Charlie", "Eve"))
 PAYS = 1_000_000
@@ -83,7 +83,7 @@ def result(submission_id: int, **overrides) -> dict:
 
 @pytest.fixture
 def rt(tmp_path):
-    chain = Chain(runtime("full"), BlockStore(tmp_path / "c.sqlite"))
+    chain = Chain(runtime("full"), ChainDatabase(tmp_path / "c.sqlite"))
     yield Dispatcher(chain)
     chain.store.close()
 
@@ -297,7 +297,7 @@ def test_send_after_close_is_refused(rt):
 
 
 def test_upstream_runtime_keeps_upstreams_rules_and_layout(tmp_path):
-    chain = Chain(runtime("upstream"), BlockStore(tmp_path / "u.sqlite"))
+    chain = Chain(runtime("upstream"), ChainDatabase(tmp_path / "u.sqlite"))
     rt = Dispatcher(chain)
     alice = rt.free(ALICE)
     rt.ok(ALICE, "create_task", **task(max_assignments=1, expiration_block=5))
@@ -319,7 +319,7 @@ def test_upstream_escrow_below_the_existential_deposit_fails_as_a_v1_node_does(t
     """Upstream moves ``pays_amount`` with ``Currency::transfer(AllowDeath)`` into a fresh task account:
     below the existential deposit (500) the account cannot be created — ``Token(BelowMinimum)``; more
     than the creator has — ``Token(FundsUnavailable)``; a creator may empty their account."""
-    chain = Chain(runtime("upstream"), BlockStore(tmp_path / "u.sqlite"))
+    chain = Chain(runtime("upstream"), ChainDatabase(tmp_path / "u.sqlite"))
     rt = Dispatcher(chain)
     assert rt.call(ALICE, "create_task", **task(pays_amount=499)) == "Token.BelowMinimum"
     assert rt.call(ALICE, "create_task", **task(pays_amount=(1 << 60) + 1)) == "Token.FundsUnavailable"

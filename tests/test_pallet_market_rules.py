@@ -26,7 +26,7 @@ from decentralml_core.devnet.pallets.decentralml import (
     escrow_discrepancy,
     task_account,
 )
-from decentralml_core.devnet.store import BlockStore
+from decentralml_core.devnet.store import ChainDatabase
 
 DAVE = bytes(range(32))
 
@@ -70,7 +70,7 @@ class Blocks(Dispatcher):
 
 @pytest.fixture
 def rt(tmp_path):
-    chain = Chain(runtime("full"), BlockStore(tmp_path / "c.sqlite"))
+    chain = Chain(runtime("full"), ChainDatabase(tmp_path / "c.sqlite"))
     yield Blocks(chain)
     chain.store.close()
 
@@ -429,7 +429,7 @@ def test_no_sequence_of_calls_leaves_value_in_a_closed_tasks_escrow(schedule):
     review windows (3 blocks each): the escrow adds up after every call, value is only moved, and once
     nothing is pending the closed task's escrow is 0."""
     with tempfile.TemporaryDirectory() as tmp:
-        chain = Chain(RUNTIME, BlockStore(Path(tmp) / "c.sqlite"))
+        chain = Chain(RUNTIME, ChainDatabase(Path(tmp) / "c.sqlite"))
         try:
             rt = Blocks(chain)
             task_id = create(rt, max_assignments=2, expiration_block=2,

@@ -193,7 +193,7 @@ async def test_limits_name_the_limit(tmp_path):
 
 
 def test_storage_types_and_credentials(tmp_path):
-    config = StorageConfig(local_root=tmp_path / "store")
+    config = StorageConfig(root=tmp_path / "store")
     for kind in ("GCP", "Azure", "Crust"):
         with pytest.raises(UnsupportedStorage, match=f"storage type {kind} is not supported by this agent"):
             open_store(kind, config)
@@ -338,7 +338,7 @@ async def test_s3_round_trip(tmp_path, s3_endpoint, monkeypatch):
 
     async with get_session().create_client("s3", endpoint_url=s3_endpoint, region_name="us-east-1") as s3:
         await s3.create_bucket(Bucket="tasks")
-    config = StorageConfig(local_root=tmp_path / "store", s3_bucket="tasks", s3_endpoint=s3_endpoint)
+    config = StorageConfig(root=tmp_path / "store", s3_bucket="tasks", s3_endpoint=s3_endpoint)
     store = open_store("S3", config)
     src = tutorial_assets(tmp_path / "assets")
     ref = await put_folder(store, src)

@@ -142,3 +142,34 @@ def test_a_script_using_the_functions_sees_only_its_own_output(devnet):
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("task ") and len(out.stdout.splitlines()) == 1, out.stdout
     assert out.stderr == "", out.stderr
+
+
+async def test_an_assignment_whose_work_dir_exists_sets_the_old_one_aside(client, keys, tmp_path):
+    """A devnet restarted with --tmp numbers tasks and submissions from 0 again: the work dir of the
+    old chain's same ids is moved aside and the new task's assets fetched, never taken for them (before:
+    `task assign` failed after its assignment had landed, leaving the worker with no folder)."""
+    from structlog.testing import capture_logs
+
+    from decentralml_core.storage import put_folder
+    from decentralml_core.storage.local import LocalStore
+    from decentralml_core.work import work_dir
+
+    store = LocalStore(tmp_path / "store")
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "start_task.sh").write_text("echo new task\n")
+    ref = await put_folder(store, assets)
+    end = await client.block_number() + 200
+    args = {**annotator_args(end), "annotation_json": f'{{"assets": "{ref}"}}'}
+    task_id = await tasks.create_task_data_annotator(end, client, keys["alice"], None, **args)
+    root = tmp_path / "work"
+    coming = await client.storage("DecentralMLModule", "TaskResultSubmissionCount")  # the next submission id
+    old = work_dir(root, task_id, coming)
+    old.mkdir(parents=True)
+    (old / "start_task.sh").write_text("echo OLD chain\n")  # another chain's task with the same ids
+    with capture_logs() as logs:
+        sid = await tasks.assign_task(client, None, "//Charlie", task_id, store=store, work_root=root)
+    assert (work_dir(root, task_id, sid) / "start_task.sh").read_text() == "echo new task\n"
+    aside = [p for p in work_dir(root, task_id, sid).parent.iterdir() if p.name.startswith(f"submission-{sid}.old-")]
+    assert len(aside) == 1 and (aside[0] / "start_task.sh").read_text() == "echo OLD chain\n"
+    assert [e["event"] for e in logs if e["event"] == "work_dir_set_aside"] == ["work_dir_set_aside"]

@@ -130,7 +130,7 @@ def chain_credentials(args: argparse.Namespace) -> str:
 def store_for(args: argparse.Namespace, storage_type: str):
     from decentralml_core.storage import StorageConfig, default_root, open_store
 
-    return open_store(storage_type, StorageConfig(local_root=Path(args.store_root or default_root()),
+    return open_store(storage_type, StorageConfig(root=Path(args.store_root or default_root()),
                                                   gateways=args.gateway,
                                                   ipfs_api=args.ipfs_api, s3_bucket=args.s3_bucket,
                                                   s3_endpoint=args.s3_endpoint))

@@ -21,7 +21,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run = sub.add_parser("run", parents=[common], help="run until SIGTERM/SIGINT")
     run.add_argument("config", type=Path, help="the agent's YAML file (see docs/configuration.md)")
     run.add_argument("--fresh", action="store_true",
-                     help="start a new journal (the old one is kept aside as journal.sqlite.old-TIME): for a "
+                     help="start a new journal (the old one, work and results are kept aside in old-TIME/): for a "
                           "state dir of another chain, e.g. after a devnet started with --tmp restarted")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
     run.set_defaults(run=run_agent_command)
@@ -63,13 +63,23 @@ def check_command(args) -> int:
     return 0
 
 
-def start_fresh(state_dir: Path) -> None:
-    """Move the journal aside (never delete it: it may hold the only record of work on the old chain)."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    for suffix in ("", "-wal", "-shm"):
-        old = state_dir / f"journal.sqlite{suffix}"
-        if old.exists():
-            old.rename(state_dir / f"journal.sqlite.old-{stamp}{suffix}")
+CHAIN_BOUND = ("journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm", "work", "results", "campaigns")
+
+
+def start_fresh(state_dir: Path) -> Path:
+    """Move everything bound to the old chain into ``old-TIME/``, never deleting it: the journal may hold
+    the only record of work on that chain. Work and result folders are named by task and submission id,
+    which a new chain hands out again from 0: left in place, a worker would take the old chain's
+    ``work/task-0/submission-0`` for the new task 0's verified assets and run the wrong task."""
+    aside = state_dir / f"old-{time.strftime('%Y%m%dT%H%M%S')}"
+    for name in CHAIN_BOUND:
+        if (state_dir / name).exists():
+            aside.mkdir(exist_ok=True)
+            (state_dir / name).rename(aside / name)
+    for plot in state_dir.glob("campaign-*.png"):
+        aside.mkdir(exist_ok=True)
+        plot.rename(aside / plot.name)
+    return aside
 
 
 def run_agent_command(args) -> int:

@@ -84,7 +84,7 @@ def _fail(args, exc: Exception) -> int:
 
 
 def _store(args):
-    return open_store(args.storage_type, StorageConfig(local_root=args.root, gateways=args.gateway,
+    return open_store(args.storage_type, StorageConfig(root=args.root, gateways=args.gateway,
                                                        ipfs_api=args.ipfs_api, s3_bucket=args.s3_bucket,
                                                        s3_endpoint=args.s3_endpoint))
 

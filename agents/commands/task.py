@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from decentralml_core.chain.model import AnnotationType, TaskTerms, TaskType, ValidationStrategy
+from decentralml_core.chain.model import AnnotationType, TaskSpec, TaskTerms, TaskType, ValidationStrategy
 
 from ._shared import (
     add_key_options,
@@ -168,10 +168,10 @@ async def create_task(args, client) -> None:
             ref = work.content_reference(args.path)
         else:
             raise ValueError(f"a {args.task_type} task needs its folder: --assets DIR (published now) or --path CID")
-        spec = work.task_spec(args.task_type, ref, args.storage_type, chain_credentials(args),
-                              question=args.question, pays_amount=args.pays, expiration_block=end,
-                              max_assignments=args.max_assignments, validation_strategy=args.strategy,
-                              annotation_json=args.annotation_json)
+        spec = TaskSpec.for_type(args.task_type, ref, args.storage_type, chain_credentials(args),
+                                 question=args.question, pays_amount=args.pays, expiration_block=end,
+                                 max_assignments=args.max_assignments, validation_strategy=args.strategy,
+                                 annotation_json=args.annotation_json)
         task_id = await tasks.create_task_from_spec(client, who, spec, terms, args.client_token)
     emit(args, {"task_id": task_id, "creator": who.ss58_address, "escrow": args.pays * args.max_assignments,
                 "expiration_block": end, **({} if terms.is_default else {"terms": plain(terms)})})

@@ -18,9 +18,10 @@ extrinsics with one nonce, never a gap, never lost finished work.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,13 +51,14 @@ log = get_logger(__name__)
 STALL_AFTER_S = 10.0
 WATCH_EVERY_S = 1.0
 FILLER = ("System", "remark", {"remark": "0x"})  # what fills a nonce no extrinsic holds any more
+Dial = Callable[[], Awaitable[RpcTransport]]  # a new connection to the node, or ConnectionLost
 
 
 def extrinsic_hash(raw_hex: str) -> str:
     return "0x" + hashlib.blake2b(bytes.fromhex(raw_hex[2:]), digest_size=32).hexdigest()
 
 
-def _observe(future: asyncio.Future) -> None:
+def _observe(future: asyncio.Future[Any]) -> None:
     """Mark a held extrinsic's outcome as seen, so one whose caller stopped waiting logs no warning."""
     if not future.cancelled():
         future.exception()
@@ -93,21 +95,27 @@ class Checkpoint:
 
 
 class ChainClient:
-    """``async with await ChainClient.connect(url) as client: …``"""
+    """``async with await ChainClient.connect(url) as client: …``
+
+    The node is reached through ``dial`` (default: a WebSocket to ``url``): every connection, the first
+    and each after a loss, is one call of it. Another transport — the devnet's node in this process
+    (``decentralml_core.devnet.inprocess``) — swaps the edge and keeps every reconnect and recovery path.
+    """
 
     def __init__(self, url: str, rpc: RpcTransport, runtime: Runtime, *, reconnect_for: float,
-                 inclusion_timeout: float, stall_after: float = STALL_AFTER_S) -> None:
+                 inclusion_timeout: float, stall_after: float = STALL_AFTER_S, dial: Dial | None = None) -> None:
         self.url, self._rpc, self.runtime = url, rpc, runtime
+        self._connect: Dial = dial or (lambda: WebSocketRpc.connect(url))
         self.reconnect_for, self.inclusion_timeout, self.stall_after = reconnect_for, inclusion_timeout, stall_after
         self._inflight = InFlight()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._recovering: dict[str, asyncio.Task] = {}
-        self._reconnecting: asyncio.Task | None = None
+        self._recovering: dict[str, asyncio.Task[None]] = {}
+        self._reconnecting: asyncio.Task[None] | None = None
         self._new_block = asyncio.Condition()
         self._finalized = -1
         self.followed_block = -1  # the last block an event stream went through, with events or none
-        self._follower: asyncio.Task | None = None
-        self._watchdog: asyncio.Task | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self._events_key: str | None = None
         self._failure: Exception | None = None  # final (closed, another chain): streams and waiters get this
         self.genesis: str | None = None
@@ -118,15 +126,16 @@ class ChainClient:
 
     @classmethod
     async def connect(cls, url: str, *, reconnect_for: float = 60.0, inclusion_timeout: float = 120.0,
-                      stall_after: float = STALL_AFTER_S) -> ChainClient:
-        rpc = await WebSocketRpc.connect(url)
+                      stall_after: float = STALL_AFTER_S, dial: Dial | None = None) -> ChainClient:
+        """Connect to ``url`` over a WebSocket, or through ``dial`` (``url`` then only names the node in logs)."""
+        rpc = await (dial() if dial is not None else WebSocketRpc.connect(url))
         try:
-            runtime = await Runtime.load(url)
+            runtime = await Runtime.load(url, rpc if dial is not None else None)
         except Exception as exc:
             await rpc.close()
             raise ConnectionLost(f"cannot load the runtime of {url}: {exc}") from exc
         client = cls(url, rpc, runtime, reconnect_for=reconnect_for, inclusion_timeout=inclusion_timeout,
-                     stall_after=stall_after)
+                     stall_after=stall_after, dial=dial)
         client.genesis = await client.request("chain_getBlockHash", [0])
         client._events_key = await runtime.storage_key("System", "Events")
         client._finalized = await client.block_number()
@@ -137,7 +146,7 @@ class ChainClient:
     async def __aenter__(self) -> ChainClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -161,7 +170,7 @@ class ChainClient:
                     signed.future.set_exception(exc)
 
     @property
-    def health(self) -> dict:
+    def health(self) -> dict[str, Any]:
         """For an agent's /healthz: ``degraded`` while the node is unreachable or held extrinsics wait
         for a recovery to land them."""
         recovering = sum(not task.done() for task in self._recovering.values())
@@ -191,7 +200,7 @@ class ChainClient:
             with attempt:
                 if self.closed:
                     raise asyncio.CancelledError()
-                rpc = await WebSocketRpc.connect(self.url)
+                rpc = await self._connect()
                 try:
                     genesis = await rpc.request("chain_getBlockHash", [0])
                 except (ConnectionLost, RpcError) as exc:
@@ -252,7 +261,7 @@ class ChainClient:
         self._fail(changed)
         return changed
 
-    async def request(self, method: str, params: list | None = None) -> Any:
+    async def request(self, method: str, params: list[Any] | None = None) -> Any:
         """A read: retried across reconnects until ``reconnect_for`` seconds have passed."""
         while True:
             if self._failure is not None:
@@ -271,9 +280,10 @@ class ChainClient:
         return int(head["number"], 16)
 
     async def block_hash(self, number: int) -> str | None:
-        return await self.request("chain_getBlockHash", [number])
+        block_hash: str | None = await self.request("chain_getBlockHash", [number])
+        return block_hash
 
-    async def storage(self, pallet: str, item: str, params: list | None = None, block_hash: str | None = None) -> Any:
+    async def storage(self, pallet: str, item: str, params: list[Any] | None = None, block_hash: str | None = None) -> Any:
         key = await self.runtime.storage_key(pallet, item, params)
         raw = await self.request("state_getStorage", [key] + ([block_hash] if block_hash else []))
         return await self.runtime.decode_storage(pallet, item, raw)
@@ -297,13 +307,15 @@ class ChainClient:
         return rows
 
     async def free_balance(self, address: str) -> int:
-        return (await self.storage("System", "Account", [address]))["data"]["free"]
+        free: int = (await self.storage("System", "Account", [address]))["data"]["free"]
+        return free
 
     async def pool_backlog(self, account: str) -> int:
         """How many of ``account``'s extrinsics the node's pool holds, ready to land (the node's next index
         beyond the nonce the chain has used)."""
-        next_index = await self.request("system_accountNextIndex", [account])
-        return max(0, next_index - (await self.storage("System", "Account", [account]))["nonce"])
+        next_index: int = await self.request("system_accountNextIndex", [account])
+        on_chain: int = (await self.storage("System", "Account", [account]))["nonce"]
+        return max(0, next_index - on_chain)
 
     async def wait_settled(self, account: str, timeout: float) -> int:
         """Wait (up to ``timeout`` s) until the pool holds none of ``account``'s extrinsics, e.g. those an
@@ -322,7 +334,7 @@ class ChainClient:
         return await self.runtime.decode_events(number, block_hash, raw)
 
     # -- submission -----------------------------------------------------------------------------
-    async def submit(self, keypair: Keypair, pallet: str, call: str, params: dict, *, key: str | None = None) -> Receipt:
+    async def submit(self, keypair: Keypair, pallet: str, call: str, params: dict[str, Any], *, key: str | None = None) -> Receipt:
         """Sign with the account's next nonce, hand to the pool, wait for inclusion.
 
         ``key`` names what the call does (``"verdict:12"``): while an extrinsic with the same key is
@@ -342,7 +354,7 @@ class ChainClient:
             else:
                 log.info("extrinsic_joined", call=signed.label, key=key, nonce=signed.nonce, hash=signed.hash)
         try:
-            receipt = await asyncio.wait_for(asyncio.shield(signed.future), self.inclusion_timeout)
+            receipt: Receipt = await asyncio.wait_for(asyncio.shield(signed.future), self.inclusion_timeout)
         except TimeoutError:
             raise InclusionTimeout(f"{signed.label} {signed.hash} not included in {self.inclusion_timeout:.0f} s "
                                    "(still held: resent should the node lose it)") from None
@@ -355,7 +367,7 @@ class ChainClient:
         """Held while an account signs and sends, and while it is recovered: nonces are taken in order."""
         return self._locks.setdefault(account, asyncio.Lock())
 
-    async def _sign_and_send(self, keypair: Keypair, pallet: str, call: str, params: dict, key: str | None) -> Signed:
+    async def _sign_and_send(self, keypair: Keypair, pallet: str, call: str, params: dict[str, Any], key: str | None) -> Signed:
         account = keypair.ss58_address
         for attempt in range(3):
             if not self._inflight.known(account):
@@ -425,10 +437,10 @@ class ChainClient:
                     return
                 nonce = (await self.storage("System", "Account", [account], at_hash))["nonce"]
                 plan = self._inflight.plan(account, nonce)
-                for signed in plan.replaced:
+                for replaced in plan.replaced:
                     counts["dropped"] += 1
-                    self._settle_dead(signed, ExtrinsicDropped(
-                        f"{signed.label} (nonce {signed.nonce}) was not included, and block {at} shows the nonce used "
+                    self._settle_dead(replaced, ExtrinsicDropped(
+                        f"{replaced.label} (nonce {replaced.nonce}) was not included, and block {at} shows the nonce used "
                         "by another extrinsic of this account: is its key used by another process?"))
                 refused: TransactionRejected | None = None
                 for gap, signed in plan.resend:
@@ -459,7 +471,7 @@ class ChainClient:
             log.info("extrinsics_recovered", account=account, reason=reason, block=at, onchain_nonce=nonce,
                      held=len(held), **counts)
 
-    async def _resend(self, signed: Signed, counts: dict) -> TransactionRejected | None:
+    async def _resend(self, signed: Signed, counts: dict[str, Any]) -> TransactionRejected | None:
         """Resend ``signed`` (re-signed with its nonce if its bytes can never be valid again); None if it
         may still land, else why the pool refuses it."""
         try:
@@ -480,7 +492,7 @@ class ChainClient:
         except TransactionRejected as exc:
             return None if exc.already_imported or exc.is_nonce_conflict else exc
 
-    async def _fill(self, keypair: Keypair, nonce: int, counts: dict) -> TransactionRejected | None:
+    async def _fill(self, keypair: Keypair, nonce: int, counts: dict[str, Any]) -> TransactionRejected | None:
         """Sign a remark with a nonce none of the account's held extrinsics uses any more, so the later
         ones can land; None if it may land."""
         pallet, call, params = FILLER
@@ -556,6 +568,10 @@ class ChainClient:
             except ChainChanged:
                 raise
 
+    def _reached(self, number: int) -> bool:
+        """Whether block ``number`` is finalized here, or the client has failed (waiters wake either way)."""
+        return self._finalized >= number or self._failure is not None
+
     async def _advance(self, number: int) -> None:
         async with self._new_block:
             self._finalized = number
@@ -563,6 +579,8 @@ class ChainClient:
 
     async def _resolve_inclusions(self, number: int) -> None:
         block_hash = await self.block_hash(number)
+        if block_hash is None:  # not "the best block" (what a null hash asks for): reconnect and ask again
+            raise ConnectionLost(f"the node has no hash for finalized block {number}")
         block = await self.request("chain_getBlock", [block_hash])
         mine = [(i, h) for i, h in enumerate(map(extrinsic_hash, block["block"]["extrinsics"]))
                 if self._inflight.find(h) is not None]
@@ -590,7 +608,7 @@ class ChainClient:
         block, after = since.block_number, since.index
         while True:
             async with self._new_block:
-                await self._new_block.wait_for(lambda b=block: self._finalized >= b or self._failure is not None)
+                await self._new_block.wait_for(functools.partial(self._reached, block))
             if self._failure is not None and self._finalized < block:
                 raise self._failure
             for event in await self.events_at(block):

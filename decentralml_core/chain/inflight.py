@@ -33,11 +33,11 @@ class Signed:
     label: str  # "Pallet.call", for logs
     raw: bytes
     hashes: list[str]
-    future: asyncio.Future
+    future: asyncio.Future[Any]  # its Receipt, or the error that ended it
     keypair: Any = None  # what re-signing needs
     pallet: str = ""
     call: str = ""
-    params: dict = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     filler: bool = False  # signed only to fill a nonce another extrinsic left unused
     key: str | None = None  # what the call does (e.g. "verdict:12"): a retry of the same step joins it
 

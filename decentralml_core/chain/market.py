@@ -17,11 +17,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .client import ChainClient, Receipt
 from .errors import DispatchFailed, UnsupportedCall
-from .model import ResultSpec, Submission, SubmissionStatus, Task, TaskSpec, TaskTerms, WorkerStats, check_bytes
+from .model import (
+    MAX_CLIENT_TOKEN,
+    ResultSpec,
+    Submission,
+    SubmissionStatus,
+    Task,
+    TaskSpec,
+    TaskTerms,
+    WorkerStats,
+    check_bytes,
+)
 
 if TYPE_CHECKING:
     from substrateinterface import Keypair
@@ -43,7 +53,7 @@ def check_client_token(token: str | None) -> None:
         raise ValueError(f"a client token is 1 to {MAX_CLIENT_TOKEN} bytes")
 
 
-def parse_verdict(remark: str | bytes) -> dict | None:
+def parse_verdict(remark: str | bytes) -> dict[str, Any] | None:
     """A verdict record from a remark's bytes, or None if the remark is something else."""
     try:
         record = json.loads(remark)
@@ -60,8 +70,6 @@ class Capabilities:
     task_terms: bool = False  # create_task_with_terms: deadlines, review window, qualifications, client tokens
     claim_payment: bool = False  # a worker may take the pay of a result left undecided past the review window
 
-
-MAX_CLIENT_TOKEN = 64
 
 
 class Market:
@@ -158,7 +166,7 @@ class Market:
         return submission, task
 
     # -- reads ----------------------------------------------------------------------------------
-    async def verdicts_at(self, block_hash: str) -> list[tuple[str, dict]]:
+    async def verdicts_at(self, block_hash: str) -> list[tuple[str, dict[str, Any]]]:
         """(signer, record) of every verdict remark in a block, as an upstream node keeps them.
 
         Anyone can remark: a reader trusts a record only when its signer created the task.
@@ -196,21 +204,25 @@ class Market:
         """The task ``creator`` made with ``client_token``, if any."""
         if not self.capabilities.task_terms:
             return None
-        return await self.client.storage(PALLET, "TaskByClientToken", [creator, client_token])
+        task_id: int | None = await self.client.storage(PALLET, "TaskByClientToken", [creator, client_token])
+        return task_id
 
     async def review_deadline_block(self, submission_id: int) -> int | None:
         """The creator's last block to decide this result (None: no window, or nothing sent yet)."""
         submission = await self.submission(submission_id)
         return None if submission is None else submission.review_deadline_block
 
-    async def terms(self, task_id: int) -> Task | None:
-        """The task as first read, cached: its terms never change (read ``task`` for its status)."""
+    async def task_as_posted(self, task_id: int) -> Task | None:
+        """The task as first read, cached: what it was posted with never changes (its type, pay, files,
+        strategy, terms); read ``task`` for its status."""
         if task_id not in self._terms:
             task = await self.task(task_id)
             if task is None:
                 return None
             self._terms[task_id] = task
         return self._terms[task_id]
+
+    terms = task_as_posted  # the old name, until agents/worker.py (rewritten on another branch) moves over
 
     async def submission(self, submission_id: int) -> Submission | None:
         """The submission, with its deadlines when the task has market rules."""
@@ -220,7 +232,7 @@ class Market:
         submission = Submission.from_chain(value)
         if not self.capabilities.task_terms:
             return submission
-        task = await self.terms(submission.task_id)
+        task = await self.task_as_posted(submission.task_id)
         sent = await self.client.storage(PALLET, "ResultSubmittedAt", [submission_id])
         return submission.with_terms(task.terms if task else TaskTerms(), sent)
 
@@ -240,7 +252,7 @@ class Market:
         if self.capabilities.task_terms and found:
             sent = dict(await self.client.storage_map(PALLET, "ResultSubmittedAt"))
             for i, s in enumerate(found):
-                task = await self.terms(s.task_id)
+                task = await self.task_as_posted(s.task_id)
                 found[i] = s.with_terms(task.terms if task else TaskTerms(), sent.get(s.submission_id))
         return sorted(found, key=lambda s: s.submission_id)
 

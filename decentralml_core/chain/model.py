@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
+
+from .errors import FieldTooLong
+
+E = TypeVar("E", bound=StrEnum)
 
 
 class TaskType(StrEnum):
@@ -95,9 +99,7 @@ def check_files(name: str, values: list[str] | None) -> None:
             raise _too_long(f"{name}[{i}]", PATH, size)
 
 
-def _too_long(name: str, limit: int, actual: int, unit: str = "bytes"):
-    from .errors import FieldTooLong
-
+def _too_long(name: str, limit: int, actual: int, unit: str = "bytes") -> FieldTooLong:
     return FieldTooLong(name, limit, actual, unit)
 
 
@@ -126,6 +128,28 @@ class TaskSpec:
     model_engineer_storage_type: StorageType | None = None
     model_engineer_storage_credentials: str | None = None
 
+    @classmethod
+    def for_type(cls, task_type: TaskType | str, location: str | None, storage_type: StorageType | str | None,
+                 credentials: str | None = "", annotation: dict[str, Any] | None = None,
+                 **common: Any) -> TaskSpec:
+        """The spec of a task of ``task_type`` whose files are at ``location`` (a folder's reference): the
+        pallet keeps it, its storage type and credentials in different fields per task type
+        (``model_engineer_path``, ``model_contributor_script_path``; a data-annotation task names its files
+        in ``annotation`` — ``annotation_files`` etc. — and its folder in ``annotation_json``). ``common``:
+        question, pays_amount, expiration_block, max_assignments, validation_strategy, annotation_json."""
+        storage = None if storage_type is None else StorageType(storage_type)
+        task_type = TaskType(task_type)
+        common["validation_strategy"] = ValidationStrategy(common["validation_strategy"])
+        if task_type == TaskType.MODEL_ENGINEER:
+            return cls(task_type=task_type, **common, model_engineer_path=location,
+                       model_engineer_storage_type=storage, model_engineer_storage_credentials=credentials)
+        if task_type == TaskType.MODEL_CONTRIBUTOR:
+            return cls(task_type=task_type, **common, model_contributor_script_path=location,
+                       model_contributor_script_storage_type=storage,
+                       model_contributor_script_storage_credentials=credentials)
+        return cls(task_type=task_type, **common, **(annotation or {}), annotation_files_storage_type=storage,
+                   annotation_files_storage_credentials=credentials)
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -147,6 +171,8 @@ class TaskSpec:
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in params.items()}
 
 
+MAX_CLIENT_TOKEN = 64
+"""``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
 PERMILL = 1_000_000
 MAX_DISTINCT_CREATORS = 16
 """The largest ``min_distinct_creators`` our pallet accepts (its constant ``MaxDistinctCreators``)."""
@@ -167,7 +193,7 @@ class WorkerStats:
     creators: tuple[str, ...] = ()
 
     @classmethod
-    def from_chain(cls, value: dict) -> WorkerStats:
+    def from_chain(cls, value: dict[str, Any]) -> WorkerStats:
         return cls(accepted=value["accepted"], rejected=value["rejected"], abandoned=value["abandoned"],
                    creators=tuple(value.get("creators") or ()))
 
@@ -248,7 +274,7 @@ class TaskTerms:
                 "max_abandonment_rate": self.max_abandonment_permill}
 
     @classmethod
-    def from_chain(cls, value: dict | None) -> TaskTerms:
+    def from_chain(cls, value: dict[str, Any] | None) -> TaskTerms:
         if value is None:
             return cls()
         rates = {k: None if value.get(k) is None else value[k] / PERMILL
@@ -300,6 +326,11 @@ class ResultSpec:
                 for v in [getattr(self, f.name)]}
 
 
+def parse_class_labels(text: str | None) -> list[str]:
+    """Class labels as the chain stores them ("cat, dog,,bird") → ``["cat", "dog", "bird"]``."""
+    return [label.strip() for label in (text or "").split(",") if label.strip()]
+
+
 @dataclass(frozen=True)
 class Task:
     """A task as stored on chain (``Tasks``), with its id."""
@@ -330,9 +361,14 @@ class Task:
     model_engineer_storage_credentials: str | None = None
     terms: TaskTerms = field(default_factory=TaskTerms)  # from TaskTerms, beside Tasks (our pallet)
 
+    @property
+    def class_labels(self) -> list[str]:
+        """``annotation_class_labels`` parsed: the chain holds one comma-separated string; blanks dropped."""
+        return parse_class_labels(self.annotation_class_labels)
+
     @classmethod
-    def from_chain(cls, task_id: int, value: dict, terms: TaskTerms | None = None) -> Task:
-        def opt(enum, key):
+    def from_chain(cls, task_id: int, value: dict[str, Any], terms: TaskTerms | None = None) -> Task:
+        def opt(enum: type[E], key: str) -> E | None:
             return None if value.get(key) is None else enum(value[key])
 
         return cls(
@@ -395,7 +431,7 @@ class Submission:
             else submitted_block + terms.review_window)
 
     @classmethod
-    def from_chain(cls, value: dict) -> Submission:
+    def from_chain(cls, value: dict[str, Any]) -> Submission:
         storage = value.get("result_storage_type")
         return cls(
             submission_id=value["submission_id"], task_id=value["task_id"], worker=value["worker"],

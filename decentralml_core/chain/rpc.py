@@ -1,8 +1,12 @@
-"""JSON-RPC 2.0 over one WebSocket, async: many requests in flight, subscriptions as async iterators.
+"""JSON-RPC 2.0 over one connection, async: many requests in flight, subscriptions as async iterators.
 
 The chain client talks to a node only through :class:`RpcTransport`, so tests and other transports
-swap the edge, not the logic. A lost connection fails every pending request and ends every
-subscription with :class:`ConnectionLost`; reconnecting is the caller's decision.
+swap the edge, not the logic. :class:`FramedRpc` is the JSON-RPC half every transport shares (ids,
+pending requests, subscriptions, a notification that beats its subscription's reply); a transport
+only moves text frames: :class:`WebSocketRpc` over a socket, the devnet's in-process transport
+(``decentralml_core.devnet.inprocess``) into a node in the same event loop. A lost connection fails
+every pending request and ends every subscription with :class:`ConnectionLost`; reconnecting is the
+caller's decision.
 
 The socket is the ``websockets`` library's asyncio client: aiohttp did the same job but its import
 (SSL contexts built at import) cost ~0.3 s of every command's start-up, a sixth of ``task list``.
@@ -40,9 +44,9 @@ class RpcError(Exception):
 class Subscription:
     """Notifications of one subscription, in order; ends with ConnectionLost if the socket drops."""
 
-    def __init__(self, rpc: WebSocketRpc, sub_id: str, unsubscribe: str) -> None:
+    def __init__(self, rpc: FramedRpc, sub_id: str, unsubscribe: str) -> None:
         self.id, self._rpc, self._unsubscribe = sub_id, rpc, unsubscribe
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -65,50 +69,45 @@ class Subscription:
 class RpcTransport(Protocol):
     closed: bool
 
-    async def request(self, method: str, params: list | None = None) -> Any: ...
+    async def request(self, method: str, params: list[Any] | None = None) -> Any: ...
 
-    async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription: ...
+    async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription: ...
 
     async def close(self) -> None: ...
 
 
-class WebSocketRpc:
-    """One WebSocket connection to a node; ``await WebSocketRpc.connect(url)``."""
+class FramedRpc:
+    """JSON-RPC 2.0 over an ordered channel of text frames; a subclass sends frames (:meth:`_send_frame`),
+    hands every frame it receives to :meth:`_receive`, and gives the channel up in :meth:`_lose`."""
 
-    def __init__(self, url: str, ws: ClientConnection) -> None:
-        self.url, self._ws = url, ws
+    def __init__(self, url: str) -> None:
+        self.url = url
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self._subs: dict[str, Subscription] = {}
-        self._early: dict[str, list] = {}  # notifications that beat their subscription's reply
+        self._early: dict[str, list[Any]] = {}  # notifications that beat their subscription's reply
         self.closed = False
-        self._reader = asyncio.create_task(self._read())
 
-    @classmethod
-    async def connect(cls, url: str, timeout: float = 10.0) -> WebSocketRpc:
-        """A connection whose silent death (a peer gone without a FIN, a proxy or NAT that stopped
-        forwarding) is noticed within ~1.5 heartbeats, and whose handshake is bounded by ``timeout``."""
-        try:  # proxy=None: a node is dialled directly, whatever proxy the environment names
-            ws = await asyncio.wait_for(ws_connect(url, max_size=MAX_MESSAGE, ping_interval=HEARTBEAT_S,
-                                                   ping_timeout=HEARTBEAT_S / 2, open_timeout=timeout,
-                                                   close_timeout=timeout, compression=None, proxy=None,
-                                                   additional_headers=bearer_headers(NODE_TOKEN_ENV)), timeout)
-        except (TimeoutError, WebSocketException, OSError) as exc:
-            raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
-        return cls(url, ws)
+    async def _send_frame(self, text: str) -> None:
+        """Send one frame; :class:`ConnectionLost` if the channel is gone."""
+        raise NotImplementedError
 
-    async def request(self, method: str, params: list | None = None) -> Any:
+    async def _lose(self, exc: ConnectionLost) -> None:
+        """Give the channel up: every pending request and subscription ends with ``exc``."""
+        raise NotImplementedError
+
+    async def request(self, method: str, params: list[Any] | None = None) -> Any:
         if self.closed:
             raise ConnectionLost(f"connection to {self.url} is closed")
         req_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._pending[req_id] = future
         try:
-            await self._ws.send(json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method,
-                                            "params": params or []}))
-        except (ConnectionError, ConnectionClosed, RuntimeError) as exc:
+            await self._send_frame(json.dumps({"jsonrpc": "2.0", "id": req_id, "method": method,
+                                               "params": params or []}))
+        except ConnectionLost:
             self._pending.pop(req_id, None)
-            raise ConnectionLost(f"lost {self.url}: {exc}") from exc
+            raise
         try:
             return await asyncio.wait_for(future, REQUEST_TIMEOUT_S)
         except TimeoutError:
@@ -118,7 +117,7 @@ class WebSocketRpc:
             await self._lose(lost)
             raise lost from None
 
-    async def subscribe(self, method: str, params: list, unsubscribe: str) -> Subscription:
+    async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription:
         sub_id = await self.request(method, params)
         sub = Subscription(self, sub_id, unsubscribe)
         self._subs[sub_id] = sub
@@ -126,37 +125,12 @@ class WebSocketRpc:
             sub.queue.put_nowait(item)
         return sub
 
-    async def close(self) -> None:
-        self.closed = True
-        self._reader.cancel()
-        await self._ws.close()
-        self._fail(ConnectionLost("closed"))
-
-    async def _read(self) -> None:
+    def _receive(self, text: str) -> None:
+        """One frame from the node: replies settle their requests, notifications go to their subscriptions."""
         try:
-            async for data in self._ws:
-                if not isinstance(data, str):
-                    continue
-                try:
-                    self._dispatch(json.loads(data))
-                except (ValueError, KeyError, TypeError, RecursionError) as exc:
-                    log.warning("rpc_bad_message", url=self.url, error=str(exc), size=len(data))
-        except (ConnectionClosed, ConnectionError) as exc:
-            log.warning("rpc_connection_error", url=self.url, error=str(exc))
-        finally:
-            if not self.closed:
-                log.warning("rpc_connection_lost", url=self.url)
-                await self._lose(ConnectionLost(f"lost connection to {self.url}"))
-
-    async def _lose(self, exc: ConnectionLost) -> None:
-        """Give the connection up: every pending request and subscription ends with ``exc``."""
-        if self.closed:
-            return
-        self.closed = True
-        self._fail(exc)
-        if asyncio.current_task() is not self._reader:
-            self._reader.cancel()
-        self._ws.transport.abort()  # drops the socket at once: no closing handshake with a silent peer
+            self._dispatch(json.loads(text))
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            log.warning("rpc_bad_message", url=self.url, error=str(exc), size=len(text))
 
     def _dispatch(self, message: Any) -> None:
         for item in message if isinstance(message, list) else [message]:
@@ -185,3 +159,58 @@ class WebSocketRpc:
         for sub in self._subs.values():
             sub.queue.put_nowait(exc)
         self._subs.clear()
+
+
+class WebSocketRpc(FramedRpc):
+    """One WebSocket connection to a node; ``await WebSocketRpc.connect(url)``."""
+
+    def __init__(self, url: str, ws: ClientConnection) -> None:
+        super().__init__(url)
+        self._ws = ws
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, url: str, timeout: float = 10.0) -> WebSocketRpc:
+        """A connection whose silent death (a peer gone without a FIN, a proxy or NAT that stopped
+        forwarding) is noticed within ~1.5 heartbeats, and whose handshake is bounded by ``timeout``."""
+        try:  # proxy=None: a node is dialled directly, whatever proxy the environment names
+            ws = await asyncio.wait_for(ws_connect(url, max_size=MAX_MESSAGE, ping_interval=HEARTBEAT_S,
+                                                   ping_timeout=HEARTBEAT_S / 2, open_timeout=timeout,
+                                                   close_timeout=timeout, compression=None, proxy=None,
+                                                   additional_headers=bearer_headers(NODE_TOKEN_ENV)), timeout)
+        except (TimeoutError, WebSocketException, OSError) as exc:
+            raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
+        return cls(url, ws)
+
+    async def _send_frame(self, text: str) -> None:
+        try:
+            await self._ws.send(text)
+        except (ConnectionError, ConnectionClosed, RuntimeError) as exc:
+            raise ConnectionLost(f"lost {self.url}: {exc}") from exc
+
+    async def close(self) -> None:
+        self.closed = True
+        self._reader.cancel()
+        await self._ws.close()
+        self._fail(ConnectionLost("closed"))
+
+    async def _read(self) -> None:
+        try:
+            async for data in self._ws:
+                if isinstance(data, str):
+                    self._receive(data)
+        except (ConnectionClosed, ConnectionError) as exc:
+            log.warning("rpc_connection_error", url=self.url, error=str(exc))
+        finally:
+            if not self.closed:
+                log.warning("rpc_connection_lost", url=self.url)
+                await self._lose(ConnectionLost(f"lost connection to {self.url}"))
+
+    async def _lose(self, exc: ConnectionLost) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._fail(exc)
+        if asyncio.current_task() is not self._reader:
+            self._reader.cancel()
+        self._ws.transport.abort()  # drops the socket at once: no closing handshake with a silent peer

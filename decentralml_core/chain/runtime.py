@@ -20,19 +20,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
+from .rpc import RpcError
 from .schema import ReadSchema, SchemaCache, metadata_hash
 
 if TYPE_CHECKING:
     from substrateinterface import Keypair, SubstrateInterface
 
+    from .rpc import RpcTransport
+
 T = TypeVar("T")
 
 
-def _substrate(url: str) -> SubstrateInterface:
-    """substrate-interface with the runtime loaded, its socket closed (everything after is local)."""
+def _substrate(url: str, through: RpcTransport | None = None,
+               loop: asyncio.AbstractEventLoop | None = None) -> SubstrateInterface:
+    """substrate-interface with the runtime loaded, its socket closed (everything after is local); with
+    ``through``, its requests go over that transport instead, on ``loop`` (a node without a socket: the
+    devnet in process), from the runtime's thread while the loop answers."""
     from substrateinterface import SubstrateInterface
+    from substrateinterface.exceptions import SubstrateRequestException
 
-    class _Interface(SubstrateInterface):
+    class _Interface(SubstrateInterface):  # type: ignore[misc]  # substrate-interface ships no types
         """substrate-interface that loads the runtime once per connection instead of before each call.
 
         Stock ``init_runtime()`` asks the node for its head and header before every compose/sign; a
@@ -42,24 +49,51 @@ def _substrate(url: str) -> SubstrateInterface:
 
         _genesis: str | None = None
 
-        def init_runtime(self, block_hash=None, block_id=None):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._through = through  # set first: the constructor already asks the node its chain name
+            super().__init__(*args, **kwargs)
+
+        def rpc_request(self, method: str, params: Any, result_handler: Any = None) -> Any:
+            if self._through is None or loop is None:
+                return super().rpc_request(method, params, result_handler)
+            if result_handler is not None:
+                raise SubstrateRequestException("subscriptions go through the chain client, not the runtime")
+            try:
+                result = asyncio.run_coroutine_threadsafe(self._through.request(method, params), loop).result()
+            except RpcError as exc:
+                raise SubstrateRequestException({"code": exc.code, "message": exc.message,
+                                                 "data": exc.data}) from exc
+            return {"jsonrpc": "2.0", "result": result}
+
+        def init_runtime(self, block_hash: str | None = None, block_id: int | None = None) -> None:
             if block_hash is None and block_id is None and self.metadata is not None:
                 return
-            return super().init_runtime(block_hash=block_hash, block_id=block_id)
+            super().init_runtime(block_hash=block_hash, block_id=block_id)
 
-        def get_block_hash(self, block_id: int = None) -> str:
+        def get_block_hash(self, block_id: int | None = None) -> str:
             if block_id == 0:
                 if self._genesis is None:
                     self._genesis = super().get_block_hash(0)
                 return self._genesis
-            return super().get_block_hash(block_id)
+            block_hash: str = super().get_block_hash(block_id)
+            return block_hash
 
     headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
-    si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
+    if through is None:
+        si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
+    else:  # requests go over ``through``; the interface's own transport is never used
+        si = _Interface(url=url)
     si.init_runtime()
     si.get_block_hash(0)  # cached: signing needs the genesis hash
     si.close()  # everything after this is local (metadata); the client's own socket talks to the node
     return si
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _probe(url: str) -> tuple[str, bytes]:
@@ -102,16 +136,31 @@ class Event:
 class Runtime:
     """Metadata-driven encoding and decoding for one node connection; ``await Runtime.load(url)``."""
 
-    def __init__(self, schema: ReadSchema, genesis: str, url: str, si: SubstrateInterface | None = None) -> None:
+    def __init__(self, schema: ReadSchema, genesis: str, url: str, si: SubstrateInterface | None = None,
+                 through: RpcTransport | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.schema, self.url, self._genesis, self._si = schema, url, genesis, si
+        self._through, self._loop = through, loop
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
         self.ss58_format = schema.ss58_format
 
     @classmethod
-    async def load(cls, url: str, cache: SchemaCache | None = None) -> Runtime:
+    async def load(cls, url: str, rpc: RpcTransport | None = None, cache: SchemaCache | None = None) -> Runtime:
         """The runtime of the node at ``url``: from the cached schema of its metadata when there is one
-        (substrate-interface then loads on first need), else fully, caching the schema for next time."""
+        (substrate-interface then loads on first need), else fully, caching the schema for next time. Read
+        over a socket of its own, or over ``rpc`` if given (a transport without a URL to dial, such as the
+        devnet's in-process one)."""
         cache = cache or SchemaCache()
+        if rpc is not None:
+            loop = asyncio.get_running_loop()
+            genesis = await rpc.request("chain_getBlockHash", [0])
+            raw = bytes.fromhex((await rpc.request("state_getMetadata", [])).removeprefix("0x"))
+            schema = cache.get(metadata_hash(raw))
+            if schema is not None:
+                return cls(schema, genesis, url, through=rpc, loop=loop)
+            si = await asyncio.to_thread(_substrate, url, rpc, loop)
+            schema = ReadSchema.from_substrate(si, bytes(si.metadata.data.data))
+            cache.put(schema)
+            return cls(schema, genesis, url, si, through=rpc, loop=loop)
 
         def load() -> Runtime:
             from websocket import WebSocketException
@@ -134,7 +183,9 @@ class Runtime:
     def si(self) -> SubstrateInterface:
         """substrate-interface with the runtime loaded (here, blocking, on first use: prefer :meth:`full`)."""
         if self._si is None:
-            self._si = _substrate(self.url)
+            if self._loop is not None and self._loop.is_running() and _in_loop(self._loop):
+                raise RuntimeError("the runtime loads over the client's transport: await runtime.full() first")
+            self._si = _substrate(self.url, self._through, self._loop)
         return self._si
 
     async def full(self) -> SubstrateInterface:
@@ -168,7 +219,7 @@ class Runtime:
     def has_call(self, pallet: str, call: str) -> bool:
         return self.schema.has_call(pallet, call)
 
-    async def sign(self, keypair: Keypair, pallet: str, call: str, params: dict, nonce: int) -> tuple[bytes, str]:
+    async def sign(self, keypair: Keypair, pallet: str, call: str, params: dict[str, Any], nonce: int) -> tuple[bytes, str]:
         """The signed extrinsic's bytes and hash (immortal era, no tip)."""
         si = await self.full()
 
@@ -200,15 +251,16 @@ class Runtime:
                                 record["attributes"]))
         return events
 
-    async def decode_extrinsic(self, raw_hex: str) -> dict:
+    async def decode_extrinsic(self, raw_hex: str) -> dict[str, Any]:
         """A block's extrinsic as substrate-interface shows it (``address``, ``call`` …)."""
         from scalecodec.base import ScaleBytes
 
         si = await self.full()
 
-        def decode() -> dict:
+        def decode() -> dict[str, Any]:
             xt = si.create_scale_object("Extrinsic", metadata=si.metadata)
-            return xt.decode(data=ScaleBytes(raw_hex))
+            decoded: dict[str, Any] = xt.decode(data=ScaleBytes(raw_hex))
+            return decoded
 
         return await self.run(decode)
 
@@ -216,14 +268,15 @@ class Runtime:
         """(pallet, error name, docs) of ``DispatchError::Module``."""
         return self.schema.module_error(index, error) or (f"pallet#{index}", f"error#{error}", "")
 
-    async def storage_key(self, pallet: str, item: str, params: list | None = None) -> str:
+    async def storage_key(self, pallet: str, item: str, params: list[Any] | None = None) -> str:
         key = self.schema.storage_key(pallet, item, params)
         if key is not None:
             return key
         si = await self.full()
-        return await self.run(lambda: si.create_storage_key(pallet, item, params or []).to_hex())
+        hex_key: str = await self.run(lambda: si.create_storage_key(pallet, item, params or []).to_hex())
+        return hex_key
 
-    def _item(self, pallet: str, item: str) -> dict:
+    def _item(self, pallet: str, item: str) -> dict[str, Any]:
         found = self.schema.item(pallet, item)
         if found is None:
             raise ValueError(f"{pallet}.{item}: no such storage item in the runtime")
@@ -236,7 +289,7 @@ class Runtime:
         await self.full()
         return self._decode
 
-    async def decode_map(self, pallet: str, item: str, prefix: str, changes: list) -> list[tuple[Any, Any]]:
+    async def decode_map(self, pallet: str, item: str, prefix: str, changes: list[list[str]]) -> list[tuple[Any, Any]]:
         """(key, value) of a map's raw ``[key_hex, value_hex]`` pairs read under ``prefix``: the key's
         hasher bytes skipped (only the transparent hashers, ``…Concat`` and ``Identity``, keep it)."""
         found = self._item(pallet, item)
@@ -273,4 +326,5 @@ class Runtime:
     def ss58(self, public_key: bytes) -> str:
         from scalecodec.utils.ss58 import ss58_encode
 
-        return ss58_encode(public_key, self.ss58_format)
+        address: str = ss58_encode(public_key, self.ss58_format)
+        return address

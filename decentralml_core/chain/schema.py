@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _twox(data: bytes, rounds: int) -> bytes:
     return b"".join(xxhash.xxh64_intdigest(data, seed).to_bytes(8, "little") for seed in range(rounds))
 
 
-HASHERS = {
+HASHERS: dict[str, Callable[[bytes], bytes]] = {
     "Blake2_128": lambda b: hashlib.blake2b(b, digest_size=16).digest(),
     "Blake2_256": lambda b: hashlib.blake2b(b, digest_size=32).digest(),
     "Blake2_128Concat": lambda b: hashlib.blake2b(b, digest_size=16).digest() + b,
@@ -73,19 +74,19 @@ class ReadSchema:
     """A runtime's storage layout and the types of :data:`READ_ITEMS`; built from a loaded substrate-interface
     (:meth:`from_substrate`), stored as JSON (:meth:`to_json`)."""
 
-    def __init__(self, data: dict) -> None:
+    def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.key: str = data["metadata_hash"]
         self.ss58_format: int = data["ss58_format"]
-        self._config = None
+        self._config: Any = None
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
     def from_substrate(cls, si: Any, raw_metadata: bytes) -> ReadSchema:
         metadata = si.metadata
-        storage: dict[str, dict[str, dict]] = {}
+        storage: dict[str, dict[str, dict[str, Any]]] = {}
         calls: dict[str, list[str]] = {}
-        errors: dict[str, dict] = {}
+        errors: dict[str, dict[str, Any]] = {}
         roots: set[int] = set()
         for pallet in metadata.pallets:
             name = pallet.name
@@ -126,8 +127,9 @@ class ReadSchema:
             return None
 
     # -- reading --------------------------------------------------------------------------------
-    def item(self, pallet: str, item: str) -> dict | None:
-        return self.data["storage"].get(pallet, {}).get(item)
+    def item(self, pallet: str, item: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.data["storage"].get(pallet, {}).get(item)
+        return found
 
     def readable(self, pallet: str, item: str) -> bool:
         found = self.item(pallet, item)
@@ -143,13 +145,13 @@ class ReadSchema:
         name, docs = pallet["errors"][error]
         return pallet["pallet"], name, docs
 
-    def storage_key(self, pallet: str, item: str, params: list | None = None) -> str | None:
+    def storage_key(self, pallet: str, item: str, params: list[Any] | None = None) -> str | None:
         """The item's key as hex, or None when the schema cannot encode its params (not a read item)."""
         found = self.item(pallet, item)
         params = params or []
         if found is None or (params and not found["readable"]) or len(params) > len(found["hashers"]):
             return None
-        key = HASHERS["Twox128"](found["prefix"].encode()) + HASHERS["Twox128"](item.encode())
+        key: bytes = HASHERS["Twox128"](found["prefix"].encode()) + HASHERS["Twox128"](item.encode())
         for type_string, hasher, param in zip(found["key_types"], found["hashers"], params, strict=False):
             key += HASHERS[hasher](bytes(self.config.create_scale_object(type_string).encode(param).data))
         return "0x" + key.hex()
@@ -162,13 +164,13 @@ class ReadSchema:
     def default_hex(self, pallet: str, item: str) -> str | None:
         """An absent item's value as hex: its default for a ``ValueQuery``, else None."""
         found = self.item(pallet, item)
-        if found["modifier"] != "Default":
+        if found is None or found["modifier"] != "Default":
             return None
-        default = found["default"]  # scalecodec shows bytes that are valid UTF-8 as str
+        default: str = found["default"]  # scalecodec shows bytes that are valid UTF-8 as str
         return default if default.startswith("0x") else "0x" + default.encode().hex()
 
     @property
-    def config(self):
+    def config(self) -> Any:
         """scalecodec's type registry for the read items, as substrate-interface sets it up (the core preset,
         the chain's own preset if it has one, then the runtime's types), built on first use."""
         if self._config is None:
@@ -186,7 +188,7 @@ class ReadSchema:
         return self._config
 
 
-def _closure(roots: set[int], registry: dict[int, dict]) -> set[int]:
+def _closure(roots: set[int], registry: dict[int, dict[str, Any]]) -> set[int]:
     """Every type id the ``roots`` refer to, through fields, variants, params, sequences, arrays, tuples."""
     seen: set[int] = set()
     todo = list(roots)

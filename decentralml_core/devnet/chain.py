@@ -7,7 +7,9 @@ tells subscribers what each produced :class:`Block` changed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from substrateinterface import Keypair
 
@@ -15,10 +17,9 @@ from ..keys import DEV_ACCOUNTS
 from .codec import compact_bytes, decode_compact
 from .executive import STALE, Executive, Extrinsic, InvalidTransaction, invalid
 from .hashing import blake2_256
-from .metadata import Runtime
-from .pallets.balances import EXISTENTIAL_DEPOSIT
+from .metadata import EXISTENTIAL_DEPOSIT, DeclaredRuntime
 from .state import State, TypedStorage
-from .store import BlockStore
+from .store import ChainDatabase
 
 DEV_ENDOWMENT = 1 << 60  # what node-template gives each dev account
 POOL_LIMIT = 50_000
@@ -30,7 +31,7 @@ GENESIS_BLOCK_HASH_PLACEHOLDER = b"\x45" * 32  # frame_system's hash69() until b
 class Block:
     number: int
     hash: bytes
-    header: dict
+    header: dict[str, Any]
     extrinsics: list[bytes]
     changes: dict[bytes, bytes | None] = field(default_factory=dict)
     included: list[bytes] = field(default_factory=list)  # extrinsic hashes
@@ -84,7 +85,7 @@ class Pool:
 class Chain:
     """One devnet chain: runtime + state + blocks, optionally persisted."""
 
-    def __init__(self, runtime: Runtime, store: BlockStore, clock=time.time) -> None:
+    def __init__(self, runtime: DeclaredRuntime, store: ChainDatabase, clock: Callable[[], float] = time.time) -> None:
         self.runtime = runtime
         self.store = store
         self.clock = clock
@@ -99,9 +100,12 @@ class Chain:
         if best is None:
             self._genesis()
             best = store.best()
+            assert best is not None, "genesis was just committed"
         self.best_number, self.best_hash, header = best
-        self.best_header = runtime.codec.decode(runtime.types.header, header)
-        self.genesis_hash = store.block(0)[0]
+        self.best_header: dict[str, Any] = runtime.codec.decode(runtime.types.header, header)
+        genesis = store.block(0)
+        assert genesis is not None, "a chain with a best block has its genesis"
+        self.genesis_hash = genesis[0]
         self.executive = Executive(runtime, self.state, self.genesis_hash, self.block_hash)
         self.executive.block_number = self.best_number + 1
 
@@ -121,7 +125,7 @@ class Chain:
         s.set("System", "BlockHash", 0, GENESIS_BLOCK_HASH_PLACEHOLDER)
         s.set("System", "ParentHash", GENESIS_BLOCK_HASH_PLACEHOLDER)
         s.set("System", "LastRuntimeUpgrade", {"spec_version": 100, "spec_name": "node-template"})
-        changes = dict(self.state.committed)
+        changes: dict[bytes, bytes | None] = dict(self.state.committed)
         header = self._header(bytes(32), 0, self._state_root(bytes(32), changes), [])
         self.store.set_meta("pallet_mode", self.runtime.pallet_mode.encode())
         self._commit(0, header, [], changes)
@@ -138,11 +142,14 @@ class Chain:
             return self.best_number
         return self.store.number_of(block_hash)
 
-    def header(self, number: int) -> dict | None:
+    def header(self, number: int) -> dict[str, Any] | None:
         if number == self.best_number:
             return self.best_header
         row = self.store.block(number)
-        return self.runtime.codec.decode(self.runtime.types.header, row[1]) if row else None
+        if row is None:
+            return None
+        header: dict[str, Any] = self.runtime.codec.decode(self.runtime.types.header, row[1])
+        return header
 
     def extrinsics(self, number: int) -> list[bytes] | None:
         row = self.store.block(number)
@@ -199,12 +206,14 @@ class Chain:
         ex.initialize_block(number, int(self.clock() * 1000))
         ex.storage.set("System", "ParentHash", self.best_hash)
         ex.storage.set("System", "BlockHash", number - 1, self.best_hash)
-        included, dropped, bodies = [], [], []
+        included: list[bytes] = []
+        dropped: list[bytes] = []
+        bodies: list[bytes] = []
         for sender in list(self.pool.senders):
             nonce = ex.account_nonce(sender)
-            for xt in self.pool.stale(sender, nonce):
-                dropped.append(xt.hash)
-                self.pool.remove(xt.hash)
+            for stale in self.pool.stale(sender, nonce):
+                dropped.append(stale.hash)
+                self.pool.remove(stale.hash)
             while len(bodies) < MAX_BLOCK_EXTRINSICS and (xt := self.pool.get(sender, nonce)) is not None:
                 self.pool.remove(xt.hash)
                 if not ex.apply(xt, len(bodies)):
@@ -224,7 +233,7 @@ class Chain:
         ex.block_number = number + 1
         return block
 
-    def _header(self, parent: bytes, number: int, state_root: bytes, bodies: list[bytes]) -> dict:
+    def _header(self, parent: bytes, number: int, state_root: bytes, bodies: list[bytes]) -> dict[str, Any]:
         extrinsics_root = blake2_256(b"".join(blake2_256(b) for b in bodies))
         return {"parent_hash": parent, "number": number, "state_root": state_root,
                 "extrinsics_root": extrinsics_root, "digest": {"logs": []}}
@@ -241,7 +250,7 @@ class Chain:
             h.append(key + (b"\x01" + value if value is not None else b"\x00"))
         return blake2_256(b"".join(h))
 
-    def _commit(self, number: int, header: dict, bodies: list[bytes], changes: dict) -> Block:
+    def _commit(self, number: int, header: dict[str, Any], bodies: list[bytes], changes: dict[bytes, bytes | None]) -> Block:
         header_bytes = self.runtime.codec.encode(self.runtime.types.header, header)
         block_hash = blake2_256(header_bytes)
         self.store.commit_block(number, block_hash, header_bytes, _join(bodies), changes)

@@ -88,7 +88,7 @@ def _take(buf: bytes, off: int, n: int) -> int:
 class Codec:
     """Encoders and decoders for every type id of one registry, compiled on first use."""
 
-    def __init__(self, portable_types: list[dict]) -> None:
+    def __init__(self, portable_types: list[dict[str, Any]]) -> None:
         self._types = {t["id"]: t["type"] for t in portable_types}
         self._enc: dict[int, Encoder] = {}
         self._dec: dict[int, Decoder] = {}
@@ -153,7 +153,7 @@ class Codec:
                 return _ints_enc(fmt, length)
             item_enc = self.encoder(item)
 
-            def enc_list(v, out):
+            def enc_list(v: Any, out: bytearray) -> None:
                 if length is None:
                     encode_compact(len(v), out)
                 elif len(v) != length:
@@ -169,7 +169,7 @@ class Codec:
             if path == ["Option"]:
                 some = self.encoder(body["variants"][1]["fields"][0]["type"])
 
-                def enc_option(v, out):
+                def enc_option(v: Any, out: bytearray) -> None:
                     if v is None:
                         out.append(0)
                     else:
@@ -182,7 +182,7 @@ class Codec:
                     var["index"], self._fields_enc([(f["name"], f["type"]) for f in var["fields"]])
                 )
 
-            def enc_variant(v, out):
+            def enc_variant(v: Any, out: bytearray) -> None:
                 if isinstance(v, str):
                     name, inner = v, None
                 elif isinstance(v, dict) and len(v) == 1:
@@ -198,12 +198,12 @@ class Codec:
             return enc_variant
         raise CodecError(f"cannot encode type {type_id} ({kind})")
 
-    def _fields_enc(self, fields: list[tuple]) -> Encoder:
+    def _fields_enc(self, fields: list[tuple[str | None, int]]) -> Encoder:
         if not fields:
             return lambda v, out: None
         encs = [(name, self.encoder(t)) for name, t in fields]
         if all(name for name, _ in fields):
-            def enc_named(v, out):
+            def enc_named(v: Any, out: bytearray) -> None:
                 try:
                     for name, enc in encs:
                         enc(v[name], out)
@@ -213,7 +213,7 @@ class Codec:
         if len(encs) == 1:
             return encs[0][1]
 
-        def enc_unnamed(v, out):
+        def enc_unnamed(v: Any, out: bytearray) -> None:
             if len(v) != len(encs):
                 raise CodecError(f"need {len(encs)} values, got {len(v)}")
             for x, (_, enc) in zip(v, encs, strict=True):
@@ -238,7 +238,7 @@ class Codec:
                 return _ints_dec(fmt, length)
             item_dec = self.decoder(item)
 
-            def dec_list(buf, off):
+            def dec_list(buf: bytes, off: int) -> tuple[Any, int]:
                 if length is None:
                     n, off = decode_compact(buf, off)
                     if n > len(buf) - off:  # every item takes at least one byte
@@ -259,7 +259,7 @@ class Codec:
             if path == ["Option"]:
                 some = self.decoder(body["variants"][1]["fields"][0]["type"])
 
-                def dec_option(buf, off):
+                def dec_option(buf: bytes, off: int) -> tuple[Any, int]:
                     _take(buf, off, 1)
                     tag = buf[off]
                     if tag == 0:
@@ -273,7 +273,7 @@ class Codec:
                 fields = [(f["name"], f["type"]) for f in var["fields"]]
                 table[var["index"]] = (var["name"], self._fields_dec(fields) if fields else None)
 
-            def dec_variant(buf, off):
+            def dec_variant(buf: bytes, off: int) -> tuple[Any, int]:
                 _take(buf, off, 1)
                 try:
                     name, fields_dec = table[buf[off]]
@@ -286,12 +286,12 @@ class Codec:
             return dec_variant
         raise CodecError(f"cannot decode type {type_id} ({kind})")
 
-    def _fields_dec(self, fields: list[tuple]) -> Decoder:
+    def _fields_dec(self, fields: list[tuple[str | None, int]]) -> Decoder:
         if not fields:
             return lambda buf, off: (None, off)
         decs = [(name, self.decoder(t)) for name, t in fields]
         if all(name for name, _ in fields):
-            def dec_named(buf, off):
+            def dec_named(buf: bytes, off: int) -> tuple[Any, int]:
                 value = {}
                 for name, dec in decs:
                     value[name], off = dec(buf, off)
@@ -300,7 +300,7 @@ class Codec:
         if len(decs) == 1:
             return decs[0][1]
 
-        def dec_unnamed(buf, off):
+        def dec_unnamed(buf: bytes, off: int) -> tuple[Any, int]:
             values = []
             for _, dec in decs:
                 x, off = dec(buf, off)
@@ -314,7 +314,7 @@ def _prim_enc(name: str) -> Encoder:
     if name in _INTS:
         packer = struct.Struct(_INTS[name][0]).pack
 
-        def enc_int(v, out):
+        def enc_int(v: Any, out: bytearray) -> None:
             try:
                 out += packer(v)
             except struct.error as exc:
@@ -323,7 +323,7 @@ def _prim_enc(name: str) -> Encoder:
     if name in _WIDE:
         size, signed = _WIDE[name]
 
-        def enc_wide(v, out):
+        def enc_wide(v: Any, out: bytearray) -> None:
             try:
                 out += int(v).to_bytes(size, "little", signed=signed)
             except OverflowError:
@@ -332,7 +332,7 @@ def _prim_enc(name: str) -> Encoder:
     if name == "bool":
         return lambda v, out: out.append(1 if v else 0)
     if name == "str":
-        def enc_str(v, out):
+        def enc_str(v: Any, out: bytearray) -> None:
             raw = v.encode() if isinstance(v, str) else bytes(v)
             encode_compact(len(raw), out)
             out += raw
@@ -345,26 +345,26 @@ def _prim_dec(name: str) -> Decoder:
         fmt, size = _INTS[name]
         unpack = struct.Struct(fmt).unpack_from
 
-        def dec_int(buf, off):
+        def dec_int(buf: bytes, off: int) -> tuple[Any, int]:
             end = _take(buf, off, size)
             return unpack(buf, off)[0], end
         return dec_int
     if name in _WIDE:
         size, signed = _WIDE[name]
 
-        def dec_wide(buf, off):
+        def dec_wide(buf: bytes, off: int) -> tuple[Any, int]:
             end = _take(buf, off, size)
             return int.from_bytes(buf[off:end], "little", signed=signed), end
         return dec_wide
     if name == "bool":
-        def dec_bool(buf, off):
+        def dec_bool(buf: bytes, off: int) -> tuple[Any, int]:
             _take(buf, off, 1)
             if buf[off] > 1:
                 raise CodecError(f"bad bool byte {buf[off]}")
             return buf[off] == 1, off + 1
         return dec_bool
     if name == "str":
-        def dec_str(buf, off):
+        def dec_str(buf: bytes, off: int) -> tuple[Any, int]:
             n, off = decode_compact(buf, off)
             end = _take(buf, off, n)
             try:
@@ -376,7 +376,7 @@ def _prim_dec(name: str) -> Decoder:
 
 
 def _bytes_enc(length: int | None) -> Encoder:
-    def enc_bytes(v, out):
+    def enc_bytes(v: Any, out: bytearray) -> None:
         raw = bytes.fromhex(v[2:]) if isinstance(v, str) and v.startswith("0x") else bytes(v)
         if length is None:
             encode_compact(len(raw), out)
@@ -387,7 +387,7 @@ def _bytes_enc(length: int | None) -> Encoder:
 
 
 def _bytes_dec(length: int | None) -> Decoder:
-    def dec_bytes(buf, off):
+    def dec_bytes(buf: bytes, off: int) -> tuple[Any, int]:
         n = length
         if n is None:
             n, off = decode_compact(buf, off)
@@ -397,7 +397,7 @@ def _bytes_dec(length: int | None) -> Decoder:
 
 
 def _ints_enc(fmt: str, length: int | None) -> Encoder:
-    def enc_ints(v, out):
+    def enc_ints(v: Any, out: bytearray) -> None:
         if length is None:
             encode_compact(len(v), out)
         elif len(v) != length:
@@ -412,7 +412,7 @@ def _ints_enc(fmt: str, length: int | None) -> Encoder:
 def _ints_dec(fmt: str, length: int | None) -> Decoder:
     size = struct.calcsize(fmt)
 
-    def dec_ints(buf, off):
+    def dec_ints(buf: bytes, off: int) -> tuple[Any, int]:
         n = length
         if n is None:
             n, off = decode_compact(buf, off)

@@ -17,9 +17,9 @@ import structlog
 
 from .codec import CodecError, compact_bytes, decode_compact
 from .hashing import blake2_256
-from .metadata import SPEC_VERSION, TRANSACTION_VERSION, Runtime
+from .metadata import EXISTENTIAL_DEPOSIT, SPEC_VERSION, TRANSACTION_VERSION, Arg, DeclaredRuntime
 from .pallets import balances, decentralml, sudo, system
-from .pallets.base import ROOT, BadOrigin, DispatchError, RuntimeDispatchError, signed
+from .pallets.base import ROOT, BadOrigin, DispatchError, Origin, PalletCall, RuntimeDispatchError, signed
 from .state import State, TypedStorage
 
 log = structlog.get_logger(__name__)
@@ -60,7 +60,7 @@ class Extrinsic:
     signer: bytes
     nonce: int
     tip: int
-    call: dict  # {pallet: {call_name: {arg: value}}}
+    call: dict[str, Any]  # {pallet: {call_name: {arg: value}}}
     call_index: tuple[int, int]
     fee: int
 
@@ -83,7 +83,7 @@ def era_birth(era: Any, current: int) -> tuple[int, int | None]:
 class Executive:
     """Validates and applies extrinsics against a :class:`State` for one runtime."""
 
-    def __init__(self, runtime: Runtime, state: State, genesis_hash: bytes,
+    def __init__(self, runtime: DeclaredRuntime, state: State, genesis_hash: bytes,
                  block_hash_at: Callable[[int], bytes | None]) -> None:
         self.runtime = runtime
         self.state = state
@@ -99,7 +99,7 @@ class Executive:
         self._dispatchers = _dispatch_table(runtime)
         self.block_number = 0  # the block being built
         self.upstream = runtime.pallet_mode == "upstream"
-        self.events: list[dict] = []
+        self.events: list[dict[str, Any]] = []
         self.extrinsic_index: int | None = None
 
     # -- decoding and validation ----------------------------------------------------------------
@@ -137,7 +137,7 @@ class Executive:
         xt = Extrinsic(raw, blake2_256(raw), address["Id"], nonce, tip, call, index, fee)
         return xt, era, signature, raw[call_start:]
 
-    def _decode_call(self, raw: bytes, off: int) -> tuple[dict, tuple[int, int]]:
+    def _decode_call(self, raw: bytes, off: int) -> tuple[dict[str, Any], tuple[int, int]]:
         if off + 2 > len(raw):
             raise bad_format("truncated call")
         index = (raw[off], raw[off + 1])
@@ -171,7 +171,7 @@ class Executive:
         nonce, free = self.nonce_and_free(xt.signer)
         if xt.nonce < nonce:
             raise invalid(STALE)
-        if free < xt.fee + balances.EXISTENTIAL_DEPOSIT:
+        if free < xt.fee + EXISTENTIAL_DEPOSIT:
             raise invalid(PAYMENT)
         return xt
 
@@ -212,7 +212,7 @@ class Executive:
     def apply(self, xt: Extrinsic, index: int) -> bool:
         """Apply a validated extrinsic at position ``index``; False if it is no longer valid."""
         nonce, free = self.nonce_and_free(xt.signer)
-        if xt.nonce != nonce or free < xt.fee + balances.EXISTENTIAL_DEPOSIT:
+        if xt.nonce != nonce or free < xt.fee + EXISTENTIAL_DEPOSIT:
             return False
         account = self.storage.get("System", "Account", xt.signer)
         self.extrinsic_index = index
@@ -233,7 +233,7 @@ class Executive:
             self.deposit_event("System", "ExtrinsicFailed", {"dispatch_error": error, "dispatch_info": info})
         return True
 
-    def dispatch(self, origin: bytes | str, call: dict) -> Any:
+    def dispatch(self, origin: bytes | str, call: dict[str, Any]) -> Any:
         """Run a call in its own storage layer; returns None or the DispatchError value."""
         (pallet, inner), = call.items()
         (name, args), = inner.items()
@@ -265,7 +265,7 @@ class Executive:
         self.state.commit_layer()
         return None
 
-    def dispatch_as_root(self, call: dict) -> Any:
+    def dispatch_as_root(self, call: dict[str, Any]) -> Any:
         return self.dispatch(ROOT, call)
 
     def finalize_block(self) -> dict[bytes, bytes | None]:
@@ -302,7 +302,7 @@ class Executive:
         balances.transfer(self, source, dest, amount, keep_alive)
 
 
-def _check_bound(call: str, arg, value: Any) -> None:
+def _check_bound(call: str, arg: Arg, value: Any) -> None:
     if value is None or arg.max_len is None:
         return
     if len(value) > arg.max_len:
@@ -317,22 +317,22 @@ def _verify(signature: Any, payload: bytes, signer: bytes) -> bool:
     (scheme, sig), = signature.items()
     try:
         if scheme == "Sr25519":
-            return sr25519.verify(sig, payload, signer)
+            return bool(sr25519.verify(sig, payload, signer))
         if scheme == "Ed25519":
-            return ed25519_zebra.ed_verify(sig, payload, signer)
+            return bool(ed25519_zebra.ed_verify(sig, payload, signer))
     except (ValueError, TypeError):
         return False
     return False  # ECDSA signers are blake2(pubkey) accounts: not supported by the devnet
 
 
-def _decentralml_call(fn: Callable) -> Callable:
-    def call(env: Executive, origin, **args):
+def _decentralml_call(fn: Callable[..., object]) -> PalletCall:
+    def call(env: Executive, origin: Origin, **args: Any) -> object:
         return fn(env, signed(origin), **args)
     return call
 
 
-def _dispatch_table(runtime: Runtime) -> dict[tuple[str, str], Callable]:
-    table: dict[tuple[str, str], Callable] = {**system.CALLS, **balances.CALLS, **sudo.CALLS}
+def _dispatch_table(runtime: DeclaredRuntime) -> dict[tuple[str, str], PalletCall]:
+    table: dict[tuple[str, str], PalletCall] = {**system.CALLS, **balances.CALLS, **sudo.CALLS}
     for _, call in runtime.calls_by_index.values():
         fn = getattr(decentralml, call.name, None)
         if (("DecentralMLModule", call.name) not in table and fn is not None

@@ -8,16 +8,18 @@ SCALE-encodes the metadata with scalecodec, and keeps the lookups the runtime ne
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 from scalecodec.base import RuntimeConfiguration
 from scalecodec.type_registry import load_type_registry_preset
 
+from ..chain.model import MAX_CLIENT_TOKEN
 from .codec import Codec
 from .hashing import storage_prefix
 from .pallet_docs import BALANCES_ERROR_DOCS, CALL_DOCS, ERROR_DOCS, SYSTEM_ERROR_DOCS
-from .typereg import TypeRegistry
+from .typereg import Field, TypeRegistry
 
 SPEC_NAME = "node-template"
 SPEC_VERSION = 100
@@ -81,7 +83,7 @@ class Pallet:
     index: int
     module: str
     calls: list[Call] | None = None
-    events: list[tuple] | None = None  # (name, [(field name | None, type id, type name)])
+    events: Sequence[tuple[str, Sequence[Field]]] | None = None
     errors: list[str] | None = None
     storage: list[Storage] = field(default_factory=list)
     constants: list[tuple[str, int, bytes]] = field(default_factory=list)
@@ -244,8 +246,6 @@ DECENTRALML_ADDED_ERRORS = ("TaskExpired", "AlreadyAssigned", "TaskNotExpired", 
                             # no escrow strands, no qualification bought by self-dealing
                             "TooFewDistinctCreators", "AbandonmentRateTooHigh", "EmptyClientToken")
 """Ours, appended so upstream's indices stay."""
-MAX_CLIENT_TOKEN = 64
-"""``create_task_with_terms``'s ``client_token`` is a ``BoundedVec<u8, 64>`` (MTurk's UniqueRequestToken: 64)."""
 MAX_DEADLINES_PER_BLOCK = 10_000
 """``AssignmentDeadlines``: at most this many assignments may fall due at one block (bounded on_initialize)."""
 PERMILL = 1_000_000
@@ -278,7 +278,7 @@ def _decentralml(t: Types, include_extensions: bool) -> Pallet:
         "Created", "InProgress", "Completed", "Withdrawn")])
     bb = t.bounded_bytes
     obb = _opt(r, bb)
-    task_terms = worker_stats = None
+    task_terms = worker_stats = -1  # type ids, declared below by the full pallet only (and used only by it)
     if include_extensions:  # only the full pallet declares the market rules' types
         ou32 = _opt(r, t.u32)
         permill = r.composite(["sp_arithmetic", "per_things", "Permill"], [(None, t.u32, "u32")])
@@ -542,7 +542,7 @@ def _pallets(t: Types, pallet_mode: str) -> list[Pallet]:
     return [system, timestamp, balances, payment, sudo, _decentralml(t, pallet_mode == "full")]
 
 
-class Runtime:
+class DeclaredRuntime:
     """The declared runtime: type registry, encoded metadata, and lookups for dispatch."""
 
     def __init__(self, pallet_mode: str = "full") -> None:
@@ -619,7 +619,7 @@ class Runtime:
         reg, t = self.registry, self.types
         fs = "frame_system::extensions::"
 
-        def ext(path: str, fields=()) -> int:
+        def ext(path: str, fields: Iterable[Field] = ()) -> int:
             parts = path.split("::")
             return reg.composite(parts, list(fields), [("T", None)])
 
@@ -700,6 +700,6 @@ class Runtime:
 
 
 @lru_cache(maxsize=2)
-def runtime(pallet_mode: str = "full") -> Runtime:
+def runtime(pallet_mode: str = "full") -> DeclaredRuntime:
     """The runtime declaration for a pallet mode, built once per process."""
-    return Runtime(pallet_mode)
+    return DeclaredRuntime(pallet_mode)

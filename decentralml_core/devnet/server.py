@@ -21,8 +21,8 @@ from aiohttp import WSMsgType, web
 from ..netguard import Guard
 from .chain import Block, Chain
 from .metadata import runtime as build_runtime
-from .rpc import INVALID_REQUEST, PARSE_ERROR, Methods, RpcError, header_json, hexs, runtime_version, unhex
-from .store import BlockStore
+from .rpc import INVALID_REQUEST, PARSE_ERROR, JsonRpcError, Methods, header_json, hexs, runtime_version, unhex
+from .store import ChainDatabase
 from .subscriptions import SUBSCRIBE, UNSUBSCRIBE
 
 log = structlog.get_logger("devnet")
@@ -44,7 +44,8 @@ FINALITY_LAG = 0.25
 
 
 class Subscription:
-    def __init__(self, conn: Connection, sub_id: str, notify: str, kind: str, keys=None) -> None:
+    def __init__(self, conn: Connection, sub_id: str, notify: str, kind: str,
+                 keys: set[bytes] | None = None) -> None:
         self.conn, self.id, self.notify, self.kind, self.keys = conn, sub_id, notify, kind, keys
 
     def send(self, result: Any) -> None:
@@ -59,7 +60,7 @@ class Connection:
     seconds, is dropped (one ``devnet_client_dropped`` line) and its subscriptions go with it.
     """
 
-    def __init__(self, ws: web.WebSocketResponse | None, peer: str = "", transport: asyncio.BaseTransport | None = None,
+    def __init__(self, ws: web.WebSocketResponse | None, peer: str = "", transport: asyncio.Transport | None = None,
                  max_pending: int = MAX_PENDING_BYTES, stall_s: float = SEND_STALL_S) -> None:
         self.ws, self.peer, self.transport = ws, peer, transport
         self.max_pending, self.stall_s = max_pending, stall_s
@@ -68,7 +69,7 @@ class Connection:
         self.pending = 0  # bytes queued, the frame being written included
         self.dropped = False
         self._ready = asyncio.Event()
-        self._writer: asyncio.Task | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
@@ -93,13 +94,17 @@ class Connection:
         self._ready.set()
 
     async def _write_loop(self) -> None:
+        ws = self.ws
+        if ws is None:  # an HTTP POST "connection" has no socket to write
+            return
         while True:
             await self._ready.wait()
             self._ready.clear()
             while self.queue:
                 text = self.queue[0]
-                try:
-                    await asyncio.wait_for(self.ws.send_str(text), self.stall_s)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for loses a cancel that meets a send just done,
+                    async with asyncio.timeout(self.stall_s):  # and close() then waited for this task forever
+                        await ws.send_str(text)
                 except TimeoutError:
                     self.drop(f"a frame untaken for {self.stall_s:g} s")
                     return
@@ -133,8 +138,8 @@ class Node:
         self.connections: set[Connection] = set()
         self.watchers: dict[bytes, Subscription] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._finalizing: set[asyncio.Task] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._finalizing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -204,15 +209,22 @@ class Node:
                 sub.send({"finalized": block_hash})
 
     # -- requests -------------------------------------------------------------------------------
+    async def serve_frame(self, conn: Connection, text: str) -> None:
+        """One frame of a connection, as every transport serves it: the reply queued, a block woken."""
+        reply = await self.handle_text(conn, text)
+        if reply is not None:
+            conn.send(reply)
+        self.after_request()
+
     async def handle_text(self, conn: Connection, text: str) -> Any:
         """One frame in, the response (None for notifications) out."""
         try:
             message = json.loads(text)
         except (ValueError, RecursionError):
-            return _error(None, RpcError(PARSE_ERROR, "Parse error"))
+            return _error(None, JsonRpcError(PARSE_ERROR, "Parse error"))
         if isinstance(message, list):
             if not message or len(message) > MAX_BATCH:
-                return _error(None, RpcError(INVALID_REQUEST, "Invalid request", "batch must hold 1..1000 calls"))
+                return _error(None, JsonRpcError(INVALID_REQUEST, "Invalid request", "batch must hold 1..1000 calls"))
             replies = [await self.handle_request(conn, m) for m in message]
             return [r for r in replies if r is not None] or None
         return await self.handle_request(conn, message)
@@ -220,7 +232,7 @@ class Node:
     async def handle_request(self, conn: Connection, message: Any) -> Any:
         if not isinstance(message, dict) or not isinstance(message.get("method"), str):
             return _error(message.get("id") if isinstance(message, dict) else None,
-                          RpcError(INVALID_REQUEST, "Invalid request"))
+                          JsonRpcError(INVALID_REQUEST, "Invalid request"))
         req_id, method, params = message.get("id"), message["method"], message.get("params")
         try:
             if method in SUBSCRIBE:
@@ -230,26 +242,26 @@ class Node:
                 result = self.unsubscribe(conn, params)
             else:
                 result = self.methods.call(method, params)
-        except RpcError as exc:
+        except JsonRpcError as exc:
             return _error(req_id, exc)
         except Exception as exc:  # a bug must not take the node down: report it and keep serving
             log.exception("rpc_internal_error", method=method)
-            return _error(req_id, RpcError(-32603, "Internal error", str(exc)))
+            return _error(req_id, JsonRpcError(-32603, "Internal error", str(exc)))
         return None if "id" not in message else _ok(req_id, result)
 
     async def subscribe(self, conn: Connection, method: str, params: Any, req_id: Any) -> Any:
         if conn.ws is None:
-            raise RpcError(-32000, "Subscriptions need a WebSocket connection")
+            raise JsonRpcError(-32000, "Subscriptions need a WebSocket connection")
         notify, kind = SUBSCRIBE[method]
         params = params or []
-        keys = None
+        keys: set[bytes] | None = None
         if kind == "extrinsic":
             if not params:
-                raise RpcError(-32602, "Invalid params", "the extrinsic is missing")
+                raise JsonRpcError(-32602, "Invalid params", "the extrinsic is missing")
             tx_hash, ready = self.methods.submit(params[0])
         elif kind == "storage" and params and params[0] is not None:
             if not isinstance(params[0], list):
-                raise RpcError(-32602, "Invalid params", "keys must be an array")
+                raise JsonRpcError(-32602, "Invalid params", "keys must be an array")
             keys = {unhex(k, "storage key") for k in params[0]}
         sub = Subscription(conn, secrets.token_hex(8), notify, kind, keys)
         conn.subs[sub.id] = sub
@@ -270,7 +282,7 @@ class Node:
 
     def unsubscribe(self, conn: Connection, params: Any) -> bool:
         if not isinstance(params, list) or not params or not isinstance(params[0], str):
-            raise RpcError(-32602, "Invalid params", "expected [subscription id]")
+            raise JsonRpcError(-32602, "Invalid params", "expected [subscription id]")
         sub = conn.subs.pop(params[0], None)
         if sub is None:
             return False
@@ -290,11 +302,11 @@ class Node:
                 del self.watchers[tx_hash]
 
 
-def _ok(req_id: Any, result: Any) -> dict:
+def _ok(req_id: Any, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": req_id, "result": result}
 
 
-def _error(req_id: Any, exc: RpcError) -> dict:
+def _error(req_id: Any, exc: JsonRpcError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": req_id, "error": exc.to_json()}
 
 
@@ -326,17 +338,17 @@ def make_app(node: Node, guard: Guard | None = None) -> web.Application:
                 if frames is not None and (wait := frames.delay()) > 0:
                     await asyncio.sleep(wait)  # over the connection's rate: read it more slowly
                 if msg.type == WSMsgType.TEXT:
-                    reply = await node.handle_text(conn, msg.data)
+                    await node.serve_frame(conn, msg.data)
                 elif msg.type == WSMsgType.BINARY:
                     try:
-                        reply = await node.handle_text(conn, msg.data.decode())
+                        text = msg.data.decode()
                     except UnicodeDecodeError:
-                        reply = _error(None, RpcError(PARSE_ERROR, "Parse error", "frame is not UTF-8"))
+                        conn.send(_error(None, JsonRpcError(PARSE_ERROR, "Parse error", "frame is not UTF-8")))
+                        node.after_request()
+                    else:
+                        await node.serve_frame(conn, text)
                 else:
                     break
-                if reply is not None:
-                    conn.send(reply)
-                node.after_request()
                 if conn.dropped:
                     break
         finally:
@@ -349,12 +361,12 @@ def make_app(node: Node, guard: Guard | None = None) -> web.Application:
     return app
 
 
-def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.TemporaryDirectory | None]:
+def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.TemporaryDirectory[str] | None]:
     tmp = None
     if db_path is None:
         tmp = tempfile.TemporaryDirectory(prefix="decentralml-devnet-")
         db_path = str(Path(tmp.name) / "chain.sqlite")
-    return Chain(build_runtime(pallet), BlockStore(db_path)), tmp
+    return Chain(build_runtime(pallet), ChainDatabase(db_path)), tmp
 
 
 async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,

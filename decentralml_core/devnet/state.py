@@ -11,7 +11,7 @@ from typing import Any
 
 from .codec import CodecError
 from .hashing import hash_key
-from .metadata import Runtime
+from .metadata import DeclaredRuntime
 
 _DELETED = None
 
@@ -71,13 +71,13 @@ class TypedStorage:
 
     KEY_CACHE_SIZE = 100_000
 
-    def __init__(self, runtime: Runtime, state: State) -> None:
+    def __init__(self, runtime: DeclaredRuntime, state: State) -> None:
         self.runtime = runtime
         self.state = state
         self._codec = runtime.codec
-        self._keys: dict[tuple, bytes] = {}  # hashing a key costs more than the read it serves
+        self._keys: dict[tuple[Any, ...], bytes] = {}  # hashing a key costs more than the read it serves
 
-    def key(self, pallet: str, item: str, keys: tuple = ()) -> bytes:
+    def key(self, pallet: str, item: str, keys: tuple[Any, ...] = ()) -> bytes:
         cache_key = (pallet, item, keys)
         try:
             return self._keys[cache_key]
@@ -100,7 +100,7 @@ class TypedStorage:
         """The stored bytes, for hot paths that read one fixed-offset field."""
         return self.state.get(self.key(pallet, item, keys))
 
-    def _compute_key(self, pallet: str, item: str, keys: tuple) -> bytes:
+    def _compute_key(self, pallet: str, item: str, keys: tuple[Any, ...]) -> bytes:
         entry, prefix = self.runtime.storage_entry(pallet, item)
         if len(keys) != len(entry.keys):
             raise TypeError(f"{pallet}.{item} takes {len(entry.keys)} key(s), got {len(keys)}")

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 
 
-class BlockStore:
+class ChainDatabase:
     """One SQLite file per chain; every method is one short transaction."""
 
     def __init__(self, path: str | Path) -> None:
@@ -59,11 +59,14 @@ class BlockStore:
         return dict(self.db.execute("SELECT key, value FROM state"))
 
     def best(self) -> tuple[int, bytes, bytes] | None:
-        return self.db.execute(
+        row: tuple[int, bytes, bytes] | None = self.db.execute(
             "SELECT number, hash, header FROM blocks ORDER BY number DESC LIMIT 1").fetchone()
+        return row
 
     def block(self, number: int) -> tuple[bytes, bytes, bytes] | None:
-        return self.db.execute("SELECT hash, header, extrinsics FROM blocks WHERE number = ?", (number,)).fetchone()
+        row: tuple[bytes, bytes, bytes] | None = self.db.execute(
+            "SELECT hash, header, extrinsics FROM blocks WHERE number = ?", (number,)).fetchone()
+        return row
 
     def number_of(self, block_hash: bytes) -> int | None:
         row = self.db.execute("SELECT number FROM blocks WHERE hash = ?", (block_hash,)).fetchone()

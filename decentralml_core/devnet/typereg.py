@@ -10,21 +10,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-Field = tuple  # (name | None, type_id, type_name)
+Field = tuple[str | None, int, str | None]
 """A field: its name (None for tuple-like), its type id, and the Rust type name clients show."""
+Param = tuple[str, int | None]
+"""A generic parameter: its name and the type id it is bound to (None if unbound)."""
+Variant = tuple[Any, ...]
+"""``(name, fields)``, ``(name, fields, index)`` or ``(name, fields, index, docs)``: see ``variant_def``."""
 
 
 class TypeRegistry:
     """Assigns ids to types, sharing one id between structurally equal types."""
 
     def __init__(self) -> None:
-        self.types: list[dict | None] = []
+        self.types: list[dict[str, Any] | None] = []
         self._ids: dict[str, int] = {}
         self._by_path: dict[str, int] = {}
 
     # -- building -------------------------------------------------------------------------------
-    def _add(self, definition: dict, path: Sequence[str] = (), params: Sequence = (), docs=()) -> int:
+    def _add(self, definition: dict[str, Any], path: Sequence[str] = (), params: Sequence[Param] = (),
+             docs: Sequence[str] = ()) -> int:
         entry = {
             "path": list(path),
             "params": [{"name": n, "type": t} for n, t in params],
@@ -45,7 +51,8 @@ class TypeRegistry:
         self.types.append(None)
         return len(self.types) - 1
 
-    def fill(self, type_id: int, definition: dict, path=(), params=(), docs=()) -> int:
+    def fill(self, type_id: int, definition: dict[str, Any], path: Sequence[str] = (), params: Sequence[Param] = (),
+             docs: Sequence[str] = ()) -> int:
         self.types[type_id] = {
             "path": list(path),
             "params": [{"name": n, "type": t} for n, t in params],
@@ -75,14 +82,15 @@ class TypeRegistry:
         return self.tuple()
 
     @staticmethod
-    def fields(fields: Iterable[Field]) -> list[dict]:
+    def fields(fields: Iterable[Field]) -> list[dict[str, Any]]:
         return [{"name": n, "type": t, "typeName": tn, "docs": []} for n, t, tn in fields]
 
-    def composite(self, path: Sequence[str], fields: Iterable[Field], params=(), docs=()) -> int:
+    def composite(self, path: Sequence[str], fields: Iterable[Field], params: Sequence[Param] = (),
+                  docs: Sequence[str] = ()) -> int:
         return self._add({"composite": {"fields": self.fields(fields)}}, path, params, docs)
 
     @classmethod
-    def variant_def(cls, variants: Iterable[tuple]) -> dict:
+    def variant_def(cls, variants: Iterable[Variant]) -> dict[str, Any]:
         """``variants``: (name, fields) in index order, or (name, fields, index) where indices skip, or
         (name, fields, index, docs) with the variant's doc lines (a call's or an error's docs)."""
         out = []
@@ -93,7 +101,8 @@ class TypeRegistry:
             out.append({"name": name, "fields": cls.fields(fields), "index": index, "docs": docs})
         return {"variant": {"variants": out}}
 
-    def variant(self, path: Sequence[str], variants: Iterable[tuple], params=(), docs=()) -> int:
+    def variant(self, path: Sequence[str], variants: Iterable[Variant], params: Sequence[Param] = (),
+                docs: Sequence[str] = ()) -> int:
         return self._add(self.variant_def(variants), path, params, docs)
 
     # -- common shapes --------------------------------------------------------------------------
@@ -120,7 +129,7 @@ class TypeRegistry:
     def by_path(self, path: str) -> int:
         return self._by_path[path]
 
-    def portable(self) -> list[dict]:
+    def portable(self) -> list[dict[str, Any]]:
         """The registry as metadata's ``PortableRegistry.types`` list."""
         missing = [i for i, t in enumerate(self.types) if t is None]
         if missing:

@@ -21,7 +21,9 @@ honest, 7–10 for a ×10 boosted update, 1.5–4.5 for noise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +45,7 @@ class Thresholds:
 class Judgement:
     accept: bool | None  # None: the form and usefulness are fine but too few peers to check robustness
     reason: str
-    scores: dict = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,11 @@ def form_problem(update: Weights, reference: Weights) -> str | None:
 
 
 def relative_distance(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-12))
+    return float(np.linalg.norm(a - b)) / max(float(np.linalg.norm(a)), float(np.linalg.norm(b)), 1e-12)
 
 
 def judge(update: Weights, global_weights: Weights, validation: tuple[np.ndarray, np.ndarray],
-          peers: list[Peer] = (), limits: Thresholds = Thresholds()) -> Judgement:
+          peers: Sequence[Peer] = (), limits: Thresholds = Thresholds()) -> Judgement:
     problem = form_problem(update, global_weights)
     if problem:
         return Judgement(False, problem)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def load_restructured(path: str | Path) -> Weights:
 class Check:
     accept: bool
     reason: str
-    scores: dict
+    scores: dict[str, Any]
 
 
 def check(candidate: Weights, size: int, reference: Weights, test: tuple[np.ndarray, np.ndarray],

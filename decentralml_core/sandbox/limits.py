@@ -1,25 +1,26 @@
-"""What a task script may use. Safe defaults; every one configurable per agent (YAML)."""
+"""What a task script may use. Safe defaults; every one configurable per agent (YAML ``sandbox``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..settings import setting
+
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    timeout_s: float = 600.0
-    cpu_s: int = 600
-    memory_mb: int = 2048
-    max_procs: int = 128
-    max_file_mb: int = 512
-    max_output_mb: int = 1024
-    max_output_files: int = 10_000
-    tmp_mb: int = 256
-    disk_mb: int = 2048
-    """How much the task dir may grow during a run (files of any size, checked by a watchdog)."""
-    max_entries: int = 100_000
-    """How many files and folders the task dir may gain during a run (an inode fill)."""
-    min_free_disk_mb: int = 256
-    """Stop the run if the work dir's file system gets this full: the agent's journal lives there too."""
-    share_python: bool = False
-    """Bind the agent's Python and its packages read-only, first on PATH: scripts may use numpy etc."""
+    timeout_s: float = setting(600.0, "wall-clock limit; the script is killed after", gt=0)
+    cpu_s: int = setting(600, "CPU-time limit (RLIMIT_CPU)", gt=0)
+    memory_mb: int = setting(2048, "memory limit (cgroup, else address space)", gt=0)
+    max_procs: int = setting(128, "processes and threads the script may run", gt=0)
+    max_file_mb: int = setting(512, "largest file the script may write", gt=0)
+    max_output_mb: int = setting(1024, "total size of outputs/ accepted", gt=0)
+    max_output_files: int = setting(10_000, "files and folders outputs/ may hold", gt=0)
+    tmp_mb: int = setting(256, "size of the script's private /tmp (a tmpfs)", gt=0)
+    disk_mb: int = setting(2048, "how much a run may grow its task dir, files of any size (watchdog)", gt=0)
+    max_entries: int = setting(100_000, "how many files and folders the task dir may gain during a run "
+                                        "(an inode fill; watchdog)", gt=0)
+    min_free_disk_mb: int = setting(256, "stop a run that leaves less free space on the work dir's disk "
+                                         "(the agent's journal lives there too)", ge=0)
+    share_python: bool = setting(False, "scripts may run the agent's python3 and its packages (numpy), "
+                                        "bound read-only, first on PATH")

@@ -23,8 +23,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -32,9 +34,9 @@ from ..storage.errors import StorageError
 from ..storage.safety import safe_name, walk_folder
 from .cgroup import RunCgroup
 from .limits import SandboxLimits
+from .outcome import OUTPUTS, Observed, classify, cut_short
 
 log = structlog.get_logger(__name__)
-OUTPUTS = "outputs"
 INNER = "/task"
 DATA = "/data"
 DISK_CHECK_S = 0.5
@@ -58,7 +60,7 @@ class SandboxReport:
     isolation: str = "bubblewrap"
     stderr_tail: str = ""  # the last STDERR_TAIL bytes the script wrote to stderr: why it failed, in its words
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -103,7 +105,7 @@ def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits, data_dir: Pat
     return argv
 
 
-def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None):
+def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None) -> Callable[[], None]:
     def setup() -> None:  # runs in the child between fork and exec
         if cgroup is not None:
             cgroup.join()
@@ -145,51 +147,13 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
                                **({"DECENTRALML_DATA": str(data_dir)} if data_dir else {})}
     cgroup = RunCgroup(limits.max_procs, limits.memory_mb)
     started = time.monotonic()
-    status, code, errors = "ok", None, []
-    with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
-                                                    stdout=out, stderr=err, start_new_session=True,
-                                                    preexec_fn=_child_setup(limits, cgroup))
-        ended = asyncio.ensure_future(proc.wait())
-        watchdog = asyncio.ensure_future(_watch_disk(task_dir, limits))
-        try:
-            await asyncio.wait({ended, watchdog}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
-            if not ended.done():
-                if watchdog.done():
-                    status = "killed"
-                    errors.append(watchdog.result())
-                else:
-                    status = "timeout"
-                    errors.append(f"timed out after {limits.timeout_s:g} s")
-                _kill_group(proc.pid)
-            code = await ended
-        except asyncio.CancelledError:
-            _kill_group(proc.pid)
-            await proc.wait()
-            cgroup.kill_all_and_remove()
-            raise
-        finally:
-            watchdog.cancel()
-    _kill_group(proc.pid)  # anything that stayed in the session
+    code, stopped, stop_reason = await _spawn(argv, env, task_dir, logs, limits, cgroup)
     peak = cgroup.peak_memory()
     out_of_memory = cgroup.out_of_memory()
     leftover = await asyncio.to_thread(cgroup.kill_all_and_remove)  # waits until the group is empty
     wall = time.monotonic() - started
-    signum = _signal_of(code, isolated)
-    if status == "ok" and signum is not None:
-        status = "killed"
-        errors.append(f"killed by signal {signum.name}")
-        if signum == signal.SIGXFSZ:
-            errors.append(f"a write passed the file-size limit ({limits.max_file_mb} MB, max_file_mb)")
-    elif status == "ok" and code:
-        status = "failed"
-        errors.append(f"{script} exited with {code}")
-    if status in ("killed", "failed") and out_of_memory:
-        errors.insert(0, f"memory limit reached ({limits.memory_mb} MB, memory_mb)")
     tail = _tail(logs / "stderr.log", STDERR_TAIL)
-    if status != "ok" and not limits.share_python and ("python3: not found" in tail or "No module named" in tail):
-        errors.append("the script needs the agent's python3 and packages: allow them with --share-python "
-                      "(sandbox.share_python: true)")
+    status, errors = classify(script, limits, Observed(code, isolated, stopped, stop_reason, out_of_memory, tail))
     report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
                            peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
                            leftover_processes=leftover, isolation="bubblewrap" if isolated else "none",
@@ -202,16 +166,45 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
             report.status = "rejected"
             report.errors.append(f"outputs refused: {exc}")
         else:
-            # a write stopped by RLIMIT_FSIZE leaves a file exactly at the limit, and the script may go on
-            # to exit 0: that file is cut short, never a result
-            cut = [name for name, _, size in found if size >= limits.max_file_mb * 1024 * 1024]
-            if cut:
+            cut = cut_short([(name, size) for name, _, size in found], limits)
+            if cut is not None:
                 report.status, report.outputs = "failed", []
-                report.errors.append(f"{OUTPUTS}/{cut[0]} reached the file-size limit ({limits.max_file_mb} MB, "
-                                     "max_file_mb): it was cut short")
+                report.errors.append(cut)
     log.info("sandbox_run", task_dir=str(task_dir), status=report.status, exit_code=code, wall_s=report.wall_s,
              outputs=len(report.outputs), leftover=leftover, isolation=report.isolation)
     return report
+
+
+async def _spawn(argv: list[str], env: dict[str, str], task_dir: Path, logs: Path, limits: SandboxLimits,
+                 cgroup: RunCgroup) -> tuple[int | None, str | None, str]:
+    """Run ``argv`` in a session of its own under the clock and the disk watchdog, its output in ``logs``:
+    (exit status, ``"timeout"``/``"killed"`` if the clock or the watchdog stopped it, and why). Whatever is
+    left of its session is killed before this returns; a cancelled run is killed with its cgroup."""
+    code, stopped, stop_reason = None, None, ""
+    with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
+                                                    stdout=out, stderr=err, start_new_session=True,
+                                                    preexec_fn=_child_setup(limits, cgroup))
+        ended = asyncio.ensure_future(proc.wait())
+        watchdog = asyncio.ensure_future(_watch_disk(task_dir, limits))
+        try:
+            await asyncio.wait({ended, watchdog}, timeout=limits.timeout_s, return_when=asyncio.FIRST_COMPLETED)
+            if not ended.done():
+                if watchdog.done():
+                    stopped, stop_reason = "killed", watchdog.result()
+                else:
+                    stopped, stop_reason = "timeout", f"timed out after {limits.timeout_s:g} s"
+                _kill_group(proc.pid)
+            code = await ended
+        except asyncio.CancelledError:
+            _kill_group(proc.pid)
+            await proc.wait()
+            cgroup.kill_all_and_remove()
+            raise
+        finally:
+            watchdog.cancel()
+    _kill_group(proc.pid)  # anything that stayed in the session
+    return code, stopped, stop_reason
 
 
 def _tail(path: Path, size: int) -> str:
@@ -259,15 +252,6 @@ async def _watch_disk(task_dir: Path, limits: SandboxLimits) -> str:
             return f"disk limit: the task dir grew by more than {limits.disk_mb} MB (disk_mb)"
         if entries > max_entries:
             return f"disk limit: the task dir gained more than {limits.max_entries} files (max_entries)"
-
-
-def _signal_of(code: int | None, isolated: bool) -> signal.Signals | None:
-    """The signal that ended the script: a negative status, or bwrap's 128 + signal number."""
-    number = -code if code is not None and code < 0 else (code - 128 if isolated and code and code > 128 else None)
-    try:
-        return None if number is None else signal.Signals(number)
-    except ValueError:
-        return None
 
 
 def _kill_group(pid: int) -> None:

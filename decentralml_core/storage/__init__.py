@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from ..chain.model import STORAGE_TYPES
+from ..settings import computed_setting, setting
 from .base import BlockStore, Limits, get_blob, get_folder, get_manifest, iter_blob, put_blob, put_file, put_folder
 from .cid import cid_of
 from .errors import IntegrityError, NotFound, StorageError, TooLarge, Unreachable, UnsafeName, UnsupportedStorage
@@ -40,13 +41,15 @@ def default_root() -> Path:
 class StorageConfig:
     """Where blocks go and come from. Secrets (S3 keys) come from the usual AWS_* variables."""
 
-    local_root: Path = field(default_factory=default_root)
-    gateways: list[str] = field(default_factory=list)  # trustless gateways to fetch from, in order
-    ipfs_api: str | None = None  # an IPFS node's RPC API: publish there instead of locally
-    s3_bucket: str | None = None
-    s3_prefix: str = "decentralml/blocks/"
-    s3_endpoint: str | None = None
-    s3_region: str | None = None
+    root: Path = computed_setting(default_root, "local content-addressed block store "
+                                                "($XDG_DATA_HOME/decentralml/store)")
+    gateways: list[str] = computed_setting(list, "IPFS trustless gateways to fetch from, in order "
+                                                 "(e.g. another machine's `decentralml storage serve`)")
+    ipfs_api: str | None = setting(None, "an IPFS node's RPC API URL: publish and fetch there")
+    s3_bucket: str | None = setting(None, "bucket for storage type S3 (keys from AWS_* variables)")
+    s3_prefix: str = setting("decentralml/blocks/", "key prefix of the blocks in the S3 bucket")
+    s3_endpoint: str | None = setting(None, "S3-compatible endpoint URL (MinIO, …); unset: AWS")
+    s3_region: str | None = setting(None, "S3 region (unset: us-east-1)")
 
 
 class FallbackStore:
@@ -82,12 +85,12 @@ class FallbackStore:
 
 def open_store(storage_type: str, config: StorageConfig) -> BlockStore:
     """The backend for a StorageType from the chain ("IPFS", "S3", …) or "local"."""
-    local = LocalStore(config.local_root)
+    local = LocalStore(config.root)
     if storage_type == "local":
         return local
     if storage_type == "IPFS":
         ipfs = [IpfsRpcStore(config.ipfs_api)] if config.ipfs_api else []
-        readers = [local, *(GatewayStore(url) for url in config.gateways), *ipfs]
+        readers: list[BlockStore] = [local, *(GatewayStore(url) for url in config.gateways), *ipfs]
         return FallbackStore(ipfs[0] if ipfs else local, readers)
     if storage_type == "S3":
         if not config.s3_bucket:

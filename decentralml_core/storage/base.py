@@ -14,7 +14,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -74,7 +74,7 @@ async def put_file(store: BlockStore, source: Path | bytes, size: int | None = N
 
     root: list[str] = []
 
-    def blocks():
+    def blocks() -> Iterator[tuple[bytes, str, str]]:
         """Each block to store, in order, as the file is read: (bytes, codec, CID)."""
         with _reader(source, size) as read:
             while chunk := read(CHUNK):
@@ -103,7 +103,7 @@ async def put_file(store: BlockStore, source: Path | bytes, size: int | None = N
 
 
 @contextlib.contextmanager
-def _reader(source: Path | bytes, size: int | None):
+def _reader(source: Path | bytes, size: int | None) -> Iterator[Callable[[int], bytes]]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         view = memoryview(source)
         offset = 0
@@ -138,7 +138,7 @@ async def put_blob(store: BlockStore, data: bytes) -> str:
         return await put_file(store, data, len(data))
 
 
-async def iter_blob(store: BlockStore, cid: str, max_size: int, size: int | None = None) -> AsyncIterator[bytes]:
+async def iter_blob(store: BlockStore, cid: str, max_size: int, size: int | None = None) -> AsyncGenerator[bytes, None]:
     """The verified bytes of the file ``cid``, in order, without holding them all; at most ``max_size``."""
     if (data := inlined(cid)) is not None:
         check_block(cid, data, max_size if size is None else min(size, max_size))

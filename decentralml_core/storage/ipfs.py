@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -31,7 +32,7 @@ class IpfsRpcStore(SharedHttpSession):
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout(timeout_s)
 
-    async def _post_json(self, what: str, path: str, form: aiohttp.FormData) -> dict:
+    async def _post_json(self, what: str, path: str, form: aiohttp.FormData) -> dict[str, Any]:
         async with transport_errors(f"IPFS {what} at {self.api_url}"), self.client() as session, \
                 session.post(f"{self.api_url}/api/v0/{path}", data=form) as resp:
             if resp.status != 200:

@@ -8,6 +8,8 @@ from the chain. Objects are checked against their CIDs like blocks from any othe
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,7 +22,7 @@ MISSING = ("NoSuchKey", "404", "NoSuchBucket")
 
 
 @functools.cache
-def _session():
+def _session() -> Any:
     """One botocore session per process: it caches the service models a client takes ~0.2 s to load."""
     return get_session()
 
@@ -35,7 +37,7 @@ class S3Store(SharedClient):
             "endpoint_url": endpoint_url, "region_name": region or "us-east-1",
             "aws_access_key_id": access_key, "aws_secret_access_key": secret_key}.items() if v}
 
-    async def _open(self):
+    async def _open(self) -> tuple[Any, Callable[[], Awaitable[Any]]]:
         context = _session().create_client("s3", **self._client_args)
         try:
             client = await context.__aenter__()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -80,7 +80,7 @@ def create_new(root: Path, name: str) -> Iterator[BinaryIO]:
         yield f
 
 
-def write_new(root: Path, name: str, chunks) -> int:
+def write_new(root: Path, name: str, chunks: Iterable[bytes]) -> int:
     """Create ``root/name`` holding ``chunks``; returns the bytes written."""
     written = 0
     with create_new(root, name) as out:

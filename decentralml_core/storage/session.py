@@ -32,7 +32,7 @@ class SharedClient:
             yield
         finally:
             self._users -= 1
-            if not self._users:
+            if not self._users and self._shared is not None:
                 (_, close), self._shared = self._shared, None
                 await close()
 

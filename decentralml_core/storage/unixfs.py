@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .cid import CHUNK, MAX_BLOCK, cid_of, codec_of, parse
 from .errors import IntegrityError, TooLarge
@@ -39,6 +40,8 @@ WINDOW = 8
 RAW, DIRECTORY, FILE = 0, 1, 2
 
 GetBlock = Callable[[str, int], Awaitable[bytes]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 """``get(cid, max_size)`` → the verified block: a store's ``get``."""
 
 
@@ -84,6 +87,7 @@ def _fields(buf: bytes) -> Iterable[tuple[int, int, int | bytes]]:
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _read_varint(buf, pos)
         elif wire == 2:
@@ -94,6 +98,20 @@ def _fields(buf: bytes) -> Iterable[tuple[int, int, int | bytes]]:
         else:
             raise ValueError(f"wire type {wire} is not used by dag-pb or UnixFS")
         yield number, wire, value
+
+
+def _int(value: int | bytes) -> int:
+    """A varint field's value (the callers have checked its wire type)."""
+    if not isinstance(value, int):
+        raise ValueError("a length-delimited field where a varint belongs")
+    return value
+
+
+def _bytes(value: int | bytes) -> bytes:
+    """A length-delimited field's value (the callers have checked its wire type)."""
+    if not isinstance(value, bytes):
+        raise ValueError("a varint where a length-delimited field belongs")
+    return value
 
 
 # --- nodes --------------------------------------------------------------------------------------------
@@ -128,54 +146,59 @@ class Node:
 def decode_node(block: bytes) -> Node:
     """A dag-pb block holding UnixFS file data; IntegrityError for anything else or anything malformed."""
     try:
-        links, data = [], None
+        links: list[Link] = []
+        data: bytes | None = None
         for number, wire, value in _fields(block):
             if number == 2 and wire == 2:
                 if data is not None:
                     raise ValueError("Links after Data")
-                links.append(_decode_link(value))
+                links.append(_decode_link(_bytes(value)))
                 if len(links) > MAX_LINKS_READ:
                     raise ValueError(f"more than {MAX_LINKS_READ} links")
             elif number == 1 and wire == 2 and data is None:
-                data = value
+                data = _bytes(value)
             else:
                 raise ValueError(f"unexpected field {number} in a dag-pb node")
         if data is None:
             raise ValueError("no UnixFS Data")
-        kind, content, filesize, blocksizes = None, b"", None, []
+        kind: int | None = None
+        content = b""
+        filesize: int | None = None
+        blocksizes: list[int] = []
         for number, wire, value in _fields(data):
             if number == 1 and wire == 0:
-                kind = value
+                kind = _int(value)
             elif number == 2 and wire == 2:
-                content = value
+                content = _bytes(value)
             elif number == 3 and wire == 0:
-                filesize = value
+                filesize = _int(value)
             elif number == 4 and wire == 0:
-                blocksizes.append(value)
+                blocksizes.append(_int(value))
             elif number == 4 and wire == 2:  # packed, as some encoders write repeated varints
-                pos = 0
-                while pos < len(value):
-                    size, pos = _read_varint(value, pos)
+                packed, pos = _bytes(value), 0
+                while pos < len(packed):
+                    size, pos = _read_varint(packed, pos)
                     blocksizes.append(size)
             elif number in (1, 3, 5, 6, 7) and wire != 0 or number in (2, 8) and wire != 2:
                 raise ValueError(f"UnixFS field {number} has the wrong wire type")
             # hashType, fanout, mode, mtime and unknown fields do not change a file's bytes
     except ValueError as exc:
         raise IntegrityError(f"not a UnixFS dag-pb node: {exc}") from None
-    if kind not in (RAW, FILE):
+    if kind is None or kind not in (RAW, FILE):
         raise IntegrityError(f"UnixFS node of type {kind} is not a file")
     return Node(kind, content, filesize, tuple(blocksizes), tuple(links))
 
 
 def _decode_link(buf: bytes) -> Link:
-    cid, tsize = None, None
+    cid: str | None = None
+    tsize: int | None = None
     for number, wire, value in _fields(buf):
         if number == 1 and wire == 2:
-            cid = parse(value).text  # IntegrityError for a non-CID, or codecs and hashes we cannot verify
+            cid = parse(_bytes(value)).text  # IntegrityError for a non-CID, or codecs and hashes we cannot verify
         elif number == 2 and wire == 2:
             pass  # a file's links have empty names; a name changes nothing here
         elif number == 3 and wire == 0:
-            tsize = value
+            tsize = _int(value)
         else:
             raise ValueError(f"unexpected field {number} in a dag-pb link")
     if cid is None:
@@ -278,7 +301,7 @@ def file_cid_of_path(path: str | Path) -> str:
 # --- reading ------------------------------------------------------------------------------------------
 
 async def read_file(get: GetBlock, cid: str, max_size: int, size: int | None = None,
-                    window: int = WINDOW) -> AsyncIterator[bytes]:
+                    window: int = WINDOW) -> AsyncGenerator[bytes, None]:
     """The bytes of the file ``cid`` (a raw leaf or a UnixFS DAG), in order, each block verified.
 
     ``size`` is the size the file must have (from a manifest); without it the root's declared size is
@@ -302,7 +325,7 @@ def _declared_size(block: bytes) -> int:
     return len(node.data) + sum(node.blocksizes) if node.filesize is None else node.filesize
 
 
-async def _walk(get: GetBlock, cid: str, block: bytes, size: int, depth: int, window: int) -> AsyncIterator[bytes]:
+async def _walk(get: GetBlock, cid: str, block: bytes, size: int, depth: int, window: int) -> AsyncGenerator[bytes, None]:
     if codec_of(cid) == "raw":
         if len(block) != size:
             raise IntegrityError(f"leaf {cid} holds {len(block)} bytes, expected {size} (from its parent or manifest)")
@@ -337,9 +360,10 @@ async def _walk(get: GetBlock, cid: str, block: bytes, size: int, depth: int, wi
                     yield chunk
 
 
-async def ordered(items: Iterable, start: Callable[..., Awaitable], window: int) -> AsyncIterator[tuple]:
+async def ordered(items: Iterable[Item], start: Callable[[Item], Awaitable[Result]],
+                  window: int) -> AsyncGenerator[tuple[Item, Result], None]:
     """(item, await start(item)) in order, with at most ``window`` started ahead; the rest cancelled on exit."""
-    pending: deque[tuple[object, asyncio.Future]] = deque()
+    pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
     todo = iter(items)
     try:
         for item in todo:

@@ -21,27 +21,31 @@ call — is the same after a no-op for a zero amount or a transfer to oneself. S
 
 from __future__ import annotations
 
-from .base import RuntimeDispatchError, arithmetic_error, root, signed, token_error
+from typing import Any
 
-EXISTENTIAL_DEPOSIT = 500
+from ..metadata import EXISTENTIAL_DEPOSIT
+from .base import Env, Origin, PalletCall, RuntimeDispatchError, arithmetic_error, root, signed, token_error
+
 U128_MAX = (1 << 128) - 1
 
 
-def lookup(address: dict) -> bytes:
+def lookup(address: dict[str, Any]) -> bytes:
     """The AccountId of a MultiAddress; only ``Id`` (and ``Address32``) name an account here, any other
     fails as ``AccountIdLookup`` does: ``DispatchError::CannotLookup``."""
     if isinstance(address, dict):
         for kind in ("Id", "Address32"):
             if kind in address:
-                return address[kind]
+                account: bytes = address[kind]
+                return account
     raise RuntimeDispatchError("CannotLookup")
 
 
-def free(env, who: bytes) -> int:
-    return env.get("System", "Account", who)["data"]["free"]
+def free(env: Env, who: bytes) -> int:
+    balance: int = env.get("System", "Account", who)["data"]["free"]
+    return balance
 
 
-def _write(env, who: bytes, account: dict) -> None:
+def _write(env: Env, who: bytes, account: dict[str, Any]) -> None:
     """Store an account, creating or reaping it by the existential deposit."""
     existed = account["providers"] > 0
     if account["data"]["free"] >= EXISTENTIAL_DEPOSIT:
@@ -59,7 +63,7 @@ def _write(env, who: bytes, account: dict) -> None:
         env.deposit_event("System", "KilledAccount", {"account": who})
 
 
-def check_transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
+def check_transfer(env: Env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
     """``can_withdraw(source).into_result(keep_alive)`` then ``can_deposit(dest)``: the table above."""
     if amount == 0:
         return
@@ -77,7 +81,7 @@ def check_transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: boo
         raise token_error("BelowMinimum")
 
 
-def fungible_transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
+def fungible_transfer(env: Env, source: bytes, dest: bytes, amount: int, keep_alive: bool) -> None:
     """``fungible::Mutate::transfer`` (Preserve if ``keep_alive``, else Expendable): the Balances calls'
     transfer. A zero amount passes the checks and is reported as a ``Transfer`` of 0, as upstream."""
     check_transfer(env, source, dest, amount, keep_alive)
@@ -92,7 +96,7 @@ def fungible_transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: 
     env.deposit_event("Balances", "Transfer", {"from": source, "to": dest, "amount": amount})
 
 
-def transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool = True) -> None:
+def transfer(env: Env, source: bytes, dest: bytes, amount: int, keep_alive: bool = True) -> None:
     """``Currency::transfer`` (``KeepAlive`` if ``keep_alive``, else ``AllowDeath``), what pallets call:
     a no-op for a zero amount or oneself, otherwise :func:`fungible_transfer`."""
     if amount == 0 or source == dest:
@@ -100,7 +104,7 @@ def transfer(env, source: bytes, dest: bytes, amount: int, keep_alive: bool = Tr
     fungible_transfer(env, source, dest, amount, keep_alive)
 
 
-def set_free(env, who: bytes, amount: int) -> None:
+def set_free(env: Env, who: bytes, amount: int) -> None:
     """Root's ``force_set_balance``; total issuance follows."""
     account = env.get("System", "Account", who)
     delta = amount - account["data"]["free"]
@@ -110,32 +114,32 @@ def set_free(env, who: bytes, amount: int) -> None:
     env.deposit_event("Balances", "BalanceSet", {"who": who, "free": amount})
 
 
-def _transfer_allow_death(env, origin, *, dest: dict, value: int) -> None:
+def _transfer_allow_death(env: Env, origin: Origin, *, dest: dict[str, Any], value: int) -> None:
     fungible_transfer(env, signed(origin), lookup(dest), value, keep_alive=False)
 
 
-def _transfer_keep_alive(env, origin, *, dest: dict, value: int) -> None:
+def _transfer_keep_alive(env: Env, origin: Origin, *, dest: dict[str, Any], value: int) -> None:
     fungible_transfer(env, signed(origin), lookup(dest), value, keep_alive=True)
 
 
-def _transfer_all(env, origin, *, dest: dict, keep_alive: bool) -> None:
+def _transfer_all(env: Env, origin: Origin, *, dest: dict[str, Any], keep_alive: bool) -> None:
     """The reducible balance: all of it, or all but the existential deposit with ``keep_alive``."""
     who = signed(origin)
     amount = free(env, who) - (EXISTENTIAL_DEPOSIT if keep_alive else 0)
     fungible_transfer(env, who, lookup(dest), max(amount, 0), keep_alive)
 
 
-def _force_transfer(env, origin, *, source: dict, dest: dict, value: int) -> None:
+def _force_transfer(env: Env, origin: Origin, *, source: dict[str, Any], dest: dict[str, Any], value: int) -> None:
     root(origin)
     fungible_transfer(env, lookup(source), lookup(dest), value, keep_alive=False)
 
 
-def _force_set_balance(env, origin, *, who: dict, new_free: int) -> None:
+def _force_set_balance(env: Env, origin: Origin, *, who: dict[str, Any], new_free: int) -> None:
     root(origin)
     set_free(env, lookup(who), new_free)
 
 
-CALLS = {
+CALLS: dict[tuple[str, str], PalletCall] = {
     ("Balances", "transfer_allow_death"): _transfer_allow_death,
     ("Balances", "transfer"): _transfer_allow_death,
     ("Balances", "transfer_keep_alive"): _transfer_keep_alive,

@@ -10,6 +10,7 @@ a ``list`` for a non-byte sequence or array.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -46,18 +47,24 @@ def arithmetic_error(name: str) -> RuntimeDispatchError:
     return RuntimeDispatchError({"Arithmetic": name})
 
 
+Origin = bytes | str
+"""Who dispatches a call: a signer's 32-byte AccountId, or :data:`ROOT`."""
+
+PalletCall = Callable[..., object]
+"""A dispatchable: ``call(env, origin, **args)``; it raises a dispatch error to refuse."""
+
 ROOT = "root"
 """The origin of a call dispatched by sudo; a signed origin is the signer's 32-byte AccountId."""
 
 
-def signed(origin: bytes | str) -> bytes:
+def signed(origin: Origin) -> bytes:
     """The signer of a signed origin; any other origin is refused."""
     if not isinstance(origin, bytes):
         raise BadOrigin()
     return origin
 
 
-def root(origin: bytes | str) -> None:
+def root(origin: Origin) -> None:
     if origin != ROOT:
         raise BadOrigin()
 
@@ -86,6 +93,12 @@ class Env(Protocol):
 
     def free_balance(self, who: bytes) -> int:
         """The account's free balance."""
+
+    def dispatch(self, origin: Origin, call: dict[str, Any]) -> Any:
+        """Run a decoded call as ``origin``; the dispatch error, or ``None`` on success."""
+
+    def dispatch_as_root(self, call: dict[str, Any]) -> Any:
+        """Run a decoded call as root (what sudo does)."""
 
     def transfer(self, source: bytes, dest: bytes, amount: int, keep_alive: bool = True) -> None:
         """Move ``amount`` as ``Currency::transfer`` does; raises the :class:`RuntimeDispatchError`

@@ -60,6 +60,8 @@ task account), so clients can be tested against what an upstream node does.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..metadata import (
     DECENTRALML_ADDED_ERRORS,
     DECENTRALML_UPSTREAM_ERRORS,
@@ -71,7 +73,7 @@ from ..metadata import (
     MIN_CONTRIBUTION,
     PERMILL,
 )
-from .base import DispatchError
+from .base import DispatchError, Env
 
 PALLET = "DecentralMLModule"
 PALLET_ID = b"decentml"
@@ -105,16 +107,17 @@ def _checked_add(value: int, step: int = 1) -> int:
     return value + step
 
 
-def _is_expired(env, task: dict) -> bool:
+def _is_expired(env: Env, task: dict[str, Any]) -> bool:
     """A task takes work through its expiration block and not after."""
-    return env.block_number > task["expiration_block"]
+    expiration: int = task["expiration_block"]
+    return env.block_number > expiration
 
 
-def _is_closed(task: dict) -> bool:
+def _is_closed(task: dict[str, Any]) -> bool:
     return task["status"] in ("Completed", "Withdrawn")
 
 
-def _check_task_fields(task_type: str, args: dict) -> None:
+def _check_task_fields(task_type: str, args: dict[str, Any]) -> None:
     """Upstream's per-type requirements, in upstream's order."""
     if task_type == "DataAnnotators":
         if args.get("annotation_type") is None:
@@ -137,8 +140,8 @@ def _check_task_fields(task_type: str, args: dict) -> None:
         raise fail("InvalidTaskType")
 
 
-def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, pays_amount: int,
-                expiration_block: int, max_assignments: int, validation_strategy: str, **fields) -> int:
+def create_task(env: Env, creator: bytes, *, task_type: str, question: bytes | None, pays_amount: int,
+                expiration_block: int, max_assignments: int, validation_strategy: str, **fields: Any) -> int:
     """Validate, escrow ``pays_amount × max_assignments`` from the creator, store and open the task."""
     if pays_amount < (1 if env.upstream else MIN_CONTRIBUTION):
         raise fail("TaskInvalidPaysAmount", f"at least {MIN_CONTRIBUTION}")
@@ -152,7 +155,7 @@ def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, 
     escrow = pays_amount if env.upstream else pays_amount * max_assignments
     if escrow > U128_MAX:
         raise fail("Overflow")
-    task_id = env.get(PALLET, "TaskCount")
+    task_id: int = env.get(PALLET, "TaskCount")
     env.set(PALLET, "TaskCount", _checked_add(task_id))
     env.transfer(creator, task_account(task_id), escrow, keep_alive=not env.upstream)
     env.set(PALLET, "Tasks", task_id, {
@@ -169,7 +172,7 @@ def create_task(env, creator: bytes, *, task_type: str, question: bytes | None, 
     return task_id
 
 
-def create_task_with_terms(env, creator: bytes, *, terms: dict, client_token: bytes | None, **task_args) -> None:
+def create_task_with_terms(env: Env, creator: bytes, *, terms: dict[str, Any], client_token: bytes | None, **task_args: Any) -> None:
     """``create_task`` under market rules, at most once per ``(creator, client_token)``."""
     _check_terms(terms)
     if client_token is not None and not client_token:
@@ -182,7 +185,7 @@ def create_task_with_terms(env, creator: bytes, *, terms: dict, client_token: by
         env.set(PALLET, "TaskByClientToken", creator, client_token, task_id)
 
 
-def _check_terms(terms: dict) -> None:
+def _check_terms(terms: dict[str, Any]) -> None:
     for name in ("submit_within", "review_window"):
         if terms[name] == 0:
             raise fail("InvalidTaskTerms", f"{name} is at least 1 block (or None)")
@@ -193,7 +196,7 @@ def _check_terms(terms: dict) -> None:
         raise fail("InvalidTaskTerms", f"min_distinct_creators is at most {MAX_DISTINCT_CREATORS}")
 
 
-def task_terms(env, task_id: int) -> dict:
+def task_terms(env: Env, task_id: int) -> dict[str, Any]:
     """The task's market rules; a task created by plain ``create_task`` has :data:`DEFAULT_TERMS`."""
     if env.upstream:
         return DEFAULT_TERMS
@@ -205,7 +208,7 @@ def _above(count: int, limit: int | None, total: int) -> bool:
     return limit is not None and total > 0 and count * PERMILL > limit * total
 
 
-def qualification_error(terms: dict, stats: dict, creator: bytes) -> str | None:
+def qualification_error(terms: dict[str, Any], stats: dict[str, Any], creator: bytes) -> str | None:
     """The error ``assign_task`` raises for a worker with ``stats`` on a task of ``creator``, or None if
     they qualify."""
     accepted, rejected, abandoned = stats["accepted"], stats["rejected"], stats["abandoned"]
@@ -220,7 +223,7 @@ def qualification_error(terms: dict, stats: dict, creator: bytes) -> str | None:
     return None
 
 
-def _count(env, task: dict, worker: bytes, outcome: str) -> None:
+def _count(env: Env, task: dict[str, Any], worker: bytes, outcome: str) -> None:
     """One more accepted / rejected / abandoned result on the worker's record — unless the worker
     created the task: a record is what others made of one's work."""
     if task["creator"] == worker:
@@ -233,7 +236,7 @@ def _count(env, task: dict, worker: bytes, outcome: str) -> None:
     env.set(PALLET, "WorkerStats", worker, stats)
 
 
-def _submission_ids(env, task_id: int) -> list[int]:
+def _submission_ids(env: Env, task_id: int) -> list[int]:
     """The task's submission ids in assignment order.
 
     Upstream's layout is a ``[u32; 10000]`` with 1-based slots up to the task's count; ours (full
@@ -245,7 +248,7 @@ def _submission_ids(env, task_id: int) -> list[int]:
     return list(ids)
 
 
-def _record_submission_id(env, task_id: int, count: int, submission_id: int) -> None:
+def _record_submission_id(env: Env, task_id: int, count: int, submission_id: int) -> None:
     if env.upstream:
         ids = list(env.get(PALLET, "TaskResultSubmissionIds", task_id) or [0] * MAX_SUBMISSION_IDS)
         ids[count] = submission_id
@@ -256,11 +259,11 @@ def _record_submission_id(env, task_id: int, count: int, submission_id: int) -> 
     env.set(PALLET, "TaskResultSubmissionIds", task_id, ids)
 
 
-def _assigned_workers(env, task_id: int) -> set[bytes]:
+def _assigned_workers(env: Env, task_id: int) -> set[bytes]:
     return {env.get(PALLET, "TaskResultSubmissions", i)["worker"] for i in _submission_ids(env, task_id)}
 
 
-def assign_task(env, worker: bytes, *, task_id: int) -> None:
+def assign_task(env: Env, worker: bytes, *, task_id: int) -> None:
     """Give ``worker`` one of the task's ``max_assignments`` slots, as a submission in ``Assigned``."""
     task = env.get(PALLET, "Tasks", task_id)
     if task is None:
@@ -306,20 +309,20 @@ def assign_task(env, worker: bytes, *, task_id: int) -> None:
                                                "modified_block": env.block_number})
 
 
-def _schedule_deadline(env, deadline: int, submission_id: int) -> None:
+def _schedule_deadline(env: Env, deadline: int, submission_id: int) -> None:
     due = env.get(PALLET, "AssignmentDeadlines", deadline)
     if len(due) >= MAX_DEADLINES_PER_BLOCK:
         raise fail("TooManyDeadlines", f"{MAX_DEADLINES_PER_BLOCK} assignments already fall due at block {deadline}")
     env.set(PALLET, "AssignmentDeadlines", deadline, [*due, submission_id])
 
 
-def submit_deadline(env, submission: dict) -> int | None:
+def submit_deadline(env: Env, submission: dict[str, Any]) -> int | None:
     """The last block in which the assigned worker may send the result, if the task sets one."""
     within = task_terms(env, submission["task_id"])["submit_within"]
     return None if within is None else submission["created_block"] + within
 
 
-def on_initialize(env) -> None:
+def on_initialize(env: Env) -> None:
     """Abandon the assignments whose deadline was the previous block and are still unsubmitted."""
     if env.upstream or env.block_number < 1:
         return
@@ -332,7 +335,7 @@ def on_initialize(env) -> None:
         _abandon(env, submission_id)
 
 
-def _abandon(env, submission_id: int) -> None:
+def _abandon(env: Env, submission_id: int) -> None:
     submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
     if submission is None or submission["status"] != "Assigned":  # sent in time
         return
@@ -351,7 +354,7 @@ def _abandon(env, submission_id: int) -> None:
         "task_id": task_id, "submission_id": submission_id, "worker": worker, "block": env.block_number})
 
 
-def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | None, result_path: bytes | None,
+def send_task_result(env: Env, worker: bytes, *, submission_id: int, result: bytes | None, result_path: bytes | None,
                      result_storage_type: str | None, result_storage_credentials: bytes | None) -> None:
     """Record the assigned worker's result; it then waits for the creator's decision.
 
@@ -389,7 +392,7 @@ def send_task_result(env, worker: bytes, *, submission_id: int, result: bytes | 
             "block": env.block_number})
 
 
-def _decidable(env, signer: bytes, submission_id: int, by: str = "creator") -> tuple[dict, dict]:
+def _decidable(env: Env, signer: bytes, submission_id: int, by: str = "creator") -> tuple[dict[str, Any], dict[str, Any]]:
     """The submission and its task, if ``signer`` — the task's creator (accept, reject) or, ``by="worker"``,
     the result's worker (claim) — may settle it now."""
     submission = env.get(PALLET, "TaskResultSubmissions", submission_id)
@@ -405,14 +408,14 @@ def _decidable(env, signer: bytes, submission_id: int, by: str = "creator") -> t
     return submission, task
 
 
-def review_deadline(env, submission_id: int, task_id: int) -> int | None:
+def review_deadline(env: Env, submission_id: int, task_id: int) -> int | None:
     """The last block of the creator's review window for a sent result, if the task sets one."""
     window = task_terms(env, task_id)["review_window"]
     sent = env.get(PALLET, "ResultSubmittedAt", submission_id)
     return None if window is None or sent is None else sent + window
 
 
-def _pay(env, submission: dict, task: dict, event: str) -> None:
+def _pay(env: Env, submission: dict[str, Any], task: dict[str, Any], event: str) -> None:
     """Pay the worker ``pays_amount`` from the task's escrow and record the result as accepted."""
     submission_id, escrow, amount = submission["submission_id"], task_account(submission["task_id"]), task["pays_amount"]
     if env.free_balance(escrow) < amount:
@@ -427,7 +430,7 @@ def _pay(env, submission: dict, task: dict, event: str) -> None:
     _refund_if_closed(env, submission, task)
 
 
-def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
+def accept_task_result(env: Env, creator: bytes, *, submission_id: int) -> None:
     """Accept a pending result: pay the worker ``pays_amount`` from the task's escrow, once.
 
     Also after the review window: the worker gets the same pay it could claim.
@@ -436,7 +439,7 @@ def accept_task_result(env, creator: bytes, *, submission_id: int) -> None:
     _pay(env, submission, task, "TaskResultAccepted")
 
 
-def claim_payment(env, worker: bytes, *, submission_id: int) -> None:
+def claim_payment(env: Env, worker: bytes, *, submission_id: int) -> None:
     """The worker takes the pay of a result left undecided past the task's review window."""
     submission, task = _decidable(env, worker, submission_id, by="worker")
     deadline = review_deadline(env, submission_id, submission["task_id"])
@@ -447,7 +450,7 @@ def claim_payment(env, worker: bytes, *, submission_id: int) -> None:
     _pay(env, submission, task, "PaymentClaimed")
 
 
-def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes) -> None:
+def reject_task_result(env: Env, creator: bytes, *, submission_id: int, reason: bytes) -> None:
     """Reject a pending result with a reason, inside the review window; its pay goes back to the creator
     at ``close_task``, or at once if the task is closed already."""
     submission, task = _decidable(env, creator, submission_id)
@@ -462,11 +465,11 @@ def reject_task_result(env, creator: bytes, *, submission_id: int, reason: bytes
     _refund_if_closed(env, submission, task)
 
 
-def _submissions(env, task_id: int) -> list[dict]:
+def _submissions(env: Env, task_id: int) -> list[dict[str, Any]]:
     return [env.get(PALLET, "TaskResultSubmissions", i) for i in _submission_ids(env, task_id)]
 
 
-def close_task(env, creator: bytes, *, task_id: int) -> None:
+def close_task(env: Env, creator: bytes, *, task_id: int) -> None:
     """Close an expired or fully decided task and refund the escrow that no pending result can claim.
 
     Results still ``PendingValidation`` keep their pay in escrow, so the creator can decide them later.
@@ -489,17 +492,17 @@ def close_task(env, creator: bytes, *, task_id: int) -> None:
     env.deposit_event(PALLET, "TaskClosed", {"task_id": task_id, "refunded": refund, "block": env.block_number})
 
 
-def _refund_unclaimable(env, task_id: int, task: dict) -> int:
+def _refund_unclaimable(env: Env, task_id: int, task: dict[str, Any]) -> int:
     """Send the creator what the task's escrow holds beyond the pay of its pending results; the amount."""
     pending = sum(1 for s in _submissions(env, task_id) if s["status"] == "PendingValidation")
     escrow = task_account(task_id)
-    refund = max(env.free_balance(escrow) - pending * task["pays_amount"], 0)
+    refund: int = max(env.free_balance(escrow) - pending * task["pays_amount"], 0)
     if refund:
         env.transfer(escrow, task["creator"], refund, keep_alive=False)
     return refund
 
 
-def _refund_if_closed(env, submission: dict, task: dict) -> None:
+def _refund_if_closed(env: Env, submission: dict[str, Any], task: dict[str, Any]) -> None:
     """After a verdict on a closed task, the pay it freed goes back now: no later ``close_task`` will
     come (a second one fails ``TaskClosed``), so otherwise it would stay in escrow for good."""
     if not _is_closed(task):
@@ -511,7 +514,7 @@ def _refund_if_closed(env, submission: dict, task: dict) -> None:
             "block": env.block_number})
 
 
-def escrow_discrepancy(task: dict, submissions: list[dict], escrow: int, refunded: int) -> str | None:
+def escrow_discrepancy(task: dict[str, Any], submissions: list[dict[str, Any]], escrow: int, refunded: int) -> str | None:
     """Why a task's escrow does not add up, or None; for the tests and ``bench/faults.py``.
 
     ``task`` and ``submissions`` as stored (full pallet), ``escrow`` the escrow account's balance,

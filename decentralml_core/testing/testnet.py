@@ -18,11 +18,12 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 SUBNET = "10.77.0"
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
 
 
@@ -44,33 +45,34 @@ class Host:
     ns: str
     address: str
     port: str  # its switch-side veth
-    procs: list[subprocess.Popen] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def command(self, cmd: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.ns, *cmd]
 
-    def popen(self, cmd: list[str], log: Path | None = None, env: dict | None = None, **kw) -> subprocess.Popen:
+    def popen(self, cmd: list[str], log: Path | None = None, env: dict[str, Any] | None = None,
+              **kw: Any) -> subprocess.Popen[bytes]:
         """Start ``cmd`` on this host (its output appended to ``log``)."""
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child keeps its own copy
+        out = open(log, "ab") if log else None  # noqa: SIM115 - the child keeps its own copy
         try:
-            proc = subprocess.Popen(self.command(cmd), stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(self.command(cmd), stdout=out or subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                     env={**os.environ, **(env or {})}, **kw)
         finally:
-            if log:
+            if out is not None:
                 out.close()
         self.procs.append(proc)
         return proc
 
-    def run(self, cmd: list[str], env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, cmd: list[str], env: dict[str, Any] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.command(cmd), capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})})
 
-    def wait_listening(self, address: str, port: int, timeout: float = 30, proc: subprocess.Popen | None = None):
+    def wait_listening(self, address: str, port: int, timeout: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
         """Until a TCP connection from this host to ``address:port`` succeeds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{proc.args} exited with {proc.returncode} before listening")
+                raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
             probe = self.run(["bash", "-c", f"exec 3<>/dev/tcp/{address}/{port}"], timeout=10)
             if probe.returncode == 0:
                 return
@@ -98,7 +100,7 @@ class TestNetwork:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def host(self, name: str) -> Host:
