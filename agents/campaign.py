@@ -13,8 +13,9 @@ Journal kinds (besides the creator's own ``published`` and ``submission``):
 A round's asset folder is built once (``.partial`` then renamed) from files that never change, so a
 publish retried after a crash sends the same CID; the publish itself is the creator's exactly-once
 ``publish`` (client token). Aggregating is a pure function of the journaled accepted set and the
-round's global model, so a crash during it repeats the same computation and writes the same file; the
-campaign moves to the next round only after ``aggregated`` is journaled. Payments are the creator's
+round's global model (with ``server_momentum``, also of the previous round's velocity file), so a crash
+during it repeats the same computation and writes the same files; the campaign moves to the next round
+only after ``aggregated`` is journaled. Payments are the creator's
 (``submission`` journal): each accepted update is paid at most once, whatever happens to the campaign.
 """
 
@@ -173,8 +174,7 @@ class Campaign:
             folder = await self.creator.result_folder(await self.market.submission(sid))
             examples = json.loads((folder / "metrics.json").read_text())["num_examples"]
             updates.append((model.load(folder / s.validator.update_file), int(examples)))
-        merged = await asyncio.to_thread(aggregation.aggregate, updates, rule.rule, rule.trim, rule.num_malicious,
-                                         rule.to_keep)
+        merged = await asyncio.to_thread(self.merge, number, updates)
         target = self.dir / f"global-{number}.npz"
         model.save(target, merged)
         accuracy = self.metric(merged)
@@ -185,6 +185,21 @@ class Campaign:
         log.info("campaign_aggregated", campaign=s.name, round=number, rule=rule.rule, updates=len(updates),
                  test_acc=accuracy)
         return entry
+
+    def merge(self, number: int, updates: list) -> list:
+        """The round's aggregate under the rule; with ``server_momentum``, FedAvgM's step from the round's
+        global model, its velocity kept in ``velocity-N.npz`` (read from the previous round's file, never
+        from memory: a crash repeats the same step)."""
+        rule = self.section.aggregation
+        merged = aggregation.aggregate(updates, rule.rule, rule.trim, rule.num_malicious, rule.to_keep)
+        if not rule.server_momentum and rule.server_lr == 1.0:
+            return merged
+        previous = self.dir / f"velocity-{number - 1}.npz"
+        velocity = model.load(previous) if number > 1 and previous.exists() else None
+        merged, velocity = aggregation.server_momentum(model.load(self.round_dir(number) / GLOBAL), merged, velocity,
+                                                       rule.server_momentum, rule.server_lr)
+        model.save(self.dir / f"velocity-{number}.npz", velocity)
+        return merged
 
     async def advance(self, campaign: dict, number: int, aggregated: dict) -> None:
         s = self.section

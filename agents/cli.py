@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(chosen(argv) or "").parse_args(argv)
     from decentralml_core import logs
 
-    logs.configure(args.log_level, json=args.log_json or not sys.stderr.isatty())
+    logs.configure(args.log_level, json=args.log_json or not sys.stderr.isatty(),
+                   lazy=getattr(args.run, "reads_only", False))
     return args.run(args)
 
 

@@ -211,6 +211,9 @@ class AggregationSection(Strict):
     trim: float = Field(0.2, ge=0, lt=0.5, description="trimmed_mean: share cut off at each end")
     num_malicious: int = Field(1, ge=0, description="krum: how many updates may be malicious")
     to_keep: int = Field(0, ge=0, description="krum: average this many best updates (Multi-Krum; 0: pick one)")
+    server_momentum: float = Field(0.0, ge=0, lt=1, description="FedAvgM: the server steps along global − "
+                                   "aggregate with this momentum (0: off; 0.9 damps non-IID drift)")
+    server_lr: float = Field(1.0, gt=0, le=2, description="FedAvgM: the server's step size (with server_momentum)")
 
 
 class EngineeringSection(Strict):

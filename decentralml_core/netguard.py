@@ -18,12 +18,15 @@ import os
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import structlog
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from .logs import get_logger
 
-log = structlog.get_logger("netguard")
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler, Middleware
+
+log = get_logger("netguard")
 NODE_TOKEN_ENV = "DECENTRALML_NODE_TOKEN"
 GATEWAY_TOKEN_ENV = "DECENTRALML_GATEWAY_TOKEN"
 EXPOSED_RATE = 200.0  # requests (or frames) per second when exposed and no --rate-limit is given
@@ -139,6 +142,8 @@ class Guard:
 
     def refusal(self, request: web.Request) -> web.Response | None:
         """Why ``request`` is not admitted (a 403/401/429 response), or None."""
+        from aiohttp import web  # a server's: the chain client imports this module for bearer_headers
+
         peer = request.remote or ""
         if self.allow:
             try:
@@ -160,6 +165,8 @@ class Guard:
         return None
 
     def middleware(self) -> Middleware:
+        from aiohttp import web
+
         @web.middleware
         async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
             refusal = self.refusal(request)
@@ -174,6 +181,7 @@ class Guard:
 def bounded_writes(stall_s: float = WRITE_STALL_S) -> Middleware:
     """Middleware writing each response itself, within ``stall_s``: a client that does not read is cut
     (one ``http_client_dropped`` line) instead of holding its handler and connection forever."""
+    from aiohttp import web
 
     @web.middleware
     async def write_within(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -14,8 +14,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-import structlog
-
 from .chain import ChainClient, DispatchFailed
 from .chain.market import Market
 from .chain.model import (
@@ -32,13 +30,14 @@ from .chain.model import (
     ValidationStrategy,
 )
 from .keys import load_keypair
+from .logs import get_logger
 
 if TYPE_CHECKING:
     from substrateinterface import Keypair
 
     from .storage import BlockStore
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 E = TypeVar("E", bound=StrEnum)
 
 

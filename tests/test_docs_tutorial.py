@@ -1,5 +1,6 @@
-"""docs/tutorial-data-annotation.md shows real output: its commands run against a fresh devnet and
-must print what the page says (scripts/docs_tutorial.py holds the convention and the normalising rule)."""
+"""docs/tutorial-data-annotation.md and docs/tutorial-model-engineering.md show real output: their commands
+run against a fresh devnet and must print what the page says (scripts/docs_tutorial.py holds the convention
+and the normalising rule)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def test_the_tutorial_prints_what_the_page_shows(tutorial):
     assert not failures, "\n".join(failures)
     differences = tutorial.differences(steps)
     assert not differences, "\n\n".join(differences) + f"\n\nregenerate the page with `{tutorial.COMMAND}`"
+
+
+def test_the_model_engineering_tutorial_prints_what_the_page_shows(tutorial):
+    """docs/tutorial-model-engineering.md, the same way (~30 s: a task published, taken and run)."""
+    page = tutorial.PAGES[1]
+    steps = tutorial.parse(page.read_text())
+    assert len(steps) >= 6
+    failures = tutorial.run_page(steps)
+    assert not failures, "\n".join(failures)
+    differences = tutorial.differences(steps)
+    assert not differences, "\n\n".join(differences) + f"\n\nregenerate the page with `{tutorial.COMMAND} --page " \
+                                                       f"{page.relative_to(tutorial.ROOT)}`"

@@ -325,7 +325,11 @@ def fail(args: argparse.Namespace, exc: BaseException) -> int:
     return 1
 
 
-def runner(command: Command) -> Callable[[argparse.Namespace], int]:
+def runner(command: Command, reads_only: bool = False) -> Callable[[argparse.Namespace], int]:
+    """The action of a command that talks to the node. ``reads_only``: its path logs only through
+    ``decentralml_core.logs.get_logger``, so logging is configured lazily (structlog's import is a sixth of
+    ``task list``; tests/test_chain_schema.py checks that such a command imports none of it)."""
+
     def run(args: argparse.Namespace) -> int:
         async def main() -> int:
             from decentralml_core.chain import ChainClient
@@ -340,4 +344,5 @@ def runner(command: Command) -> Callable[[argparse.Namespace], int]:
         except Exception as exc:  # noqa: BLE001 — a user gets one line; --debug shows the traceback
             return fail(args, exc)
 
+    run.reads_only = reads_only
     return run

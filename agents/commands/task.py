@@ -85,7 +85,7 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     listing.add_argument("--status", choices=["Created", "InProgress", "Completed", "Withdrawn"], help="only tasks in this state")
     listing.add_argument("--type", dest="task_type", choices=[t.value for t in TaskType], help="only tasks of this type")
     listing.add_argument("--open", action="store_true", help="only tasks still taking assignments")
-    listing.set_defaults(run=runner(list_tasks))
+    listing.set_defaults(run=runner(list_tasks, reads_only=True))
 
     show = sub.add_parser("show", parents=[common], help="one task with its results")
     add_node_options(show)

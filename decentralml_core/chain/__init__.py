@@ -1,7 +1,8 @@
 """The async chain client agents stand on: submission, reads, event streams, and the pallet's types.
 
 Names are loaded on first use (PEP 562): ``from decentralml_core.chain.model import TaskType`` or the
-error types cost no import of the client (substrate-interface, aiohttp: most of a command's start-up).
+error types cost no import of the client (websockets, scalecodec, tenacity; substrate-interface only once
+something is signed: see runtime.py).
 """
 
 from __future__ import annotations

@@ -23,12 +23,11 @@ import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from substrateinterface import Keypair
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from ..logs import get_logger
 from .errors import (
     ChainChanged,
     ConnectionLost,
@@ -42,7 +41,10 @@ from .inflight import InFlight, Signed
 from .rpc import RpcError, RpcTransport, WebSocketRpc
 from .runtime import Event, Runtime
 
-log = structlog.get_logger(__name__)
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
+
+log = get_logger(__name__)
 # An account whose extrinsics have neither been sent nor landed for this long is recovered. A false
 # alarm costs a few reads and resends the pool answers "already imported"; 10 s is 20 blocks at the
 # devnet's 0.5 s and under two of a 6 s production chain's, so a lost extrinsic costs at most ~10 s.

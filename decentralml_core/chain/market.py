@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from substrateinterface import Keypair
+from typing import TYPE_CHECKING, Any
 
 from .client import ChainClient, Receipt
 from .errors import DispatchFailed, UnsupportedCall
@@ -34,6 +32,9 @@ from .model import (
     WorkerStats,
     check_bytes,
 )
+
+if TYPE_CHECKING:
+    from substrateinterface import Keypair
 
 PALLET = "DecentralMLModule"
 VERDICT_SCHEMA = "decentralml.verdict/1"

@@ -1,70 +1,119 @@
-"""The node's runtime as substrate-interface knows it: metadata, call composition, signing, decoding.
+"""The node's runtime: metadata, call composition, signing, decoding.
+
+Reads of the market's storage go through a :class:`~.schema.ReadSchema` (cached on disk, keyed by the hash
+of the node's metadata); everything else — signing, events, extrinsics, other storage — through
+substrate-interface, loaded on first need: a command that only reads (``task list``) never imports it nor
+decodes the whole metadata (1.9 s → see docs/benchmarks.md).
 
 substrate-interface is synchronous and its objects are not thread-safe, so every use goes through
-one worker thread (a capacity-1 limiter): the event loop never blocks on it and calls never interleave.
+one worker thread (a one-thread executor): the event loop never blocks on it and calls never interleave.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-
-import anyio
-from scalecodec.base import ScaleBytes
-from substrateinterface import Keypair, SubstrateInterface
-from substrateinterface.exceptions import SubstrateRequestException
-from websocket import WebSocketException
 
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
 from .rpc import RpcError
+from .schema import ReadSchema, SchemaCache, metadata_hash
 
 if TYPE_CHECKING:
+    from substrateinterface import Keypair, SubstrateInterface
+
     from .rpc import RpcTransport
 
 T = TypeVar("T")
 
 
-class _Interface(SubstrateInterface):  # type: ignore[misc]  # substrate-interface ships no types
-    """substrate-interface that loads the runtime once per connection instead of before each call.
+def _substrate(url: str, through: RpcTransport | None = None,
+               loop: asyncio.AbstractEventLoop | None = None) -> SubstrateInterface:
+    """substrate-interface with the runtime loaded, its socket closed (everything after is local); with
+    ``through``, its requests go over that transport instead, on ``loop`` (a node without a socket: the
+    devnet in process), from the runtime's thread while the loop answers."""
+    from substrateinterface import SubstrateInterface
+    from substrateinterface.exceptions import SubstrateRequestException
 
-    Stock ``init_runtime()`` asks the node for its head and header before every compose/sign; a
-    client that pipelines hundreds of extrinsics would spend most of its time there. A runtime
-    upgrade is picked up when the client reconnects.
-    """
+    class _Interface(SubstrateInterface):  # type: ignore[misc]  # substrate-interface ships no types
+        """substrate-interface that loads the runtime once per connection instead of before each call.
 
-    _genesis: str | None = None
+        Stock ``init_runtime()`` asks the node for its head and header before every compose/sign; a
+        client that pipelines hundreds of extrinsics would spend most of its time there. A runtime
+        upgrade is picked up when the client reconnects.
+        """
 
-    def __init__(self, *args: Any, through: RpcTransport | None = None, **kwargs: Any) -> None:
-        self._through = through  # set first: the constructor already asks the node its chain name
-        super().__init__(*args, **kwargs)
+        _genesis: str | None = None
 
-    def rpc_request(self, method: str, params: Any, result_handler: Any = None) -> Any:
-        """Over ``through`` if given — the client's own transport, from the runtime's thread while the event
-        loop answers — so a node without a socket (the devnet in process) loads too."""
-        if self._through is None:
-            return super().rpc_request(method, params, result_handler)
-        if result_handler is not None:
-            raise SubstrateRequestException("subscriptions go through the chain client, not the runtime")
-        try:
-            result = anyio.from_thread.run(self._through.request, method, params)
-        except RpcError as exc:
-            raise SubstrateRequestException({"code": exc.code, "message": exc.message, "data": exc.data}) from exc
-        return {"jsonrpc": "2.0", "result": result}
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._through = through  # set first: the constructor already asks the node its chain name
+            super().__init__(*args, **kwargs)
 
-    def init_runtime(self, block_hash: str | None = None, block_id: int | None = None) -> None:
-        if block_hash is None and block_id is None and self.metadata is not None:
-            return
-        super().init_runtime(block_hash=block_hash, block_id=block_id)
+        def rpc_request(self, method: str, params: Any, result_handler: Any = None) -> Any:
+            if self._through is None or loop is None:
+                return super().rpc_request(method, params, result_handler)
+            if result_handler is not None:
+                raise SubstrateRequestException("subscriptions go through the chain client, not the runtime")
+            try:
+                result = asyncio.run_coroutine_threadsafe(self._through.request(method, params), loop).result()
+            except RpcError as exc:
+                raise SubstrateRequestException({"code": exc.code, "message": exc.message,
+                                                 "data": exc.data}) from exc
+            return {"jsonrpc": "2.0", "result": result}
 
-    def get_block_hash(self, block_id: int | None = None) -> str:
-        if block_id == 0:
-            if self._genesis is None:
-                self._genesis = super().get_block_hash(0)
-            return self._genesis
-        block_hash: str = super().get_block_hash(block_id)
-        return block_hash
+        def init_runtime(self, block_hash: str | None = None, block_id: int | None = None) -> None:
+            if block_hash is None and block_id is None and self.metadata is not None:
+                return
+            super().init_runtime(block_hash=block_hash, block_id=block_id)
+
+        def get_block_hash(self, block_id: int | None = None) -> str:
+            if block_id == 0:
+                if self._genesis is None:
+                    self._genesis = super().get_block_hash(0)
+                return self._genesis
+            block_hash: str = super().get_block_hash(block_id)
+            return block_hash
+
+    headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
+    if through is None:
+        si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
+    else:  # requests go over ``through``; the interface's own transport is never used
+        si = _Interface(url=url)
+    si.init_runtime()
+    si.get_block_hash(0)  # cached: signing needs the genesis hash
+    si.close()  # everything after this is local (metadata); the client's own socket talks to the node
+    return si
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _probe(url: str) -> tuple[str, bytes]:
+    """(genesis hash, metadata bytes) of the node, over one short-lived socket (websocket-client, which
+    substrate-interface uses too: a fraction of the import of either of them)."""
+    import websocket
+
+    headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
+    ws = websocket.create_connection(url, header=headers, timeout=60, skip_utf8_validation=True)
+    try:
+        replies = []
+        for rid, (method, params) in enumerate((("chain_getBlockHash", [0]), ("state_getMetadata", []))):
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}))
+            reply = json.loads(ws.recv())
+            if "result" not in reply:
+                raise ConnectionLost(f"{url} did not answer {method}: {reply.get('error')}")
+            replies.append(reply["result"])
+    finally:
+        ws.close()
+    return replies[0], bytes.fromhex(replies[1].removeprefix("0x"))
 
 
 @dataclass(frozen=True)
@@ -87,73 +136,114 @@ class Event:
 class Runtime:
     """Metadata-driven encoding and decoding for one node connection; ``await Runtime.load(url)``."""
 
-    def __init__(self, si: SubstrateInterface) -> None:
-        self.si = si
-        self._limiter = anyio.CapacityLimiter(1)
-        self._events_type = si.metadata.get_metadata_pallet("System").get_storage_function(
-            "Events").get_value_type_string()
-        self.ss58_format = si.ss58_format
+    def __init__(self, schema: ReadSchema, genesis: str, url: str, si: SubstrateInterface | None = None,
+                 through: RpcTransport | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.schema, self.url, self._genesis, self._si = schema, url, genesis, si
+        self._through, self._loop = through, loop
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
+        self.ss58_format = schema.ss58_format
 
     @classmethod
-    async def load(cls, url: str, rpc: RpcTransport | None = None) -> Runtime:
-        """The runtime of the node at ``url``, read over a socket of its own, or over ``rpc`` if given
-        (a transport without a URL to dial, such as the devnet's in-process one)."""
+    async def load(cls, url: str, rpc: RpcTransport | None = None, cache: SchemaCache | None = None) -> Runtime:
+        """The runtime of the node at ``url``: from the cached schema of its metadata when there is one
+        (substrate-interface then loads on first need), else fully, caching the schema for next time. Read
+        over a socket of its own, or over ``rpc`` if given (a transport without a URL to dial, such as the
+        devnet's in-process one)."""
+        cache = cache or SchemaCache()
+        if rpc is not None:
+            loop = asyncio.get_running_loop()
+            genesis = await rpc.request("chain_getBlockHash", [0])
+            raw = bytes.fromhex((await rpc.request("state_getMetadata", [])).removeprefix("0x"))
+            schema = cache.get(metadata_hash(raw))
+            if schema is not None:
+                return cls(schema, genesis, url, through=rpc, loop=loop)
+            si = await asyncio.to_thread(_substrate, url, rpc, loop)
+            schema = ReadSchema.from_substrate(si, bytes(si.metadata.data.data))
+            cache.put(schema)
+            return cls(schema, genesis, url, si, through=rpc, loop=loop)
 
-        def connect() -> SubstrateInterface:
-            headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
-            if rpc is None:
-                si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
-            else:  # requests go over ``rpc``; the interface's own transport is never used
-                si = _Interface(url=url, through=rpc)
-            si.init_runtime()
-            si.get_block_hash(0)  # cached: signing needs the genesis hash
-            si.close()  # everything after this is local (metadata); the client's own socket talks to the node
-            return si
+        def load() -> Runtime:
+            from websocket import WebSocketException
 
-        return cls(await anyio.to_thread.run_sync(connect))
+            try:
+                genesis, raw = _probe(url)
+            except (WebSocketException, OSError, ValueError) as exc:
+                raise ConnectionLost(f"cannot read the metadata of {url}: {exc}") from exc
+            schema = cache.get(metadata_hash(raw))
+            if schema is not None:
+                return cls(schema, genesis, url)
+            si = _substrate(url)
+            schema = ReadSchema.from_substrate(si, bytes(si.metadata.data.data))
+            cache.put(schema)
+            return cls(schema, si.get_block_hash(0), url, si)
+
+        return await asyncio.to_thread(load)
+
+    @property
+    def si(self) -> SubstrateInterface:
+        """substrate-interface with the runtime loaded (here, blocking, on first use: prefer :meth:`full`)."""
+        if self._si is None:
+            if self._loop is not None and self._loop.is_running() and _in_loop(self._loop):
+                raise RuntimeError("the runtime loads over the client's transport: await runtime.full() first")
+            self._si = _substrate(self.url, self._through, self._loop)
+        return self._si
+
+    async def full(self) -> SubstrateInterface:
+        """substrate-interface with the runtime loaded, loaded on its thread on first use."""
+        if self._si is None:
+            await self.run(lambda: self.si)
+        return self._si
 
     @property
     def genesis_hash(self) -> str:
         """The chain's identity (block 0's hash, read once at load): a journal names the chain it belongs to."""
-        genesis: str = self.si.get_block_hash(0)
-        return genesis
+        return self._genesis
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the runtime's own thread. substrate-interface's socket is closed after
         loading; should a call of it still reach the node (it reconnects on its own), its failure is a
         :class:`ConnectionLost`, which callers retry, not a task's fault."""
+        from websocket import WebSocketException
+
         try:
-            return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
         except (WebSocketException, ConnectionError, TimeoutError) as exc:
             raise ConnectionLost(f"node connection of the runtime: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        await self.run(self.si.close)
+        if self._si is not None:
+            await self.run(self._si.close)
+        self._thread.shutdown(wait=False)
 
     # -- calls ------------------------------------------------------------------------------------
     def has_call(self, pallet: str, call: str) -> bool:
-        found = self.si.metadata.get_metadata_pallet(pallet)
-        return found is not None and any(c.name == call for c in found.calls or [])
+        return self.schema.has_call(pallet, call)
 
     async def sign(self, keypair: Keypair, pallet: str, call: str, params: dict[str, Any], nonce: int) -> tuple[bytes, str]:
         """The signed extrinsic's bytes and hash (immortal era, no tip)."""
+        si = await self.full()
 
         def build() -> tuple[bytes, str]:
-            composed = self.si.compose_call(pallet, call, params)
-            xt = self.si.create_signed_extrinsic(composed, keypair=keypair, nonce=nonce)
+            composed = si.compose_call(pallet, call, params)
+            xt = si.create_signed_extrinsic(composed, keypair=keypair, nonce=nonce)
             return bytes(xt.data.data), "0x" + xt.extrinsic_hash.hex()
 
         return await self.run(build)
 
     # -- decoding ---------------------------------------------------------------------------------
     def _decode(self, type_string: str, raw_hex: str) -> Any:
-        obj = self.si.runtime_config.create_scale_object(type_string, data=ScaleBytes(raw_hex), metadata=self.si.metadata)
+        from scalecodec.base import ScaleBytes
+
+        si = self.si
+        obj = si.runtime_config.create_scale_object(type_string, data=ScaleBytes(raw_hex), metadata=si.metadata)
         return obj.decode()
 
     async def decode_events(self, block_number: int, block_hash: str, raw_hex: str | None) -> list[Event]:
         if not raw_hex:
             return []
-        records = await self.run(self._decode, self._events_type, raw_hex)
+        si = await self.full()
+        events_type = si.metadata.get_metadata_pallet("System").get_storage_function("Events").get_value_type_string()
+        records = await self.run(self._decode, events_type, raw_hex)
         events = []
         for index, record in enumerate(records):
             extrinsic = record.get("extrinsic_idx") if record["phase"] == "ApplyExtrinsic" else None
@@ -163,9 +253,12 @@ class Runtime:
 
     async def decode_extrinsic(self, raw_hex: str) -> dict[str, Any]:
         """A block's extrinsic as substrate-interface shows it (``address``, ``call`` …)."""
+        from scalecodec.base import ScaleBytes
+
+        si = await self.full()
 
         def decode() -> dict[str, Any]:
-            xt = self.si.create_scale_object("Extrinsic", metadata=self.si.metadata)
+            xt = si.create_scale_object("Extrinsic", metadata=si.metadata)
             decoded: dict[str, Any] = xt.decode(data=ScaleBytes(raw_hex))
             return decoded
 
@@ -173,48 +266,65 @@ class Runtime:
 
     def module_error(self, index: int, error: int) -> tuple[str, str, str]:
         """(pallet, error name, docs) of ``DispatchError::Module``."""
-        pallet = next((p for p in self.si.metadata.pallets if p["index"] == index), None)
-        if pallet is None or not pallet.errors or error >= len(pallet.errors):
-            return f"pallet#{index}", f"error#{error}", ""
-        err = pallet.errors[error]
-        return pallet.name, err.name, " ".join(err.docs or [])
+        return self.schema.module_error(index, error) or (f"pallet#{index}", f"error#{error}", "")
 
     async def storage_key(self, pallet: str, item: str, params: list[Any] | None = None) -> str:
-        return await self.run(lambda: self.si.create_storage_key(pallet, item, params or []).to_hex())
+        key = self.schema.storage_key(pallet, item, params)
+        if key is not None:
+            return key
+        si = await self.full()
+        hex_key: str = await self.run(lambda: si.create_storage_key(pallet, item, params or []).to_hex())
+        return hex_key
+
+    def _item(self, pallet: str, item: str) -> dict[str, Any]:
+        found = self.schema.item(pallet, item)
+        if found is None:
+            raise ValueError(f"{pallet}.{item}: no such storage item in the runtime")
+        return found
+
+    async def _decoder(self, pallet: str, item: str) -> Callable[[str, str], Any]:
+        """Decodes a value of the item's types: the schema's for a read item, else the full runtime's."""
+        if self.schema.readable(pallet, item):
+            return self.schema.decode
+        await self.full()
+        return self._decode
 
     async def decode_map(self, pallet: str, item: str, prefix: str, changes: list[list[str]]) -> list[tuple[Any, Any]]:
         """(key, value) of a map's raw ``[key_hex, value_hex]`` pairs read under ``prefix``: the key's
         hasher bytes skipped (only the transparent hashers, ``…Concat`` and ``Identity``, keep it)."""
-        fn = self.si.metadata.get_metadata_pallet(pallet).get_storage_function(item)
-        key_types, hashers = fn.get_params_type_string(), fn.get_param_hashers()
+        found = self._item(pallet, item)
+        key_types, hashers = found["key_types"], found["hashers"]
         hash_len = {"Blake2_128Concat": 16, "Twox64Concat": 8, "Identity": 0}
         if not key_types or any(h not in hash_len for h in hashers):
             raise ValueError(f"{pallet}.{item}: not a map with readable keys")
         key_type = "(" + ", ".join(f"[u8; {hash_len[h]}], {t}" for h, t in zip(hashers, key_types, strict=True)) + ")"
-        value_type = fn.get_value_type_string()
+        value_type = found["value_type"]
+        decode_as = await self._decoder(pallet, item)
 
         def decode() -> list[tuple[Any, Any]]:
             rows = []
             for key_hex, value_hex in changes:
                 if value_hex is None:
                     continue
-                parts = self._decode(key_type, "0x" + key_hex[len(prefix):])
+                parts = decode_as(key_type, "0x" + key_hex[len(prefix):])
                 key = parts[1] if len(key_types) == 1 else tuple(parts[1::2])
-                rows.append((key, self._decode(value_type, value_hex)))
+                rows.append((key, decode_as(value_type, value_hex)))
             return rows
 
         return await self.run(decode)
 
     async def decode_storage(self, pallet: str, item: str, raw_hex: str | None) -> Any:
         """The item's value; for an absent ``ValueQuery`` entry its default, else None."""
-        fn = self.si.metadata.get_metadata_pallet(pallet).get_storage_function(item)
+        found = self._item(pallet, item)
         if raw_hex is None:
-            if fn.value["modifier"] != "Default":
+            raw_hex = self.schema.default_hex(pallet, item)
+            if raw_hex is None:
                 return None
-            default = fn.value["default"]  # scalecodec shows bytes that are valid UTF-8 as str
-            raw_hex = default if default.startswith("0x") else "0x" + default.encode().hex()
-        return await self.run(self._decode, fn.get_value_type_string(), raw_hex)
+        decode_as = await self._decoder(pallet, item)
+        return await self.run(decode_as, found["value_type"], raw_hex)
 
     def ss58(self, public_key: bytes) -> str:
-        address: str = self.si.ss58_encode(public_key)
+        from scalecodec.utils.ss58 import ss58_encode
+
+        address: str = ss58_encode(public_key, self.ss58_format)
         return address
