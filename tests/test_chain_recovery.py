@@ -60,7 +60,10 @@ async def test_extrinsics_in_a_killed_nodes_pool_are_resent_and_land_once(tmp_pa
             assert sorted(await transfers_to(client, dest)) == [UNIT + i for i in range(4)]
             assert after.block_number >= max(r.block_number for r in receipts)
             recovered = [e for e in logs if e["event"] == "extrinsics_recovered"]
-            assert recovered and recovered[0]["reason"] == "reconnected" and recovered[0]["resent"] == 3, logs
+            # reconnected, or stalled first when the restart outlasts the 10 s stall watch (a loaded machine):
+            # either way the three are resent, and landed once each (the transfers above)
+            assert recovered and {e["reason"] for e in recovered} <= {"reconnected", "stalled"}, logs
+            assert max(e["resent"] for e in recovered) == 3, logs
             assert client.health["chain"] == "ok" and client.health["in_flight"] == 0
     finally:
         node.stop()
