@@ -1,0 +1,94 @@
+"""Catch-up after an outage: an agent that missed N blocks reads every one's events again, in order.
+
+A devnet seals a block every millisecond until N blocks exist and is restarted on the same chain
+(idle, so it does not compete for the CPU); then a fresh chain client (its
+connection and runtime load included, as at an agent's start) streams every event from block 1 until
+it has followed block N. Measured with the event stream fetching one block at a time (as before,
+``--window 1``) and with ``CATCH_UP_WINDOW`` blocks in flight, on loopback and through a proxy that
+delays every chunk by ``--delay-ms`` each way (tc netem is not available here).
+
+    python bench/catch_up.py [--blocks 10000] [--delay-ms 10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from proxies import FaultProxy  # noqa: E402
+
+from decentralml_core import logs  # noqa: E402
+from decentralml_core.chain import ChainClient, Checkpoint  # noqa: E402
+from decentralml_core.chain import client as client_module  # noqa: E402
+from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
+
+
+async def wait_for_blocks(url: str, blocks: int) -> int:
+    async with await ChainClient.connect(url) as client:
+        while (head := await client.block_number()) < blocks:
+            await asyncio.sleep(0.5)
+        return head
+
+
+async def catch_up(url: str, target: int, window: int) -> dict:
+    client_module.CATCH_UP_WINDOW = window
+    started = time.perf_counter()
+    events = 0
+    async with await ChainClient.connect(url) as client:
+        connected = time.perf_counter() - started
+        async for event in client.events(Checkpoint(1)):
+            events += 1
+            if event.block_number >= target:
+                break
+    return {"window": window, "seconds": round(time.perf_counter() - started, 2), "connect_s": round(connected, 2),
+            "events": events}
+
+
+async def measure(url: str, port: int, target: int, delay_ms: float, windows: list[int]) -> list[dict]:
+    rows = []
+    proxy = await FaultProxy(port, delay_s=delay_ms / 1000).start()
+    try:
+        for link, link_url in (("loopback", url), (f"proxy +{delay_ms:g} ms each way", f"ws://127.0.0.1:{proxy.port}")):
+            for window in windows:
+                rows.append({"link": link, **await catch_up(link_url, target, window)})
+    finally:
+        await proxy.close()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blocks", type=int, default=10_000)
+    parser.add_argument("--delay-ms", type=float, default=10.0)
+    parser.add_argument("--windows", default=f"1,{client_module.CATCH_UP_WINDOW}", help="blocks in flight, compared")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    logs.configure("warning")
+    with tempfile.TemporaryDirectory(prefix="decentralml-catch-up-") as scratch:
+        db = str(Path(scratch) / "chain.sqlite")
+        with DevnetProcess("--log-level", "warning", "--block-time", "0.001", db=db) as node:  # the missed blocks
+            head = asyncio.run(wait_for_blocks(node.url, args.blocks))
+        with DevnetProcess("--log-level", "warning", db=db) as node:  # the same chain, idle while measured
+            rows = asyncio.run(measure(node.url, node.port, args.blocks, args.delay_ms,
+                                       [int(w) for w in args.windows.split(",")]))
+    if args.json:
+        print(json.dumps({"blocks": args.blocks, "head_at_start": head, "rows": rows}))
+    else:
+        print(f"catch-up of {args.blocks} blocks (devnet head {head} when measured)")
+        for row in rows:
+            print(f"  {row['link']:<28} window {row['window']:>3}: {row['seconds']:>7} s "
+                  f"(connect {row['connect_s']} s, {row['events']} events)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
