@@ -120,6 +120,7 @@ class Engine:
                 await self.dispatch(task_id, now, fresh)
             for worker in fresh:
                 worker.journal.set_meta("checkpoint", [now + 1, -1])
+                worker.resume_from((now + 1, -1))
             known.append((now + 1, -1))
         return min(known)
 
@@ -174,16 +175,19 @@ class Engine:
         return given
 
     def _order(self, task_id: int, workers: list[WorkerAgent]) -> list[WorkerAgent]:
-        """Idle workers first, least loaded first; ties in rendezvous order when a grace is set (the
-        host's best-ranked worker waits least), else round robin (the work spreads)."""
+        """Workers with a free slot first. With a grace, then in rendezvous order: the host's best-ranked
+        worker claims, so the host that holds the task's best-ranked worker claims at once (ordering
+        by load instead made the chosen worker a lower-ranked one, waiting graces: measured +80 % on
+        created→claimed p50 in bench/farm_grace.py). Without one, least loaded, ties round robin."""
         self._turn += 1
         n = len(workers)
 
         def key(pair):
             i, w = pair
             full = w.load >= w.config.policy.max_concurrent
-            tie = -int.from_bytes(rendezvous_score(task_id, w.address)) if self.grace_s > 0 else (i - self._turn) % n
-            return full, w.load, tie
+            if self.grace_s > 0:
+                return full, -int.from_bytes(rendezvous_score(task_id, w.address)), 0
+            return full, w.load, (i - self._turn) % n
 
         return [w for _, w in sorted(enumerate(workers), key=key)]
 

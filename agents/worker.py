@@ -78,6 +78,7 @@ class WorkerAgent:
         self.stopping = False
         self._fresh: set[int] = set()  # claims this process is about to send: nothing on chain yet to check
         self._unfunded = False  # said once that the account cannot pay fees; tasks wait for funds
+        self._resume_at: tuple[int, int] | None = None
         self.steps: dict[str, Callable[[int, dict], Awaitable[None]]] = {
             "claiming": self.claim_slot, "claimed": self.fetch_assets, "fetched": self.run_script,
             "ran": self.upload_outputs, "uploaded": self.submit_result}
@@ -86,6 +87,7 @@ class WorkerAgent:
     async def start(self, stop: asyncio.Event) -> bool:
         """Let an earlier process's extrinsics land, then resume every unfinished task; False if stopped."""
         log.info("worker_started", role=self.config.role, worker=self.address, name=self.name)
+        self.resume_from(self.since)
         if not await settle_account(self.client, self.address, stop):
             return False
         for entry in self.journal.entries(KIND):
@@ -106,10 +108,14 @@ class WorkerAgent:
         since = self.journal.meta("checkpoint")
         return None if since is None else (since[0], since[1])
 
+    def resume_from(self, since: tuple[int, int] | None) -> None:
+        """Where this worker's events begin, read once (not a journal read per event and worker)."""
+        self._resume_at = since
+
     def has_seen(self, event) -> bool:
-        """An event at or before this worker's checkpoint (the engine's stream began earlier for another)."""
-        since = self.since
-        return since is not None and event.position <= since
+        """An event at or before this worker's checkpoint at start (the engine's stream began earlier for
+        another worker)."""
+        return self._resume_at is not None and event.position <= self._resume_at
 
     @property
     def load(self) -> int:
