@@ -8,14 +8,17 @@ import faulthandler
 import signal
 import sys
 import time
+from pathlib import Path
 
 import structlog
 
 from decentralml_core.chain import ChainClient, ConnectionLost
 from decentralml_core.chain.client import Dial
 
+from .assets import AssetCache
 from .config import AgentConfig
 from .creator import CreatorAgent
+from .engine import Engine
 from .journal import Journal, WrongChain, claim_chain
 from .metrics import Metrics, serve_metrics
 from .review_web import review_token, serve_review_page
@@ -72,25 +75,35 @@ def journal_path(config: AgentConfig):
     return config.state_dir / "journal.sqlite"
 
 
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGTERM/SIGINT set (then, 30 s on, the overdue report); SIGUSR1 logs the tasks."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stop_requested() -> None:
+        if not stop.is_set():
+            stop.set()
+            loop.call_later(STOP_OVERDUE_S, stop_overdue)
+            faulthandler.dump_traceback_later(STOP_OVERDUE_S + 1, file=sys.stderr)  # even if the loop is blocked
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+    return stop
+
+
 async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial: Dial | None = None) -> None:
-    """Run until SIGTERM/SIGINT, or until ``stop`` is set if the caller gives one (it then owns stopping:
-    no signal handlers, so several agents can share one event loop, as the in-process tests run them).
-    ``dial`` reaches the node another way than a WebSocket to ``config.node`` (the devnet in process)."""
+    """``agent run``: a creator, or the engine with this one worker. Runs until SIGTERM/SIGINT, or until
+    ``stop`` is set if the caller gives one (it then owns stopping: no signal handlers, so several agents
+    can share one event loop, as the in-process tests run them). ``dial`` reaches the node another way
+    than a WebSocket to ``config.node`` (the devnet in process)."""
+    if config.role != "creator":
+        await run_engine([(config.role, config)], config.metrics_port, stop=stop, dial=dial)
+        return
     if stop is None:
-        stop = signalled = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def stop_requested() -> None:
-            if not signalled.is_set():
-                signalled.set()
-                loop.call_later(STOP_OVERDUE_S, stop_overdue)
-                faulthandler.dump_traceback_later(STOP_OVERDUE_S + 1, file=sys.stderr)  # even if the loop is blocked
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_requested)
-        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+        stop = _stop_on_signals()
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    if config.role == "creator" and config.review.web_port is not None:
+    if config.review.web_port is not None:
         review_token(config.review.token_env, config.state_dir)  # a weak login token stops start-up here
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
     client = await connect_when_up(config.node, stop, dial)
@@ -102,20 +115,13 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
         await client.close()
         journal.close()
         raise
-    agent_cls = CreatorAgent if config.role == "creator" else WorkerAgent
-    agent = agent_cls(config, client, journal, metrics)
+    agent = CreatorAgent(config, client, journal, metrics)
     runner = None
     metrics.watch("chain_block", lambda: client.followed_block if client.followed_block >= 0 else None)
     if config.metrics_port is not None:
-        def healthy():
-            lag = time.time() - metrics.started if metrics.gauge("chain_block") is None else 0
-            chain = client.health  # "degraded" while the node is away or dropped extrinsics are being recovered
-            return not client.closed and chain["chain"] != "failed", {
-                "role": config.role, "chain_block": metrics.gauge("chain_block"),
-                "since_start_s": round(lag, 1), **chain}
-        runner = await serve_metrics(metrics, config.metrics_port, healthy)
+        runner = await serve_metrics(metrics, config.metrics_port, _health(client, metrics, config.role))
     review = None
-    if config.role == "creator" and config.review.web_port is not None:
+    if config.review.web_port is not None:
         review = await serve_review_page(agent)
     log.info("agent_running", role=config.role, node=config.node, state_dir=str(config.state_dir))
     try:
@@ -128,3 +134,57 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
         journal.close()
         faulthandler.cancel_dump_traceback_later()
         log.info("agent_exited", role=config.role)
+
+
+def _health(client: ChainClient, metrics: Metrics, role: str, engine: Engine | None = None):
+    def healthy():
+        lag = time.time() - metrics.started if metrics.gauge("chain_block") is None else 0
+        chain = client.health  # "degraded" while the node is away or dropped extrinsics are being recovered
+        detail = {"role": role, "chain_block": metrics.gauge("chain_block"), "since_start_s": round(lag, 1), **chain}
+        if engine is not None:
+            detail["workers"] = engine.worker_health()
+        return not client.closed and chain["chain"] != "failed", detail
+    return healthy
+
+
+async def run_engine(configs: list[tuple[str, AgentConfig]], metrics_port: int | None, *,
+                     grace_s: float = 0.0, peers: tuple[str, ...] = (), asset_root: Path | None = None,
+                     stop: asyncio.Event | None = None, dial: Dial | None = None) -> None:
+    """Worker accounts ``(name, config)`` of one node in one process: one connection, one follower,
+    one asset cache (``asset_root``, else the first worker's state dir), one /metrics page."""
+    if stop is None:
+        stop = _stop_on_signals()
+    first = configs[0][1]
+    for _, config in configs:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    journals = [Journal(journal_path(config)) for _, config in configs]
+    client = await connect_when_up(first.node, stop, dial)
+    if client is None:
+        for journal in journals:
+            journal.close()
+        return
+    runner = None
+    try:
+        for journal in journals:
+            await claim_chain(journal, client.runtime.genesis_hash, client.block_hash)
+        engine_role = first.role if len(configs) == 1 else "engine"
+        metrics = Metrics(engine_role, configs[0][0] if len(configs) == 1 else "engine")
+        assets = AssetCache(asset_root or first.state_dir / "assets")
+        workers = [WorkerAgent(config, client, journal, metrics if len(configs) == 1 else metrics.view(config.role, name),
+                               name=name, assets=assets)
+                   for (name, config), journal in zip(configs, journals, strict=True)]
+        engine = Engine(client, workers, metrics, grace_s=grace_s, peers=peers)
+        metrics.watch("chain_block", lambda: client.followed_block if client.followed_block >= 0 else None)
+        if metrics_port is not None:
+            runner = await serve_metrics(metrics, metrics_port, _health(client, metrics, engine_role, engine))
+        log.info("agent_running", role=engine_role, node=first.node, state_dir=str(first.state_dir),
+                 workers=len(workers))
+        await engine.run(stop)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await client.close()
+        for journal in journals:
+            journal.close()
+        faulthandler.cancel_dump_traceback_later()
+        log.info("agent_exited", role=first.role if len(configs) == 1 else "engine")

@@ -1,9 +1,17 @@
-"""A worker agent (annotator, engineer, contributor): take matching tasks, do them, submit, unattended.
+"""A worker account (annotator, engineer, contributor): take matching tasks, do them, submit, unattended.
 
-The loop reads as its journal steps: ``consider`` (policy) → ``claim`` (assign_task) → ``fetch``
-(verified assets) → ``run`` (sandboxed start_task.sh) → ``upload`` (outputs) → ``submit``
-(send_task_result). Each step is journaled before the next starts; on restart every unfinished task
-resumes at its step after checking the chain, so nothing is claimed or submitted twice.
+A :class:`WorkerAgent` is a plain object driven by events, not a process: the engine
+(:mod:`agents.engine`) follows the chain once for all the worker accounts of a host and hands each
+its part — which task to claim (the engine picks one idle, qualified worker per free slot, so two
+workers of one host never go for the same slot), its verdicts, its review-window sweeps. ``agent
+run`` is the engine with one worker.
+
+Each task moves through journaled steps, one handler each (:attr:`WorkerAgent.steps`): ``claiming``
+→ :meth:`claim_slot` (assign_task) → ``claimed`` → :meth:`fetch_assets` (verified assets) →
+``fetched`` → :meth:`run_script` (sandboxed start_task.sh) → ``ran`` → :meth:`upload_outputs` →
+``uploaded`` → :meth:`submit_result` (send_task_result) → ``submitted``. Each step is journaled
+before the next starts; on restart every unfinished task resumes at its step after checking the
+chain, so nothing is claimed or submitted twice.
 
 The market rules, where the node has them: a task whose qualifications this worker's on-chain record
 does not meet is skipped without an extrinsic; a result is not sent once the assignment's deadline
@@ -20,12 +28,13 @@ import asyncio
 import dataclasses
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 
 from decentralml_core import work
-from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed, TransactionRejected
+from decentralml_core.chain import ChainClient, DispatchFailed, TransactionRejected
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
 from decentralml_core.federated.outputs import contribution_problem
@@ -33,16 +42,17 @@ from decentralml_core.sandbox import run_task_script
 from decentralml_core.storage import Limits, StorageError, Unreachable, open_store
 from decentralml_core.units import MIN_FEE_BALANCE
 
+from .assets import AssetCache
 from .config import AgentConfig
 from .journal import Journal
 from .metrics import Metrics
-from .streams import TRANSIENT, Checkpointer, close_stream, finish_within, handle_with_retry, settle_account
+from .streams import TRANSIENT, Checkpointer, finish_within, settle_account
 
 log = structlog.get_logger("agent.worker")
 KIND = "task"
 DONE = ("submitted", "skipped", "failed", "lost", "abandoned")
+ACTIVE = ("claiming", "claimed", "fetched", "ran", "uploaded")  # a slot this worker holds or goes for
 CLAIM = "claim"
-SWEEP_S = 2.0
 STEP_TRANSIENT = (*TRANSIENT, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
 FUNDS_POLL_S = 5.0  # an unfunded worker looks at its balance this often
@@ -53,84 +63,80 @@ RACE_LOST = {"MaxAssignmentsReached", "TaskExpired", "TaskClosed", "TaskNotFound
 
 
 class WorkerAgent:
-    def __init__(self, config: AgentConfig, client: ChainClient, journal: Journal, metrics: Metrics) -> None:
+    def __init__(self, config: AgentConfig, client: ChainClient, journal: Journal, metrics: Metrics,
+                 *, name: str | None = None, assets: AssetCache | None = None) -> None:
         self.config, self.client, self.journal, self.metrics = config, client, journal, metrics
+        self.name = name or config.role
         self.market = Market(client)
         self.keypair = config.key.load()
+        self.address = self.keypair.ss58_address
         self.slots = asyncio.Semaphore(config.policy.max_concurrent)
         self.running: set[asyncio.Task] = set()
         self.work_root = config.state_dir / "work"
+        self.assets = assets or AssetCache(config.state_dir / "assets")
+        self.checkpoint = Checkpointer(journal)
         self.stopping = False
         self._fresh: set[int] = set()  # claims this process is about to send: nothing on chain yet to check
         self._unfunded = False  # said once that the account cannot pay fees; tasks wait for funds
+        self._resume_at: tuple[int, int] | None = None
+        self.steps: dict[str, Callable[[int, dict], Awaitable[None]]] = {
+            "claiming": self.claim_slot, "claimed": self.fetch_assets, "fetched": self.run_script,
+            "ran": self.upload_outputs, "uploaded": self.submit_result}
 
-    # -- the loop ------------------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
-        log.info("worker_started", role=self.config.role, worker=self.keypair.ss58_address)
-        if not await settle_account(self.client, self.keypair.ss58_address, stop):
-            return
+    # -- life: start, then driven by the engine, then stop ---------------------------------------------
+    async def start(self, stop: asyncio.Event) -> bool:
+        """Let an earlier process's extrinsics land, then resume every unfinished task; False if stopped."""
+        log.info("worker_started", role=self.config.role, worker=self.address, name=self.name)
+        self.resume_from(self.since)
+        if not await settle_account(self.client, self.address, stop):
+            return False
         for entry in self.journal.entries(KIND):
             if entry.step not in DONE:
                 self._spawn(int(entry.id))
-        since = self.journal.meta("checkpoint")
-        if since is None:  # first start: open tasks now, then everything new
-            since = await handle_with_retry(self.first_look, stop, "first_look")
-            if since is None:
-                return
-        events = self.client.events(Checkpoint(*since))
-        checkpoint = Checkpointer(self.journal)
-        waiter = asyncio.ensure_future(stop.wait())
-        nxt = None
-        last_sweep = 0.0
-        try:
-            while not stop.is_set():
-                if time.monotonic() - last_sweep >= SWEEP_S:
-                    await self.sweep_claims()
-                    last_sweep = time.monotonic()
-                nxt = nxt if nxt is not None and not nxt.done() else asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({nxt, waiter}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
-                if waiter in done:
-                    break
-                if nxt not in done:
-                    continue
-                event = nxt.result()
-                self.metrics.set("chain_block", event.block_number)
-                if await handle_with_retry(lambda e=event: self.handle(e), stop, event.name) is None:
-                    break  # stopped while the node was away: the event is handled again at the next start
-                checkpoint.advance(event)
-        finally:
-            checkpoint.flush()
-            waiter.cancel()
-            await close_stream(nxt, events)
-            self.stopping = True
-            await finish_within(self.running)  # the steps in flight finish, or resume at the next start
-            log.info("worker_stopped", worker=self.keypair.ss58_address)
-
-    async def first_look(self) -> list[int]:
-        """First start: every open task now, then everything new from the next block on."""
-        now = await self.client.block_number()
-        for task_id in await self.market.open_task_ids():
-            await self.consider(task_id, now)
-        since = [now + 1, -1]
-        self.journal.set_meta("checkpoint", since)
-        return since
-
-    async def handle(self, event) -> bool:
-        if event.pallet == "DecentralMLModule" and event.name == "TaskCreated":
-            self.metrics.inc("tasks_seen")
-            await self.consider(event.attributes["taskid"], event.block_number)
-        elif event.pallet == "DecentralMLModule" and event.name in VERDICTS:
-            await self.record_verdict(event.attributes, VERDICTS[event.name])
-        elif event.pallet == "DecentralMLModule" and event.name == "AssignmentAbandoned":
-            await self.reconsider(event.attributes["task_id"], event.block_number)
         return True
 
-    def _spawn(self, task_id: int) -> None:
-        task = asyncio.create_task(self.work_on(task_id))
+    async def stop(self) -> None:
+        """Take no new work; the steps in flight finish (or resume at the next start)."""
+        self.checkpoint.flush()
+        self.stopping = True
+        await finish_within(self.running)
+        log.info("worker_stopped", worker=self.address, name=self.name)
+
+    @property
+    def since(self) -> tuple[int, int] | None:
+        """Where this worker's event stream resumes (block, index), or None on its first start."""
+        since = self.journal.meta("checkpoint")
+        return None if since is None else (since[0], since[1])
+
+    def resume_from(self, since: tuple[int, int] | None) -> None:
+        """Where this worker's events begin, read once (not a journal read per event and worker)."""
+        self._resume_at = since
+
+    def has_seen(self, event) -> bool:
+        """An event at or before this worker's checkpoint at start (the engine's stream began earlier for
+        another worker)."""
+        return self._resume_at is not None and event.position <= self._resume_at
+
+    @property
+    def load(self) -> int:
+        """Tasks this worker has on its hands (running or waiting for a slot)."""
+        return len(self.running)
+
+    def entry_step(self, task_id: int) -> str | None:
+        entry = self.journal.get(KIND, task_id)
+        return None if entry is None else entry.step
+
+    async def on_event(self, event) -> None:
+        """This worker's own events (the engine hands out ``TaskCreated`` and ``AssignmentAbandoned``)."""
+        if event.pallet == "DecentralMLModule" and event.name in VERDICTS:
+            await self.record_verdict(event.attributes, VERDICTS[event.name])
+
+    def _spawn(self, task_id: int, delay_s: float = 0.0) -> None:
+        task = asyncio.create_task(self.work_on(task_id, delay_s))
         self.running.add(task)
         task.add_done_callback(self.running.discard)
 
-    # -- consider: the policy --------------------------------------------------------------------------
+    # -- the policy ------------------------------------------------------------------------------------
     def refusal(self, task: Task, now: int) -> str | None:
         """Why the policy declines a task, or None to take it."""
         policy = self.config.policy
@@ -148,7 +154,7 @@ class WorkerAgent:
         if policy.annotation_types and task.annotation_type not in policy.annotation_types:
             return f"annotation type {task.annotation_type} not in policy"
         if policy.class_labels is not None:
-            labels = {label.strip() for label in (task.annotation_class_labels or "").split(",") if label.strip()}
+            labels = set(task.class_labels)
             if not labels <= set(policy.class_labels):
                 return f"labels {sorted(labels - set(policy.class_labels))} not in policy"
         try:
@@ -164,25 +170,30 @@ class WorkerAgent:
             return f"asks for {epochs} epochs, more than max_epochs {policy.max_epochs}"
         return None
 
-    async def consider(self, task_id: int, now: int) -> None:
-        if self.stopping or self.journal.get(KIND, task_id) is not None:
-            return
+    async def assess(self, task: Task, now: int) -> str | None:
+        """Why this worker would not take ``task`` (its policy, then its on-chain record), or None."""
         try:
-            task = await self.market.terms(task_id)
-            if task is None:
-                return
-            reason = self.refusal(task, now) or await self.unqualified(task)
+            return self.refusal(task, now) or await self.unqualified(task)
         except STEP_TRANSIENT:
             raise  # the node, not the task: the event is handled again once the node answers
         except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
-            reason = f"unreadable task: {type(exc).__name__}: {exc}"[:300]
-        if reason is not None:
-            self.journal.set(KIND, task_id, "skipped", reason=reason)
-            log.info("task_skipped", task_id=task_id, reason=reason)
-            return
-        self.journal.set(KIND, task_id, "claiming")
+            return f"unreadable task: {type(exc).__name__}: {exc}"[:300]
+
+    def decline(self, task_id: int, reason: str) -> None:
+        self.journal.set(KIND, task_id, "skipped", reason=reason)
+        log.info("task_skipped", task_id=task_id, reason=reason, worker=self.name)
+
+    def take(self, task_id: int, seen_at: float | None = None, delay_s: float = 0.0) -> None:
+        """Go for a slot of ``task_id`` (the engine chose this worker for it), after ``delay_s`` (the
+        rendezvous grace: a better-ranked worker elsewhere may take it first)."""
+        self.journal.set(KIND, task_id, "claiming", seen_at=seen_at or time.time())
         self._fresh.add(task_id)
-        self._spawn(task_id)
+        self._spawn(task_id, delay_s)
+
+    def retake(self, task_id: int) -> None:
+        """A slot of a task this worker lost was abandoned by its holder: try again."""
+        log.info("task_slot_reopened", task_id=task_id, worker=self.name)
+        self.take(task_id)
 
     async def unqualified(self, task: Task) -> str | None:
         """Why assign_task would refuse this worker (the task's qualifications against its on-chain
@@ -196,22 +207,10 @@ class WorkerAgent:
         self.metrics.inc("tasks_unqualified")
         return f"not qualified ({error}): {stats.summary()}; the task wants {task.terms.requirements()}"
 
-    async def reconsider(self, task_id: int, now: int) -> None:
-        """A slot was abandoned by its holder: consider the task if this worker never did (it was full
-        when first seen), try again if it lost the race for it."""
-        entry = self.journal.get(KIND, task_id)
-        if entry is None:
-            await self.consider(task_id, now)
-            return
-        if self.stopping or entry.step != "lost":
-            return
-        log.info("task_slot_reopened", task_id=task_id)
-        self.journal.set(KIND, task_id, "claiming")
-        self._fresh.add(task_id)
-        self._spawn(task_id)
-
     # -- one task, step by step ------------------------------------------------------------------------
-    async def work_on(self, task_id: int) -> None:
+    async def work_on(self, task_id: int, delay_s: float = 0.0) -> None:
+        if delay_s > 0 and not await self._pause(delay_s):
+            return  # stopping: the claim is journaled and resumes (checked against the chain) at the next start
         async with self.slots:
             delay, give_up = RETRY_FIRST_S, time.monotonic() + RETRY_FOR_S
             try:
@@ -220,7 +219,7 @@ class WorkerAgent:
                     if entry.step in DONE or (self.stopping and entry.step == "claiming"):
                         return
                     try:
-                        await getattr(self, f"_{entry.step}")(task_id, entry.data)
+                        await self.steps[entry.step](task_id, entry.data)
                     except TransactionRejected as exc:
                         if not exc.cannot_pay_fees or not await self._wait_for_funds():
                             raise
@@ -265,11 +264,12 @@ class WorkerAgent:
             await asyncio.sleep(min(0.5, deadline - time.monotonic()))
         return not self.stopping
 
-    async def _claiming(self, task_id: int, data: dict) -> None:
+    async def claim_slot(self, task_id: int, data: dict) -> None:
+        """``claiming``: assign_task, unless the chain says every slot is taken (no doomed extrinsic)."""
         # a claim journaled by an earlier run may have reached the chain before a crash: it counts
         existing = None if task_id in self._fresh else await self._my_submission(task_id)
         self._fresh.discard(task_id)
-        task = await self.market.terms(task_id)
+        task = await self.market.task_as_posted(task_id)
         taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
         if existing is None and task is not None and (taken or 0) >= task.max_assignments:
             self.journal.set(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
@@ -294,26 +294,30 @@ class WorkerAgent:
                     self.metrics.inc("tasks_lost")
                     log.info("task_lost", task_id=task_id, reason=exc.error)
                     return
-        self.journal.set(KIND, task_id, "claimed", submission_id=existing)
+        self.journal.set(KIND, task_id, "claimed", submission_id=existing, claimed_at=time.time())
         self.metrics.inc("tasks_claimed")
+        if data.get("seen_at"):
+            self.metrics.observe("created_to_claimed_seconds", time.time() - data["seen_at"])
         log.info("task_claimed", task_id=task_id, submission_id=existing)
 
-    async def _claimed(self, task_id: int, data: dict) -> None:
-        task = await self.market.terms(task_id)
+    async def fetch_assets(self, task_id: int, data: dict) -> None:
+        """``claimed``: the task's assets, verified, into this task's own work dir (from the host's cache)."""
+        task = await self.market.task_as_posted(task_id)
         folder = work.work_dir(self.work_root, task_id, data["submission_id"])
-        if not folder.exists():  # get_folder only ever leaves a complete folder there
+        if not folder.exists():  # only ever a complete folder there
             store = open_store(work.storage_of(task), self.config.storage.config())
             limit = self.config.policy.max_asset_mb * 1024 * 1024
-            await work.fetch_assets(store, task, folder, Limits(max_total=limit, max_file=limit))
+            await self.assets.copy_to(store, task, folder, Limits(max_total=limit, max_file=limit))
         self.journal.set(KIND, task_id, "fetched", folder=str(folder))
         log.info("task_fetched", task_id=task_id, folder=str(folder))
 
-    async def _fetched(self, task_id: int, data: dict) -> None:
+    async def run_script(self, task_id: int, data: dict) -> None:
+        """``fetched``: start_task.sh in the sandbox, on a clean outputs folder."""
         if await self._past_deadline(task_id, data["submission_id"]):
             return
         folder = Path(data["folder"])
         shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
-        task = await self.market.terms(task_id)
+        task = await self.market.task_as_posted(task_id)
         terms = {k: v for k, v in dataclasses.asdict(task).items() if not k.endswith("credentials")}
         work.write_task_parameters(folder, terms)  # the script's parameters
         _, script = work.assets_of(task) or (None, work.SCRIPT)
@@ -334,14 +338,16 @@ class WorkerAgent:
             return
         self.journal.set(KIND, task_id, "ran", outputs=report.outputs)
 
-    async def _ran(self, task_id: int, data: dict) -> None:
-        task = await self.market.terms(task_id)
+    async def upload_outputs(self, task_id: int, data: dict) -> None:
+        """``ran``: the outputs folder into the task's storage."""
+        task = await self.market.task_as_posted(task_id)
         storage = work.storage_of(task)
         ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
                                          Path(data["folder"]) / "outputs")
         self.journal.set(KIND, task_id, "uploaded", result_path=ref, storage=storage, ready_at=time.time())
 
-    async def _uploaded(self, task_id: int, data: dict) -> None:
+    async def submit_result(self, task_id: int, data: dict) -> None:
+        """``uploaded``: send_task_result (once: the chain is read first), then watch for the verdict."""
         sid = data["submission_id"]
         if await self._past_deadline(task_id, sid):
             return
@@ -363,8 +369,10 @@ class WorkerAgent:
                 else:
                     raise
         await self._await_decision(task_id, sid)
-        self.journal.set(KIND, task_id, "submitted")
+        self.journal.set(KIND, task_id, "submitted", submitted_at=time.time())
         self.metrics.inc("tasks_completed")
+        if data.get("claimed_at"):
+            self.metrics.observe("claimed_to_submitted_seconds", time.time() - data["claimed_at"])
         log.info("task_submitted", task_id=task_id, submission_id=sid, result_path=data["result_path"])
 
     async def record_verdict(self, attributes: dict, verdict: str) -> None:
@@ -378,7 +386,9 @@ class WorkerAgent:
         reason = str(attributes.get("reason") or "")[:300]
         self.journal.set(KIND, task_id, entry.step, verdict=verdict, **({"verdict_reason": reason} if reason else {}))
         self.metrics.inc(f"results_{verdict}")
-        task = await self.market.terms(task_id)
+        if verdict == "accepted" and entry.data.get("submitted_at"):
+            self.metrics.observe("submitted_to_paid_seconds", time.time() - entry.data["submitted_at"])
+        task = await self.market.task_as_posted(task_id)
         creator = task.creator if task else "?"
         tallies = self.journal.meta("verdicts", {})
         tally = tallies.setdefault(creator, {"accepted": 0, "rejected": 0})
@@ -419,7 +429,7 @@ class WorkerAgent:
         """Watch a sent result for a creator who lets its review window pass (tasks that set one)."""
         if not self.market.capabilities.claim_payment or self.journal.get(CLAIM, sid) is not None:
             return
-        task = await self.market.terms(task_id)
+        task = await self.market.task_as_posted(task_id)
         if task is not None and task.terms.review_window is not None:
             self.journal.set(CLAIM, sid, "waiting", task_id=task_id)
 

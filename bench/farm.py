@@ -6,6 +6,11 @@ the sandbox's overhead against a bare subprocess running the same script.
 
     python bench/farm.py [--tasks 200] [--annotators 8] [--json]
 
+The annotators run as one engine (``decentralml farm engine``: one process, one chain connection);
+``--layout processes`` runs each as its own ``agent run`` instead. ``--before REV --sweep 1,8`` runs
+this benchmark of git revision REV (its own code, from ``git archive``) and of this tree for each
+annotator count, one after the other in one run, and prints them side by side.
+
 ``--across-hosts`` runs the market on test hosts in network namespaces instead (root and iproute2):
 the devnet on one host, the creator and its asset gateway on another, the annotators split over two
 more, each annotator host running ``decentralml farm run`` and a gateway for its results (the
@@ -36,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farm_parts import SCRIPT, agent, assets, fund, observe, pct, rss_mb  # noqa: E402
+from farm_parts import SCRIPT, agent, assets, cpu_s, engine, fund, observe, pct, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.sandbox import run_task_script  # noqa: E402
@@ -61,15 +66,48 @@ async def sandbox_overhead(tmp: Path, runs: int = 30) -> tuple[float, float]:
     return statistics.median(bare) * 1000, statistics.median(boxed) * 1000
 
 
+def side_by_side(rev: str, counts: list[int], tasks: int) -> int:
+    """REV's bench/farm.py and this tree's, for each annotator count, one after the other in this run."""
+    import subprocess
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="decentralml-farm-before-") as old:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+        for count in counts:
+            for label, root in ((rev, Path(old)), ("this tree", ROOT)):
+                out = subprocess.run([sys.executable, str(root / "bench" / "farm.py"), "--tasks", str(tasks),
+                                      "--annotators", str(count), "--json"], capture_output=True, text=True,
+                                     cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, timeout=600)
+                figures = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+                rows.append({"code": label, "annotators": count, **figures})
+    keys = ["tasks_per_s", "created_to_submitted_p50_ms", "submitted_to_paid_p50_ms", "annotators_rss_mb_total",
+            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "paid"]
+    print(f"{'code':<12} {'annot':>5} " + " ".join(f"{k:>28}" for k in keys))
+    for r in rows:
+        print(f"{r['code']:<12} {r['annotators']:>5} " + " ".join(f"{str(r.get(k, '-')):>28}" for k in keys))
+    for label in (rev, "this tree"):
+        rates = {r["annotators"]: r.get("tasks_per_s") or 0 for r in rows if r["code"] == label}
+        lo, hi = min(counts), max(counts)
+        if rates.get(lo):
+            print(f"{label}: tasks/s with {hi} annotators / with {lo}: {rates.get(hi, 0) / rates[lo]:.2f}x")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=None, help="default: 200 (100 with --across-hosts)")
     parser.add_argument("--annotators", type=int, default=8)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--across-hosts", action="store_true", help="test hosts in network namespaces")
-    parser.add_argument("--sweep", default="1,2,4,8,16", help="annotator counts for --across-hosts")
+    parser.add_argument("--sweep", default="1,2,4,8,16", help="annotator counts for --across-hosts or --before")
+    parser.add_argument("--layout", choices=("engine", "processes"), default="engine",
+                        help="annotators as one engine process (default) or one process each")
+    parser.add_argument("--before", metavar="REV", help="also run REV's bench/farm.py; print both side by side")
     args = parser.parse_args()
     logs.configure("warning")
+    if args.before:
+        return side_by_side(args.before, [int(n) for n in args.sweep.split(",")], args.tasks or 100)
     if args.across_hosts:
         from farm_hosts import sweep  # needs root: imported only when asked
 
@@ -83,10 +121,16 @@ def main() -> int:
         folder = assets(tmp / "assets")
         store = str(tmp / "store")
         bare_ms, boxed_ms = asyncio.run(sandbox_overhead(tmp))  # on a quiet machine, before the agents
-        workers = [agent({"role": "annotator", "node": node.url, "key": {"env": "FARM_KEY"},
-                          "state_dir": str(tmp / f"annotator-{i}"), "storage": {"root": store},
-                          "policy": {"min_blocks_left": 0, "max_concurrent": 4}},
-                         tmp / f"annotator-{i}.yaml", {"FARM_KEY": uri}) for i, uri in enumerate(uris)]
+        policy = {"min_blocks_left": 0, "max_concurrent": 4}
+        if args.layout == "processes":
+            workers = [agent({"role": "annotator", "node": node.url, "key": {"env": "FARM_KEY"},
+                              "state_dir": str(tmp / f"annotator-{i}"), "storage": {"root": store}, "policy": policy},
+                             tmp / f"annotator-{i}.yaml", {"FARM_KEY": uri}) for i, uri in enumerate(uris)]
+        else:
+            workers = [engine({"state_root": str(tmp / "farm"), "defaults": {"node": node.url, "storage": {"root": store}},
+                               "agents": {"annotator": {"count": args.annotators, "overrides": {
+                                   "role": "annotator", "key": {"dev": "Alice", "derive": "//farm/{index}"},
+                                   "policy": policy}}}}, tmp / "farm.yaml")]
         time.sleep(3)  # let them connect
         started = time.perf_counter()
         creator = agent({"role": "creator", "node": node.url, "key": {"dev": "Alice"}, "state_dir": str(tmp / "creator"),
@@ -94,8 +138,10 @@ def main() -> int:
                              {"name": f"t{i}", "assets": str(folder), "question": "tiny", "pays": 10**12,
                               "max_assignments": 1, "expires_in": 10_000, "strategy": "AutoAccept"}
                              for i in range(args.tasks)]}, tmp / "creator.yaml", {})
+        cpu_before = sum(cpu_s(p.pid)[0] for p in workers)
         seen = asyncio.run(observe(node.url, args.tasks, start_block, started + 600))
         total = max(seen["paid"].values(), default=started) - min(seen["created"].values(), default=started)
+        worker_cpu = sum(cpu_s(p.pid)[0] for p in workers) - cpu_before
         time.sleep(2)  # idle
         rss = [rss_mb(p.pid) for p in [creator, *workers]]
         for proc in (creator, *workers):
@@ -108,6 +154,8 @@ def main() -> int:
                "created_to_submitted_p50_ms": pct(to_submit, 50), "created_to_submitted_p95_ms": pct(to_submit, 95),
                "submitted_to_paid_p50_ms": pct(to_paid, 50), "submitted_to_paid_p95_ms": pct(to_paid, 95),
                "creator_rss_mb": round(rss[0], 1), "annotator_rss_mb_max": round(max(rss[1:]), 1),
+               "annotators_rss_mb_total": round(sum(rss[1:]), 1), "layout": args.layout,
+               "annotator_cpu_ms_per_task": round(worker_cpu * 1000 / max(1, len(seen["paid"])), 1),
                "bare_subprocess_ms": round(bare_ms, 1), "sandboxed_ms": round(boxed_ms, 1),
                "sandbox_overhead_ms": round(boxed_ms - bare_ms, 1), "agent_exit_codes": sorted(set(codes)),
                "cpus": os.cpu_count(), "python": platform.python_version()}

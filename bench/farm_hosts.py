@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
-from farm_parts import assets, fund, observe, pct
+from farm_parts import assets, cpu_s, fund, observe, pct
 from substrateinterface import Keypair
 
 from decentralml_core.testing.testnet import TestNetwork, unavailable
@@ -27,7 +27,6 @@ from decentralml_core.testing.testnet import TestNetwork, unavailable
 CLI = [sys.executable, "-m", "agents.cli", "--log-level", "warning"]
 CLONE_NEWNET = 0x40000000
 EXPOSE = ["--allow", "10.77.0.0/24", "--rate-limit", "5000"]  # the bench measures the market, not the limiter
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def join_netns(path: str) -> None:
@@ -38,16 +37,6 @@ def join_netns(path: str) -> None:
             raise OSError(ctypes.get_errno(), f"setns {path}")
     finally:
         os.close(fd)
-
-
-def cpu_s(pid: int) -> tuple[float, float]:
-    """(own CPU seconds, CPU seconds of reaped children) of a process; zeros once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime) / TICKS, (cutime + cstime) / TICKS
 
 
 def machine_ticks() -> tuple[int, int]:

@@ -38,6 +38,26 @@ def agent(config: dict, path: Path, env: dict) -> subprocess.Popen:
                                 env={**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
+def engine(farm: dict, path: Path) -> subprocess.Popen:
+    """A farm's worker accounts as one engine process (``decentralml farm engine``)."""
+    path.write_text(yaml.safe_dump(farm))
+    with open(path.with_suffix(".log"), "wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "warning", "farm", "engine",
+                                 str(path)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def cpu_s(pid: int) -> tuple[float, float]:
+    """(own CPU seconds, CPU seconds of reaped children) of a process; zeros once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime) / ticks, (cutime + cstime) / ticks
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -12,8 +12,9 @@ from devnet_process import free_port
 class FaultProxy:
     """A TCP proxy that can cut every connection, hold the server's bytes back, or flip bytes in bodies."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, delay_s: float = 0.0) -> None:
         self.target_port, self.port = target_port, free_port()
+        self.delay_s = delay_s  # every chunk, each way, arrives this much later (latency, not a bandwidth cap)
         self.mode = "normal"  # normal | stall | corrupt
         self.writers: set[asyncio.StreamWriter] = set()
         self.server: asyncio.AbstractServer | None = None
@@ -45,6 +46,9 @@ class FaultProxy:
             w.transport.abort()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool) -> None:
+        if self.delay_s > 0:
+            await self._pipe_delayed(reader, writer)
+            return
         past_headers = False
         while data := await reader.read(65536):
             if not upstream:
@@ -59,3 +63,26 @@ class FaultProxy:
             writer.write(data)
             await writer.drain()
         writer.transport.abort()
+
+    async def _pipe_delayed(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Forward in order, each chunk ``delay_s`` after it was read: a link's latency (tc netem's
+        ``delay``), with as many chunks in flight as the sender sends."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def deliver() -> None:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        sender = asyncio.create_task(deliver())
+        try:
+            while data := await reader.read(65536):
+                queue.put_nowait((loop.time() + self.delay_s, data))
+            queue.put_nowait(None)
+            await sender
+        finally:
+            sender.cancel()
+            writer.transport.abort()

@@ -105,8 +105,8 @@ def test_review_queue_metrics_and_status(devnet, market_setup, tmp_path):
         time.sleep(0.2)
     port = yaml.safe_load(boss.path.read_text())["metrics_port"]
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    assert 'decentralml_tasks_published_total{role="creator"} 1' in metrics
-    assert 'decentralml_results_seen_total{role="creator"} 1' in metrics
+    assert 'decentralml_tasks_published_total{role="creator",worker="creator"} 1.0' in metrics
+    assert 'decentralml_results_seen_total{role="creator",worker="creator"} 1.0' in metrics
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
     assert health["ok"] is True and health["role"] == "creator"
     status = json.loads(subprocess.run([CLI, "status", str(boss.state), "--json"], capture_output=True, text=True,

@@ -334,3 +334,36 @@ async def test_a_handshake_that_never_ends_is_a_connection_loss():
         for writer in held:
             writer.transport.abort()
         server.close()
+
+
+async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(devnet):
+    """Through a link that delays every chunk 20 ms each way (so answers to the blocks in flight arrive
+    together, in any order), the stream yields exactly the blocks' events, in chain order. How fast:
+    bench/catch_up.py."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from proxies import FaultProxy
+
+    from decentralml_core.chain import client as client_module
+
+    alice = Keypair.create_from_uri("//Alice")
+    async with await ChainClient.connect(devnet.url) as client:
+        start = await client.block_number() + 1
+        for i in range(60):  # instant seal: a block each
+            await client.submit(alice, "System", "remark_with_event", {"remark": f"0x{i:02x}"})
+        head = await client.block_number()
+        expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+    proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
+    try:
+        async with await ChainClient.connect(f"ws://127.0.0.1:{proxy.port}") as slow:
+            seen = []
+            async for event in slow.events(Checkpoint(start)):
+                seen.append(event.position)
+                if event.position == expected[-1]:
+                    break
+    finally:
+        await proxy.close()
+    assert seen == expected and len({n for n, _ in seen}) == head - start + 1
+    assert client_module.CATCH_UP_WINDOW > 1

@@ -45,7 +45,7 @@ def test_every_config_model_is_documented_and_every_key_described(gen_config_doc
 
 OPERATIONS = ROOT / "docs" / "operations.md"
 LOG_CALL = re.compile(r"\blog\.(?:debug|info|warning|error|exception|critical)\(\s*\"([a-z_]+)\"")
-METRIC_CALL = re.compile(r"\bmetrics\.(inc|set)\(\s*\"([a-z_]+)\"")
+METRIC_CALL = re.compile(r"\bmetrics\.(inc|set|observe)\(\s*\"([a-z_]+)\"")
 
 
 def section(marker: str) -> str:
@@ -72,7 +72,7 @@ def test_operations_lists_every_log_event_the_code_emits_and_no_other():
 
 
 def test_operations_lists_every_metric_the_agents_export():
-    in_code = {f"decentralml_{name}_total" if kind == "inc" else f"decentralml_{name}"
+    in_code = {f"decentralml_{name}_total" if kind == "inc" else f"decentralml_{name}"  # set: gauge, observe: histogram
                for kind, name in METRIC_CALL.findall(sources())} | {"decentralml_uptime_seconds"}
     documented = first_column(section("metrics"))
     assert in_code == documented
@@ -94,3 +94,14 @@ def test_architecture_names_every_subcommand_and_top_level_package():
     packages = [p.name for d in ("agents", "decentralml_core") for p in (ROOT / d).iterdir()
                 if p.is_dir() and (p / "__init__.py").exists()]
     assert [p for p in packages if f"{p}/" not in page] == []
+
+
+def test_the_grafana_dashboard_graphs_only_metrics_the_agents_export():
+    import json
+
+    dashboard = json.loads((ROOT / "configs" / "grafana-farm.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {re.sub(r"_(bucket|count|sum)$", "", name) for e in exprs for name in re.findall(r"decentralml_[a-z_]+", e)}
+    assert used and used - first_column(section("metrics")) == set()
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"} <= {
+        name for e in exprs for name in re.findall(r"process_[a-z_]+", e)}

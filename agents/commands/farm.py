@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,11 @@ def register(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
     run = sub.add_parser("run", parents=[common], help="start every agent, restart crashed ones, stop all on SIGTERM")
     run.add_argument("farm", type=Path, help="the farm's YAML file (e.g. configs/farm.yaml)")
     run.set_defaults(run=run_command)
+    engine = sub.add_parser("engine", parents=[common],
+                            help="run the farm's worker accounts of one node in this process (farm run starts it)")
+    engine.add_argument("farm", type=Path, help="the farm's YAML file")
+    engine.add_argument("--node", default=None, help="the workers of this node (default: the first worker's)")
+    engine.set_defaults(run=engine_command)
     check = sub.add_parser("check", parents=[common], help="check the farm file and everything each agent needs to run")
     check.add_argument("farm", type=Path, help="the farm's YAML file")
     check.add_argument("--online", action="store_true",
@@ -100,6 +106,32 @@ def run_command(args) -> int:
     if report(args, problems_of(farm, online=False)):  # an agent that cannot start would restart forever
         return 2
     return asyncio.run(Supervisor(farm).run())
+
+
+def engine_command(args) -> int:
+    """One process, one chain connection, every worker account of the farm on ``--node``."""
+    from agents.runtime import run_engine
+
+    farm = _load(args)
+    if farm is None:
+        return 2
+    workers = [s for s in farm.agents if s.config.role != "creator"]
+    node = args.node or (workers[0].config.node if workers else None)
+    chosen = [s for s in workers if s.config.node == node]
+    if not chosen:
+        print(f"{command_name(args)}: {args.farm}: no worker agents" + (f" on {node}" if node else "")
+              + ": add a group with role annotator, engineer or contributor", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run_engine([(s.name, s.config) for s in chosen], chosen[0].config.metrics_port,
+                               grace_s=farm.rendezvous.grace_s, peers=tuple(farm.rendezvous.peers),
+                               asset_root=farm.state_root / ".assets"))
+    except sqlite3.Error as exc:  # a full disk under a state dir: nothing can be journaled, so nothing is done
+        print(f"{command_name(args)}: a journal under {farm.state_root}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 — one line; --debug shows the traceback
+        return fail(args, exc)
+    return 0
 
 
 def fund_command(args) -> int:

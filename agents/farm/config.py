@@ -38,6 +38,12 @@ class RestartPolicy(Strict):
     stop_timeout_s: float = Field(120.0, gt=0, description="on SIGTERM, how long agents may finish work in flight")
 
 
+class Rendezvous(Strict):
+    grace_s: float = Field(0.0, ge=0, le=60, description="per better-ranked worker of another host (up to 3), "
+                                                          "wait this long before claiming a task: 0 races as before")
+    peers: list[str] = Field([], description="the SS58 addresses of the other hosts' workers, for the ranking")
+
+
 class Group(Strict):
     config: Path | None = Field(None, description="an agent YAML file, relative to the farm file")
     count: int = Field(1, ge=1, le=256, description="how many agents: NAME-0 … NAME-(count-1), or NAME alone if 1")
@@ -53,6 +59,8 @@ class FarmFile(Strict):
                                                                      "/metrics on 127.0.0.1:<this + n>")
     defaults: dict[str, Any] = Field({}, description="agent config keys under every agent's own file (node, storage…)")
     restart: RestartPolicy = Field(RestartPolicy(), description="how crashed agents come back and how all stop")
+    rendezvous: Rendezvous = Field(Rendezvous(), description="fewer lost races across hosts: which host's worker "
+                                                             "claims a task first, by rendezvous hashing")
     agents: dict[str, Group] = Field(..., min_length=1, description="groups of agents by name: {config, count, "
                                                                      "overrides}")
 
@@ -73,6 +81,7 @@ class Farm:
     state_root: Path
     restart: RestartPolicy
     agents: list[AgentSpec]
+    rendezvous: Rendezvous = Rendezvous()
 
 
 WHOLE = ("key",)  # replaced, never merged: a key is exactly one source
@@ -134,7 +143,7 @@ def load_farm(path: str | Path) -> Farm:
                 raise ConfigError(f"{path}: {where}.{exc}") from None
             specs.append(AgentSpec(name, group_name, config, raw))
     _distinct_keys(path, specs)
-    return Farm(path, state_root, farm.restart, specs)
+    return Farm(path, state_root, farm.restart, specs, farm.rendezvous)
 
 
 def _distinct_keys(path: Path, specs: list[AgentSpec]) -> None:

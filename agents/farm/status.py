@@ -1,5 +1,6 @@
-"""``decentralml farm status``: one row per agent — the supervisor's view (farm.json), the agent's
-``/healthz``, its journal (tasks done and failed, last error) and its earnings on chain.
+"""``decentralml farm status``: one row per process (an engine, a creator) and per worker account — the
+supervisor's view (farm.json), the ``/healthz`` of the process, the journal (tasks done and failed,
+last error) and the earnings on chain.
 
 Pure assembly (:func:`row`) is apart from the reads, so the table is testable without a farm.
 """
@@ -115,20 +116,42 @@ async def _earnings(farm: Farm) -> dict[str, int]:
     return {spec.name: earned.get(spec.name, 0) for spec in farm.agents if spec.name in addresses.values()}
 
 
+def _never_started(farm: Farm) -> dict:
+    from .supervisor import units_of
+
+    return {"agents": [{"name": u.name, "role": u.role, "state": "never started", "pid": None, "restarts": 0,
+                        "metrics_port": u.metrics_port, "state_dir": u.state_dir, "workers": list(u.workers)}
+                       for u in units_of(farm, lambda spec: farm.state_root / ".configs" / f"{spec.name}.yaml")]}
+
+
 async def collect(farm: Farm, with_chain: bool = True) -> list[dict]:
+    """One row per process the supervisor runs (an engine, a creator) and one per worker account, which
+    shows its engine's state, pid and restarts beside its own health, work and earnings."""
     try:
         state = json.loads((farm.state_root / STATE_FILE).read_text())
     except (OSError, ValueError):
-        state = {"agents": [{"name": s.name, "role": s.config.role, "state": "never started", "pid": None,
-                             "restarts": 0, "metrics_port": s.config.metrics_port, "state_dir": str(s.config.state_dir)}
-                            for s in farm.agents]}
+        state = _never_started(farm)
     alive = supervisor_alive(state)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
         health = await asyncio.gather(*[_health(session, a.get("metrics_port") if alive else None)
                                         for a in state["agents"]])
     earned = await _earnings(farm) if with_chain else {}
-    return [row(agent, alive, h, summarize_journal(Path(agent["state_dir"]), agent["role"]), earned.get(agent["name"]))
-            for agent, h in zip(state["agents"], health, strict=True)]
+    rows = []
+    for unit, h in zip(state["agents"], health, strict=True):
+        if not unit.get("workers"):
+            rows.append(row(unit, alive, h, summarize_journal(Path(unit["state_dir"]), unit["role"]),
+                            earned.get(unit["name"])))
+            continue
+        mine = [s for s in farm.agents if s.name in unit["workers"]]
+        summaries = {s.name: summarize_journal(s.config.state_dir, s.config.role) for s in mine}
+        rows.append(row(unit, alive, h, JournalSummary(sum(x.done for x in summaries.values() if x),
+                                                       sum(x.failed for x in summaries.values() if x), 0, None), None))
+        workers = (h or {}).get("workers") or {}
+        for spec in mine:
+            own = None if h is None else {"ok": bool(h.get("ok")) and spec.name in workers}
+            rows.append(row({**unit, "name": spec.name, "role": spec.config.role, "last_error": unit.get("last_error")},
+                            alive, own, summaries[spec.name], earned.get(spec.name)))
+    return rows
 
 
 def table(rows: list[dict]):

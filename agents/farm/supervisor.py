@@ -1,5 +1,8 @@
-"""``decentralml farm run``: start every agent of a farm as its own process, restart a crashed one with
-backoff, and on SIGTERM/SIGINT stop them all, letting each finish the work it has in flight.
+"""``decentralml farm run``: start the farm's processes, restart a crashed one with backoff, and on
+SIGTERM/SIGINT stop them all, letting each finish the work it has in flight.
+
+The processes: one engine per node for all the farm's worker accounts (``farm engine``: one chain
+connection, one follower, see :mod:`agents.engine`), and each creator as its own ``agent run``.
 
 One agent's life is a readable chain — :meth:`Supervisor.supervise`: start → watch → (crashed)
 wait the backoff → start again …; a stop request ends the chain after the current process exits.
@@ -17,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import structlog
@@ -70,6 +73,38 @@ class AgentState:
     exit_code: int | None = None
     last_error: str | None = None
     started_at: float | None = None
+    workers: list[str] = field(default_factory=list)  # an engine's worker accounts
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One supervised process: a creator's ``agent run``, or the engine of a node's workers."""
+
+    name: str
+    group: str
+    role: str
+    state_dir: str
+    metrics_port: int | None
+    argv: tuple[str, ...]
+    workers: tuple[str, ...] = ()  # an engine's worker accounts, by agent name
+
+
+def engine_name(index: int, nodes: int) -> str:
+    return "engine" if nodes == 1 else f"engine-{index}"
+
+
+def units_of(farm: Farm, config_path, python: str = sys.executable) -> list[Unit]:
+    """Creators one process each; workers one engine process per node (their configs' ``node``)."""
+    cli = (python, "-m", "agents.cli", "--log-json")
+    units = [Unit(s.name, s.group, s.config.role, str(s.config.state_dir), s.config.metrics_port,
+                  (*cli, "agent", "run", str(config_path(s)))) for s in farm.agents if s.config.role == "creator"]
+    nodes = list(dict.fromkeys(s.config.node for s in farm.agents if s.config.role != "creator"))
+    for i, node in enumerate(nodes):
+        specs = [s for s in farm.agents if s.config.role != "creator" and s.config.node == node]
+        name = engine_name(i, len(nodes))
+        units.append(Unit(name, name, "engine", str(farm.state_root / name), specs[0].config.metrics_port,
+                          (*cli, "farm", "engine", str(farm.path), "--node", node), tuple(s.name for s in specs)))
+    return units
 
 
 class Supervisor:
@@ -78,9 +113,10 @@ class Supervisor:
         self.policy: RestartPolicy = farm.restart
         self.stopping = asyncio.Event()
         self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.states = {spec.name: AgentState(spec.name, spec.group, spec.config.role, str(spec.config.state_dir),
-                                             spec.config.metrics_port, str(self._log_path(spec)))
-                       for spec in farm.agents}
+        self.units = units_of(farm, self._config_path, python)
+        self.states = {u.name: AgentState(u.name, u.group, u.role, u.state_dir, u.metrics_port,
+                                          str(self._log_path(u)), workers=list(u.workers))
+                       for u in self.units}
         self.started = time.time()
 
     # -- the whole farm ------------------------------------------------------------------------------
@@ -94,8 +130,8 @@ class Supervisor:
             for folder in (self._config_path(spec).parent, self._log_path(spec).parent):
                 folder.mkdir(parents=True, exist_ok=True)
             self._config_path(spec).write_text(yaml.safe_dump(spec.raw, sort_keys=False))
-        log.info("farm_started", farm=str(self.farm.path), agents=len(self.farm.agents))
-        chains = [asyncio.create_task(self.supervise(spec)) for spec in self.farm.agents]
+        log.info("farm_started", farm=str(self.farm.path), agents=len(self.farm.agents), processes=len(self.units))
+        chains = [asyncio.create_task(self.supervise(unit)) for unit in self.units]
         await self.stopping.wait()
         log.info("farm_stopping", agents=len(self.procs))
         await self.stop_all()
@@ -124,7 +160,7 @@ class Supervisor:
             await asyncio.gather(*[proc.wait() for proc in self.procs.values()])
 
     # -- one agent: start → watch → backoff → start … ------------------------------------------------
-    async def supervise(self, spec: AgentSpec) -> None:
+    async def supervise(self, spec: Unit) -> None:
         state = self.states[spec.name]
         delay = self.policy.backoff_initial_s
         while not self.stopping.is_set():
@@ -147,18 +183,17 @@ class Supervisor:
         state.state = "stopped"
         self._save()
 
-    async def start(self, spec: AgentSpec) -> asyncio.subprocess.Process:
+    async def start(self, spec: Unit) -> asyncio.subprocess.Process:
         state = self.states[spec.name]
         with open(state.log, "ab") as out:  # the child keeps its own descriptor
             proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "agents.cli", "--log-json", "agent", "run", str(self._config_path(spec)),
-                stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_supervisor)
+                *spec.argv, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_supervisor)
         self.procs[spec.name] = proc
         state.pid, state.state, state.started_at, state.exit_code = proc.pid, "running", time.time(), None
         if self.stopping.is_set():  # the stop came while it was starting: it stops like the others
             state.state = "stopping"
             proc.send_signal(signal.SIGTERM)
-        log.info("agent_started", agent=spec.name, role=spec.config.role, pid=proc.pid)
+        log.info("agent_started", agent=spec.name, role=spec.role, pid=proc.pid)
         self._save()
         return proc
 
@@ -166,7 +201,7 @@ class Supervisor:
     def _config_path(self, spec: AgentSpec) -> Path:
         return self.farm.state_root / ".configs" / f"{spec.name}.yaml"
 
-    def _log_path(self, spec: AgentSpec) -> Path:
+    def _log_path(self, spec: AgentSpec | Unit) -> Path:
         return self.farm.state_root / ".logs" / f"{spec.name}.log"
 
     def _save(self) -> None:

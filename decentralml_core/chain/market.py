@@ -222,8 +222,6 @@ class Market:
             self._terms[task_id] = task
         return self._terms[task_id]
 
-    terms = task_as_posted  # the old name, until agents/worker.py (rewritten on another branch) moves over
-
     async def submission(self, submission_id: int) -> Submission | None:
         """The submission, with its deadlines when the task has market rules."""
         value = await self.client.storage(PALLET, "TaskResultSubmissions", [submission_id])

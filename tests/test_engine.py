@@ -1,0 +1,110 @@
+"""The farm engine: one process, one chain connection, several worker accounts, on a real devnet with
+real sandboxes. Workers of one host never race each other (no ``lost`` journal row, no claim refused on
+chain), a task's assets are fetched once per host, and /metrics labels every series by worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from agent_process import CLI, Agent, settle, task_decl, wait_for
+from devnet_process import free_port
+from substrateinterface import Keypair
+
+from agents.engine import RANKS_WAITED, grace_for, rendezvous_score
+from agents.journal import Journal
+from decentralml_core.chain import ChainClient
+from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.sandbox import bubblewrap_works
+
+WORKERS = 4
+
+
+def test_rendezvous_grace_orders_hosts_the_same_everywhere():
+    addresses = [Keypair.create_from_uri(f"//Alice//rv/{i}").ss58_address for i in range(8)]
+    for task_id in range(20):
+        best = max(addresses, key=lambda a: rendezvous_score(task_id, a))
+        assert grace_for(task_id, best, addresses, 0.5) == 0  # the best-ranked worker's host claims at once
+        waits = sorted(grace_for(task_id, a, addresses, 0.5) for a in addresses)
+        assert waits[:RANKS_WAITED + 1] == [0.0, 0.5, 1.0, 1.5] and waits[-1] == 0.5 * RANKS_WAITED
+        assert all(grace_for(task_id, a, addresses, 0) == 0 for a in addresses)  # 0: race as before
+
+
+def journals(state: Path) -> dict[str, list]:
+    found = {}
+    for path in sorted(state.glob("annotator-*/journal.sqlite")):
+        journal = Journal(path)
+        try:
+            found[path.parent.name] = journal.entries("task")
+        finally:
+            journal.close()
+    return found
+
+
+@pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+def test_one_engine_gives_each_slot_to_one_of_its_workers(devnet, tmp_path):
+    folder = tmp_path / "assets"
+    (folder / "annotation_files").mkdir(parents=True)
+    (folder / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(1000))
+    (folder / "start_task.sh").write_text("mkdir -p outputs\necho '{}' > outputs/result.json\n")
+    keys = [Keypair.create_from_uri(f"//Dave//engine/{i}") for i in range(WORKERS)]
+
+    async def fund():
+        async with await ChainClient.connect(devnet.url) as client:
+            await asyncio.gather(*[client.submit(Keypair.create_from_uri("//Dave"), "Balances", "transfer_keep_alive",
+                                                 {"dest": k.ss58_address, "value": 10**15}) for k in keys])
+    asyncio.run(fund())
+    store = str(tmp_path / "store")
+    port = free_port()
+    farm = tmp_path / "farm.yaml"
+    farm.write_text(yaml.safe_dump({
+        "state_root": "state", "metrics_base_port": port, "defaults": {"node": devnet.url, "storage": {"root": store}},
+        "agents": {"annotator": {"count": WORKERS, "overrides": {
+            "role": "annotator", "key": {"dev": "Dave", "derive": "//engine/{index}"},
+            "policy": {"min_blocks_left": 0, "max_concurrent": 2}, "sandbox": {"timeout_s": 20}}}}}))
+    with open(tmp_path / "engine.log", "wb") as log:
+        engine = subprocess.Popen([CLI, "--log-json", "farm", "engine", str(farm)], stdout=log, stderr=log)
+    creator = None
+    try:
+        wait_for(lambda: all(Journal(p).meta("checkpoint") for p in (tmp_path / "state").glob("*/journal.sqlite"))
+                 and len(list((tmp_path / "state").glob("*/journal.sqlite"))) == WORKERS, timeout=90,
+                 what="every worker of the engine started")
+        # 6 tasks of one slot, 2 of three slots: 12 slots for 4 workers
+        tasks = [task_decl(f"eng-{i}", folder) for i in range(6)]
+        tasks += [task_decl(f"eng-multi-{i}", folder, max_assignments=3) for i in range(2)]
+        creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
+                                              "storage": {"root": store}, "tasks": tasks}).start()
+        for decl in tasks:
+            _, subs = asyncio.run(settle(devnet.url, decl["name"], lambda t, s, n=decl["max_assignments"]: len(
+                [x for x in s if x.status == SubmissionStatus.ACCEPTED]) == n, timeout=120))
+            assert len({s.worker for s in subs}) == len(subs)  # three slots went to three different workers
+
+        rows = journals(tmp_path / "state")
+        steps = [e.step for entries in rows.values() for e in entries]
+        assert steps.count("submitted") == 12 and "lost" not in steps and "failed" not in steps
+        assert sum(1 for entries in rows.values() if any(e.step == "submitted" for e in entries)) >= 3  # spread out
+        assert len(list((tmp_path / "state" / ".assets").iterdir())) == 1  # one assets folder, fetched once
+
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        claimed = [line for line in page.splitlines() if line.startswith("decentralml_tasks_claimed_total{")]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in claimed) == 12
+        assert {'worker="annotator-0"' in page, "process_resident_memory_bytes" in page,
+                "decentralml_created_to_claimed_seconds_bucket" in page,
+                "decentralml_submitted_to_paid_seconds_count" in page} == {True}
+        health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
+        assert health["ok"] and sorted(health["workers"]) == [f"annotator-{i}" for i in range(WORKERS)]
+        log_text = (tmp_path / "engine.log").read_text()
+        assert log_text.count('"event": "worker_started"') == WORKERS and "claim_refused" not in log_text
+    finally:
+        for proc in (engine, creator.proc if creator else None):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        assert engine.wait(timeout=60) == 0
+        if creator:
+            creator.proc.wait(timeout=60)
