@@ -144,8 +144,11 @@ class Engine:
     async def dispatch(self, task_id: int, now: int, among: list[WorkerAgent], reopened: bool = False) -> int:
         """Give each free slot of ``task_id`` to one idle, qualified worker of ``among``; how many went.
 
-        A worker asked and refusing (policy, qualifications) journals ``skipped`` as before; one never
-        asked journals nothing (the task went to a sibling, or had no free slot)."""
+        A worker whose policy refuses the task journals ``skipped`` whether or not a slot is free, as a
+        worker did before the engine (its journal says why it never went for the task: an in-process test
+        saw the slot taken first and the picky worker's journal empty). One refusing on its on-chain
+        record (a chain read) is asked only for a free slot; one never asked journals nothing (the task
+        went to a sibling, or had no free slot)."""
         wanted = [w for w in among if w.entry_step(task_id) is None or (reopened and w.entry_step(task_id) == "lost")]
         if self.stopping or not wanted:
             return 0
@@ -153,6 +156,17 @@ class Engine:
         task = await self.market.task_as_posted(task_id)
         if task is None:
             return 0
+        willing = []
+        for worker in wanted:
+            try:
+                refusal = worker.refusal(task, now)
+            except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
+                refusal = f"unreadable task: {type(exc).__name__}: {exc}"[:300]
+            if refusal is not None and worker.entry_step(task_id) is None:
+                worker.decline(task_id, refusal)
+            elif refusal is None:
+                willing.append(worker)
+        wanted = willing
         taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id]) or 0
         pending = sum(w.entry_step(task_id) == "claiming" for w in self.workers)  # ours, maybe not on chain yet
         free = task.max_assignments - taken - pending
