@@ -46,7 +46,7 @@ from .config import AgentConfig, PublishedTask
 from .images import asset_image_sizes
 from .journal import Entry, Journal
 from .metrics import Metrics
-from .streams import TRANSIENT, Checkpointer, close_stream, finish_within, handle_with_retry, settle_account
+from .streams import SWEEP_S, TRANSIENT, Checkpointer, finish_within, follow_events, handle_with_retry, settle_account
 from .validators import Evidence, Validator, Verdict, load_validator
 
 log = structlog.get_logger("agent.creator")
@@ -54,7 +54,6 @@ log = structlog.get_logger("agent.creator")
 
 class ResultRefused(Exception):
     """A result that can never be read as it is sent (not a CID, storage this agent does not have)."""
-SWEEP_S = 2.0
 
 
 def result_path(state_dir: Path, submission_id: int) -> Path:
@@ -134,35 +133,27 @@ class CreatorAgent:
         since = self.journal.meta("checkpoint") or await handle_with_retry(self.next_block, stop, "start")
         if since is None:
             return
-        events = self.client.events(Checkpoint(*since))
         checkpoint = Checkpointer(self.journal)
-        next_event = asyncio.ensure_future(anext(events))
-        stopped = asyncio.ensure_future(stop.wait())
-        last_sweep = 0.0
         try:
-            while not stop.is_set():
-                if time.monotonic() - last_sweep >= SWEEP_S:
-                    try:
-                        await self.sweep()
-                    except TRANSIENT as exc:  # the node is away or slow: the next sweep does it again
-                        log.warning("sweep_retry", error=str(exc), error_type=type(exc).__name__, retry_in_s=SWEEP_S)
-                    await step_all(self.campaigns)
-                    last_sweep = time.monotonic()
-                done, _ = await asyncio.wait({next_event, stopped}, timeout=SWEEP_S,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if next_event in done:
-                    event = next_event.result()
-                    self.metrics.set("chain_block", event.block_number)
-                    if event.pallet == "DecentralMLModule" and event.name == "TaskResultSubmitted":
-                        self.start_validation(event.attributes["submission_id"])
-                    checkpoint.advance(event)
-                    next_event = asyncio.ensure_future(anext(events))
+            await follow_events(self.client, Checkpoint(*since), stop, handle=self.handle, handled=checkpoint.advance,
+                                sweep=self.sweep_all, metrics=self.metrics)
         finally:
             checkpoint.flush()
-            stopped.cancel()
-            await close_stream(next_event, events)
             await finish_within(self._validating)  # decisions in flight finish, or resume at the next start
             log.info("creator_stopped", creator=self.keypair.ss58_address)
+
+    async def handle(self, event) -> bool:
+        if event.pallet == "DecentralMLModule" and event.name == "TaskResultSubmitted":
+            self.start_validation(event.attributes["submission_id"])
+        return True
+
+    async def sweep_all(self) -> None:
+        """Every SWEEP_S: pending decisions (auto-approvals, payments, closes), then the campaigns' rounds."""
+        try:
+            await self.sweep()
+        except TRANSIENT as exc:  # the node is away or slow: the next sweep does it again
+            log.warning("sweep_retry", error=str(exc), error_type=type(exc).__name__, retry_in_s=SWEEP_S)
+        await step_all(self.campaigns)
 
     async def publish_all(self) -> bool:
         await asyncio.gather(*[self.publish(declared) for declared in self.config.tasks])  # pipelined

@@ -32,11 +32,10 @@ from decentralml_core.chain import ChainClient, Checkpoint
 from decentralml_core.chain.market import Market
 
 from .metrics import Metrics
-from .streams import close_stream, handle_with_retry
+from .streams import follow_events, handle_with_retry
 from .worker import ACTIVE, VERDICTS, WorkerAgent
 
 log = structlog.get_logger("agent.engine")
-SWEEP_S = 2.0
 RANKS_WAITED = 3  # a host waits at most this many graces: the next few hosts' claims land in that time
 
 
@@ -83,31 +82,16 @@ class Engine:
             log.info("engine_stopped", workers=len(self.workers), dispatched=self.dispatched)
 
     async def follow(self, since: Checkpoint, stop: asyncio.Event) -> None:
-        events = self.client.events(since)
-        waiter = asyncio.ensure_future(stop.wait())
-        nxt = None
-        last_sweep = 0.0
-        try:
-            while not stop.is_set():
-                if time.monotonic() - last_sweep >= SWEEP_S:
-                    for worker in self.workers:
-                        await worker.sweep_claims()
-                    last_sweep = time.monotonic()
-                nxt = nxt if nxt is not None and not nxt.done() else asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({nxt, waiter}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
-                if waiter in done:
-                    break
-                if nxt not in done:
-                    continue
-                event = nxt.result()
-                self.metrics.set("chain_block", event.block_number)
-                if await handle_with_retry(lambda e=event: self.handle(e), stop, event.name) is None:
-                    break  # stopped while the node was away: the event is handled again at the next start
-                for worker in self.workers:
-                    worker.checkpoint.advance(event)
-        finally:
-            waiter.cancel()
-            await close_stream(nxt, events)
+        await follow_events(self.client, since, stop, handle=self.handle, handled=self._handled,
+                            sweep=self._sweep, metrics=self.metrics)
+
+    async def _sweep(self) -> None:
+        for worker in self.workers:
+            await worker.sweep_claims()
+
+    def _handled(self, event) -> None:
+        for worker in self.workers:
+            worker.checkpoint.advance(event)
 
     async def first_look(self) -> tuple[int, int]:
         """Where the stream starts: the earliest worker checkpoint. Workers on their first start are

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import structlog
 
-from decentralml_core.chain import ChainClient, ConnectionLost, Event, ExtrinsicDropped, InclusionTimeout
+from decentralml_core.chain import ChainClient, Checkpoint, ConnectionLost, Event, ExtrinsicDropped, InclusionTimeout
 
 from .journal import Journal
 
@@ -19,6 +19,9 @@ log = structlog.get_logger("agent")
 T = TypeVar("T")
 
 CHECKPOINT_EVERY_S = 2.0
+# How often an agent's periodic work runs while it follows the chain (claims whose review window passed,
+# auto-approvals, campaign rounds), and how long the loop waits for an event before doing it anyway.
+SWEEP_S = 2.0
 
 
 class Checkpointer:
@@ -110,3 +113,34 @@ async def settle_account(client: ChainClient, account: str, stop: asyncio.Event,
     if waiting:
         log.warning("account_not_settled", account=account, waiting=waiting, after_s=timeout)
     return True
+
+
+async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Event, *,
+                        handle: Callable[[Event], Awaitable[object]], handled: Callable[[Event], None],
+                        sweep: Callable[[], Awaitable[None]], metrics) -> None:
+    """The loop every agent runs until ``stop``: its ``sweep`` every SWEEP_S, each event from ``since`` on
+    ``handle``d (again while the node is away, never raising for it) and then ``handled`` (checkpointed).
+    An event the stop cut short is left unhandled: the next start handles it."""
+    events = client.events(since)
+    waiter = asyncio.ensure_future(stop.wait())
+    nxt: asyncio.Future[Event] | None = None
+    last_sweep = 0.0
+    try:
+        while not stop.is_set():
+            if time.monotonic() - last_sweep >= SWEEP_S:
+                await sweep()
+                last_sweep = time.monotonic()
+            nxt = nxt if nxt is not None and not nxt.done() else asyncio.ensure_future(anext(events))
+            done, _ = await asyncio.wait({nxt, waiter}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
+            if waiter in done:
+                break
+            if nxt not in done:
+                continue
+            event = nxt.result()
+            metrics.set("chain_block", event.block_number)
+            if await handle_with_retry(lambda e=event: handle(e), stop, event.name) is None:
+                break  # stopped while the node was away: the event is handled again at the next start
+            handled(event)
+    finally:
+        waiter.cancel()
+        await close_stream(nxt, events)
