@@ -18,7 +18,7 @@ import re
 import sys
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -315,6 +315,21 @@ def explain(exc: BaseException, args: argparse.Namespace) -> str:
     if isinstance(exc, OSError):
         return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     return f"{type(exc).__name__}: {exc} (--debug shows where)"
+
+
+def run_daemon(args, daemon: Coroutine[Any, Any, None], journals: str) -> int:
+    """Run an agent or an engine until it stops: 0, or one line and 1. A journal that cannot be written
+    (``journals``: where they are, e.g. a full disk) means nothing can be done safely, so it is said as such."""
+    import sqlite3
+
+    try:
+        asyncio.run(daemon)
+    except sqlite3.Error as exc:
+        print(f"{command_name(args)}: {journals}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 — one line; --debug shows the traceback
+        return fail(args, exc)
+    return 0
 
 
 def fail(args: argparse.Namespace, exc: BaseException) -> int:

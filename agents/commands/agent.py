@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from agents.config import ConfigError, load_config
 from agents.journal import Journal
 
-from ._shared import command_name, emit, fail, printable
+from ._shared import command_name, emit, printable, run_daemon
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -95,14 +94,7 @@ def run_agent_command(args) -> int:
         return 2
     if args.fresh:
         start_fresh(config.state_dir)
-    try:
-        asyncio.run(run_agent(config))
-    except sqlite3.Error as exc:  # a full disk under the state dir: nothing can be journaled, so nothing is done
-        print(f"{command_name(args)}: the journal in {config.state_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 — one line; --debug shows the traceback
-        return fail(args, exc)
-    return 0
+    return run_daemon(args, run_agent(config), f"the journal in {config.state_dir}")
 
 
 SHOWN_VERDICTS = {"accepted": "paid", "claimed": "paid", "rejected": "rejected"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from agents.config import ConfigError
 from decentralml_core.units import format_units
 
-from ._shared import add_key_options, amount, command_name, emit, fail, keypair, printable
+from ._shared import add_key_options, amount, command_name, emit, fail, keypair, printable, run_daemon
 
 
 def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -122,16 +121,9 @@ def engine_command(args) -> int:
         print(f"{command_name(args)}: {args.farm}: no worker agents" + (f" on {node}" if node else "")
               + ": add a group with role annotator, engineer or contributor", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(run_engine([(s.name, s.config) for s in chosen], chosen[0].config.metrics_port,
-                               grace_s=farm.rendezvous.grace_s, peers=tuple(farm.rendezvous.peers),
-                               asset_root=farm.state_root / ".assets"))
-    except sqlite3.Error as exc:  # a full disk under a state dir: nothing can be journaled, so nothing is done
-        print(f"{command_name(args)}: a journal under {farm.state_root}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # noqa: BLE001 — one line; --debug shows the traceback
-        return fail(args, exc)
-    return 0
+    return run_daemon(args, run_engine([(s.name, s.config) for s in chosen], chosen[0].config.metrics_port,
+                                       grace_s=farm.rendezvous.grace_s, peers=tuple(farm.rendezvous.peers),
+                                       asset_root=farm.state_root / ".assets"), f"a journal under {farm.state_root}")
 
 
 def fund_command(args) -> int:
