@@ -87,7 +87,7 @@ class Engine:
 
     async def _sweep(self) -> None:
         for worker in self.workers:
-            await worker.sweep_claims()
+            await worker.sweep_payment_claims()
 
     def _handled(self, event) -> None:
         for worker in self.workers:

@@ -52,7 +52,7 @@ log = structlog.get_logger("agent.worker")
 KIND = "task"
 DONE = ("submitted", "skipped", "failed", "lost", "abandoned")
 ACTIVE = ("claiming", "claimed", "fetched", "ran", "uploaded")  # a slot this worker holds or goes for
-CLAIM = "claim"
+PAYMENT_CLAIM = "claim"  # the journal kind of a payment claim (claim_payment), stored as "claim"
 STEP_TRANSIENT = (*TRANSIENT, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
 FUNDS_POLL_S = 5.0  # an unfunded worker looks at its balance this often
@@ -427,15 +427,15 @@ class WorkerAgent:
     # -- the review window: claim the pay the creator left undecided -------------------------------------
     async def _await_decision(self, task_id: int, sid: int) -> None:
         """Watch a sent result for a creator who lets its review window pass (tasks that set one)."""
-        if not self.market.capabilities.claim_payment or self.journal.get(CLAIM, sid) is not None:
+        if not self.market.capabilities.claim_payment or self.journal.get(PAYMENT_CLAIM, sid) is not None:
             return
         task = await self.market.task_as_posted(task_id)
         if task is not None and task.terms.review_window is not None:
-            self.journal.set(CLAIM, sid, "waiting", task_id=task_id)
+            self.journal.set(PAYMENT_CLAIM, sid, "waiting", task_id=task_id)
 
-    async def sweep_claims(self) -> None:
+    async def sweep_payment_claims(self) -> None:
         """Claim every waiting result whose review window has passed; never raises (the loop goes on)."""
-        entries = self.journal.entries(CLAIM, steps=("waiting", "claiming"))
+        entries = self.journal.entries(PAYMENT_CLAIM, steps=("waiting", "claiming"))
         if not entries:
             return
         try:
@@ -448,39 +448,39 @@ class WorkerAgent:
             if entry.step == "waiting" and deadline is not None and now <= deadline:
                 continue  # the creator may still decide: no read, no extrinsic
             try:
-                await self.claim(int(entry.id), now)
+                await self.claim_payment(int(entry.id), now)
             except Exception as exc:  # a chain error: this claim waits for the next sweep, the agent goes on
                 log.error("claim_failed", submission_id=int(entry.id), error=str(exc), error_type=type(exc).__name__)
 
-    async def claim(self, sid: int, now: int) -> None:
+    async def claim_payment(self, sid: int, now: int) -> None:
         current = await self.market.submission(sid)
         if current is None:
             return
         if current.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # the creator decided (or we did)
-            self.journal.set(CLAIM, sid, "decided", status=str(current.status), amount=current.paid_amount)
+            self.journal.set(PAYMENT_CLAIM, sid, "decided", status=str(current.status), amount=current.paid_amount)
             return
         deadline = current.review_deadline_block
         if current.status != SubmissionStatus.PENDING_VALIDATION or deadline is None:
-            self.journal.set(CLAIM, sid, "decided", status=str(current.status))
+            self.journal.set(PAYMENT_CLAIM, sid, "decided", status=str(current.status))
             return
         if now <= deadline:
-            self.journal.set(CLAIM, sid, "waiting", deadline=deadline)
+            self.journal.set(PAYMENT_CLAIM, sid, "waiting", deadline=deadline)
             return
-        self.journal.set(CLAIM, sid, "claiming", deadline=deadline)
+        self.journal.set(PAYMENT_CLAIM, sid, "claiming", deadline=deadline)
         try:
             receipt = await self.market.claim_payment(self.keypair, sid)
         except DispatchFailed as exc:
             if exc.error == "ReviewWindowOpen":  # our view of the head was behind
-                self.journal.set(CLAIM, sid, "waiting")
+                self.journal.set(PAYMENT_CLAIM, sid, "waiting")
                 return
             if exc.error != "AlreadyDecided":  # e.g. InsufficientEscrow: say so once, do not pay fees forever
-                self.journal.set(CLAIM, sid, "failed", error=exc.error)
+                self.journal.set(PAYMENT_CLAIM, sid, "failed", error=exc.error)
                 log.error("claim_refused", submission_id=sid, error=exc.error)
                 return
-            self.journal.set(CLAIM, sid, "decided", status="decided as the claim was sent")
+            self.journal.set(PAYMENT_CLAIM, sid, "decided", status="decided as the claim was sent")
             return
         (claimed,) = receipt.find("DecentralMLModule", "PaymentClaimed")
-        self.journal.set(CLAIM, sid, "claimed", amount=claimed["amount"], block=receipt.block_number)
+        self.journal.set(PAYMENT_CLAIM, sid, "claimed", amount=claimed["amount"], block=receipt.block_number)
         self.metrics.inc("payments_claimed")
         self.metrics.inc("amount_claimed", claimed["amount"])
         log.info("payment_claimed", submission_id=sid, amount=claimed["amount"], review_deadline_block=deadline)
