@@ -58,11 +58,13 @@ async def test_policy_filters_and_the_race_for_the_last_slot(market):
         task, subs = await market.settle("race", decided(1))
         assert len(subs) == 1  # one slot, one claim
         await picky.wait_step("task", task.task_id, "skipped")
+        # each racer is an engine of its own (two hosts): the loser either raced and journaled the lost race,
+        # or looked when the slot was already taken and, never asked by its engine, journaled nothing
         await racers[0].wait_until(lambda: sorted(r.journal().get(("task", str(task.task_id))) or "" for r in racers)
-                                   == ["lost", "submitted"], what="one racer lost, one submitted")
+                                   in (["lost", "submitted"], ["", "submitted"]), what="one racer submitted")
     assert "min_pay" in picky.entry("task", task.task_id).data["reason"]
     assert any("min_pay" in e["reason"] for e in events(logs, "task_skipped", task_id=task.task_id))
-    assert len(events(logs, "task_lost", task_id=task.task_id)) == 1  # the loser logged the lost race, moved on
+    assert len(events(logs, "task_lost", task_id=task.task_id)) <= 1  # a loser that raced logged it, moved on
     assert len(events(logs, "task_claimed", task_id=task.task_id)) == 1
 
 

@@ -120,7 +120,7 @@ async def test_a_creator_rejecting_after_the_close_gets_the_pay_back(client, tmp
         "role": "creator", "node": client.url, "key": {"dev": "Alice"}, "state_dir": str(tmp_path / "c"),
         "tasks": []}), client, Journal(tmp_path / "j.sqlite"), Metrics("creator"))
     await creator.reject(await market.task(task_id), await market.submission(sid), "too late")
-    assert creator.metrics.counters["escrow_reclaimed"] == spec(0).pays_amount
+    assert creator.metrics.count("escrow_reclaimed") == spec(0).pays_amount
     assert (await market.submission(sid)).status == SubmissionStatus.REJECTED
     assert await client.free_balance(Keypair(public_key=task_account(task_id), ss58_format=42).ss58_address) == 0
 
