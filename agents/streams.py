@@ -138,6 +138,8 @@ async def within_stop(work: Awaitable[T], stop: asyncio.Event, grace: float = ST
         return task.result()
     finally:
         waiter.cancel()
+        if not task.done():  # the caller itself was cancelled: the work goes with it
+            task.cancel()
 
 
 async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Event, *,
