@@ -106,7 +106,14 @@ class InProcessMarket:
         return await agent.start().wait_ready()
 
     async def settle(self, name: str, until, timeout: float = 60):
-        return await settle_on(self.client, name, until, timeout)
+        """:func:`settle_on`, failing at once with its own error if an agent has stopped meanwhile (an
+        agent ends only when the test stops it: one that died would otherwise look like a slow chain)."""
+        def alive_and(task, subs):
+            for agent in self.agents:
+                agent._check_alive()
+            return until(task, subs)
+
+        return await settle_on(self.client, name, alive_and, timeout)
 
     async def free(self, name: str) -> int:
         from substrateinterface import Keypair
@@ -119,6 +126,8 @@ class InProcessMarket:
             for agent in self.agents:
                 if agent.running:
                     await agent.stop()
+                elif agent.task is not None and not agent._stop.is_set():
+                    agent.task.result()  # it ended before the test stopped it: its error, if it had one
         finally:
             await self.client.close()
 
