@@ -13,7 +13,7 @@ import signal
 import time
 
 import pytest
-from agent_process import PAYS, Agent, decided, settle, task_decl
+from agent_process import PAYS, Agent, decided, make_assets, settle, task_decl
 from devnet_process import DevnetProcess, free_port
 from substrateinterface import Keypair
 
@@ -27,10 +27,9 @@ SCRIPT = "mkdir -p outputs\necho '{\"ok\": true}' > outputs/result.json\n"
 
 def wait_step(agent: Agent, kind: str, step: str, timeout: float = 120) -> None:
     """Until ``agent``'s journal has an entry of ``kind`` at ``step`` (polled fast: the call follows at once)."""
-    deadline = time.monotonic() + timeout
+    deadline, reached = time.monotonic() + timeout, at_step(agent, kind, step)
     while time.monotonic() < deadline:
-        if (agent.state / "journal.sqlite").exists() and step in {s for (k, _), s in agent.journal().items()
-                                                                 if k == kind}:
+        if reached():
             return
         assert agent.proc.poll() is None, agent.log.read_text()[-3000:]
         time.sleep(0.02)
@@ -110,10 +109,7 @@ def test_sigterm_while_a_task_script_runs_stops_the_worker_within_the_grace(devn
     """A long script (a detector on a loaded host) is killed once the 10 s grace is over, its step kept
     where it stands for the next start: a farm's SIGTERM never waits out the script (CI once saw an
     annotator outlive the farm's 120 s stop timeout)."""
-    folder = tmp_path / "assets"
-    (folder / "annotation_files").mkdir(parents=True)
-    (folder / "annotation_files" / "a.jpg").write_bytes(b"\xff" * 100)
-    (folder / "start_task.sh").write_text("sleep 300\n" + SCRIPT)
+    folder = make_assets(tmp_path, "sleep 300\n" + SCRIPT)
     store = str(tmp_path / "store")
     creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
                                           "storage": {"root": store}, "tasks": [task_decl("long", folder)]})
