@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
 from .rpc import RpcError
+from .scale import scale_config
 from .schema import ReadSchema, SchemaCache, metadata_hash
 
 if TYPE_CHECKING:
@@ -80,9 +81,10 @@ def _substrate(url: str, through: RpcTransport | None = None,
 
     headers = [f"{k}: {v}" for k, v in bearer_headers(NODE_TOKEN_ENV).items()]
     if through is None:
-        si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60})
+        si = _Interface(url=url, ws_options={"max_size": 64 * 1024 * 1024, "header": headers, "timeout": 60},
+                        runtime_config=scale_config())
     else:  # requests go over ``through``; the interface's own transport is never used
-        si = _Interface(url=url)
+        si = _Interface(url=url, runtime_config=scale_config())
     si.init_runtime()
     si.get_block_hash(0)  # cached: signing needs the genesis hash
     si.close()  # everything after this is local (metadata); the client's own socket talks to the node

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .scale import scale_config
+
 SCHEMA_VERSION = 1
 READ_ITEMS: dict[str, tuple[str, ...] | None] = {"DecentralMLModule": None, "System": ("Account", "Number")}
 """Storage items read without the full runtime, by pallet (None: every item of the pallet)."""
@@ -175,10 +177,9 @@ class ReadSchema:
         the chain's own preset if it has one, then the runtime's types), built on first use."""
         if self._config is None:
             import scalecodec
-            from scalecodec.base import RuntimeConfigurationObject
 
             presets = Path(scalecodec.__file__).parent / "type_registry"
-            config = RuntimeConfigurationObject(implements_scale_info=True, ss58_format=self.ss58_format)
+            config = scale_config(implements_scale_info=True, ss58_format=self.ss58_format)
             for name in ("core", self.data["preset"]):
                 if name and name != "legacy" and (presets / f"{name}.json").is_file():
                     config.update_type_registry(json.loads((presets / f"{name}.json").read_text()))
