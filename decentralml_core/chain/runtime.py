@@ -59,8 +59,14 @@ def _substrate(url: str, through: RpcTransport | None = None,
                 return super().rpc_request(method, params, result_handler)
             if result_handler is not None:
                 raise SubstrateRequestException("subscriptions go through the chain client, not the runtime")
+            request = self._through.request(method, params)
             try:
-                result = asyncio.run_coroutine_threadsafe(self._through.request(method, params), loop).result()
+                answer = asyncio.run_coroutine_threadsafe(request, loop)
+            except RuntimeError:  # the loop has closed (the client stopped while the runtime still loaded)
+                request.close()  # never scheduled: closed here rather than warned about as never awaited
+                raise
+            try:
+                result = answer.result()
             except RpcError as exc:
                 raise SubstrateRequestException({"code": exc.code, "message": exc.message,
                                                  "data": exc.data}) from exc
