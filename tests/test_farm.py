@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -133,22 +134,20 @@ def test_farm_restarts_a_killed_agent_and_stops_all_after_work_in_flight(devnet,
         assert sum(r["done"] for r in annotators) == 3 and sum(r["earnings"] for r in annotators) == 3 * PAYS
         assert all(r["failed"] == 0 for r in rows)
 
-        # a fourth task: SIGTERM the farm while its script runs; the agent finishes that step first
+        # a fourth task: SIGTERM the farm while its script runs; the agent finishes that step first. The script
+        # marks its work dir as it starts (a loaded machine: the mark, not a 3 s window of the journal, says it runs)
+        marked = tmp_path / "marked"
+        shutil.copytree(folder, marked)
+        (marked / "start_task.sh").write_text("touch started\n" + SLOW_SCRIPT)
         subprocess.run([CLI, "task", "create", "--url", devnet.url, "--dev-key", "alice", "--question", "slow",
                         "--pays", f"{PAYS}planck", "--strategy", "AutoAccept", "--annotation-type", "Image",
-                        "--assets", str(folder), "--store-root", store], check=True, capture_output=True, timeout=60)
+                        "--assets", str(marked), "--store-root", store], check=True, capture_output=True, timeout=60)
 
         def running_script():
             for name in ("annotator-0", "annotator-1"):
-                path = tmp_path / "state" / name / "journal.sqlite"
-                journal = Journal(path)
-                try:
-                    found = [e for e in journal.entries("task") if e.step == "fetched"]
-                finally:
-                    journal.close()
-                if found:
-                    return path, found[0].id
-        journal_path, task_id = wait_for("a script running", running_script, proc=supervisor)
+                for mark in (tmp_path / "state" / name).glob("work/task-*/submission-*/started"):
+                    return tmp_path / "state" / name / "journal.sqlite", mark.parts[-3].removeprefix("task-")
+        journal_path, task_id = wait_for("a script running", running_script, timeout=180, proc=supervisor)
         pids = [r["pid"] for r in farm_status(farm, "--no-chain")]
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=90) == 0
