@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
 from proxies import FaultProxy  # noqa: E402
 from substrateinterface import Keypair  # noqa: E402
 
@@ -32,6 +31,7 @@ from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient, Checkpoint  # noqa: E402
 from decentralml_core.chain import client as client_module  # noqa: E402
 from decentralml_core.devnet.server import open_chain  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 
 async def sign_remarks(url: str, blocks: int) -> list[bytes]:
