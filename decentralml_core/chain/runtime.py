@@ -163,6 +163,7 @@ class Runtime:
         self.ss58_format = schema.ss58_format
         self._events_type_string: str | None = None
         self._event_reader: tuple[EventLayout, EventDecoder] | None = None
+        self._event_reader_built = asyncio.Lock()
 
     @classmethod
     async def load(cls, url: str, rpc: RpcTransport | None = None, cache: SchemaCache | None = None) -> Runtime:
@@ -271,16 +272,17 @@ class Runtime:
 
     async def _events_reader(self) -> tuple[EventLayout, EventDecoder]:
         """The layout of ``System.Events`` and a decoder of single events, built once from the runtime's types."""
-        if self._event_reader is None:
-            si = await self.full()
-            type_string = await self._events_type()
+        async with self._event_reader_built:  # once: a catch-up's first 64 blocks ask at the same time
+            if self._event_reader is None:
+                si = await self.full()
+                type_string = await self._events_type()
 
-            def build() -> tuple[EventLayout, EventDecoder]:
-                types = si.metadata.portable_registry.value["types"]
-                layout = EventLayout({t["id"]: t for t in types}, int(type_string.rsplit("::", 1)[1]))
-                return layout, EventDecoder(types, self.ss58_format, si.type_registry_preset)
+                def build() -> tuple[EventLayout, EventDecoder]:
+                    types = si.metadata.portable_registry.value["types"]
+                    layout = EventLayout({t["id"]: t for t in types}, int(type_string.rsplit("::", 1)[1]))
+                    return layout, EventDecoder(types, self.ss58_format, si.type_registry_preset)
 
-            self._event_reader = await self.run(build)
+                self._event_reader = await self.run(build)
         return self._event_reader
 
     async def decode_events(self, block_number: int, block_hash: str, raw_hex: str | None) -> list[Event]:
