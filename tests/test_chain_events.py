@@ -74,3 +74,24 @@ async def test_bytes_off_the_layout_fall_back_to_the_whole_decode(devnet):
             layout.records(bytes.fromhex(raw[2:])[:-1])  # a byte short
         with pytest.raises(Exception):  # noqa: B017 — substrate-interface's own error, whatever its class
             await client.runtime.decode_events(number, block_hash, "0x08ffff")  # two events of no pallet
+
+
+async def test_a_real_runtimes_events_read_as_the_whole_block_decode_gives_them(real_node):
+    """A real Substrate runtime's types (weights, dispatch info, its own pallets) walk to the same records."""
+    alice = Keypair.create_from_uri("//Alice")
+    async with await ChainClient.connect(real_node.url, inclusion_timeout=180) as client:
+        receipt = await client.submit(alice, "System", "remark_with_event", {"remark": "0x0102"})
+        compared = 0
+        for number in range(max(receipt.block_number - 3, 1), receipt.block_number + 1):
+            block_hash = await client.block_hash(number)
+            raw = await client.request("state_getStorage", [client._events_key, block_hash])
+            if not raw:
+                continue
+            layout, _ = await client.runtime._events_reader()
+            layout.records(bytes.fromhex(raw[2:]))  # walks the layout: no fallback
+            ours = await client.runtime.decode_events(number, block_hash, raw)
+            whole = await client.runtime._decode_events_whole(number, block_hash, raw)
+            assert [(e.index, e.extrinsic_index, e.pallet, e.name, e.attributes) for e in ours] == \
+                   [(e.index, e.extrinsic_index, e.pallet, e.name, e.attributes) for e in whole]
+            compared += len(ours)
+        assert compared >= 3
