@@ -11,11 +11,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
-
 
 @lru_cache(maxsize=4096)
 def _decoded_size(path: str, mtime_ns: int, size: int) -> tuple[int, int] | None:
+    import cv2  # on first use: OpenCV is ~30 MB of RSS, which a process that never reads an image does not pay
+
     image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if image is None:
         return None

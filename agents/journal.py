@@ -70,8 +70,16 @@ class Journal:
         return default if row is None else json.loads(row[0])
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-                        (key, json.dumps(value)))
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, Any]) -> None:
+        """Several meta keys in one transaction: one fsync, not one each (each blocks the event loop ~6 ms on
+        a busy disk, and a farm engine flushes every worker's checkpoint and anchor every 2 s)."""
+        rows = [(key, json.dumps(value)) for key, value in values.items()]
+        with self.db:  # isolation_level None: an explicit transaction
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                                "ON CONFLICT (key) DO UPDATE SET value=excluded.value", rows)
 
 
 class WrongChain(ValueError):

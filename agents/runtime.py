@@ -17,11 +17,9 @@ from decentralml_core.chain.client import Dial
 
 from .assets import AssetCache
 from .config import AgentConfig
-from .creator import CreatorAgent
 from .engine import Engine
 from .journal import Journal, WrongChain, claim_chain
 from .metrics import Metrics, serve_metrics
-from .review_web import review_token, serve_review_page
 from .worker import WorkerAgent
 
 log = structlog.get_logger("agent")
@@ -100,6 +98,11 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
     if config.role != "creator":
         await run_engine([(config.role, config)], config.metrics_port, stop=stop, dial=dial)
         return
+    # The creator's modules (validators' numpy and pycocotools, the review page's jinja2 and OpenCV) are
+    # imported by the creator only: a worker never runs them, and they were ~45 MB of an idle annotator.
+    from .creator import CreatorAgent
+    from .review_web import review_token, serve_review_page
+
     if stop is None:
         stop = _stop_on_signals()
     config.state_dir.mkdir(parents=True, exist_ok=True)

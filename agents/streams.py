@@ -47,8 +47,7 @@ class Checkpointer:
 
     def flush(self) -> None:
         if self.pending is not None:
-            self.journal.set_meta("checkpoint", self.pending)
-            self.journal.set_meta("anchor", self.anchor)  # which chain: see journal.claim_chain
+            self.journal.set_metas({"checkpoint": self.pending, "anchor": self.anchor})  # anchor: journal.claim_chain
             self.pending, self.written = None, time.monotonic()
 
 

@@ -23,14 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from decentralml_core.chain.model import Submission, Task
-from decentralml_core.federated import digits, judge, model, restructure
+from decentralml_core.federated.thresholds import Thresholds
 
-from .box_agreement import Boxes, agreement, boxes_from_coco, boxes_to_coco, consensus, count_boxes
+if TYPE_CHECKING:
+    from .box_agreement import Boxes
 
 COCO_FILE = "annotations_coco.json"
 REASON_LIMIT = 1024  # the pallet's bound on a rejection reason
@@ -112,15 +113,15 @@ class ModelUpdateParams(_Params):
     validation: Path = Field(..., description="the creator's private validation set (.npz with x and y)")
     global_model: Path | None = Field(None, description="the weights the round started from (.npz); a campaign "
                                                         "fills it in for each round")
-    max_drop: float = Field(judge.Thresholds.max_drop, ge=0, le=1,
+    max_drop: float = Field(Thresholds.max_drop, ge=0, le=1,
                             description="reject below the global model's validation accuracy minus this")
-    max_norm_ratio: float = Field(judge.Thresholds.max_norm_ratio, gt=1,
+    max_norm_ratio: float = Field(Thresholds.max_norm_ratio, gt=1,
                                   description="reject a change this many times the round's median norm (boosted)")
-    max_cosine_distance: float = Field(judge.Thresholds.max_cosine_distance, gt=0, le=2,
+    max_cosine_distance: float = Field(Thresholds.max_cosine_distance, gt=0, le=2,
                                        description="reject a change this far from the round's median direction")
-    free_rider_ratio: float = Field(judge.Thresholds.free_rider_ratio, ge=0, lt=1,
+    free_rider_ratio: float = Field(Thresholds.free_rider_ratio, ge=0, lt=1,
                                     description="reject a change smaller than this share of the round's median")
-    min_peers: int = Field(judge.Thresholds.min_peers, ge=0, description="other updates needed for the "
+    min_peers: int = Field(Thresholds.min_peers, ge=0, description="other updates needed for the "
                                                                          "robustness checks")
     wait_s: float = Field(120, gt=0, description="seconds an update waits for min_peers other updates")
     on_timeout: Literal["review", "accept", "reject"] = Field(
@@ -128,8 +129,8 @@ class ModelUpdateParams(_Params):
                               "(accept), or leave it to a person, or reject")
     update_file: str = Field("update.npz", description="the result's weights file")
 
-    def thresholds(self) -> judge.Thresholds:
-        return judge.Thresholds(self.max_drop, self.max_norm_ratio, self.max_cosine_distance, self.free_rider_ratio,
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.max_drop, self.max_norm_ratio, self.max_cosine_distance, self.free_rider_ratio,
                                 min_peers=self.min_peers)
 
 
@@ -219,6 +220,8 @@ def coco_schema(ev: Evidence) -> Verdict:
 
 
 def iou_consensus(params: IouConsensusParams) -> Validator:
+    from .box_agreement import agreement, boxes_from_coco, boxes_to_coco, consensus, count_boxes
+
     def check(ev: Evidence) -> Verdict:
         mine, problem = read_coco(ev.folder, ev.task, ev.image_sizes)
         if mine is None:
@@ -245,10 +248,14 @@ def iou_consensus(params: IouConsensusParams) -> Validator:
 
 @lru_cache(maxsize=8)
 def _truth(path: Path, mtime: float) -> Boxes:
+    from .box_agreement import boxes_from_coco
+
     return boxes_from_coco(json.loads(path.read_text()))
 
 
 def gold_standard(params: GoldStandardParams) -> Validator:
+    from .box_agreement import agreement, boxes_from_coco, boxes_to_coco
+
     json.loads(params.truth.read_text())["images"]  # fail at start-up, not at the first result
 
     def check(ev: Evidence) -> Verdict:
@@ -275,6 +282,8 @@ def gold_standard(params: GoldStandardParams) -> Validator:
 @lru_cache(maxsize=16)
 def _arrays(path: Path, mtime: float, kind: str):
     """A data set (x, y) or a model's weights from the creator's own files, read once per version."""
+    from decentralml_core.federated import digits, model
+
     return digits.load_xy(path) if kind == "xy" else model.load(path)
 
 
@@ -298,6 +307,8 @@ def _sent_order(submission: Submission) -> tuple[int, int]:
 
 
 def model_update(params: ModelUpdateParams) -> Validator:
+    from decentralml_core.federated import judge, model
+
     if params.global_model is None:
         raise ValueError("model_update needs global_model (campaigns set it for each round)")
     _own(params.validation, "xy"), _own(params.global_model, "weights")  # fail at start-up, not at a result
@@ -326,6 +337,8 @@ def model_update(params: ModelUpdateParams) -> Validator:
 
 
 def model_restructure(params: ModelRestructureParams) -> Validator:
+    from decentralml_core.federated import model, restructure
+
     _own(params.reference, "weights"), _own(params.test, "xy")
 
     def check(ev: Evidence) -> Verdict:

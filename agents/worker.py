@@ -37,7 +37,6 @@ from decentralml_core import work
 from decentralml_core.chain import ChainClient, DispatchFailed, TransactionRejected
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
-from decentralml_core.federated.outputs import contribution_problem
 from decentralml_core.sandbox import run_task_script
 from decentralml_core.storage import Limits, StorageError, Unreachable, open_store
 from decentralml_core.units import MIN_FEE_BALANCE
@@ -330,7 +329,11 @@ class WorkerAgent:
             log.warning("task_script_failed", task_id=task_id, status=report.status, errors=report.errors,
                         stderr=report.stderr_tail[-512:])
             return
-        problem = None if self.config.data is None else contribution_problem(folder)
+        problem = None
+        if self.config.data is not None:  # a contributor's check loads numpy: imported by contributors only
+            from decentralml_core.federated.outputs import contribution_problem
+
+            problem = contribution_problem(folder)
         if problem is not None:  # private data on this host: only a model update may leave it
             self.journal.set(KIND, task_id, "failed", error=problem)
             self.metrics.inc("tasks_failed")

@@ -8,6 +8,10 @@ it has followed block N. Measured with the event stream fetching one block at a 
 delays every chunk by ``--delay-ms`` each way (tc netem is not available here).
 
     python bench/catch_up.py [--blocks 10000] [--delay-ms 10] [--json]
+
+``--before REV`` instead catches up with REV's chain client (its code from ``git archive``) and with this
+tree's, alternating, each in a process of its own, on loopback and through the proxy, against the same
+devnet; ``client_cpu_s`` is the client process's own CPU (robust to a loaded machine, unlike the wall).
 """
 
 from __future__ import annotations
@@ -15,16 +19,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("DECENTRALML_BENCH_TREE") or Path(__file__).resolve().parents[1])  # --before's REV
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from decentralml_core.devnet.process import DevnetProcess  # noqa: E402
 from proxies import FaultProxy  # noqa: E402
 from substrateinterface import Keypair  # noqa: E402
 
@@ -32,6 +37,7 @@ from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient, Checkpoint  # noqa: E402
 from decentralml_core.chain import client as client_module  # noqa: E402
 from decentralml_core.devnet.server import open_chain  # noqa: E402
+from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 
 async def sign_remarks(url: str, blocks: int) -> list[bytes]:
@@ -59,7 +65,7 @@ def build_chain(db: str, raws: list[bytes]) -> int:
 async def catch_up(url: str, target: int, window: int) -> dict:
     """Seconds from connecting to having followed block ``target`` (every event from block 1)."""
     client_module.CATCH_UP_WINDOW = window
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     events = 0
     async with await ChainClient.connect(url) as client:
         connected = time.perf_counter() - started
@@ -68,7 +74,7 @@ async def catch_up(url: str, target: int, window: int) -> dict:
             if event.block_number >= target:
                 break
     return {"window": window, "blocks": target, "seconds": round(time.perf_counter() - started, 2),
-            "connect_s": round(connected, 2), "events": events}
+            "connect_s": round(connected, 2), "events": events, "client_cpu_s": round(time.process_time() - cpu, 2)}
 
 
 async def measure(url: str, port: int, target: int, delay_ms: float, windows: list[int], slow_blocks: int) -> list[dict]:
@@ -91,6 +97,39 @@ async def measure(url: str, port: int, target: int, delay_ms: float, windows: li
     return rows
 
 
+def side_by_side(url: str, port: int, target: int, delay_ms: float, rev: str, rounds: int) -> list[dict]:
+    """REV's client and this tree's, alternating, ``rounds`` times on each link (one devnet, one proxy)."""
+    async def with_proxy() -> list[dict]:
+        proxy = await FaultProxy(port, delay_s=delay_ms / 1000).start()
+        try:
+            return await asyncio.to_thread(runs, f"ws://127.0.0.1:{proxy.port}")
+        finally:
+            await proxy.close()
+
+    def one(tree: Path, link_url: str) -> dict:
+        out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--client", link_url, "--blocks",
+                              str(target)], capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "PYTHONPATH": str(tree), "DECENTRALML_BENCH_TREE": str(tree)})
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="decentralml-catch-up-before-") as old:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", old], input=archive, check=True)
+
+        def runs(link_url: str) -> list[dict]:
+            found = []
+            for _ in range(rounds):
+                for label, tree in ((rev, Path(old)), ("this tree", ROOT)):
+                    found.append({"code": label, **one(tree, link_url)})
+                    print(json.dumps(found[-1]), file=sys.stderr, flush=True)
+            return found
+
+        rows += [{"link": "loopback", **r} for r in runs(url)]
+        rows += [{"link": f"proxy +{delay_ms:g} ms each way", **r} for r in asyncio.run(with_proxy())]
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--blocks", type=int, default=10_000)
@@ -99,8 +138,14 @@ def main() -> int:
     parser.add_argument("--slow-blocks", type=int, default=500,
                         help="blocks measured one at a time through the proxy (then scaled)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--before", metavar="REV", help="compare REV's chain client with this tree's")
+    parser.add_argument("--rounds", type=int, default=2, help="with --before: alternations on each link")
+    parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)  # one catch-up, as --before runs it
     args = parser.parse_args()
     logs.configure("warning")
+    if args.client:
+        print(json.dumps(asyncio.run(catch_up(args.client, args.blocks, client_module.CATCH_UP_WINDOW))))
+        return 0
     shm = "/dev/shm" if Path("/dev/shm").is_dir() else None  # a block's commit is an fsync: ~50 ms on a busy disk
     with tempfile.TemporaryDirectory(prefix="decentralml-catch-up-", dir=shm) as scratch:
         db = str(Path(scratch) / "chain.sqlite")
@@ -108,13 +153,19 @@ def main() -> int:
             raws = asyncio.run(sign_remarks(node.url, args.blocks))
         head = build_chain(db, raws)  # the missed blocks
         with DevnetProcess("--log-level", "warning", db=db) as node:  # the same chain, idle while measured
-            rows = asyncio.run(measure(node.url, node.port, args.blocks, args.delay_ms,
-                                       [int(w) for w in args.windows.split(",")], args.slow_blocks))
+            if args.before:
+                rows = side_by_side(node.url, node.port, args.blocks, args.delay_ms, args.before, args.rounds)
+            else:
+                rows = asyncio.run(measure(node.url, node.port, args.blocks, args.delay_ms,
+                                           [int(w) for w in args.windows.split(",")], args.slow_blocks))
     if args.json:
         print(json.dumps({"blocks": args.blocks, "head_at_start": head, "rows": rows}))
     else:
         print(f"catch-up of {args.blocks} blocks (devnet head {head} when measured)")
         for row in rows:
+            if "code" in row:
+                print(f"  {row['link']:<28} {row['code']:<10}: {row['seconds']:>7} s, client CPU {row['client_cpu_s']} s")
+                continue
             scaled = f", ~{row['scaled_to_target_s']} s for {args.blocks}" if "scaled_to_target_s" in row else ""
             print(f"  {row['link']:<28} window {row['window']:>3}: {row['blocks']} blocks in {row['seconds']:>7} s "
                   f"(connect {row['connect_s']} s, {row['events']} events{scaled})")

@@ -338,6 +338,25 @@ class ChainClient:
             return []
         return await self._events_of(number, block_hash)
 
+    async def _block_hashes(self, numbers: list[int]) -> dict[int, str]:
+        """The hashes of many blocks in one request (``chain_getBlockHash`` takes a list): a catch-up asked
+        one a block, half its requests (10,000 blocks: 20,000 requests, each a frame each way and a
+        few hundred µs of the node's and our CPU). Empty when the node does not take a list."""
+        try:
+            found = await self.request("chain_getBlockHash", [numbers])
+        except RpcError:
+            return {}
+        if not isinstance(found, list) or len(found) != len(numbers):
+            return {}
+        return {n: h for n, h in zip(numbers, found, strict=True) if isinstance(h, str)}
+
+    async def _events_in(self, number: int, hashes: asyncio.Task[dict[int, str]] | None) -> list[Event]:
+        """Block ``number``'s events, its hash from ``hashes`` (asked with other blocks') when there."""
+        block_hash = None if hashes is None else (await hashes).get(number)
+        if block_hash is None:
+            return await self.events_at(number)
+        return await self._events_of(number, block_hash)
+
     async def _events_of(self, number: int, block_hash: str) -> list[Event]:
         """A block's decoded events, decoded once: the follower settling our extrinsics and the event
         stream read the same recent blocks (decoding is most of an agent's CPU per block)."""
@@ -634,9 +653,12 @@ class ChainClient:
                     await self._new_block.wait_for(functools.partial(self._reached, block))
                 if self._failure is not None and self._finalized < block:
                     raise self._failure
-                for n in range(block, min(self._finalized, block + CATCH_UP_WINDOW - 1) + 1):
-                    if n not in ahead:  # n == block alone when following the head
-                        ahead[n] = asyncio.create_task(self.events_at(n))
+                if block not in ahead or len(ahead) <= CATCH_UP_WINDOW // 2:  # topped up by half windows:
+                    missing = [n for n in range(block, min(self._finalized, block + CATCH_UP_WINDOW - 1) + 1)
+                               if n not in ahead]  # their hashes in one request ([block] alone at the head)
+                    hashes = asyncio.create_task(self._block_hashes(missing)) if len(missing) > 1 else None
+                    for n in missing:
+                        ahead[n] = asyncio.create_task(self._events_in(n, hashes))
                 found = await ahead.pop(block)
                 for event in found:
                     if event.index > after:

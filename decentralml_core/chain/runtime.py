@@ -15,11 +15,13 @@ import asyncio
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..netguard import NODE_TOKEN_ENV, bearer_headers
 from .errors import ConnectionLost
+from .events import EventDecoder, EventLayout, MalformedEvents
 from .rpc import RpcError
 from .scale import scale_config
 from .schema import ReadSchema, SchemaCache, metadata_hash
@@ -97,6 +99,10 @@ def _substrate(url: str, through: RpcTransport | None = None,
     return si
 
 
+def _given(value: Any) -> Any:
+    return value
+
+
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -126,7 +132,8 @@ def _probe(url: str) -> tuple[str, bytes]:
 
 @dataclass(frozen=True)
 class Event:
-    """One decoded event of a block, addressed by (block_number, index)."""
+    """One event of a block, addressed by (block_number, index); its ``attributes`` decoded on first read
+    (most events a follower passes over are never read: see :mod:`.events`)."""
 
     block_number: int
     block_hash: str
@@ -134,7 +141,11 @@ class Event:
     extrinsic_index: int | None
     pallet: str
     name: str
-    attributes: Any
+    source: Callable[[], Any] = field(repr=False, compare=False)
+
+    @cached_property
+    def attributes(self) -> Any:
+        return self.source()
 
     @property
     def position(self) -> tuple[int, int]:
@@ -150,6 +161,9 @@ class Runtime:
         self._through, self._loop = through, loop
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
         self.ss58_format = schema.ss58_format
+        self._events_type_string: str | None = None
+        self._event_reader: tuple[EventLayout, EventDecoder] | None = None
+        self._event_reader_built = asyncio.Lock()
 
     @classmethod
     async def load(cls, url: str, rpc: RpcTransport | None = None, cache: SchemaCache | None = None) -> Runtime:
@@ -246,17 +260,53 @@ class Runtime:
         obj = si.runtime_config.create_scale_object(type_string, data=ScaleBytes(raw_hex), metadata=si.metadata)
         return obj.decode()
 
+    async def _events_type(self) -> str:
+        """``System.Events``' type string, looked up once: scalecodec re-encodes the pallet's storage
+        entries on every lookup (0.6 ms a block on the event loop; 3.6 s of a 10.5 s catch-up of 1,500
+        blocks under cProfile)."""
+        if self._events_type_string is None:
+            si = await self.full()
+            storage = si.metadata.get_metadata_pallet("System").get_storage_function("Events")
+            self._events_type_string = storage.get_value_type_string()
+        return self._events_type_string
+
+    async def _events_reader(self) -> tuple[EventLayout, EventDecoder]:
+        """The layout of ``System.Events`` and a decoder of single events, built once from the runtime's types."""
+        async with self._event_reader_built:  # once: a catch-up's first 64 blocks ask at the same time
+            if self._event_reader is None:
+                si = await self.full()
+                type_string = await self._events_type()
+
+                def build() -> tuple[EventLayout, EventDecoder]:
+                    types = si.metadata.portable_registry.value["types"]
+                    layout = EventLayout({t["id"]: t for t in types}, int(type_string.rsplit("::", 1)[1]))
+                    return layout, EventDecoder(types, self.ss58_format, si.type_registry_preset)
+
+                self._event_reader = await self.run(build)
+        return self._event_reader
+
     async def decode_events(self, block_number: int, block_hash: str, raw_hex: str | None) -> list[Event]:
+        """A block's events: split into records on the runtime's thread, each one's attributes decoded when
+        read. Bytes the layout walk cannot follow are decoded whole by substrate-interface instead, which
+        raises its own error if they are not events at all."""
         if not raw_hex:
             return []
-        si = await self.full()
-        events_type = si.metadata.get_metadata_pallet("System").get_storage_function("Events").get_value_type_string()
-        records = await self.run(self._decode, events_type, raw_hex)
+        layout, decoder = await self._events_reader()
+        data = bytes.fromhex(raw_hex.removeprefix("0x"))
+        try:
+            split = await self.run(layout.records, data)
+        except MalformedEvents:
+            return await self._decode_events_whole(block_number, block_hash, raw_hex)
+        return [Event(block_number, block_hash, index, r.extrinsic_index, r.pallet, r.name,
+                      partial(decoder.attributes, data, r)) for index, r in enumerate(split)]
+
+    async def _decode_events_whole(self, block_number: int, block_hash: str, raw_hex: str) -> list[Event]:
+        records = await self.run(self._decode, await self._events_type(), raw_hex)
         events = []
         for index, record in enumerate(records):
             extrinsic = record.get("extrinsic_idx") if record["phase"] == "ApplyExtrinsic" else None
             events.append(Event(block_number, block_hash, index, extrinsic, record["module_id"], record["event_id"],
-                                record["attributes"]))
+                                partial(_given, record["attributes"])))
         return events
 
     async def decode_extrinsic(self, raw_hex: str) -> dict[str, Any]:

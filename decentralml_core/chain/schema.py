@@ -176,17 +176,22 @@ class ReadSchema:
         """scalecodec's type registry for the read items, as substrate-interface sets it up (the core preset,
         the chain's own preset if it has one, then the runtime's types), built on first use."""
         if self._config is None:
-            import scalecodec
-
-            presets = Path(scalecodec.__file__).parent / "type_registry"
-            config = scale_config(implements_scale_info=True, ss58_format=self.ss58_format)
-            for name in ("core", self.data["preset"]):
-                if name and name != "legacy" and (presets / f"{name}.json").is_file():
-                    config.update_type_registry(json.loads((presets / f"{name}.json").read_text()))
-            config.update_from_scale_info_types([{"id": _Registered(t["id"]), "type": _Registered(t["type"])}
-                                                 for t in self.data["types"]])
-            self._config = config
+            self._config = scale_registry(self.data["types"], self.ss58_format, self.data["preset"])
         return self._config
+
+
+def scale_registry(types: list[dict[str, Any]], ss58_format: int, preset: str | None) -> Any:
+    """A scalecodec registry of a runtime's portable ``types``, set up as substrate-interface sets up its own
+    (the core preset, the chain's own preset if it has one, then the types)."""
+    import scalecodec
+
+    presets = Path(scalecodec.__file__).parent / "type_registry"
+    config = scale_config(implements_scale_info=True, ss58_format=ss58_format)
+    for name in ("core", preset):
+        if name and name != "legacy" and (presets / f"{name}.json").is_file():
+            config.update_type_registry(json.loads((presets / f"{name}.json").read_text()))
+    config.update_from_scale_info_types([{"id": _Registered(t["id"]), "type": _Registered(t["type"])} for t in types])
+    return config
 
 
 def _closure(roots: set[int], registry: dict[int, dict[str, Any]]) -> set[int]:

@@ -29,16 +29,7 @@ import numpy as np
 
 from . import model
 from .model import Weights
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    max_drop: float = 0.6
-    max_norm_ratio: float = 3.0
-    max_cosine_distance: float = 0.7
-    free_rider_ratio: float = 0.05  # change norm below this share of the median change's: no work done
-    copy_distance: float = 1e-3  # relative distance between two changes below which one is a copy
-    min_peers: int = 2
+from .thresholds import Thresholds
 
 
 @dataclass(frozen=True)
@@ -75,7 +66,8 @@ def relative_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def judge(update: Weights, global_weights: Weights, validation: tuple[np.ndarray, np.ndarray],
-          peers: Sequence[Peer] = (), limits: Thresholds = Thresholds()) -> Judgement:
+          peers: Sequence[Peer] = (), limits: Thresholds | None = None) -> Judgement:
+    limits = limits or Thresholds()
     problem = form_problem(update, global_weights)
     if problem:
         return Judgement(False, problem)

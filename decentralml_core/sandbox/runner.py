@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import resource
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,19 +104,22 @@ def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits, data_dir: Pat
     return argv
 
 
-def _child_setup(limits: SandboxLimits, cgroup: RunCgroup | None) -> Callable[[], None]:
-    def setup() -> None:  # runs in the child between fork and exec
-        if cgroup is not None:
-            cgroup.join()
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 5))
-        size = limits.max_file_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if cgroup is None or not cgroup.active:  # no memory cgroup: cap the address space instead
-            memory = limits.memory_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    return setup
+def limited(argv: list[str], limits: SandboxLimits, cgroup: RunCgroup | None) -> list[str]:
+    """``argv`` started by ``sh`` after it joined the run's cgroup and set the rlimits, then exec'd.
+
+    Before, a Python ``preexec_fn`` did this in the child, which makes ``subprocess`` fork the whole agent
+    (its page tables, then copy-on-write faults while the child runs Python) instead of vfork-ing it:
+    a sandboxed run from a 100 MB process took 159 ms median, 84 ms through ``sh`` (tiny script, 30 runs
+    each, alternating, loaded machine). ``set -e``: a limit that cannot be set stops the run before
+    the script starts. ``ulimit -f`` counts 512-byte blocks, ``-v`` KiB."""
+    steps = ["set -e"]
+    steps += [f"echo $$ > {shlex.quote(str(path / 'cgroup.procs'))}" for path in (cgroup.dirs if cgroup else [])]
+    steps += [f"ulimit -S -t {limits.cpu_s}", f"ulimit -H -t {limits.cpu_s + 5}",
+              f"ulimit -f {limits.max_file_mb * 2048}", "ulimit -n 1024", "ulimit -c 0"]
+    if cgroup is None or not cgroup.active:  # no memory cgroup: cap the address space instead
+        steps.append(f"ulimit -v {limits.memory_mb * 1024}")
+    program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0]) or argv[0]
+    return ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', "sh", program, *argv[1:]]
 
 
 async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", limits: SandboxLimits = SandboxLimits(),
@@ -182,9 +184,9 @@ async def _spawn(argv: list[str], env: dict[str, str], task_dir: Path, logs: Pat
     left of its session is killed before this returns; a cancelled run is killed with its cgroup."""
     code, stopped, stop_reason = None, None, ""
     with open(logs / "stdout.log", "wb") as out, open(logs / "stderr.log", "wb") as err:
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=task_dir, env=env, stdin=subprocess.DEVNULL,
-                                                    stdout=out, stderr=err, start_new_session=True,
-                                                    preexec_fn=_child_setup(limits, cgroup))
+        proc = await asyncio.create_subprocess_exec(*limited(argv, limits, cgroup), cwd=task_dir, env=env,
+                                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                                    start_new_session=True)
         ended = asyncio.ensure_future(proc.wait())
         watchdog = asyncio.ensure_future(_watch_disk(task_dir, limits))
         try:

@@ -25,7 +25,6 @@ from .errors import IntegrityError, NotFound, StorageError, TooLarge, Unreachabl
 from .gateway import GatewayStore, gateway_app
 from .ipfs import IpfsRpcStore
 from .local import LocalStore
-from .s3 import S3Store
 from .session import connected
 from .unixfs import file_cid, file_cid_of_path
 
@@ -95,8 +94,20 @@ def open_store(storage_type: str, config: StorageConfig) -> BlockStore:
     if storage_type == "S3":
         if not config.s3_bucket:
             raise UnsupportedStorage("storage type S3 needs a bucket (storage.s3_bucket)")
+        from .s3 import S3Store
+
         return S3Store(config.s3_bucket, config.s3_prefix, config.s3_endpoint, config.s3_region)
     raise UnsupportedStorage(f"storage type {storage_type} is not supported by this agent")
+
+
+def __getattr__(name: str) -> object:
+    """``S3Store`` on first use: aiobotocore and botocore are ~20 MB of RSS and 0.5 s of import that an
+    agent whose tasks are on IPFS never needs."""
+    if name == "S3Store":
+        from .s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def credentials_for_chain(credentials: str | None, publish: bool = False) -> str:
