@@ -11,7 +11,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -20,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 from agent_process import Agent, wait_for
+from cli_runner import CLI, decentralml
 from devnet_process import DevnetProcess, free_port
 
-CLI = str(Path(sys.executable).parent / "decentralml")
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets" / "data_annotator"
 ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
@@ -30,13 +29,11 @@ UNIT = 10**12
 SCRATCH = Path(tempfile.mkdtemp(prefix="new-user-"))  # a command's cwd: what it writes stays out of the repo
 
 
-def cli(devnet, *args: str, key: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DECENTRALML_URL": devnet.url, "COLUMNS": "200"}
-    env.pop("DECENTRALML_KEY", None)
-    if key:
-        env["DECENTRALML_KEY"] = key
-    return subprocess.run([CLI, "--log-level", "error", *args], capture_output=True, text=True, env=env, timeout=90,
-                          cwd=cwd or SCRATCH)
+def cli(devnet, *args: str, key: str | None = None, cwd: Path | None = None,
+        process: bool = False) -> subprocess.CompletedProcess:
+    """``decentralml ARGS`` on ``devnet``, in this process (``process``: as a real one, see cli_runner.py)."""
+    return decentralml("--log-level", "error", *args, env={"DECENTRALML_URL": devnet.url, "COLUMNS": "200",
+                                                            "DECENTRALML_KEY": key}, cwd=cwd or SCRATCH, process=process)
 
 
 def js(devnet, *args: str, **kw):
@@ -159,12 +156,12 @@ def test_keys_urls_and_nodes_named_in_plain_words(devnet):
              status=2)
     out = cli(devnet, "task", "list", "--url", "localhost:9944")
     one_line(out, "task list", "'localhost:9944' has no scheme", "ws://localhost:9944", status=2)
-    out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9")
+    out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9", process=True)  # a real process: no traceback
     one_line(out, "task list", "is `decentralml devnet` running?", "(tried ws://127.0.0.1:9")
     out = cli(devnet, "task", "create", "--question", "q", "--pays", "1", "--annotation-type", "Image",
               "--files", "a.jpg")
     one_line(out, "task create", "no signing key", "--dev-key")
-    out = cli(devnet, "task", "show", "999", "--debug")  # --debug: the traceback too
+    out = cli(devnet, "task", "show", "999", "--debug", process=True)  # --debug: the traceback too
     assert out.returncode == 1 and "Traceback" in out.stderr and "no task 999" in out.stderr.splitlines()[-1]
 
 
@@ -185,9 +182,9 @@ def test_an_account_without_funds_is_told_how_to_get_them(devnet, market):
 
 
 def test_usage_mistakes_are_one_line_naming_the_subcommand(devnet):
-    out = cli(devnet, "task", "lst")
+    out = cli(devnet, "task", "lst", process=True)  # argparse's exit, as a real process ends
     one_line(out, "task", "invalid choice: 'lst'", "see `decentralml task --help`", status=2)
-    out = cli(devnet, "task", "create", "--question", "q")
+    out = cli(devnet, "task", "create", "--question", "q", process=True)
     one_line(out, "task create", "--pays", status=2)
 
 
@@ -255,9 +252,8 @@ def test_an_agent_follows_a_quiet_chain_and_refuses_a_restarted_one(tmp_path):
             seen = wait_for(lambda: (healthz_or_none(port) or {}).get("chain_block"), 90, "no chain_block")
             assert wait_for(lambda: (healthz_or_none(port) or {}).get("chain_block", 0) > seen, 30,
                             "chain_block did not advance on a quiet chain")
-            env = {**os.environ, "DECENTRALML_URL": first.url}
-            subprocess.run([CLI, "account", "transfer", ALICE, "1", "--dev-key", "eve"], env=env, check=True,
-                           capture_output=True, timeout=90)  # one event: the agent's checkpoint names a block
+            sent = decentralml("account", "transfer", ALICE, "1", "--dev-key", "eve", env={"DECENTRALML_URL": first.url})
+            assert sent.returncode == 0, sent.stderr  # one event: the agent's checkpoint names a block
             agent.wait_ready()
         finally:
             assert agent.stop() == 0
