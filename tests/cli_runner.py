@@ -2,21 +2,25 @@
 a real one.
 
 In process, the command's own entry point (``agents.cli.main``) runs with the arguments, environment and
-working directory it would have had as a process, against the same real devnet; only Python's start-up and
-imports are saved. That is most of a command's cost on a busy machine: a CLI test's command took 2-11 s as a
-process with the suite running and 0.04-1.5 s in process (docs/benchmarks.md, "The test suite"). What only a
-process shows — the interpreter's own traceback, a terminal, signals — stays with ``process=True``.
+working directory it would have had as a process, against the same real devnet; what is saved is Python's
+start-up, the imports and the runtime's load, once per command. That is most of a command's cost: at load ~4,
+``task list`` took 0.6-0.95 s as a process and 0.04 s in process once warm, ``account transfer`` 3.8 s and
+1.4 s; test_new_user's five unknown-id commands took 57 s as processes and 6 s in process on a loaded machine
+(docs/benchmarks.md, "The test suite"). What only a process shows — the interpreter's own exit, a terminal,
+signals, an agent's start-up — stays with ``process=True`` in a few places.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import subprocess
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -46,7 +50,7 @@ def decentralml(*args: str, env: Mapping[str, str | None] = {}, cwd: Path | None
             traceback.print_exc()
             status.append(1)
 
-    with _environment(env), contextlib.chdir(cwd or os.getcwd()), \
+    with _environment(env), contextlib.chdir(cwd or os.getcwd()), _as_in_a_new_interpreter(), \
             contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         worker = threading.Thread(target=run, name="decentralml " + " ".join(args[:2]), daemon=True)
         worker.start()
@@ -69,3 +73,23 @@ def _environment(changes: Mapping[str, str | None]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _as_in_a_new_interpreter() -> Iterator[None]:
+    """Warnings and stdlib log lines reach the command's stderr as they would in its own process: pytest's
+    warning filters and its log handlers on the root logger (which make the command's ``logging.basicConfig``
+    a no-op) are set aside for the call, so a stray warning or log line still breaks a "one line" assertion."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            warnings.simplefilter("default")  # the interpreter's defaults, for a command that is not __main__
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", quiet)
+            yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)

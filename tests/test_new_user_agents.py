@@ -140,9 +140,10 @@ def test_agent_check_finds_what_agent_run_would_trip_on(devnet, tmp_path):
     config.write_text(yaml.safe_dump({
         "role": "creator", "node": devnet.url, "key": {"env": "CREATOR_KEY_NOT_SET"}, "state_dir": str(tmp_path / "s"),
         "tasks": [{"name": "t", "assets": str(tmp_path / "nope"), "question": "q", "pays": UNIT}]}))
-    out = subprocess.run([CLI, "agent", "check", str(config)], capture_output=True, text=True, timeout=90)
+    out = decentralml("agent", "check", str(config))
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "key.env: $CREATOR_KEY_NOT_SET is not set" in out.stderr and "nope is not a folder" in out.stderr
+    # a real process: the agent's own start-up refuses, one line
     out = subprocess.run([CLI, "--log-level", "error", "agent", "run", str(config)], capture_output=True, text=True,
                          timeout=90)
     one_line(out, "agent run", "key.env: $CREATOR_KEY_NOT_SET is not set", status=2)
