@@ -13,9 +13,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO, cast
 
 _pending: tuple[int, bool] | None = None
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured: structlog caches a
+    logger on its first use, so a logger bound to the stream of configuration time would keep writing there
+    after a caller swaps ``sys.stderr`` (the tests run the command in their own process and read its stderr
+    through ``contextlib.redirect_stderr``; a line lost that way would hide a second stderr line)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = cast(TextIO, _CurrentStderr())
 
 
 def configure(level: str = "info", json: bool = False, lazy: bool = False) -> None:
@@ -53,7 +69,7 @@ def _apply(unless_configured: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_STDERR),
         cache_logger_on_first_use=True,
     )
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from agent_process import CLI, GOOD_SCRIPT, PAYS, Agent, decided, free, make_assets, settle, task_decl
+from cli_runner import decentralml
 from devnet_process import free_port
 
 from decentralml_core.chain.model import SubmissionStatus
@@ -93,11 +94,9 @@ def test_review_queue_metrics_and_status(devnet, market_setup, tmp_path):
     while boss.journal().get(("submission", str(sid))) != "review":
         assert time.monotonic() < deadline, boss.journal()
         time.sleep(0.2)
-    listed = json.loads(subprocess.run([CLI, "review", "list", "--config", str(boss.path), "--json"],
-                                       capture_output=True, text=True, timeout=60).stdout)
+    listed = json.loads(decentralml("review", "list", "--config", str(boss.path), "--json").stdout)
     assert [r["submission_id"] for r in listed] == [sid]
-    out = subprocess.run([CLI, "review", "accept", str(sid), "--config", str(boss.path), "--json"],
-                         capture_output=True, text=True, timeout=60)
+    out = decentralml("review", "accept", str(sid), "--config", str(boss.path), "--json")
     assert out.returncode == 0 and json.loads(out.stdout) == {"accepted": [sid]}, out.stderr
     asyncio.run(settle(devnet.url, "review", decided(1)))
     while boss.journal().get(("submission", str(sid))) != "paid":  # the agent notices on its next sweep
@@ -109,8 +108,7 @@ def test_review_queue_metrics_and_status(devnet, market_setup, tmp_path):
     assert 'decentralml_results_seen_total{role="creator",worker="creator"} 1.0' in metrics
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
     assert health["ok"] is True and health["role"] == "creator"
-    status = json.loads(subprocess.run([CLI, "status", str(boss.state), "--json"], capture_output=True, text=True,
-                                       timeout=60).stdout)
+    status = json.loads(decentralml("status", str(boss.state), "--json").stdout)
     assert {"kind": "submission", "step": "paid"}.items() <= next(r for r in status if r["kind"] == "submission").items()
 
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-CLI = str(Path(sys.executable).parent / "decentralml")
+from cli_runner import CLI, decentralml
 
 
-def cli(devnet, *args: str, key: str | None = None, ok: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DECENTRALML_URL": devnet.url, "COLUMNS": "200"}
-    env.pop("DECENTRALML_KEY", None)
-    if key:
-        env["DECENTRALML_KEY"] = key
-    out = subprocess.run([CLI, "--log-level", "warning", *args], capture_output=True, text=True, env=env, timeout=60)
+def cli(devnet, *args: str, key: str | None = None, ok: bool = True, process: bool = False) -> subprocess.CompletedProcess:
+    """``decentralml ARGS`` on ``devnet``, in this process (``process``: as a real one, see cli_runner.py)."""
+    out = decentralml("--log-level", "warning", *args, env={"DECENTRALML_URL": devnet.url, "COLUMNS": "200",
+                                                             "DECENTRALML_KEY": key}, timeout=60, process=process)
     if ok:
         assert out.returncode == 0, out.stderr
     return out
@@ -57,7 +54,7 @@ def test_create_assign_send_accept_from_the_command_line(devnet, tmp_path):
 
 
 def test_errors_are_one_line_without_traceback(devnet):
-    out = cli(devnet, "task", "assign", "424242", "--dev-key", "eve", ok=False)
+    out = cli(devnet, "task", "assign", "424242", "--dev-key", "eve", ok=False, process=True)  # a real process
     assert out.returncode == 1
     assert "decentralml task assign: no task 424242 on this chain" in out.stderr and "Traceback" not in out.stderr
     out = cli(devnet, "task", "create", "--question", "q", "--pays", "1000planck", "--annotation-type", "Image",
@@ -65,7 +62,7 @@ def test_errors_are_one_line_without_traceback(devnet):
     assert out.returncode == 1 and "no signing key" in out.stderr
     out = cli(devnet, "task", "create", "--question", "q" * 2049, "--pays", "1000planck", key="//Alice", ok=False)
     assert "question is 2049 bytes, the chain accepts at most 2048" in out.stderr
-    out = cli(devnet, "task", "show", "424242", "--debug", ok=False)
+    out = cli(devnet, "task", "show", "424242", "--debug", ok=False, process=True)
     assert out.returncode == 1 and "Traceback" in out.stderr and "no task 424242" in out.stderr
     out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9", ok=False)
     assert out.returncode == 1 and "is `decentralml devnet` running? (tried ws://127.0.0.1:9" in out.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from agent_process import CLI, PAYS, decided, settle, task_decl
+from cli_runner import decentralml
 from devnet_process import free_port
 from substrateinterface import Keypair
 
@@ -60,8 +61,7 @@ def test_farm_file_errors_name_the_key_path(tmp_path):
 
 
 def farm_status(farm: Path, *extra: str) -> list[dict]:
-    out = subprocess.run([CLI, "farm", "status", str(farm), "--json", *extra], capture_output=True, text=True,
-                         timeout=60)
+    out = decentralml("farm", "status", str(farm), "--json", *extra, timeout=60)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -139,9 +139,10 @@ def test_farm_restarts_a_killed_agent_and_stops_all_after_work_in_flight(devnet,
         marked = tmp_path / "marked"
         shutil.copytree(folder, marked)
         (marked / "start_task.sh").write_text("touch started\n" + SLOW_SCRIPT)
-        subprocess.run([CLI, "task", "create", "--url", devnet.url, "--dev-key", "alice", "--question", "slow",
-                        "--pays", f"{PAYS}planck", "--strategy", "AutoAccept", "--annotation-type", "Image",
-                        "--assets", str(marked), "--store-root", store], check=True, capture_output=True, timeout=60)
+        created = decentralml("task", "create", "--url", devnet.url, "--dev-key", "alice", "--question", "slow",
+                              "--pays", f"{PAYS}planck", "--strategy", "AutoAccept", "--annotation-type", "Image",
+                              "--assets", str(marked), "--store-root", store, timeout=60)
+        assert created.returncode == 0, created.stderr
 
         def running_script():
             for name in ("annotator-0", "annotator-1"):

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from agent_process import CLI, Agent, free
+from agent_process import Agent, free
 from agents_inprocess import events, market_fixture
+from cli_runner import decentralml
 from devnet_process import free_port
 from structlog.testing import capture_logs
 from substrateinterface import Keypair
@@ -130,8 +130,7 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
                 assert not any(probe in block for block in blocks)
         plot = (tmp_path / "creator" / "campaign-digits.png").read_bytes()
         assert plot.startswith(b"\x89PNG")
-        status = subprocess.run([CLI, "campaign", "status", str(agents["creator"].path), "--json"],
-                                capture_output=True, text=True, timeout=60)
+        status = decentralml("campaign", "status", str(agents["creator"].path), "--json")
         [report] = json.loads(status.stdout)
         assert [(r["round"], r["accepted"], r["rejected"]) for r in report["rounds"]] == [(1, 3, 1), (2, 3, 1), (3, 3, 1)]
         assert [r["test_acc"] for r in report["rounds"]] == accuracy[1:]

@@ -4,23 +4,21 @@ publishes the folder and fills the type's path field; a local path is refused wi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import decentralml
 
 from decentralml_core.storage.cid import parse
 
-CLI = str(Path(sys.executable).parent / "decentralml")
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def cli(devnet, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DECENTRALML_URL": devnet.url, "DECENTRALML_STORE": str(tmp_path / "store"),
-           "COLUMNS": "200"}
-    return subprocess.run([CLI, "--log-level", "warning", *args], capture_output=True, text=True, env=env, timeout=60)
+    """``decentralml ARGS`` on ``devnet``, in this process (see cli_runner.py)."""
+    return decentralml("--log-level", "warning", *args, env={"DECENTRALML_URL": devnet.url, "COLUMNS": "200",
+                                                              "DECENTRALML_STORE": str(tmp_path / "store")}, timeout=60)
 
 
 @pytest.mark.parametrize("task_type,field,folder", [

@@ -9,20 +9,14 @@ import os
 import pty
 import select
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
-from agent_process import Agent, wait_for
-from devnet_process import DevnetProcess, free_port
+from cli_runner import CLI, decentralml
 
-CLI = str(Path(sys.executable).parent / "decentralml")
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "assets" / "data_annotator"
 ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
@@ -30,13 +24,11 @@ UNIT = 10**12
 SCRATCH = Path(tempfile.mkdtemp(prefix="new-user-"))  # a command's cwd: what it writes stays out of the repo
 
 
-def cli(devnet, *args: str, key: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DECENTRALML_URL": devnet.url, "COLUMNS": "200"}
-    env.pop("DECENTRALML_KEY", None)
-    if key:
-        env["DECENTRALML_KEY"] = key
-    return subprocess.run([CLI, "--log-level", "error", *args], capture_output=True, text=True, env=env, timeout=90,
-                          cwd=cwd or SCRATCH)
+def cli(devnet, *args: str, key: str | None = None, cwd: Path | None = None,
+        process: bool = False) -> subprocess.CompletedProcess:
+    """``decentralml ARGS`` on ``devnet``, in this process (``process``: as a real one, see cli_runner.py)."""
+    return decentralml("--log-level", "error", *args, env={"DECENTRALML_URL": devnet.url, "COLUMNS": "200",
+                                                            "DECENTRALML_KEY": key}, cwd=cwd or SCRATCH, process=process)
 
 
 def js(devnet, *args: str, **kw):
@@ -159,12 +151,12 @@ def test_keys_urls_and_nodes_named_in_plain_words(devnet):
              status=2)
     out = cli(devnet, "task", "list", "--url", "localhost:9944")
     one_line(out, "task list", "'localhost:9944' has no scheme", "ws://localhost:9944", status=2)
-    out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9")
+    out = cli(devnet, "task", "list", "--url", "ws://127.0.0.1:9", process=True)  # a real process: no traceback
     one_line(out, "task list", "is `decentralml devnet` running?", "(tried ws://127.0.0.1:9")
     out = cli(devnet, "task", "create", "--question", "q", "--pays", "1", "--annotation-type", "Image",
               "--files", "a.jpg")
     one_line(out, "task create", "no signing key", "--dev-key")
-    out = cli(devnet, "task", "show", "999", "--debug")  # --debug: the traceback too
+    out = cli(devnet, "task", "show", "999", "--debug", process=True)  # --debug: the traceback too
     assert out.returncode == 1 and "Traceback" in out.stderr and "no task 999" in out.stderr.splitlines()[-1]
 
 
@@ -185,9 +177,9 @@ def test_an_account_without_funds_is_told_how_to_get_them(devnet, market):
 
 
 def test_usage_mistakes_are_one_line_naming_the_subcommand(devnet):
-    out = cli(devnet, "task", "lst")
+    out = cli(devnet, "task", "lst", process=True)  # argparse's exit, as a real process ends
     one_line(out, "task", "invalid choice: 'lst'", "see `decentralml task --help`", status=2)
-    out = cli(devnet, "task", "create", "--question", "q")
+    out = cli(devnet, "task", "create", "--question", "q", process=True)
     one_line(out, "task create", "--pays", status=2)
 
 
@@ -236,150 +228,3 @@ def test_chain_text_reaches_a_terminal_escaped_never_obeyed(devnet):
             assert "\\x1b[2J" in text and "[blink red]BLINK[/]" in text  # shown, escaped, as typed
     show = run_in_pty([CLI, "--log-level", "error", "task", "show", str(created["task_id"])], env).decode()
     assert "[link=http://127.0.0.1:1/]click[/link]" in show and "\\x9b31mred" in show
-
-
-def healthz(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-        return json.loads(response.read())
-
-
-def test_an_agent_follows_a_quiet_chain_and_refuses_a_restarted_one(tmp_path):
-    """/healthz's chain_block moves on blocks without events; a journal from a forgotten --tmp devnet is refused
-    with one line, and --fresh starts over (keeping the old journal)."""
-    port = free_port()
-    config = {"role": "annotator", "key": {"dev": "Dave"}, "metrics_port": port,
-              "storage": {"root": str(tmp_path / "store")}}
-    with DevnetProcess("--block-time", "0.3", log_path=tmp_path / "first.log") as first:
-        agent = Agent(tmp_path, "annotator", {**config, "node": first.url}).start()
-        try:
-            seen = wait_for(lambda: (healthz_or_none(port) or {}).get("chain_block"), 90, "no chain_block")
-            assert wait_for(lambda: (healthz_or_none(port) or {}).get("chain_block", 0) > seen, 30,
-                            "chain_block did not advance on a quiet chain")
-            env = {**os.environ, "DECENTRALML_URL": first.url}
-            subprocess.run([CLI, "account", "transfer", ALICE, "1", "--dev-key", "eve"], env=env, check=True,
-                           capture_output=True, timeout=90)  # one event: the agent's checkpoint names a block
-            agent.wait_ready()
-        finally:
-            assert agent.stop() == 0
-    with DevnetProcess("--block-time", "0.3", log_path=tmp_path / "second.log") as second:
-        path = tmp_path / "restarted.yaml"
-        path.write_text(yaml.safe_dump({"state_dir": str(agent.state), **config, "node": second.url}))
-        out = subprocess.run([CLI, "--log-level", "error", "agent", "run", str(path)], capture_output=True,
-                             text=True, timeout=120)
-        one_line(out, "agent run", "holds the journal of another chain", "--tmp", "agent run --fresh")
-        fresh = subprocess.Popen([CLI, "agent", "run", str(path), "--fresh"], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        try:
-            wait_for(lambda: (healthz_or_none(port) or {}).get("chain_block") is not None, 90, "--fresh did not run")
-        finally:
-            fresh.send_signal(signal.SIGTERM)
-            assert fresh.wait(timeout=60) == 0
-        assert list(agent.state.glob("old-*/journal.sqlite"))  # the old journal kept aside
-
-
-def healthz_or_none(port: int) -> dict | None:
-    try:
-        return healthz(port)
-    except OSError:
-        return None
-
-
-def test_the_example_farm_runs_on_a_devnet_as_the_docs_say(tmp_path):
-    """docs/operations.md: set FARM_SEED, `farm fund`, `farm check --online`, `farm run` — and each missing
-    step is one line, with nothing started (no escrow locked by a creator whose annotators cannot run)."""
-    shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    (tmp_path / "assets").symlink_to(ROOT / "assets")
-    with DevnetProcess(log_path=tmp_path / "devnet.log") as node:
-        for path in (tmp_path / "configs").glob("*.yaml"):
-            text = path.read_text().replace("ws://127.0.0.1:9944", node.url)
-            path.write_text(text.replace("metrics_base_port: 9700", f"metrics_base_port: {free_port()}"))
-        farm = str(tmp_path / "configs" / "farm.yaml")
-        env = {**os.environ, "DECENTRALML_URL": node.url, "COLUMNS": "200"}
-        env.pop("FARM_SEED", None)
-
-        def farm_cli(*args: str, **kw) -> subprocess.CompletedProcess:
-            return subprocess.run([CLI, "--log-level", "error", "farm", *args], capture_output=True, text=True,
-                                  env={**env, **kw}, timeout=180)
-
-        out = farm_cli("check", farm)
-        assert out.returncode == 1 and "Traceback" not in out.stderr
-        assert out.stderr.count("key.env: $FARM_SEED is not set") == 4  # one line per annotator
-        out = farm_cli("run", farm)
-        assert out.returncode == 2 and "annotator-0: key.env: $FARM_SEED is not set" in out.stderr
-        assert js(node, "task", "list") == []  # the creator was not started: nothing published or escrowed
-
-        seed = {"FARM_SEED": "//farm-test"}
-        out = farm_cli("check", farm, "--online", **seed)
-        assert out.returncode == 1 and out.stderr.count("needs at least 0.01 UNIT for fees") == 4
-        funded = json.loads(farm_cli("fund", farm, "--dev-key", "alice", "--json", **seed).stdout)
-        assert [r["sent"] for r in funded] == [0] + [10 * UNIT] * 4  # the creator is Alice: already rich
-        out = farm_cli("check", farm, "--online", **seed)
-        assert out.returncode == 0 and "node reachable, fees covered" in out.stdout, out.stderr
-
-        with open(tmp_path / "farm.log", "wb") as farm_log:
-            proc = subprocess.Popen([CLI, "--log-level", "warning", "farm", "run", farm], env={**env, **seed},
-                                    stdout=subprocess.DEVNULL, stderr=farm_log)
-            try:
-                paid = wait_for(lambda: [r for r in js(node, "result", "list") if r["paid_amount"]], 900,
-                                "no annotator of the example farm was paid")
-                assert paid[0]["paid_amount"] == UNIT
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                code = proc.wait(timeout=180)
-                assert code == 0, "\n".join([(tmp_path / "farm.log").read_text()[-2000:]] + [
-                    f"--- {log.name}:\n{log.read_text()[-1500:]}" for log in (tmp_path / ".state" / "farm" / ".logs").glob("*.log")])
-
-
-def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(devnet, tmp_path, monkeypatch):
-    from substrateinterface import Keypair
-
-    monkeypatch.setenv("UNFUNDED_KEY", "//unfunded-worker")
-    address = Keypair.create_from_uri("//unfunded-worker").ss58_address
-    agent = Agent(tmp_path, "poor", {"role": "annotator", "node": devnet.url, "key": {"env": "UNFUNDED_KEY"},
-                                     "storage": {"root": str(tmp_path / "store")}}).start()
-    try:
-        assets = tmp_path / "assets"
-        (assets / "annotation_files").mkdir(parents=True)
-        (assets / "annotation_files" / "a.jpg").write_bytes(b"not really a jpeg")
-        (assets / "start_task.sh").write_text("mkdir -p outputs; echo '[]' > outputs/boxes.json\n")
-        js(devnet, "task", "create", "--dev-key", "alice", "--question", "for the poor worker", "--pays", "0.1",
-           "--strategy", "AutoAccept", "--annotation-type", "Image", "--assets", str(assets),
-           "--store-root", str(tmp_path / "store"))
-        agent.wait_log('"account_cannot_pay_fees"', timeout=120)
-        time.sleep(12)  # two more polls of its balance: still one line
-        assert agent.log.read_text().count('"account_cannot_pay_fees"') == 1
-        assert '"task_failed"' not in agent.log.read_text()
-        js(devnet, "account", "transfer", address, "1", "--dev-key", "alice")
-        agent.wait_log('"account_funded"', timeout=120).wait_log('"task_submitted"', timeout=180)
-    finally:
-        assert agent.stop() == 0
-
-
-def test_agent_check_finds_what_agent_run_would_trip_on(devnet, tmp_path):
-    config = tmp_path / "creator.yaml"
-    config.write_text(yaml.safe_dump({
-        "role": "creator", "node": devnet.url, "key": {"env": "CREATOR_KEY_NOT_SET"}, "state_dir": str(tmp_path / "s"),
-        "tasks": [{"name": "t", "assets": str(tmp_path / "nope"), "question": "q", "pays": UNIT}]}))
-    out = subprocess.run([CLI, "agent", "check", str(config)], capture_output=True, text=True, timeout=90)
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert "key.env: $CREATOR_KEY_NOT_SET is not set" in out.stderr and "nope is not a folder" in out.stderr
-    out = subprocess.run([CLI, "--log-level", "error", "agent", "run", str(config)], capture_output=True, text=True,
-                         timeout=90)
-    one_line(out, "agent run", "key.env: $CREATOR_KEY_NOT_SET is not set", status=2)
-
-
-def test_a_fresh_start_sets_aside_everything_bound_to_the_old_chain(tmp_path):
-    """A new chain numbers tasks and submissions from 0 again: an old work/task-0/submission-0 left in
-    place would be taken for the new task 0's verified assets. The login token is not the chain's."""
-    from agents.commands.agent import start_fresh
-
-    state = tmp_path / "state"
-    for name in ("work/task-0/submission-0/start_task.sh", "results/submission-0/a.json", "campaigns/c/round-0.npz",
-                 "journal.sqlite", "journal.sqlite-wal", "campaign-c.png", "review.token"):
-        (state / name).parent.mkdir(parents=True, exist_ok=True)
-        (state / name).write_text(name)
-    aside = start_fresh(state)
-    assert sorted(p.name for p in state.iterdir()) == sorted(["review.token", aside.name])
-    assert (aside / "work/task-0/submission-0/start_task.sh").read_text() == "work/task-0/submission-0/start_task.sh"
-    assert {p.name for p in aside.iterdir()} == {"work", "results", "campaigns", "journal.sqlite", "journal.sqlite-wal",
-                                                 "campaign-c.png"}
