@@ -102,7 +102,8 @@ FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage
 AIMED = {"kill_dispatching": ("task", "claiming", 20.0), "kill_uploading": ("task", "ran", 30.0),
          "kill_claiming": ("claim", "claiming", 40.0)}
 ENGINE_FAULTS = (*AIMED, "cut_catch_up")
-ENGINE_EXPIRES_IN = 120  # blocks: an engine killed in one phase restarts (seconds each) in time for the next ones
+ENGINE_EXPIRES_S = 40.0  # an engine killed in one phase restarts in time for the next ones (a start took up to 11 s
+# on 2 loaded cores: with 120 blocks, 24 s at instant seal, every slot of a run with three kills expired unsubmitted)
 REVIEW_WINDOW = 4  # blocks the creator leaves the ManualAccept result undecided before the worker claims its pay
 CATCH_UP_DELAY_S = 0.02  # each way, on the engine's link while it catches up: it stays behind long enough to cut
 POLL_S = 0.005  # journal rows are read this often while a fault waits for a phase (a claim is in the pool ~10 ms+)
@@ -347,7 +348,8 @@ async def one_run(seed: int, work: Path, block_time: float | None = None, engine
         folder = assets(work / f"assets-{name}")
         (folder / "start_task.sh").write_text(script)
         declared.append({"name": name, "assets": str(folder), "question": "Label", "pays": PAYS, "max_assignments": slots,
-                         "expires_in": ENGINE_EXPIRES_IN if engine else EXPIRES_IN, "strategy": strategy,
+                         "expires_in": round(ENGINE_EXPIRES_S / (block_time or TICK_S)) if engine else EXPIRES_IN,
+                         "strategy": strategy,
                          **({"validator": validator} if validator else {}),
                          **({"review_window": REVIEW_WINDOW} if engine and strategy == "ManualAccept" else {})})
     agents = {"creator": Agent("creator", work / "creator.yaml", work / "creator.log", work / "creator")}
