@@ -32,8 +32,9 @@ faults aimed at the engine's phases, each waiting for the journal row that shows
 ``kill_uploading`` (at ``ran``: outputs being published), ``kill_claiming`` (a payment claim at
 ``claiming``), each a ``kill -9`` of the engine, counted as a hit when the row is still at that step
 after the kill; and ``cut_catch_up``: the engine killed, blocks left to pile up, the engine restarted
-behind a 50 ms link, and its connections cut as soon as it handles its first event of the catch-up
-(how many blocks behind the head it was is reported).
+behind a link delaying each chunk 20 ms each way, and its connections cut as soon as it handles its
+first event of the catch-up (how many blocks behind the head it was is reported). Tasks expire 40 s
+after publication in engine runs, so an engine killed in one phase comes back for the next ones.
 
 Runs alternate between instant seal (odd seeds; the ticker seals a block every 0.2 s) and blocks every
 0.5 s (even seeds), where extrinsics wait in the pool and a ``kill_devnet`` waits (up to 10 s) until an
