@@ -146,11 +146,19 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
                         sweep: Callable[[], Awaitable[None]], metrics) -> None:
     """The loop every agent runs until ``stop``: its ``sweep`` every SWEEP_S, each event from ``since`` on
     ``handle``d (again while the node is away, never raising for it) and then ``handled`` (checkpointed).
-    An event the stop cut short is left unhandled: the next start handles it."""
-    events = client.events(since)
+    An event the stop cut short is left unhandled: the next start handles it.
+
+    The stream itself may end with the node: a block's events decoded while the runtime loads over its
+    own socket, and that socket cut (``make faults``: an engine whose connections were cut as the first
+    tasks came exited ``cannot reach the node``, all three workers down until restarted). It is opened
+    again after the last handled event, 1 s … 30 s later, as a handler is retried; only a client that
+    failed for good (closed, another chain) ends the loop."""
+    position = since
+    events = client.events(position)
     waiter = asyncio.ensure_future(stop.wait())
     nxt: asyncio.Future[Event] | None = None
     last_sweep = 0.0
+    delay = RETRY_FIRST_S
     try:
         while not stop.is_set():
             if time.monotonic() - last_sweep >= SWEEP_S:
@@ -165,7 +173,21 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
                 break
             if nxt not in done:
                 continue
-            event = nxt.result()
+            try:
+                event = nxt.result()
+            except TRANSIENT as exc:
+                if client.health["chain"] == "failed":
+                    raise
+                log.warning("event_retry", handling="events", error=str(exc), error_type=type(exc).__name__,
+                            retry_in_s=delay)
+                await close_stream(None, events)
+                nxt = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                events = client.events(position)
+                continue
+            delay = RETRY_FIRST_S
             metrics.set("chain_block", event.block_number)
             try:
                 if await handle_with_retry(lambda e=event: within_stop(handle(e), stop), stop, event.name) is None:
@@ -173,6 +195,7 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
             except Interrupted:
                 break
             handled(event)
+            position = Checkpoint.after(event)
     finally:
         waiter.cancel()
         await close_stream(nxt, events)

@@ -22,11 +22,25 @@ stalling or corrupting bytes. Then the run settles (every task closed, nothing p
 - no duplicate on-chain call: one task per declared name, ≤ 1 assignment per worker and task, ≤ 1
   result per submission, and no extrinsic refused as already done (AlreadyAssigned, AlreadyDecided…).
 
+Engine runs (``--engine``; by default seeds 2, 3, 6, 7, 10, 11 …, half the runs, both block modes): the
+three annotators are the workers of one ``farm engine`` process (one chain connection, one follower,
+one asset cache, as ``farm run`` runs them), reaching the node through a proxy of their own; the
+ManualAccept task sets a review window and the creator never decides it, so the workers claim its pay
+(``claim_payment``). Besides the faults above (``kill_agent`` then targets the creator or the engine),
+faults aimed at the engine's phases, each waiting for the journal row that shows the engine in it:
+``kill_dispatching`` (a task row at ``claiming``: dispatched, its assign_task not yet included),
+``kill_uploading`` (at ``ran``: outputs being published), ``kill_claiming`` (a payment claim at
+``claiming``), each a ``kill -9`` of the engine, counted as a hit when the row is still at that step
+after the kill; and ``cut_catch_up``: the engine killed, blocks left to pile up, the engine restarted
+behind a link delaying each chunk 20 ms each way, and its connections cut as soon as it handles its
+first event of the catch-up (how many blocks behind the head it was is reported). Tasks expire 40 s
+after publication in engine runs, so an engine killed in one phase comes back for the next ones.
+
 Runs alternate between instant seal (odd seeds; the ticker seals a block every 0.2 s) and blocks every
 0.5 s (even seeds), where extrinsics wait in the pool and a ``kill_devnet`` waits (up to 10 s) until an
 agent's extrinsic is in the pool, so the kill takes it with it. ``--block-time`` forces one mode.
 
-    python bench/faults.py [--runs 50] [--seed 1] [--block-time S] [--json]      # make faults
+    python bench/faults.py [--runs 50] [--seed 1] [--block-time S] [--engine | --no-engine] [--json]  # make faults
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ import random
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -83,6 +98,16 @@ DUPLICATES = {"AlreadyAssigned", "AlreadyDecided", "InvalidStatus", "DuplicateCl
 BLOCK_TIME_S = 0.5  # even seeds: blocks on a timer, so extrinsics wait in the pool
 LOST_MARGIN_S = 5.0  # a result ready this long before its task expired must reach the chain
 FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage_stall", "storage_corrupt")
+# Engine runs: kill -9 of the engine aimed at a phase — the journal rows that show it there, and how long to
+# wait for one (a phase may never come again: every slot claimed, every result decided)
+AIMED = {"kill_dispatching": ("task", "claiming", 20.0), "kill_uploading": ("task", "ran", 30.0),
+         "kill_claiming": ("claim", "claiming", 40.0)}
+ENGINE_FAULTS = (*AIMED, "cut_catch_up")
+ENGINE_EXPIRES_S = 40.0  # an engine killed in one phase restarts in time for the next ones (a start took up to 11 s
+# on 2 loaded cores: with 120 blocks, 24 s at instant seal, every slot of a run with three kills expired unsubmitted)
+REVIEW_WINDOW = 4  # blocks the creator leaves the ManualAccept result undecided before the worker claims its pay
+CATCH_UP_DELAY_S = 0.02  # each way, on the engine's link while it catches up: it stays behind long enough to cut
+POLL_S = 0.005  # journal rows are read this often while a fault waits for a phase (a claim is in the pool ~10 ms+)
 
 
 @dataclass
@@ -93,10 +118,13 @@ class Agent:
     state: Path
     proc: subprocess.Popen | None = None
     restarts: int = 0
+    command: tuple[str, ...] = ("agent", "run")  # or ("farm", "engine"): the engine of the farm file ``config``
+    started_at: float = 0.0
 
     def start(self) -> None:
+        self.started_at = time.time()
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "info", "agent", "run",
+            self.proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "--log-level", "info", *self.command,
                                           str(self.config)], stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                          env={**os.environ, "PYTHONPATH": str(ROOT)})
 
@@ -126,16 +154,133 @@ class Run:
     counts: dict = field(default_factory=dict)
     seconds: float = 0.0
     block_time: float = 0.0
+    engine: bool = False
 
 
-def plan(rng: random.Random) -> list[tuple[float, str, str]]:
-    """Two to five faults at random moments of the fault window, each with its target."""
+def engine_run(seed: int) -> bool:
+    """The default rotation: seeds 2, 3, 6, 7, … run the engine (half the runs, both block modes)."""
+    return (seed // 2) % 2 == 1
+
+
+def plan(rng: random.Random, engine: bool = False) -> list[tuple[float, str, str]]:
+    """Two to five faults at random moments of the fault window, each with its target; an engine run one to
+    three of them, and first one to three kills aimed at the engine's phases and (3 runs in 4) a catch-up cut,
+    done one after another from the start (each waits for its phase) while the others come at their moments."""
     chosen = []
-    for _ in range(rng.randint(2, 5)):
+    for _ in range(rng.randint(1, 3) if engine else rng.randint(2, 5)):
         kind = rng.choice(FAULTS)
-        target = rng.choice(("creator", *WORKERS)) if kind == "kill_agent" else ""
+        target = rng.choice(("creator", "engine") if engine else ("creator", *WORKERS)) if kind == "kill_agent" else ""
         chosen.append((round(rng.uniform(0.5, FAULT_WINDOW_S), 2), kind, target))
-    return sorted(chosen)
+    chosen.sort()
+    if engine:  # in the phases' order, the catch-up cut anywhere among them: at 0 s, one after another
+        kills = sorted(rng.sample(list(AIMED), rng.randint(1, 3)), key=list(AIMED).index)
+        if rng.random() < 0.75:
+            kills.insert(rng.randint(0, len(kills)), "cut_catch_up")
+        chosen[:0] = [(0.0, kind, "engine") for kind in kills]
+    return chosen
+
+
+def journal_rows(state: Path, kind: str, step: str, since: float) -> list[str]:
+    """Ids of the rows of ``kind`` at ``step`` written after ``since``, read-only (the agent writes meanwhile)."""
+    try:
+        db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True, timeout=0.05)
+        try:
+            return [r[0] for r in db.execute("SELECT id FROM work WHERE kind=? AND step=? AND updated>?",
+                                             (kind, step, since))]
+        finally:
+            db.close()
+    except sqlite3.Error:  # not created yet, or busy: nothing seen this time
+        return []
+
+
+def journal_step(state: Path, kind: str, key: str) -> str | None:
+    try:
+        db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True, timeout=1)
+        try:
+            row = db.execute("SELECT step FROM work WHERE kind=? AND id=?", (kind, key)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row and row[0]
+
+
+def checkpoint(state: Path) -> list | None:
+    try:
+        db = sqlite3.connect(f"file:{state / 'journal.sqlite'}?mode=ro", uri=True, timeout=0.05)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key='checkpoint'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    return row and json.loads(row[0])
+
+
+async def kill(agent: Agent, killed: set[str]) -> None:
+    killed.add(agent.name)  # before the signal: the supervisor does not report it as an exit of its own
+    if agent.alive():
+        agent.proc.kill()
+        await asyncio.to_thread(agent.proc.wait)
+
+
+async def aimed_kill(kind: str, engine: Agent, states: dict[str, Path], killed: set[str], run: Run) -> None:
+    """``kill -9`` of the engine as soon as a journal row shows it in the phase (rows written by this process
+    of it only: a row left by a killed one is no phase); a hit if the row is still at that step after."""
+    row_kind, step, timeout = AIMED[kind]
+    deadline = time.monotonic() + timeout
+    outcome = "missed (the phase never came)"
+    while time.monotonic() < deadline:
+        found = [(state, key) for state in states.values()
+                 for key in journal_rows(state, row_kind, step, engine.started_at)] if engine.alive() else []
+        if found:
+            await kill(engine, killed)
+            state, key = found[0]
+            outcome = "hit" if journal_step(state, row_kind, key) == step else "late (the step had passed)"
+            break
+        await asyncio.sleep(POLL_S)
+    run.counts.setdefault("aimed", []).append(f"{kind}: {outcome}")
+
+
+async def head_block(url: str) -> int | None:
+    with contextlib.suppress(Exception):
+        rpc = await WebSocketRpc.connect(url)
+        try:
+            return int((await rpc.request("chain_getHeader"))["number"], 16)
+        finally:
+            await rpc.close()
+    return None
+
+
+async def cut_catch_up(rng: random.Random, engine: Agent, states: dict[str, Path], proxy: FaultProxy, url: str,
+                       held: set[str], killed: set[str], run: Run) -> None:
+    """The engine killed once it follows, blocks left to pile up, restarted behind a slow link, and its
+    connections cut as soon as it handles its first event of the catch-up."""
+    state = next(iter(states.values()))
+    deadline = time.monotonic() + 60
+    while not (engine.alive() and checkpoint(state)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    held.add(engine.name)  # the supervisor leaves it down
+    await kill(engine, killed)
+    before = checkpoint(state)
+    await asyncio.sleep(rng.uniform(2.0, 4.0))
+    proxy.delay_s = CATCH_UP_DELAY_S
+    engine.restarts += 1
+    killed.discard(engine.name)
+    engine.start()
+    held.discard(engine.name)
+    outcome = "missed (no event handled in 60 s)"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and engine.alive():
+        now = checkpoint(state)
+        if now is not None and now != before:
+            proxy.drop()
+            head = await head_block(url)
+            outcome = f"cut {head - now[0]} blocks behind" if head is not None else "cut (head unknown)"
+            break
+        await asyncio.sleep(POLL_S)
+    proxy.delay_s = 0.0  # the reconnect is on a normal link
+    run.counts.setdefault("aimed", []).append(f"cut_catch_up: {outcome}")
 
 
 async def ticker(url: str, stop: asyncio.Event) -> None:
@@ -177,15 +322,17 @@ async def agents_in_pool(url: str, timeout: float) -> bool:
     return False
 
 
-async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run:
+async def one_run(seed: int, work: Path, block_time: float | None = None, engine: bool | None = None) -> Run:
     rng = random.Random(seed)
     block_time = (BLOCK_TIME_S if seed % 2 == 0 else 0.0) if block_time is None else block_time
-    run = Run(seed, plan(rng), block_time=block_time)
+    engine = engine_run(seed) if engine is None else engine
+    run = Run(seed, plan(rng, engine), block_time=block_time, engine=engine)
     started = time.monotonic()
     work.mkdir(parents=True)
     devnet = DevnetProcess(*(["--block-time", str(block_time)] if block_time else []), db=str(work / "chain.sqlite"),
                            log_path=work / "devnet.log").start(timeout=90)
     node_proxy = await FaultProxy(devnet.port).start()
+    engine_proxy = await FaultProxy(devnet.port).start()  # the engine's own link: slowed and cut while it catches up
     cstore, wstore = work / "creator-store", work / "worker-store"
     gp1, gp2 = free_port(), free_port()
     gateways = [subprocess.Popen([sys.executable, "-m", "agents.cli", "storage", "serve", "--store-root", str(root),
@@ -202,20 +349,30 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
         folder = assets(work / f"assets-{name}")
         (folder / "start_task.sh").write_text(script)
         declared.append({"name": name, "assets": str(folder), "question": "Label", "pays": PAYS, "max_assignments": slots,
-                         "expires_in": EXPIRES_IN, "strategy": strategy, **({"validator": validator} if validator else {})})
+                         "expires_in": round(ENGINE_EXPIRES_S / (block_time or TICK_S)) if engine else EXPIRES_IN,
+                         "strategy": strategy,
+                         **({"validator": validator} if validator else {}),
+                         **({"review_window": REVIEW_WINDOW} if engine and strategy == "ManualAccept" else {})})
     agents = {"creator": Agent("creator", work / "creator.yaml", work / "creator.log", work / "creator")}
     agents["creator"].config.write_text(yaml.safe_dump({
         "role": "creator", "node": node, "key": {"dev": "Alice"}, "state_dir": str(work / "creator"),
         "storage": {"root": str(cstore), "gateways": [f"http://127.0.0.1:{gp2}"]}, "tasks": declared,
-        "review": {"auto_approve_after_s": 2}}))
-    for name in WORKERS:
-        state = work / name.lower()
-        agent = agents[name] = Agent(name, work / f"{name.lower()}.yaml", work / f"{name.lower()}.log", state)
-        agent.config.write_text(yaml.safe_dump({
-            "role": "annotator", "node": node, "key": {"dev": name}, "state_dir": str(state),
-            "storage": {"root": str(wstore), "gateways": [f"http://127.0.0.1:{asset_proxy.port}"]},
-            "policy": {"min_blocks_left": 0, "max_concurrent": 2},
-            "sandbox": {"timeout_s": 20, "min_free_disk_mb": 1}}))
+        "review": {} if engine else {"auto_approve_after_s": 2}}))  # engine: the workers claim the manual task's pay
+    states = {name: work / name.lower() for name in WORKERS}
+    workers = {name: {"role": "annotator", "key": {"dev": name},
+                      "storage": {"root": str(wstore), "gateways": [f"http://127.0.0.1:{asset_proxy.port}"]},
+                      "policy": {"min_blocks_left": 0, "max_concurrent": 2},
+                      "sandbox": {"timeout_s": 20, "min_free_disk_mb": 1}} for name in WORKERS}
+    if engine:  # one `farm engine` process: the farm gives each worker <state_root>/<name>, as above
+        agents["engine"] = Agent("engine", work / "farm.yaml", work / "engine.log", work, command=("farm", "engine"))
+        agents["engine"].config.write_text(yaml.safe_dump({
+            "state_root": str(work), "metrics_base_port": free_port(),
+            "defaults": {"node": f"ws://127.0.0.1:{engine_proxy.port}"},
+            "agents": {name.lower(): {"overrides": config} for name, config in workers.items()}}))
+    else:
+        for name, config in workers.items():
+            agent = agents[name] = Agent(name, work / f"{name.lower()}.yaml", work / f"{name.lower()}.log", states[name])
+            agent.config.write_text(yaml.safe_dump({**config, "node": node, "state_dir": str(states[name])}))
     async with await ChainClient.connect(devnet.url) as client:
         issuance_before = await client.storage("Balances", "TotalIssuance")
     stop_ticker = asyncio.Event()
@@ -227,12 +384,23 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
     t0 = time.monotonic()
     pending = list(run.faults)
     killed: set[str] = set()  # by a fault since the last restart
+    held: set[str] = set()  # left down by a fault for a while
+    async def engine_faults() -> None:
+        for _, kind, _ in run.faults:
+            if kind in AIMED:
+                await aimed_kill(kind, agents["engine"], states, killed, run)
+            elif kind == "cut_catch_up":
+                await cut_catch_up(rng, agents["engine"], states, engine_proxy, devnet.url, held, killed, run)
+
+    watchers = [asyncio.create_task(engine_faults())] if engine else []  # the faults waiting for the engine's phases
     filler = dave_dir / "filler"
     try:
         while time.monotonic() - t0 < SETTLE_S:
             elapsed = time.monotonic() - t0
             while pending and pending[0][0] <= elapsed:
                 _, kind, target = pending.pop(0)
+                if kind in ENGINE_FAULTS:  # done in turn by the engine's fault sequence
+                    continue
                 if kind == "kill_devnet":
                     if block_time and await agents_in_pool(devnet.url, 10.0):  # the kill takes their extrinsics
                         run.counts["kills_with_pool"] = run.counts.get("kills_with_pool", 0) + 1
@@ -241,11 +409,10 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
                     await asyncio.to_thread(devnet.start, 90)  # a loaded machine: imports alone can take seconds
                 elif kind == "kill_agent":
                     if agents[target].alive():
-                        agents[target].proc.kill()
-                        await asyncio.to_thread(agents[target].proc.wait)
-                        killed.add(target)
+                        await kill(agents[target], killed)
                 elif kind == "drop_connections":
                     node_proxy.drop()
+                    engine_proxy.drop()
                 elif kind == "disk_full" and mounted:
                     await asyncio.to_thread(subprocess.run, ["dd", "if=/dev/zero", f"of={filler}", "bs=1M"],
                                             capture_output=True)
@@ -254,19 +421,24 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
                     asset_proxy.mode = kind.split("_")[1]
                     asyncio.get_running_loop().call_later(rng.uniform(1, 4), setattr, asset_proxy, "mode", "normal")
             for agent in agents.values():  # a supervisor restarts what died
-                if not agent.alive():
+                if not agent.alive() and agent.name not in held:
                     agent.restarts += 1 if agent.proc is not None else 0
                     if agent.proc is not None and agent.name not in killed:  # exited on its own: say why
                         run.counts.setdefault("exits", []).append(f"{agent.name}: {agent.last_error()}")
                     killed.discard(agent.name)
                     agent.start()
-            if not pending and elapsed > FAULT_WINDOW_S and int(elapsed * 2) % 4 == 0:
+            if not pending and all(w.done() for w in watchers) and elapsed > FAULT_WINDOW_S and int(elapsed * 2) % 4 == 0:
                 with contextlib.suppress(Exception):
                     if await settled(devnet.url):
                         break
             await asyncio.sleep(0.5)
         else:
             run.violations.append(f"did not settle in {SETTLE_S:g} s")
+        for watcher in watchers:
+            if not watcher.done():
+                watcher.cancel()
+                run.counts.setdefault("aimed", []).append("engine faults still waiting at the end (cancelled)")
+        await asyncio.gather(*watchers, return_exceptions=True)
         for agent in agents.values():
             if agent.alive():
                 agent.proc.send_signal(signal.SIGTERM)
@@ -282,15 +454,18 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
                                       "its log, agent_task_waiting)")
         stop_ticker.set()
         await asyncio.wait_for(tick, 15)
-        await check(run, devnet.url, issuance_before, agents)
+        await check(run, devnet.url, issuance_before, agents, states)
         run.counts["restarts"] = {a.name: a.restarts for a in agents.values() if a.restarts}
     finally:
+        for watcher in watchers:
+            watcher.cancel()
         for agent in agents.values():
             if agent.alive():
                 agent.proc.kill()
         stop_ticker.set()
         tick.cancel()
         await node_proxy.close()
+        await engine_proxy.close()
         await asset_proxy.close()
         for g in gateways:
             g.terminate()
@@ -302,7 +477,7 @@ async def one_run(seed: int, work: Path, block_time: float | None = None) -> Run
     return run
 
 
-async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agent]) -> None:
+async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agent], states: dict[str, Path]) -> None:
     """The invariants, from the chain's storage and every block's events, and the agents' journals."""
     bad = run.violations.append
     async with await ChainClient.connect(url) as client:
@@ -370,7 +545,7 @@ async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agen
     if total != issuance:
         bad(f"accounts hold {total}, issuance says {issuance}")
     for name in WORKERS:
-        journal = Journal(agents[name].state / "journal.sqlite")
+        journal = Journal(states[name] / "journal.sqlite")
         try:
             for entry in journal.entries("task", steps=("submitted",)):
                 sub = subs.get(entry.data.get("submission_id"))
@@ -393,7 +568,9 @@ async def check(run: Run, url: str, issuance_before: int, agents: dict[str, Agen
     finally:
         journal.close()
     statuses = [s["status"] for s in subs.values()]
+    claimed = count("PaymentClaimed", "submission_id")
     run.counts.update(accepted=statuses.count("Accepted"), rejected=statuses.count("Rejected"),
+                      **({"pay_claimed": len(claimed)} if claimed else {}),
                       unsubmitted=statuses.count("Assigned"),
                       refused_calls={f: failures.count(f) for f in sorted(set(failures))})
 
@@ -407,18 +584,24 @@ def main() -> int:
     parser.add_argument("--block-time", type=float, default=None,
                         help=f"seconds between blocks for every run (default: instant seal on odd seeds, {BLOCK_TIME_S} s "
                              "on even ones)")
+    parser.add_argument("--engine", action=argparse.BooleanOptionalAction, default=None,
+                        help="the annotators as workers of one engine process in every run (--no-engine: as separate "
+                             "agents in every run; default: engine on seeds 2, 3, 6, 7, …)")
     args = parser.parse_args()
     logs.configure("warning")
     base = Path(tempfile.mkdtemp(prefix="decentralml-faults-"))
     results, started = [], time.monotonic()
     for i in range(args.runs):
         try:
-            run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}", args.block_time))
+            run = asyncio.run(one_run(args.seed + i, base / f"run-{args.seed + i}", args.block_time, args.engine))
         except Exception as exc:  # noqa: BLE001 - the harness itself (a node that never came up): say so, go on
-            run = Run(args.seed + i, plan(random.Random(args.seed + i)), [f"harness: {type(exc).__name__}: {exc}"])
+            engine = engine_run(args.seed + i) if args.engine is None else args.engine
+            run = Run(args.seed + i, plan(random.Random(args.seed + i), engine), [f"harness: {type(exc).__name__}: {exc}"],
+                      engine=engine)
         results.append(run)
         faults = ", ".join(f"{k}{'(' + t + ')' if t else ''}@{at:g}s" for at, k, t in run.faults)
-        print(f"run {i + 1}/{args.runs} seed {run.seed} blocks {run.block_time or 'instant'}: "
+        print(f"run {i + 1}/{args.runs} seed {run.seed} {'engine' if run.engine else 'agents'} "
+              f"blocks {run.block_time or 'instant'}: "
               f"{'ok' if not run.violations else 'VIOLATED'} "
               f"{run.seconds:.0f}s [{faults}] {run.counts}" + "".join(f"\n    ! {v}" for v in run.violations),
               flush=True)
@@ -426,7 +609,14 @@ def main() -> int:
             shutil.rmtree(base / f"run-{run.seed}", ignore_errors=True)
     faults = [k for r in results for _, k, _ in r.faults]
     summary = {"runs": len(results), "violated": [r.seed for r in results if r.violations],
-               "faults": {k: faults.count(k) for k in FAULTS}, "seconds": round(time.monotonic() - started),
+               "engine_runs": sum(r.engine for r in results),
+               "faults": {k: faults.count(k) for k in (*FAULTS, *ENGINE_FAULTS) if k in faults},
+               "aimed": collections.Counter(re.sub(r"\d+ blocks", "N blocks", a) for r in results
+                                            for a in r.counts.get("aimed", [])).most_common(),
+               "catch_up_cut_behind_blocks": [int(m.group(1)) for r in results for a in r.counts.get("aimed", [])
+                                              if (m := re.search(r"cut (-?\d+) blocks", a))],
+               "pay_claimed": sum(r.counts.get("pay_claimed", 0) for r in results),
+               "seconds": round(time.monotonic() - started),
                "accepted": sum(r.counts.get("accepted", 0) for r in results),
                "rejected": sum(r.counts.get("rejected", 0) for r in results),
                "unsubmitted": sum(r.counts.get("unsubmitted", 0) for r in results),

@@ -2,12 +2,15 @@
 and accounting for every warning and error the agents logged.
 
 One creator (Alice) publishing N AutoAccept tasks, A − 1 annotators (``max_concurrent: 2``) whose
-task script sleeps ``--work-s`` seconds, so the farm stays busy for ``N × work_s / (2 × (A − 1))``.
+task script sleeps ``--work-s`` seconds, so the farm stays busy for ``N × work_s / (2 × (A − 1))``;
+with ``--engine W``, W annotators as the workers of one engine process (``decentralml farm engine``,
+as ``farm run`` runs them) instead of one process each.
 Every ``--sample-s`` seconds: each agent's RSS and open descriptors (``/proc``), and the chain lag
 (the node's head minus the oldest ``chain_block`` an agent reports on ``/metrics``). The first
 quarter of the run is warm-up; drift is the last sample over the first sample after warm-up.
 
     python bench/soak.py [--agents 10] [--tasks 1000] [--work-s 10] [--json]     # ≈ 10 min
+    python bench/soak.py --engine 10 [--tasks 1000] [--work-s 10] [--json]       # one engine, 10 workers
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from substrateinterface import Keypair
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm_parts import agent, assets, fund, observe, rss_mb  # noqa: E402
+from farm_parts import agent, assets, engine, fund, observe, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.chain import ChainClient  # noqa: E402
@@ -74,6 +77,8 @@ def logged_problems(folder: Path) -> collections.Counter:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=10, help="creator included")
+    parser.add_argument("--engine", type=int, default=None, metavar="WORKERS",
+                        help="WORKERS annotators in one engine process (then --agents is ignored)")
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--work-s", type=float, default=10.0)
     parser.add_argument("--sample-s", type=float, default=15.0)
@@ -83,16 +88,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="decentralml-soak-") as scratch, \
             DevnetProcess("--log-level", "warning") as node:
         tmp = Path(scratch)
-        uris = [f"//Alice//soak/{i}" for i in range(args.agents - 1)]
+        uris = [f"//Alice//soak/{i}" for i in range(args.engine or args.agents - 1)]
         start_block = asyncio.run(fund(node.url, [Keypair.create_from_uri(u) for u in uris]))
         folder = assets(tmp / "assets")
         (folder / "start_task.sh").write_text(f"sleep {args.work_s:g}\n" + (folder / "start_task.sh").read_text())
         store = str(tmp / "store")
-        ports = [free_port() for _ in range(args.agents)]
-        procs = [agent({"role": "annotator", "node": node.url, "key": {"env": "SOAK_KEY"}, "metrics_port": ports[i + 1],
-                        "state_dir": str(tmp / f"annotator-{i}"), "storage": {"root": store},
-                        "policy": {"min_blocks_left": 0, "max_concurrent": 2}, "sandbox": {"timeout_s": args.work_s + 60}},
-                       tmp / f"annotator-{i}.yaml", {"SOAK_KEY": uri}) for i, uri in enumerate(uris)]
+        ports = [free_port() for _ in range(2 if args.engine else args.agents)]
+        work = {"policy": {"min_blocks_left": 0, "max_concurrent": 2}, "sandbox": {"timeout_s": args.work_s + 60}}
+        if args.engine:  # the engine serves /metrics (every worker's) on its first worker's port
+            procs = [engine({"state_root": str(tmp / "farm"), "metrics_base_port": ports[1],
+                             "defaults": {"node": node.url, "storage": {"root": store}},
+                             "agents": {"annotator": {"count": args.engine, "overrides": {
+                                 "role": "annotator", "key": {"dev": "Alice", "derive": "//soak/{index}"}, **work}}}},
+                            tmp / "farm.yaml")]
+        else:
+            procs = [agent({"role": "annotator", "node": node.url, "key": {"env": "SOAK_KEY"}, "metrics_port": ports[i + 1],
+                            "state_dir": str(tmp / f"annotator-{i}"), "storage": {"root": store}, **work},
+                           tmp / f"annotator-{i}.yaml", {"SOAK_KEY": uri}) for i, uri in enumerate(uris)]
         time.sleep(3)
         started = time.monotonic()
         procs.insert(0, agent({"role": "creator", "node": node.url, "key": {"dev": "Alice"}, "metrics_port": ports[0],
@@ -122,11 +134,11 @@ def main() -> int:
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(timeout=120) for proc in procs]
         problems = logged_problems(tmp)
-    warm = [s for s in samples if s["t"] >= total / 4 and len(s["rss_mb"]) == args.agents] or samples
+    warm = [s for s in samples if s["t"] >= total / 4 and len(s["rss_mb"]) == len(procs)] or samples
     first, last = warm[0], warm[-1]
     lags = [s["lag_blocks"] for s in samples if s["lag_blocks"] is not None]
     figures = {
-        "agents": args.agents, "tasks": args.tasks, "paid": len(seen["paid"]), "minutes": round(total / 60, 1),
+        "processes": len(procs), "annotators": len(uris), "engine": bool(args.engine), "tasks": args.tasks, "paid": len(seen["paid"]), "minutes": round(total / 60, 1),
         "samples": len(samples),
         "rss_mb_first_max": max(first["rss_mb"]), "rss_mb_last_max": max(last["rss_mb"]),
         "rss_drift_mb_max": round(max(b - a for a, b in zip(first["rss_mb"], last["rss_mb"], strict=False)), 1),
@@ -142,7 +154,8 @@ def main() -> int:
     if args.json:
         print(json.dumps({**figures, "series": samples}))
     else:
-        print(f"soak: {args.agents} agents, {args.tasks} tasks, {args.work_s:g} s of work each")
+        print(f"soak: {len(uris)} annotators in {'one engine' if args.engine else 'their own processes'}, "
+              f"{args.tasks} tasks, {args.work_s:g} s of work each")
         for key, value in figures.items():
             print(f"  {key:<28} {value}")
     return 0 if figures["paid"] == args.tasks and figures["agent_exit_codes"] == [0] else 1

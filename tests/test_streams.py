@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from agents.streams import Interrupted, within_stop
+from agents import streams
+from agents.metrics import Metrics
+from agents.streams import Interrupted, follow_events, within_stop
+from decentralml_core.chain import Checkpoint, ConnectionLost, Event
 
 
 async def test_work_that_ends_within_the_grace_after_a_stop_keeps_its_result():
@@ -45,3 +48,60 @@ async def test_its_errors_are_the_works_own():
 
     with pytest.raises(ValueError, match="malformed"):
         await within_stop(fails(), asyncio.Event())
+
+
+class CutStream:
+    """A chain's event stream (the I/O boundary of ``follow_events``) that ends once with the node, as a
+    block decoded while the runtime loads over its own socket does when that socket is cut."""
+
+    def __init__(self, events: list[Event], cut_after: int, health: str = "degraded") -> None:
+        self.all, self.cut_after, self.opened = events, cut_after, []
+        self.health = {"chain": health}
+
+    async def events(self, since: Checkpoint):
+        self.opened.append(since)
+        for n, event in enumerate(e for e in self.all if e.position > (since.block_number, since.index)):
+            if len(self.opened) == 1 and n == self.cut_after:
+                raise ConnectionLost("node connection of the runtime: Connection to remote host was lost.")
+            yield event
+        await asyncio.Event().wait()  # then no new block
+
+
+def blocks(n: int) -> list[Event]:
+    return [Event(b, f"0x{b:02x}", i, None, "DecentralMLModule", "TaskCreated", {"taskid": b * 10 + i})
+            for b in range(1, n + 1) for i in range(2)]
+
+
+async def follow(stream: CutStream, until: int) -> list[Event]:
+    handled, stop = [], asyncio.Event()
+
+    async def handle(event: Event) -> bool:
+        return True
+
+    def done(event: Event) -> None:
+        handled.append(event)
+        if len(handled) == until:
+            stop.set()
+
+    async def sweep() -> None:
+        pass
+
+    await asyncio.wait_for(follow_events(stream, Checkpoint(1), stop, handle=handle, handled=done, sweep=sweep,
+                                         metrics=Metrics("annotator")), 10)
+    return handled
+
+
+async def test_a_stream_that_ends_with_the_node_is_followed_on_from_the_last_handled_event(monkeypatch):
+    """make faults: an engine whose connections were cut as tasks came exited (every worker down); now
+    it opens the stream again where it stood: every event handled once, in order."""
+    monkeypatch.setattr(streams, "RETRY_FIRST_S", 0.01)
+    events = blocks(4)
+    stream = CutStream(events, cut_after=3)
+    assert await follow(stream, len(events)) == events
+    assert stream.opened == [Checkpoint(1), Checkpoint.after(events[2])]
+
+
+async def test_a_client_failed_for_good_ends_the_loop():
+    """Closed, or another chain: no retrying forever; the agent ends and says why."""
+    with pytest.raises(ConnectionLost):
+        await follow(CutStream(blocks(2), cut_after=1, health="failed"), 4)
