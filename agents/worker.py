@@ -50,6 +50,11 @@ from .streams import TRANSIENT, Checkpointer, finish_within, settle_account
 log = structlog.get_logger("agent.worker")
 KIND = "task"
 DONE = ("submitted", "skipped", "failed", "lost", "abandoned")
+# A send the chain refuses because the result came too late: the task is abandoned (a warning), not failed
+# (an error): nothing was lost, the slot's time ran out while the script ran (``make faults`` saw these as
+# ``task_failed`` when tasks expired or were closed during a kill).
+TOO_LATE = {"SubmissionDeadlinePassed": "the deadline passed", "TaskExpired": "the task expired",
+            "TaskClosed": "the task was closed"}
 ACTIVE = ("claiming", "claimed", "fetched", "ran", "uploaded")  # a slot this worker holds or goes for
 PAYMENT_CLAIM = "claim"  # the journal kind of a payment claim (claim_payment), stored as "claim"
 STEP_TRANSIENT = (*TRANSIENT, Unreachable)  # a step failing with these is tried again
@@ -366,8 +371,8 @@ class WorkerAgent:
                 if exc.error == "InvalidStatus" and (await self.market.submission(sid)).status in (
                         SubmissionStatus.PENDING_VALIDATION, SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):
                     log.info("task_already_submitted", task_id=task_id, submission_id=sid)  # an earlier send landed
-                elif exc.error == "SubmissionDeadlinePassed":
-                    self._abandoned(task_id, sid, "the deadline passed while the result was on its way")
+                elif exc.error in TOO_LATE:
+                    self._abandoned(task_id, sid, f"{TOO_LATE[exc.error]} while the result was on its way")
                     return
                 else:
                     raise

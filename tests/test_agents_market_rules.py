@@ -102,6 +102,21 @@ async def test_a_result_past_its_deadline_is_not_sent(market):
     assert events(logs, "task_abandoned", task_id=task.task_id) and not events(logs, "task_submitted")
 
 
+async def test_a_result_ready_after_its_task_expired_is_abandoned_not_failed(market):
+    """The task's own end (not the assignment's deadline) passes while the script runs: the send is refused
+    as expired or closed, and the worker journals the task abandoned with a warning, not a failure."""
+    slow = "sleep 6\nmkdir -p outputs\necho '{}' > outputs/r.json\n"
+    with capture_logs() as logs:
+        market.creator([task_decl("expiring", market.assets(slow), expires_in=4)])
+        eve = await market.worker("Eve", sandbox={"timeout_s": 20})
+        task, _ = await market.settle("expiring", lambda t, s: bool(s), timeout=60)
+        await eve.wait_step("task", task.task_id, "abandoned", timeout=60)
+    reason = eve.entry("task", task.task_id).data["reason"]
+    assert "expired" in reason or "closed" in reason or "due by block" in reason, reason
+    assert events(logs, "task_abandoned", task_id=task.task_id)
+    assert not events(logs, "task_failed") and not events(logs, "task_submitted")
+
+
 async def test_an_unqualified_worker_skips_without_an_extrinsic(market):
     ferdie = key("Ferdie")
     assert await Market(market.client).worker_stats(ferdie.ss58_address) == WorkerStats()  # a newcomer
