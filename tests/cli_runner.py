@@ -51,7 +51,7 @@ def decentralml(*args: str, env: Mapping[str, str | None] = {}, cwd: Path | None
             status.append(1)
 
     with _environment(env), contextlib.chdir(cwd or os.getcwd()), _as_in_a_new_interpreter(), \
-            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            _structlog_left_as_found(), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         worker = threading.Thread(target=run, name="decentralml " + " ".join(args[:2]), daemon=True)
         worker.start()
         worker.join(timeout)  # the bound a process run has; a command left running fails its test below
@@ -93,3 +93,32 @@ def _as_in_a_new_interpreter() -> Iterator[None]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+@contextlib.contextmanager
+def _structlog_left_as_found() -> Iterator[None]:
+    """The command configures structlog for its own process: filtered at its ``--log-level``, each logger
+    cached on its first use. In the test process that would outlive the call: a cached logger never reaches
+    a later test's ``capture_logs`` (structlog's documented limit), and a warning-level filter drops info
+    events before any processor sees them (a fresh-clone run: five tests of other files in the same worker
+    captured no events at all). So no logger is cached during the call, and afterwards structlog is
+    configured as it was before it."""
+    import structlog
+
+    from decentralml_core import logs
+
+    saved, was_configured, configure = structlog.get_config(), structlog.is_configured(), structlog.configure
+
+    def uncached(**settings: object) -> None:
+        configure(**{**settings, "cache_logger_on_first_use": False})
+
+    structlog.configure = uncached
+    try:
+        yield
+    finally:
+        structlog.configure = configure
+        logs._pending = None  # a lazy configuration the command asked for is not applied after it
+        if was_configured:
+            structlog.configure(**saved)
+        else:
+            structlog.reset_defaults()

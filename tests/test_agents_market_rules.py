@@ -105,9 +105,9 @@ async def test_a_result_past_its_deadline_is_not_sent(market):
 async def test_a_result_ready_after_its_task_expired_is_abandoned_not_failed(market):
     """The task's own end (not the assignment's deadline) passes while the script runs: the send is refused
     as expired or closed, and the worker journals the task abandoned with a warning, not a failure."""
-    slow = "sleep 6\nmkdir -p outputs\necho '{}' > outputs/r.json\n"
-    with capture_logs() as logs:
-        market.creator([task_decl("expiring", market.assets(slow), expires_in=4)])
+    slow = "sleep 8\nmkdir -p outputs\necho '{}' > outputs/r.json\n"  # 16 blocks of 0.5 s
+    with capture_logs() as logs:  # 10 blocks: more than publishing may take (4 was refused as too early on CI)
+        market.creator([task_decl("expiring", market.assets(slow), expires_in=10)])
         eve = await market.worker("Eve", sandbox={"timeout_s": 20})
         task, _ = await market.settle("expiring", lambda t, s: bool(s), timeout=60)
         await eve.wait_step("task", task.task_id, "abandoned", timeout=60)
