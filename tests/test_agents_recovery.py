@@ -25,6 +25,16 @@ pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task 
 SCRIPT = "mkdir -p outputs\necho '{\"ok\": true}' > outputs/result.json\n"
 
 
+def alice_and_bob(tmp_path, url: str, task: dict, script_timeout_s: float) -> tuple[Agent, Agent]:
+    """Alice's creator publishing ``task`` and Bob's annotator taking it, as processes sharing one local store."""
+    store = {"root": str(tmp_path / "store")}
+    creator = Agent(tmp_path, "creator", {"role": "creator", "node": url, "key": {"dev": "Alice"},
+                                          "storage": store, "tasks": [task]})
+    bob = Agent(tmp_path, "bob", {"role": "annotator", "node": url, "key": {"dev": "Bob"}, "storage": store,
+                                  "policy": {"min_blocks_left": 0}, "sandbox": {"timeout_s": script_timeout_s}})
+    return creator, bob
+
+
 def wait_step(agent: Agent, kind: str, step: str, timeout: float = 120) -> None:
     """Until ``agent``'s journal has an entry of ``kind`` at ``step`` (polled fast: the call follows at once)."""
     deadline, reached = time.monotonic() + timeout, at_step(agent, kind, step)
@@ -69,17 +79,8 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
     port = free_port()
     node = DevnetProcess("--block-time", "3", db=str(tmp_path / "chain.sqlite"), port=port,
                          log_path=tmp_path / "devnet.log").start(timeout=90)
-    store = str(tmp_path / "store")
-    folder = tmp_path / "assets"
-    (folder / "annotation_files").mkdir(parents=True)
-    (folder / "annotation_files" / "a.jpg").write_bytes(b"\xff" * 100)
-    (folder / "start_task.sh").write_text(SCRIPT)
-    creator = Agent(tmp_path, "creator", {"role": "creator", "node": node.url, "key": {"dev": "Alice"},
-                                          "storage": {"root": store},
-                                          "tasks": [task_decl("kill", folder, expires_in=400)]})
-    bob = Agent(tmp_path, "bob", {"role": "annotator", "node": node.url, "key": {"dev": "Bob"},
-                                  "storage": {"root": store}, "policy": {"min_blocks_left": 0},
-                                  "sandbox": {"timeout_s": 20}})
+    creator, bob = alice_and_bob(tmp_path, node.url, task_decl("kill", make_assets(tmp_path, SCRIPT), expires_in=400),
+                                 script_timeout_s=20)
     try:
         creator.start()
         bob.start()
@@ -109,13 +110,8 @@ def test_sigterm_while_a_task_script_runs_stops_the_worker_within_the_grace(devn
     """A long script (a detector on a loaded host) is killed once the 10 s grace is over, its step kept
     where it stands for the next start: a farm's SIGTERM never waits out the script (CI once saw an
     annotator outlive the farm's 120 s stop timeout)."""
-    folder = make_assets(tmp_path, "sleep 300\n" + SCRIPT)
-    store = str(tmp_path / "store")
-    creator = Agent(tmp_path, "creator", {"role": "creator", "node": devnet.url, "key": {"dev": "Alice"},
-                                          "storage": {"root": store}, "tasks": [task_decl("long", folder)]})
-    bob = Agent(tmp_path, "bob", {"role": "annotator", "node": devnet.url, "key": {"dev": "Bob"},
-                                  "storage": {"root": store}, "policy": {"min_blocks_left": 0},
-                                  "sandbox": {"timeout_s": 600}})
+    creator, bob = alice_and_bob(tmp_path, devnet.url, task_decl("long", make_assets(tmp_path, "sleep 300\n" + SCRIPT)),
+                                 script_timeout_s=600)
     try:
         creator.start()
         bob.start()
