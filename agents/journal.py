@@ -37,9 +37,27 @@ class Journal:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        self._set_up()
+
+    def _set_up(self) -> None:
+        """WAL mode and the tables, on a journal another process may be creating at this very moment (an
+        engine starting while ``farm status`` or a test reads its journals). Turning a new database to WAL
+        takes an exclusive lock that SQLite refuses at once, without waiting out its busy timeout, to a
+        connection that raced for it: 28 of 800 opens failed "database is locked" with four openers of
+        each new journal. Once the mode is WAL (it persists in the file) no opener changes it; until then a
+        refused one tries again, for up to 10 s."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self.db.close()
