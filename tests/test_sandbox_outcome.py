@@ -4,6 +4,7 @@ scripts under bubblewrap; these check every rule in microseconds, on any machine
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -94,6 +95,16 @@ def test_the_memory_limit_is_named_first_when_the_cgroup_saw_it() -> None:
     status, errors = classify("s.sh", LIMITS, Observed(137, True, out_of_memory=True))
     assert status == "killed" and errors[0] == "memory limit reached (64 MB, memory_mb)"
     assert classify("s.sh", LIMITS, Observed(0, True, out_of_memory=True)) == ("ok", [])  # it finished anyway
+
+
+@pytest.mark.parametrize("observed,status", [
+    (Observed(137, True, "timeout", "timed out after 3 s", process_limit=True), "timeout"),  # storm outlived the clock
+    (Observed(2, True, process_limit=True), "failed"),  # the storm's own shell could not fork: "Cannot fork"
+])
+def test_a_fork_storm_is_named_whichever_way_it_ended(observed: Observed, status: str) -> None:
+    assert classify("s.sh", LIMITS, observed) == (status, [*classify("s.sh", LIMITS, dataclasses.replace(
+        observed, process_limit=False))[1], f"process limit reached ({LIMITS.max_procs} processes, max_procs)"])
+    assert classify("s.sh", LIMITS, Observed(0, True, process_limit=True)) == ("ok", [])  # it finished anyway
 
 
 @pytest.mark.parametrize("tail", ["sh: 1: python3: not found", "ModuleNotFoundError: No module named 'numpy'"])

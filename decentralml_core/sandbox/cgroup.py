@@ -1,5 +1,11 @@
 """A per-run cgroup (v1 pids + memory controllers, where this machine delegates them) as a backstop:
-it caps processes and memory for the whole tree and lets us kill whatever a script left behind."""
+it caps processes and memory for the whole tree and lets us kill whatever a script left behind.
+
+A group is named after the agent that made it (``decentralml-<pid>-<random>``). An agent killed during a
+run (SIGKILL, OOM, a node reboot of the container) cannot remove its groups; the next agent to make one on
+this host removes the empty groups of agents that are gone (101 had piled up on our CI machine after a day
+of fault-injection runs). A live agent's groups are never touched, even the moment between making one and
+moving its script in."""
 
 from __future__ import annotations
 
@@ -10,12 +16,55 @@ import uuid
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
+PREFIX = "decentralml-"
+_swept = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_groups(root: Path = ROOT, legacy_age_s: float = 3600.0) -> int:
+    """Remove the empty run groups of agents no longer alive; how many were removed. A group still
+    holding a process is left alone (``rmdir`` refuses it). One named before groups carried their agent's
+    pid is removed once empty and older than ``legacy_age_s``: a run's group is empty only for the
+    milliseconds before its script joins it."""
+    removed = 0
+    now = time.time()
+    for controller in ("pids", "memory"):
+        try:
+            groups = list((root / controller).glob(PREFIX + "*"))
+        except OSError:
+            continue
+        for group in groups:
+            owner = group.name[len(PREFIX):].split("-", 1)[0]
+            try:
+                if "-" in group.name[len(PREFIX):] and owner.isdigit():
+                    if _alive(int(owner)):
+                        continue
+                elif now - group.stat().st_mtime < legacy_age_s:
+                    continue
+                group.rmdir()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 class RunCgroup:
     def __init__(self, max_procs: int, memory_mb: int) -> None:
+        global _swept
+        if not _swept:
+            _swept = True
+            sweep_stale_groups()
         self.dirs: list[Path] = []
-        name = f"decentralml-{uuid.uuid4().hex[:12]}"
+        name = f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         for controller, settings in (("pids", {"pids.max": str(max_procs)}),
                                      ("memory", {"memory.limit_in_bytes": str(memory_mb * 1024 * 1024)})):
             base = ROOT / controller
@@ -66,6 +115,15 @@ class RunCgroup:
                 return int(fields.get("oom_kill", 0)) > 0
         return False
 
+    def process_limit_reached(self) -> bool:
+        """Whether a fork in the group was refused for reaching ``pids.max`` (``pids.events``: max N)."""
+        for path in self.dirs:
+            events = path / "pids.events"
+            if events.exists():
+                fields = dict(line.split() for line in events.read_text().splitlines() if line.strip())
+                return int(fields.get("max", 0)) > 0
+        return False
+
     def kill_all_and_remove(self, wait_s: float = 5.0) -> int:
         """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
         and removed, so that nothing of the run is alive when this returns; how many were left running."""
@@ -82,9 +140,11 @@ class RunCgroup:
             for path in list(self.dirs):
                 try:
                     path.rmdir()  # refused while a process, even one being killed, is still in it
-                    self.dirs.remove(path)
+                except FileNotFoundError:
+                    pass  # already gone
                 except OSError:
-                    pass
+                    continue
+                self.dirs.remove(path)
             if self.dirs:
                 time.sleep(0.01)
         return len(left)

@@ -26,6 +26,7 @@ class Observed:
     stopped: str | None = None  # "timeout" (the clock) or "killed" (the watchdog) when the run was stopped
     stop_reason: str = ""  # the clock's or the watchdog's words
     out_of_memory: bool = False  # the run's memory cgroup reached its limit
+    process_limit: bool = False  # the run's pids cgroup refused a fork
     stderr_tail: str = ""
 
 
@@ -57,6 +58,8 @@ def classify(script: str, limits: SandboxLimits, run: Observed) -> tuple[str, li
         errors.append(f"{script} exited with {run.exit_code}")
     if status in ("killed", "failed") and run.out_of_memory:
         errors.insert(0, f"memory limit reached ({limits.memory_mb} MB, memory_mb)")
+    if status != "ok" and run.process_limit:  # a fork storm ends as a timeout or as a shell that could not fork
+        errors.append(f"process limit reached ({limits.max_procs} processes, max_procs)")
     tail = run.stderr_tail
     if status != "ok" and not limits.share_python and ("python3: not found" in tail or "No module named" in tail):
         errors.append("the script needs the agent's python3 and packages: allow them with --share-python "

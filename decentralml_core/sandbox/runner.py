@@ -151,11 +151,13 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     started = time.monotonic()
     code, stopped, stop_reason = await _spawn(argv, env, task_dir, logs, limits, cgroup)
     peak = cgroup.peak_memory()
-    out_of_memory = cgroup.out_of_memory()
+    out_of_memory, process_limit = cgroup.out_of_memory(), cgroup.process_limit_reached()
     leftover = await asyncio.to_thread(cgroup.kill_all_and_remove)  # waits until the group is empty
     wall = time.monotonic() - started
     tail = _tail(logs / "stderr.log", STDERR_TAIL)
-    status, errors = classify(script, limits, Observed(code, isolated, stopped, stop_reason, out_of_memory, tail))
+    status, errors = classify(script, limits, Observed(
+        code, isolated, stopped, stop_reason, out_of_memory=out_of_memory, process_limit=process_limit,
+        stderr_tail=tail))
     report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
                            peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
                            leftover_processes=leftover, isolation="bubblewrap" if isolated else "none",
