@@ -90,6 +90,7 @@ async def _ask_validator(agent: CreatorAgent, task: Task, submission: Submission
 
 
 STRATEGIES = (ValidationStrategy.AUTO_ACCEPT, ValidationStrategy.MANUAL_ACCEPT, ValidationStrategy.CUSTOM_ACCEPT)
+PUBLISH_ATTEMPTS = 3  # a relative expiry refused as too early (the create landed late) is counted again
 VALIDATION_TABLE: dict[str, tuple[Action | None, Action | None, Action | None]] = {
     # journal step     AutoAccept  ManualAccept          CustomAccept
     "seen":           (_accept,    _send_to_review,      _ask_validator),
@@ -164,6 +165,10 @@ class CreatorAgent:
 
     # -- publishing, exactly once ---------------------------------------------------------------------
     async def publish(self, declared: PublishedTask) -> int | None:
+        """Post ``declared`` once, whatever crashes or retries come between (its journal entry and client
+        token find an earlier attempt's task); a task the pallet refuses is one error line, and the
+        creator goes on with its other tasks (before, the refusal ended the creator: a CI run under load
+        saw a 10-block ``expires_in`` pass before the create landed, ``TaskEndTooEarly``)."""
         entry = self.journal.get("published", declared.name)
         if entry is not None and entry.step in ("published", "closed"):
             return entry.data["task_id"]
@@ -190,16 +195,28 @@ class CreatorAgent:
                             annotation_files=assets.annotation_files, annotation_class_labels=declared.class_labels,
                             annotation_class_coordinates=json.dumps(declared.class_coordinates, sort_keys=True)
                             if declared.class_coordinates else None),
-            question=declared.question, pays_amount=declared.pays,
-            expiration_block=await self.client.block_number() + declared.expires_in,
+            question=declared.question, pays_amount=declared.pays, expiration_block=0,
             max_assignments=declared.max_assignments, validation_strategy=declared.strategy,
             annotation_json=annotation_json)
-        try:
-            task_id, _ = await self.market.create_task(self.keypair, spec, terms, token)
-        except DispatchFailed as exc:  # an earlier attempt's create landed after all
-            if exc.error != "DuplicateClientToken":
-                raise
-            task_id = await self.market.task_by_client_token(self.keypair.ss58_address, token)
+        for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+            spec = dataclasses.replace(spec, expiration_block=await self.client.block_number() + declared.expires_in)
+            try:
+                task_id, _ = await self.market.create_task(self.keypair, spec, terms, token)
+                break
+            except DispatchFailed as exc:
+                if exc.error == "DuplicateClientToken":  # an earlier attempt's create landed after all
+                    task_id = await self.market.task_by_client_token(self.keypair.ss58_address, token)
+                    break
+                if exc.error == "TaskEndTooEarly" and attempt < PUBLISH_ATTEMPTS:
+                    # ``expires_in`` counts from publishing, and the create landed later than the block it
+                    # was counted from (a busy node): count again from now
+                    log.warning("task_publish_retry", name=declared.name, error=exc.error, attempt=attempt,
+                                expires_in=declared.expires_in)
+                    continue
+                self.journal.set("published", declared.name, "refused", reason=str(exc), client_token=token)
+                log.error("task_publish_refused", name=declared.name, error=exc.error, reason=str(exc),
+                          action="fix the task in the YAML and restart the creator (its other tasks go on)")
+                return None
         return self._published(declared, task_id)
 
     async def _created_before(self, token: str | None, annotation_json: str) -> int | None:

@@ -61,7 +61,7 @@ async def online_problems(config: AgentConfig, address: str | None) -> list[str]
         journal_file = config.state_dir / "journal.sqlite"
         if journal_file.exists():
             journal = Journal(journal_file)
-            published = {e.id for e in journal.entries("published")}
+            published = {e.id for e in journal.entries("published") if e.step != "refused"}  # refused: needs funds again
             try:
                 if journal.meta("genesis_hash") is not None:  # a check never binds a journal itself
                     await claim_chain(journal, client.runtime.genesis_hash, client.block_hash)
