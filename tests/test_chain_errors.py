@@ -7,7 +7,7 @@ import pytest
 from substrateinterface import Keypair
 
 from decentralml_core.chain import ChainClient, DispatchFailed
-from decentralml_core.chain.errors import RUNTIME_ERRORS, runtime_dispatch_error
+from decentralml_core.chain.errors import RUNTIME_ERRORS, TransactionRejected, runtime_dispatch_error
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import AnnotationType, StorageType, TaskSpec, TaskType, ValidationStrategy
 
@@ -24,6 +24,27 @@ def test_runtime_errors_get_a_name_and_a_plain_message(decoded, pallet, error):
     failed = runtime_dispatch_error(decoded, 7)
     assert (failed.pallet, failed.error, failed.block_number) == (pallet, error, 7)
     assert failed.docs == RUNTIME_ERRORS[(pallet, error)] and str(failed) == f"{pallet}.{error}: {failed.docs}"
+
+
+@pytest.mark.parametrize("message,data", [
+    ("Invalid Transaction", "Transaction is outdated"),  # a node, and the devnet
+    ('{"invalid":{"stale":null}}', ""),  # chopsticks: a CI run's creator gave up here instead of resyncing
+])
+def test_a_stale_nonce_resyncs_however_the_node_words_it(message, data):
+    refused = TransactionRejected(1010, message, data)
+    assert refused.cause == "Transaction is outdated" and refused.is_nonce_conflict
+    assert not refused.needs_new_signature and not refused.cannot_pay_fees
+
+
+@pytest.mark.parametrize("variant,new_signature,fees", [
+    ("badProof", True, False), ("ancientBirthBlock", True, False), ("payment", False, True),
+    ("future", False, False), ("exhaustsResources", False, False),
+])
+def test_chopsticks_refusals_are_classified_as_a_nodes(variant, new_signature, fees):
+    refused = TransactionRejected(1010, f'{{"invalid":{{"{variant}":null}}}}')
+    assert (refused.needs_new_signature, refused.cannot_pay_fees, refused.is_nonce_conflict) == \
+        (new_signature, fees, False)
+    assert TransactionRejected(1010, "Invalid Transaction", refused.cause).needs_new_signature == new_signature
 
 
 def test_an_unknown_variant_is_still_named():

@@ -11,31 +11,21 @@ class. Two differences are by construction, and explained in docs/architecture.m
   where v1.0.0 reports ``Token``/``Arithmetic`` errors (:data:`PRE_V1`);
 - chopsticks is not a node's RPC server: it words a refusal as the JSON of ``InvalidTransaction``
   (``{"invalid":{"badProof":null}}``) where a node (and the devnet) sends sp_runtime's message as ``data``;
-  both are reduced to that message (:data:`INVALID_TRANSACTION`).
+  both are reduced to that message (``decentralml_core.chain.errors.refusal_cause``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 from substrateinterface import Keypair, SubstrateInterface
 from substrateinterface.exceptions import SubstrateRequestException
 
+from decentralml_core.chain.errors import refusal_cause
+
 pytestmark = pytest.mark.node
 
-INVALID_TRANSACTION = {
-    "call": "Transaction call is not expected",
-    "payment": "Inability to pay some fees (e.g. account balance too low)",
-    "future": "Transaction will be valid in the future",
-    "stale": "Transaction is outdated",
-    "badProof": "Transaction has a bad signature",
-    "ancientBirthBlock": "Transaction has an ancient birth block",
-    "exhaustsResources": "Transaction would exhaust the block limits",
-    "badSigner": "Invalid signing address",
-}
-"""sp_runtime's ``InvalidTransaction`` variants and the message a node sends for each (its ``Display``)."""
 PRE_V1 = {
     "Balances.InsufficientBalance": {"Token.FundsUnavailable", "Arithmetic.Underflow"},
     "Balances.KeepAlive": {"Token.NotExpendable"},
@@ -62,7 +52,7 @@ class Node:
             receipt = self.si.submit_extrinsic(xt, wait_for_inclusion=wait)
         except SubstrateRequestException as exc:
             error = exc.args[0]
-            return ("refused", error["code"], refusal_cause(error))
+            return ("refused", error["code"], refusal_cause(error["message"], error.get("data") or ""))
         if not wait:
             return ("pooled",)
         if receipt.is_success:
@@ -97,18 +87,6 @@ class Node:
             return
         for i in range(blocks):  # the devnet seals a block per waiting transaction
             assert self.send(self.xt(ALICE, "System", "remark", {"remark": f"0x{i:02x}"})) == ("included",)
-
-
-def refusal_cause(error: dict) -> str:
-    """The node's ``data``; chopsticks' ``message`` (``{"invalid":{"badProof":null}}``) as sp_runtime's words."""
-    if error.get("data"):
-        return error["data"]
-    try:
-        (kind, detail), = json.loads(error["message"]).items()
-        (variant, _), = detail.items()
-    except (ValueError, AttributeError, TypeError):
-        return error["message"]
-    return INVALID_TRANSACTION.get(variant, f"{kind}.{variant}")
 
 
 # -- scenarios: each sends one transaction (after any set-up) and returns its outcome --------------------------

@@ -7,6 +7,8 @@ A :class:`DispatchFailed` is final (the chain ran the call and refused it: never
 
 from __future__ import annotations
 
+import json
+
 
 class ChainError(Exception):
     """Base of every chain client error."""
@@ -30,22 +32,52 @@ class DispatchFailed(ChainError):
         self.pallet, self.error, self.docs, self.block_number = pallet, error, docs, block_number
 
 
+INVALID_TRANSACTION = {
+    "call": "Transaction call is not expected",
+    "payment": "Inability to pay some fees (e.g. account balance too low)",
+    "future": "Transaction will be valid in the future",
+    "stale": "Transaction is outdated",
+    "badProof": "Transaction has a bad signature",
+    "ancientBirthBlock": "Transaction has an ancient birth block",
+    "exhaustsResources": "Transaction would exhaust the block limits",
+    "badSigner": "Invalid signing address",
+}
+"""sp_runtime's ``InvalidTransaction`` variants and the message a node sends for each (its ``Display``)."""
+
+
+def refusal_cause(message: str, data: str = "") -> str:
+    """Why a pool refused an extrinsic, in sp_runtime's words: a node sends them as ``data``; chopsticks
+    (a real runtime without a node's RPC server) sends the variant's JSON as ``message``
+    (``{"invalid":{"stale":null}}``) and no data."""
+    if data:
+        return data
+    try:
+        (kind, detail), = json.loads(message).items()
+        (variant, _), = detail.items()
+    except (ValueError, AttributeError, TypeError):
+        return message
+    return INVALID_TRANSACTION.get(variant, f"{kind}.{variant}")
+
+
 class TransactionRejected(ChainError):
     """The node's pool refused the extrinsic (bad signature, stale nonce, cannot pay fees, …)."""
 
     def __init__(self, code: int, message: str, data: str = "") -> None:
         super().__init__(f"{message} ({code})" + (f": {data}" if data else ""))
         self.code, self.message, self.data = code, message, data
+        self.cause = refusal_cause(message, data)
 
     @property
     def cannot_pay_fees(self) -> bool:
         """The account's balance cannot cover the fee (``Inability to pay some fees``): fund it, then retry."""
-        return self.code == 1010 and "pay" in f"{self.message} {self.data}".lower()
+        return self.code == 1010 and "pay" in f"{self.message} {self.cause}".lower()
 
     @property
     def is_nonce_conflict(self) -> bool:
-        """Stale nonce, or another extrinsic with the same nonce already waits: resync and re-sign."""
-        return self.code == 1014 or (self.code == 1010 and "outdated" in self.data.lower())
+        """Stale nonce, or another extrinsic with the same nonce already waits: resync and re-sign.
+        Read from the cause, so chopsticks' wording counts too (a CI run's creator was refused
+        ``{"invalid":{"stale":null}}`` and gave up where a node's "Transaction is outdated" resyncs)."""
+        return self.code == 1014 or (self.code == 1010 and "outdated" in self.cause.lower())
 
     @property
     def already_imported(self) -> bool:
@@ -56,8 +88,8 @@ class TransactionRejected(ChainError):
     def needs_new_signature(self) -> bool:
         """These bytes can never be valid again, but the call can: a bad proof (another genesis or era),
         an ancient birth block, or bytes the pool banned after dropping them (1012)."""
-        data = self.data.lower()
-        return self.code == 1012 or (self.code == 1010 and ("bad signature" in data or "ancient" in data))
+        cause = self.cause.lower()
+        return self.code == 1012 or (self.code == 1010 and ("bad signature" in cause or "ancient" in cause))
 
 
 class ConnectionLost(ChainError):
