@@ -20,6 +20,7 @@ from decentralml_core.chain.model import (
     TaskType,
     ValidationStrategy,
 )
+from decentralml_core.chain.rpc import BatchRefused, RpcError
 
 PAYS = 1_000_000
 
@@ -336,8 +337,17 @@ async def test_a_handshake_that_never_ends_is_a_connection_loss():
         server.close()
 
 
-async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(devnet):
-    """Through a link that delays every chunk 20 ms each way (so answers to the blocks in flight arrive
+async def remark_blocks(client: ChainClient, count: int) -> tuple[int, int]:
+    """``count`` blocks of one ``remark_with_event`` each (instant seal): (first, last) block number."""
+    alice = Keypair.create_from_uri("//Alice")
+    start = await client.block_number() + 1
+    for i in range(count):
+        await client.submit(alice, "System", "remark_with_event", {"remark": f"0x{i:02x}"})
+    return start, await client.block_number()
+
+
+async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(devnet, monkeypatch):
+    """Through a link that delays every chunk 20 ms each way (so answers to the batches in flight arrive
     together, in any order), the stream yields exactly the blocks' events, in chain order. How fast:
     bench/catch_up.py."""
     import sys
@@ -348,12 +358,10 @@ async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(dev
 
     from decentralml_core.chain import client as client_module
 
-    alice = Keypair.create_from_uri("//Alice")
+    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", 24)  # 60 blocks: several batches, 4 in flight
+    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", 6)
     async with await ChainClient.connect(devnet.url) as client:
-        start = await client.block_number() + 1
-        for i in range(60):  # instant seal: a block each
-            await client.submit(alice, "System", "remark_with_event", {"remark": f"0x{i:02x}"})
-        head = await client.block_number()
+        start, head = await remark_blocks(client, 60)
         expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
     proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
     try:
@@ -366,4 +374,32 @@ async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(dev
     finally:
         await proxy.close()
     assert seen == expected and len({n for n, _ in seen}) == head - start + 1
-    assert client_module.CATCH_UP_WINDOW > 1
+
+
+async def test_a_batch_answers_each_call_in_its_place_and_an_error_in_place_of_a_refused_one(client):
+    rpc = client._rpc
+    genesis = await client.request("chain_getBlockHash", [0])
+    answers = await rpc.batch([("chain_getBlockHash", [0]), ("state_getStorage", ["0x00", "0x" + "ab" * 32]),
+                               ("system_chain", [])])
+    assert answers[0] == genesis and answers[2] == "Development"
+    assert isinstance(answers[1], RpcError) and answers[1].code == 4003  # unknown block, as a node says it
+    assert await rpc.batch([]) == []
+
+
+async def test_catch_up_from_a_node_that_refuses_batches_reads_block_by_block(tmp_path):
+    """A node started with --rpc-disable-batch-requests answers a batch with one error of null id (as
+    jsonrpsee does): the client reads one call at a time from then on and misses no event."""
+    with DevnetProcess("--rpc-disable-batch-requests", log_path=tmp_path / "devnet.log") as node:
+        async with await ChainClient.connect(node.url) as client:
+            with pytest.raises(BatchRefused):
+                await client._rpc.batch([("system_chain", []), ("system_name", [])])
+            assert await client.request("system_chain") == "Development"  # the connection still serves
+            start, head = await remark_blocks(client, 12)
+            expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+        async with await ChainClient.connect(node.url) as fresh:  # nothing decoded yet: every block asked
+            seen = []
+            async for event in fresh.events(Checkpoint(start)):
+                seen.append(event.position)
+                if event.position == expected[-1]:
+                    break
+            assert seen == expected and fresh._batches_refused
