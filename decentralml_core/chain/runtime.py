@@ -271,16 +271,21 @@ class Runtime:
         return self._events_type_string
 
     async def _events_reader(self) -> tuple[EventLayout, EventDecoder]:
-        """The layout of ``System.Events`` and a decoder of single events, built once from the runtime's types."""
-        async with self._event_reader_built:  # once: a catch-up's first 64 blocks ask at the same time
+        """The layout of ``System.Events`` and a decoder of single events, built once from the runtime's
+        types: the cached schema's when it has them (no full runtime to load first), else the full one's."""
+        async with self._event_reader_built:  # once: a catch-up's first batches ask at the same time
             if self._event_reader is None:
-                si = await self.full()
-                type_string = await self._events_type()
+                events_type = self.schema.data.get("events_type")
+                if events_type is not None:
+                    types, preset = self.schema.data["types"], self.schema.data["preset"]
+                else:
+                    si = await self.full()
+                    types, preset = si.metadata.portable_registry.value["types"], si.type_registry_preset
+                    events_type = int((await self._events_type()).rsplit("::", 1)[1])
 
                 def build() -> tuple[EventLayout, EventDecoder]:
-                    types = si.metadata.portable_registry.value["types"]
-                    layout = EventLayout({t["id"]: t for t in types}, int(type_string.rsplit("::", 1)[1]))
-                    return layout, EventDecoder(types, self.ss58_format, si.type_registry_preset)
+                    layout = EventLayout({t["id"]: t for t in types}, events_type)
+                    return layout, EventDecoder(types, self.ss58_format, preset)
 
                 self._event_reader = await self.run(build)
         return self._event_reader
