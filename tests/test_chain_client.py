@@ -403,3 +403,36 @@ async def test_catch_up_from_a_node_that_refuses_batches_reads_block_by_block(tm
                 if event.position == expected[-1]:
                     break
             assert seen == expected and fresh._batches_refused
+
+
+async def test_a_connection_dropped_while_batches_are_in_flight_resumes_the_catch_up_without_a_gap(devnet, monkeypatch):
+    """The proxy cuts every connection while the stream is a few blocks into its catch-up, batches still in
+    flight: the client reconnects and the stream goes on from the block it was at, missing and repeating
+    nothing."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from proxies import FaultProxy
+
+    from decentralml_core.chain import client as client_module
+
+    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", 16)
+    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", 4)
+    async with await ChainClient.connect(devnet.url) as client:
+        start, head = await remark_blocks(client, 40)
+        expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+    proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
+    try:
+        async with await ChainClient.connect(f"ws://127.0.0.1:{proxy.port}") as cut:
+            first, seen = cut._rpc, []
+            async for event in cut.events(Checkpoint(start)):
+                seen.append(event.position)
+                if len(seen) == 10:  # block start + 2: batches up to start + 15 asked, most not answered
+                    proxy.drop()
+                if event.position == expected[-1]:
+                    break
+            assert cut._rpc is not first and cut.health["chain"] == "ok"  # reconnected, and caught up
+    finally:
+        await proxy.close()
+    assert seen == expected
