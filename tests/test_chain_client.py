@@ -436,3 +436,18 @@ async def test_a_connection_dropped_while_batches_are_in_flight_resumes_the_catc
     finally:
         await proxy.close()
     assert seen == expected
+
+
+async def test_odd_items_in_a_frame_are_passed_over_and_the_connection_keeps_answering():
+    """A node's batch reply holding strings, numbers or an error of no id and no batch in flight is hostile
+    or broken: the reader logs it and goes on (it must not die, which would drop the connection)."""
+    from decentralml_core.chain import rpc
+
+    framed = rpc.FramedRpc("ws://127.0.0.1:9")
+    waiting = asyncio.get_running_loop().create_future()
+    framed._pending[7] = waiting
+    for junk in ('["abc", {"jsonrpc": "2.0", "error": "not an object"}, {"id": null, "error": {"code": -1}}]',
+                 '[5]', '{"id": null, "error": {"code": -32005, "message": "Batched requests are not supported"}}'):
+        framed._receive(junk)
+    framed._receive('{"jsonrpc": "2.0", "id": 7, "result": "0x01"}')
+    assert waiting.result() == "0x01"

@@ -212,8 +212,8 @@ class FramedRpc:
                     sub.queue.put_nowait(result)
                 elif len(self._early) < 64:  # else a late notice of a subscription already closed
                     self._early.setdefault(sub_id, []).append(result)
-            elif isinstance(item.get("error"), dict):  # no id: a batch refused whole (no other request
-                err = item["error"]  # of ours can fail so)
+            elif isinstance(item, dict) and isinstance(item.get("error"), dict):  # no id: a batch refused
+                err = item["error"]  # whole (no other request of ours can fail so)
                 for refused in self._batches:
                     if not refused.done():
                         refused.set_result(RpcError(err.get("code", 0), err.get("message", ""), err.get("data")))
