@@ -54,8 +54,8 @@ WATCH_EVERY_S = 1.0
 # Blocks an event stream fetches at once while behind, and how many go in one request (their hashes in one
 # call, their events in one JSON-RPC batch). 64 in flight, 32 to a batch (two batches, each two round trips
 # in turn) left a 20 ms link idle half the time: 10,000 blocks took 12.2 s through the bench's proxy and
-# 6.5 s with 256 in flight, 64 to a batch (3.3 s on loopback, either). 256 blocks' events held at once: a
-# few hundred kB on a chain like the devnet's, ~25 MB should every block carry 100 kB of events.
+# 6.5 s with 256 in flight, 64 to a batch (loopback: 4.7-7.4 s and 3.3 s). 256 blocks' events held at
+# once: a few hundred kB on a chain like the devnet's, ~25 MB should every block carry 100 kB of events.
 CATCH_UP_WINDOW = 256
 CATCH_UP_BATCH = 64
 DECODED_KEPT = 128  # recent blocks whose decoded events are kept (the follower and a stream read the same)
