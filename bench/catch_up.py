@@ -11,7 +11,8 @@ delays every chunk by ``--delay-ms`` each way (tc netem is not available here).
 
 ``--before REV`` instead catches up with REV's chain client (its code from ``git archive``) and with this
 tree's, alternating, each in a process of its own, on loopback and through the proxy, against the same
-devnet; ``client_cpu_s`` is the client process's own CPU (robust to a loaded machine, unlike the wall).
+devnet; ``client_cpu_s`` is the client process's own CPU (robust to a loaded machine, unlike the wall),
+``devnet_cpu_s`` the devnet's during that catch-up (what serving it cost the node).
 """
 
 from __future__ import annotations
@@ -97,7 +98,13 @@ async def measure(url: str, port: int, target: int, delay_ms: float, windows: li
     return rows
 
 
-def side_by_side(url: str, port: int, target: int, delay_ms: float, rev: str, rounds: int) -> list[dict]:
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def side_by_side(url: str, port: int, target: int, delay_ms: float, rev: str, rounds: int, devnet_pid: int) -> list[dict]:
     """REV's client and this tree's, alternating, ``rounds`` times on each link (one devnet, one proxy)."""
     async def with_proxy() -> list[dict]:
         proxy = await FaultProxy(port, delay_s=delay_ms / 1000).start()
@@ -107,10 +114,12 @@ def side_by_side(url: str, port: int, target: int, delay_ms: float, rev: str, ro
             await proxy.close()
 
     def one(tree: Path, link_url: str) -> dict:
+        devnet_cpu = cpu_seconds(devnet_pid)
         out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--client", link_url, "--blocks",
                               str(target)], capture_output=True, text=True, timeout=900,
                              env={**os.environ, "PYTHONPATH": str(tree), "DECENTRALML_BENCH_TREE": str(tree)})
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        return {**json.loads(out.stdout.strip().splitlines()[-1]),
+                "devnet_cpu_s": round(cpu_seconds(devnet_pid) - devnet_cpu, 2)}
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="decentralml-catch-up-before-") as old:
@@ -154,7 +163,8 @@ def main() -> int:
         head = build_chain(db, raws)  # the missed blocks
         with DevnetProcess("--log-level", "warning", db=db) as node:  # the same chain, idle while measured
             if args.before:
-                rows = side_by_side(node.url, node.port, args.blocks, args.delay_ms, args.before, args.rounds)
+                rows = side_by_side(node.url, node.port, args.blocks, args.delay_ms, args.before, args.rounds,
+                                    node.proc.pid)
             else:
                 rows = asyncio.run(measure(node.url, node.port, args.blocks, args.delay_ms,
                                            [int(w) for w in args.windows.split(",")], args.slow_blocks))
@@ -164,7 +174,8 @@ def main() -> int:
         print(f"catch-up of {args.blocks} blocks (devnet head {head} when measured)")
         for row in rows:
             if "code" in row:
-                print(f"  {row['link']:<28} {row['code']:<10}: {row['seconds']:>7} s, client CPU {row['client_cpu_s']} s")
+                print(f"  {row['link']:<28} {row['code']:<10}: {row['seconds']:>7} s, client CPU {row['client_cpu_s']} s, "
+                      f"devnet CPU {row['devnet_cpu_s']} s")
                 continue
             scaled = f", ~{row['scaled_to_target_s']} s for {args.blocks}" if "scaled_to_target_s" in row else ""
             print(f"  {row['link']:<28} window {row['window']:>3}: {row['blocks']} blocks in {row['seconds']:>7} s "

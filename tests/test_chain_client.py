@@ -20,6 +20,7 @@ from decentralml_core.chain.model import (
     TaskType,
     ValidationStrategy,
 )
+from decentralml_core.chain.rpc import BatchRefused, RpcError
 
 PAYS = 1_000_000
 
@@ -336,8 +337,17 @@ async def test_a_handshake_that_never_ends_is_a_connection_loss():
         server.close()
 
 
-async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(devnet):
-    """Through a link that delays every chunk 20 ms each way (so answers to the blocks in flight arrive
+async def remark_blocks(client: ChainClient, count: int) -> tuple[int, int]:
+    """``count`` blocks of one ``remark_with_event`` each (instant seal): (first, last) block number."""
+    alice = Keypair.create_from_uri("//Alice")
+    start = await client.block_number() + 1
+    for i in range(count):
+        await client.submit(alice, "System", "remark_with_event", {"remark": f"0x{i:02x}"})
+    return start, await client.block_number()
+
+
+async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(devnet, monkeypatch):
+    """Through a link that delays every chunk 20 ms each way (so answers to the batches in flight arrive
     together, in any order), the stream yields exactly the blocks' events, in chain order. How fast:
     bench/catch_up.py."""
     import sys
@@ -348,12 +358,10 @@ async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(dev
 
     from decentralml_core.chain import client as client_module
 
-    alice = Keypair.create_from_uri("//Alice")
+    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", 24)  # 60 blocks: several batches, 4 in flight
+    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", 6)
     async with await ChainClient.connect(devnet.url) as client:
-        start = await client.block_number() + 1
-        for i in range(60):  # instant seal: a block each
-            await client.submit(alice, "System", "remark_with_event", {"remark": f"0x{i:02x}"})
-        head = await client.block_number()
+        start, head = await remark_blocks(client, 60)
         expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
     proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
     try:
@@ -366,4 +374,80 @@ async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(dev
     finally:
         await proxy.close()
     assert seen == expected and len({n for n, _ in seen}) == head - start + 1
-    assert client_module.CATCH_UP_WINDOW > 1
+
+
+async def test_a_batch_answers_each_call_in_its_place_and_an_error_in_place_of_a_refused_one(client):
+    rpc = client._rpc
+    genesis = await client.request("chain_getBlockHash", [0])
+    answers = await rpc.batch([("chain_getBlockHash", [0]), ("state_getStorage", ["0x00", "0x" + "ab" * 32]),
+                               ("system_chain", [])])
+    assert answers[0] == genesis and answers[2] == "Development"
+    assert isinstance(answers[1], RpcError) and answers[1].code == 4003  # unknown block, as a node says it
+    assert await rpc.batch([]) == []
+
+
+async def test_catch_up_from_a_node_that_refuses_batches_reads_block_by_block(tmp_path):
+    """A node started with --rpc-disable-batch-requests answers a batch with one error of null id (as
+    jsonrpsee does): the client reads one call at a time from then on and misses no event."""
+    with DevnetProcess("--rpc-disable-batch-requests", log_path=tmp_path / "devnet.log") as node:
+        async with await ChainClient.connect(node.url) as client:
+            with pytest.raises(BatchRefused):
+                await client._rpc.batch([("system_chain", []), ("system_name", [])])
+            assert await client.request("system_chain") == "Development"  # the connection still serves
+            start, head = await remark_blocks(client, 12)
+            expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+        async with await ChainClient.connect(node.url) as fresh:  # nothing decoded yet: every block asked
+            seen = []
+            async for event in fresh.events(Checkpoint(start)):
+                seen.append(event.position)
+                if event.position == expected[-1]:
+                    break
+            assert seen == expected and fresh._batches_refused
+
+
+async def test_a_connection_dropped_while_batches_are_in_flight_resumes_the_catch_up_without_a_gap(devnet, monkeypatch):
+    """The proxy cuts every connection while the stream is a few blocks into its catch-up, batches still in
+    flight: the client reconnects and the stream goes on from the block it was at, missing and repeating
+    nothing."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from proxies import FaultProxy
+
+    from decentralml_core.chain import client as client_module
+
+    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", 16)
+    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", 4)
+    async with await ChainClient.connect(devnet.url) as client:
+        start, head = await remark_blocks(client, 40)
+        expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+    proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
+    try:
+        async with await ChainClient.connect(f"ws://127.0.0.1:{proxy.port}") as cut:
+            first, seen = cut._rpc, []
+            async for event in cut.events(Checkpoint(start)):
+                seen.append(event.position)
+                if len(seen) == 10:  # block start + 2: batches up to start + 15 asked, most not answered
+                    proxy.drop()
+                if event.position == expected[-1]:
+                    break
+            assert cut._rpc is not first and cut.health["chain"] == "ok"  # reconnected, and caught up
+    finally:
+        await proxy.close()
+    assert seen == expected
+
+
+async def test_odd_items_in_a_frame_are_passed_over_and_the_connection_keeps_answering():
+    """A node's batch reply holding strings, numbers or an error of no id and no batch in flight is hostile
+    or broken: the reader logs it and goes on (it must not die, which would drop the connection)."""
+    from decentralml_core.chain import rpc
+
+    framed = rpc.FramedRpc("ws://127.0.0.1:9")
+    waiting = asyncio.get_running_loop().create_future()
+    framed._pending[7] = waiting
+    for junk in ('["abc", {"jsonrpc": "2.0", "error": "not an object"}, {"id": null, "error": {"code": -1}}]',
+                 '[5]', '{"id": null, "error": {"code": -32005, "message": "Batched requests are not supported"}}'):
+        framed._receive(junk)
+    framed._receive('{"jsonrpc": "2.0", "id": 7, "result": "0x01"}')
+    assert waiting.result() == "0x01"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from substrateinterface import Keypair
 
-from decentralml_core.chain import ChainClient
+from decentralml_core.chain import ChainClient, Checkpoint
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import (
     AnnotationType,
@@ -99,7 +99,7 @@ async def test_a_second_connect_reads_from_the_cache_and_loads_the_rest_on_first
     async with await ChainClient.connect(devnet.url) as first:
         assert first.runtime._si is not None  # nothing cached: the full runtime, and its schema written
         expected = await Market(first).tasks()
-    assert [p.name for p in cache_home.iterdir()] == [f"{first.runtime.schema.key}.json"]
+    assert [p.name for p in cache_home.iterdir()] == [SchemaCache(cache_home).path(first.runtime.schema.key).name]
     async with await ChainClient.connect(devnet.url) as client:
         assert client.runtime._si is None
         assert await Market(client).tasks() == expected
@@ -110,10 +110,28 @@ async def test_a_second_connect_reads_from_the_cache_and_loads_the_rest_on_first
         assert receipt.find("System", "Remarked") and client.runtime._si is not None
 
 
+async def test_an_event_stream_reads_events_through_the_cached_schema_without_the_full_runtime(devnet, cache_home):
+    """An agent catching up after an outage splits and decodes events with the schema's types: it does not
+    wait for substrate-interface to load the whole runtime first (1.1 s of CPU at every start)."""
+    alice = Keypair.create_from_uri("//Alice")
+    async with await ChainClient.connect(devnet.url) as first:
+        receipt = await first.submit(alice, "System", "remark_with_event", {"remark": "0x6869"})
+        expected = [(e.pallet, e.name, e.attributes) for n in range(1, receipt.block_number + 1)
+                    for e in await first.events_at(n)]
+    async with await ChainClient.connect(devnet.url) as client:
+        seen = []
+        async for event in client.events(Checkpoint(1)):
+            seen.append((event.pallet, event.name, event.attributes))
+            if len(seen) == len(expected):
+                break
+        assert seen == expected and ("System", "Remarked") in [s[:2] for s in seen]
+        assert client.runtime._si is None
+
+
 async def test_a_corrupt_or_foreign_cache_entry_is_a_miss_and_is_rewritten(devnet, cache_home):
     async with await ChainClient.connect(devnet.url) as client:
         key = client.runtime.schema.key
-    path = cache_home / f"{key}.json"
+    path = SchemaCache(cache_home).path(key)
     good = json.loads(path.read_text())
     for bad in ("{not json", json.dumps({**good, "version": 0}), json.dumps({**good, "metadata_hash": "00" * 32})):
         path.write_text(bad)

@@ -62,9 +62,17 @@ class EventLayout:
         self.phase, self.event, self.topics = fields["phase"], fields["event"], fields["topics"]
         self._fixed: dict[int, int | None] = {}
         self._variants: dict[int, dict[int, dict[str, Any]]] = {}
+        self._definitions: dict[int, tuple[str, Any]] = {}
+        self._variant_sizes: dict[tuple[int, int], int | None] = {}  # (enum, index) -> its fields' fixed size
+        self._events: dict[tuple[int, int], tuple[str, str, int, int | None]] = {}  # (pallet, event) index bytes
 
     def records(self, data: bytes) -> list[Record]:
-        """Every record of a ``Vec<EventRecord>``, in order; :class:`MalformedEvents` if it does not parse."""
+        """Every record of a ``Vec<EventRecord>``, in order; :class:`MalformedEvents` if it does not parse.
+
+        A record's phase and event are looked up by their index bytes once per kind (its pallet's and the
+        event's names, and the size of its fields when that is the same for every value, as for most
+        events): walking the types field by field was 100 µs of a 4-event block, 1 s of a 10,000-block
+        catch-up's 1.4 s of client CPU."""
         try:
             count, pos = _compact(data, 0)
             found = []
@@ -74,17 +82,34 @@ class EventLayout:
                 if phase["fields"]:
                     extrinsic = int.from_bytes(data[pos + 1:pos + 5], "little") if phase["name"] == "ApplyExtrinsic" else None
                 pos = self.skip(self.phase, data, pos)
-                pallet = self._variant(self.event, data[pos])
-                enum_type = pallet["fields"][0]["type"]
-                name = self._variant(enum_type, data[pos + 1])["name"]
-                end = self.skip(enum_type, data, pos + 1)
-                found.append(Record(phase["name"], extrinsic, pallet["name"], name, enum_type, pos + 1, end))
+                kind = self._events.get((data[pos], data[pos + 1]))
+                if kind is None:
+                    kind = self._event_kind(data[pos], data[pos + 1])
+                pallet, name, enum_type, size = kind
+                end = pos + 2 + size if size is not None else self.skip(enum_type, data, pos + 1)
+                found.append(Record(phase["name"], extrinsic, pallet, name, enum_type, pos + 1, end))
                 pos = self.skip(self.topics, data, end)
         except (IndexError, KeyError) as exc:
             raise MalformedEvents(f"events do not follow the runtime's layout: {type(exc).__name__}: {exc}") from exc
         if pos != len(data):
             raise MalformedEvents(f"{len(data) - pos} bytes left after {count} events")
         return found
+
+    def _event_kind(self, pallet_index: int, event_index: int) -> tuple[str, str, int, int | None]:
+        pallet = self._variant(self.event, pallet_index)
+        enum_type = pallet["fields"][0]["type"]
+        kind = (pallet["name"], self._variant(enum_type, event_index)["name"], enum_type,
+                self._variant_size(enum_type, event_index))
+        self._events[(pallet_index, event_index)] = kind
+        return kind
+
+    def _variant_size(self, type_id: int, index: int) -> int | None:
+        """The encoded size of a variant's fields when the same for every value (its index byte not counted)."""
+        key = (type_id, index)
+        if key not in self._variant_sizes:
+            sizes = [self.fixed_size(f["type"]) for f in self._variant(type_id, index)["fields"]]
+            self._variant_sizes[key] = None if None in sizes else sum(sizes)  # type: ignore[arg-type]
+        return self._variant_sizes[key]
 
     def _variant(self, type_id: int, index: int) -> dict[str, Any]:
         table = self._variants.get(type_id)
@@ -93,12 +118,19 @@ class EventLayout:
             self._variants[type_id] = table
         return table[index]
 
+    def _definition(self, type_id: int) -> tuple[str, Any]:
+        """(kind, spec) of a type: ``primitive``/``u32``, ``composite``/its fields …"""
+        found = self._definitions.get(type_id)
+        if found is None:
+            found = self._definitions[type_id] = next(iter(self.types[type_id]["type"]["def"].items()))
+        return found
+
     def fixed_size(self, type_id: int) -> int | None:
         """The encoded size of a type when it is the same for every value, else None (memoized)."""
         if type_id in self._fixed:
             return self._fixed[type_id]
         self._fixed[type_id] = None  # a recursive type is not of fixed size
-        kind, spec = next(iter(self.types[type_id]["type"]["def"].items()))
+        kind, spec = self._definition(type_id)
         size: int | None = None
         if kind == "primitive":
             size = PRIMITIVE_BYTES.get(spec)
@@ -121,7 +153,7 @@ class EventLayout:
             if pos + size > len(data):
                 raise MalformedEvents("truncated value")
             return pos + size
-        kind, spec = next(iter(self.types[type_id]["type"]["def"].items()))
+        kind, spec = self._definition(type_id)
         if kind == "primitive":  # str: the only primitive of variable size
             length, pos = _compact(data, pos)
             return pos + length
@@ -136,6 +168,11 @@ class EventLayout:
                 pos = self.skip(item, data, pos)
             return pos
         if kind == "variant":
+            fixed = self._variant_size(type_id, data[pos])
+            if fixed is not None:
+                if pos + 1 + fixed > len(data):
+                    raise MalformedEvents("truncated value")
+                return pos + 1 + fixed
             variant = self._variant(type_id, data[pos])
             pos += 1
             for field in variant["fields"]:

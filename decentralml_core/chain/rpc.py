@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection
@@ -66,10 +67,16 @@ class Subscription:
                 pass
 
 
+class BatchRefused(Exception):
+    """The node refused a JSON-RPC batch as a whole (one error with a null id): it takes calls one by one."""
+
+
 class RpcTransport(Protocol):
     closed: bool
 
     async def request(self, method: str, params: list[Any] | None = None) -> Any: ...
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]: ...
 
     async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription: ...
 
@@ -86,6 +93,7 @@ class FramedRpc:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._subs: dict[str, Subscription] = {}
         self._early: dict[str, list[Any]] = {}  # notifications that beat their subscription's reply
+        self._batches: dict[asyncio.Future[Any], list[int]] = {}  # batches in flight: their calls' ids
         self.closed = False
 
     async def _send_frame(self, text: str) -> None:
@@ -116,6 +124,60 @@ class FramedRpc:
             lost = ConnectionLost(f"{self.url} did not answer {method} in {REQUEST_TIMEOUT_S:g} s")
             await self._lose(lost)
             raise lost from None
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Many calls in one frame (a JSON-RPC 2.0 batch): each call's result, or the :class:`RpcError` it
+        got, in the calls' order. :class:`BatchRefused` if the node refuses batches as such.
+
+        Why: a catch-up asked one block's events per request, a frame each way: 10,000 blocks cost both
+        ends ~10,000 sends, JSON documents and timers (cProfile: half the client's time, 6.2 of 15.6 s in
+        sending). Substrate nodes answer batches (unless started with ``--rpc-disable-batch-requests``;
+        then one error with a null id, which fails every batch in flight here)."""
+        if self.closed:
+            raise ConnectionLost(f"connection to {self.url} is closed")
+        if not calls:
+            return []
+        loop = asyncio.get_running_loop()
+        ids = [next(self._ids) for _ in calls]
+        futures = [loop.create_future() for _ in calls]
+        self._pending.update(zip(ids, futures, strict=True))
+        answered, refused = loop.create_future(), loop.create_future()
+        left = len(futures)
+
+        def one_answered(_: asyncio.Future[Any]) -> None:
+            nonlocal left
+            left -= 1
+            if not left and not answered.done():
+                answered.set_result(None)
+
+        for future in futures:
+            future.add_done_callback(one_answered)
+        self._batches[refused] = ids
+        try:
+            await self._send_frame(json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p or []}
+                                               for i, (m, p) in zip(ids, calls, strict=True)]))
+            done, _ = await asyncio.wait((answered, refused), timeout=REQUEST_TIMEOUT_S,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if answered in done:
+                results = [f.exception() or f.result() for f in futures]
+                lost = next((r for r in results if isinstance(r, ConnectionLost)), None)
+                if lost is not None:
+                    raise lost
+                return results
+            if refused in done:
+                raise BatchRefused(str(refused.result()))
+            log.warning("rpc_request_timeout", url=self.url, method=f"batch of {len(calls)}", after_s=REQUEST_TIMEOUT_S)
+            timed_out = ConnectionLost(f"{self.url} did not answer a batch of {len(calls)} in {REQUEST_TIMEOUT_S:g} s")
+            await self._lose(timed_out)
+            raise timed_out
+        finally:
+            del self._batches[refused]
+            for i, future in zip(ids, futures, strict=True):
+                self._pending.pop(i, None)
+                if not future.done():
+                    future.cancel()
+                elif not future.cancelled():
+                    future.exception()  # seen: an answer no one waits for any more logs nothing
 
     async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription:
         sub_id = await self.request(method, params)
@@ -150,6 +212,11 @@ class FramedRpc:
                     sub.queue.put_nowait(result)
                 elif len(self._early) < 64:  # else a late notice of a subscription already closed
                     self._early.setdefault(sub_id, []).append(result)
+            elif isinstance(item, dict) and isinstance(item.get("error"), dict):  # no id: a batch refused
+                err = item["error"]  # whole (no other request of ours can fail so)
+                for refused in self._batches:
+                    if not refused.done():
+                        refused.set_result(RpcError(err.get("code", 0), err.get("message", ""), err.get("data")))
 
     def _fail(self, exc: Exception) -> None:
         for future in self._pending.values():

@@ -271,34 +271,57 @@ class Runtime:
         return self._events_type_string
 
     async def _events_reader(self) -> tuple[EventLayout, EventDecoder]:
-        """The layout of ``System.Events`` and a decoder of single events, built once from the runtime's types."""
-        async with self._event_reader_built:  # once: a catch-up's first 64 blocks ask at the same time
+        """The layout of ``System.Events`` and a decoder of single events, built once from the runtime's
+        types: the cached schema's when it has them (no full runtime to load first), else the full one's."""
+        async with self._event_reader_built:  # once: a catch-up's first batches ask at the same time
             if self._event_reader is None:
-                si = await self.full()
-                type_string = await self._events_type()
+                events_type = self.schema.data.get("events_type")
+                if events_type is not None:
+                    types, preset = self.schema.data["types"], self.schema.data["preset"]
+                else:
+                    si = await self.full()
+                    types, preset = si.metadata.portable_registry.value["types"], si.type_registry_preset
+                    events_type = int((await self._events_type()).rsplit("::", 1)[1])
 
                 def build() -> tuple[EventLayout, EventDecoder]:
-                    types = si.metadata.portable_registry.value["types"]
-                    layout = EventLayout({t["id"]: t for t in types}, int(type_string.rsplit("::", 1)[1]))
-                    return layout, EventDecoder(types, self.ss58_format, si.type_registry_preset)
+                    layout = EventLayout({t["id"]: t for t in types}, events_type)
+                    return layout, EventDecoder(types, self.ss58_format, preset)
 
                 self._event_reader = await self.run(build)
         return self._event_reader
 
     async def decode_events(self, block_number: int, block_hash: str, raw_hex: str | None) -> list[Event]:
-        """A block's events: split into records on the runtime's thread, each one's attributes decoded when
-        read. Bytes the layout walk cannot follow are decoded whole by substrate-interface instead, which
-        raises its own error if they are not events at all."""
-        if not raw_hex:
-            return []
+        """A block's events (see :meth:`decode_blocks_events`)."""
+        return (await self.decode_blocks_events([(block_number, block_hash, raw_hex)]))[0]
+
+    async def decode_blocks_events(self, blocks: list[tuple[int, str, str | None]]) -> list[list[Event]]:
+        """Each (number, hash, ``System.Events`` bytes) block's events: split into records on the runtime's
+        thread, all the blocks in one hop, each event's attributes decoded when read. Bytes the layout walk
+        cannot follow are decoded whole by substrate-interface instead, which raises its own error if they
+        are not events at all."""
+        if not any(raw for _, _, raw in blocks):
+            return [[] for _ in blocks]
         layout, decoder = await self._events_reader()
-        data = bytes.fromhex(raw_hex.removeprefix("0x"))
-        try:
-            split = await self.run(layout.records, data)
-        except MalformedEvents:
-            return await self._decode_events_whole(block_number, block_hash, raw_hex)
-        return [Event(block_number, block_hash, index, r.extrinsic_index, r.pallet, r.name,
-                      partial(decoder.attributes, data, r)) for index, r in enumerate(split)]
+
+        def split() -> list[list[Event] | None]:
+            found: list[list[Event] | None] = []
+            for number, block_hash, raw_hex in blocks:
+                if not raw_hex:
+                    found.append([])
+                    continue
+                data = bytes.fromhex(raw_hex.removeprefix("0x"))
+                try:
+                    records = layout.records(data)
+                except MalformedEvents:
+                    found.append(None)
+                    continue
+                found.append([Event(number, block_hash, index, r.extrinsic_index, r.pallet, r.name,
+                                    partial(decoder.attributes, data, r)) for index, r in enumerate(records)])
+            return found
+
+        split_up = await self.run(split)
+        return [events if events is not None else await self._decode_events_whole(number, block_hash, raw_hex or "")
+                for events, (number, block_hash, raw_hex) in zip(split_up, blocks, strict=True)]
 
     async def _decode_events_whole(self, block_number: int, block_hash: str, raw_hex: str) -> list[Event]:
         records = await self.run(self._decode, await self._events_type(), raw_hex)

@@ -12,8 +12,12 @@ The cache is keyed by the blake2b hash of the metadata bytes the node serves, fe
 bump, is another key, never a stale decode. Decoding still goes through scalecodec: the cached type
 definitions are handed to its own ``update_from_scale_info_types`` (the step substrate-interface runs on
 the decoded registry), so a value decodes to exactly what the full runtime gives (tests compare both on
-the devnet and on a real runtime). Items outside :data:`READ_ITEMS` (events, anything holding a call) are
-left to the full runtime.
+the devnet and on a real runtime). Items outside :data:`READ_ITEMS` (anything holding a call) are left to the
+full runtime.
+
+The schema also holds ``System.Events``' type and the definitions it reaches (``events_type``): an event
+stream splits and decodes events with them (:mod:`.events`), so an agent catching up after an outage no
+longer waits for the full runtime first (1.1 s of CPU, 1.5 s of the catch-up's wall on a busy machine).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 
 from .scale import scale_config
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events_type
 READ_ITEMS: dict[str, tuple[str, ...] | None] = {"DecentralMLModule": None, "System": ("Account", "Number")}
 """Storage items read without the full runtime, by pallet (None: every item of the pallet)."""
 CACHE_KEEP = 16
@@ -109,11 +113,14 @@ class ReadSchema:
                 if readable:
                     roots.update(int(t.rsplit("::", 1)[1]) for t in [*key_types, value_type]
                                  if t.startswith("scale_info::"))  # others are scalecodec's own (u16 …)
+        events = storage.get("System", {}).get("Events", {}).get("value_type", "")
+        events_type = int(events.rsplit("::", 1)[1]) if events.startswith("scale_info::") else None
+        roots |= {events_type} if events_type is not None else set()
         registry = {entry["id"]: entry for entry in metadata.portable_registry.value["types"]}
         return cls({"version": SCHEMA_VERSION, "metadata_hash": metadata_hash(raw_metadata),
                     "chain": si.chain, "spec_version": si.runtime_version,
                     "ss58_format": si.ss58_format, "preset": si.type_registry_preset,
-                    "storage": storage, "calls": calls, "errors": errors,
+                    "storage": storage, "calls": calls, "errors": errors, "events_type": events_type,
                     "types": [_without_docs(registry[i]) for i in sorted(_closure(roots, registry))]})
 
     def to_json(self) -> str:
@@ -239,9 +246,14 @@ class SchemaCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or default_cache_dir()
 
+    def path(self, key: str) -> Path:
+        """The file of a runtime's schema; named by format version too, so that processes of two versions
+        sharing the cache do not overwrite each other's schema on every start."""
+        return self.root / f"{key}.v{SCHEMA_VERSION}.json"
+
     def get(self, key: str) -> ReadSchema | None:
         try:
-            schema = ReadSchema.from_json((self.root / f"{key}.json").read_text())
+            schema = ReadSchema.from_json(self.path(key).read_text())
         except OSError:
             return None
         return schema if schema is not None and schema.key == key else None
@@ -251,7 +263,7 @@ class SchemaCache:
             self.root.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile("w", dir=self.root, suffix=".tmp", delete=False) as out:
                 out.write(schema.to_json())
-            os.replace(out.name, self.root / f"{schema.key}.json")
+            os.replace(out.name, self.path(schema.key))
             kept = sorted(self.root.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
             for old in kept[CACHE_KEEP:]:
                 old.unlink(missing_ok=True)

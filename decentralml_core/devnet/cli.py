@@ -35,6 +35,8 @@ def add_arguments(devnet: argparse.ArgumentParser) -> None:
     storage.add_argument("--tmp", action="store_true", help="a throwaway chain (the default without --db)")
     devnet.add_argument("--pallet", choices=["full", "upstream"], default="full",
                         help="full: upstream calls plus accept/reject/close; upstream: only calls 0-2")
+    devnet.add_argument("--rpc-disable-batch-requests", action="store_true",
+                        help="refuse JSON-RPC batches, as a Substrate node started with this flag does")
     add_exposure_options(devnet, NODE_TOKEN_ENV)
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         serve(host=args.host, port=args.port, block_time=args.block_time, db_path=args.db, pallet=args.pallet,
-              guard=guard)
+              guard=guard, batches=not args.rpc_disable_batch_requests)
     except ValueError as exc:  # e.g. a database made with the other --pallet mode
         print(f"decentralml devnet: {exc}", file=sys.stderr)
         return 2

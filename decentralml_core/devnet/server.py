@@ -29,6 +29,7 @@ log = structlog.get_logger("devnet")
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # larger frames close the connection (1009); the server stays up
 MAX_BATCH = 1000
+BATCHES_NOT_SUPPORTED = -32005
 # What a connection may have queued for its client (replies and notifications not yet taken) and how long one
 # frame may wait for the client to take it; past either bound the client is dropped, never waited for. A
 # reader that keeps up holds a few frames (a metadata reply is 44 kB, a batch of 1000 replies ~1 MB). A client
@@ -130,8 +131,9 @@ class Node:
     """A running devnet: chain + RPC + subscribers + block production."""
 
     def __init__(self, chain: Chain, block_time: float = 0.0, max_pending: int = MAX_PENDING_BYTES,
-                 stall_s: float = SEND_STALL_S) -> None:
+                 stall_s: float = SEND_STALL_S, batches: bool = True) -> None:
         self.chain = chain
+        self.batches = batches  # False: a batch is refused whole, as a node started with --rpc-disable-batch-requests
         self.methods = Methods(chain)
         self.block_time = block_time
         self.max_pending, self.stall_s = max_pending, stall_s
@@ -223,6 +225,8 @@ class Node:
         except (ValueError, RecursionError):
             return _error(None, JsonRpcError(PARSE_ERROR, "Parse error"))
         if isinstance(message, list):
+            if not self.batches:  # jsonrpsee's answer: one error, null id
+                return _error(None, JsonRpcError(BATCHES_NOT_SUPPORTED, "Batched requests are not supported by this server"))
             if not message or len(message) > MAX_BATCH:
                 return _error(None, JsonRpcError(INVALID_REQUEST, "Invalid request", "batch must hold 1..1000 calls"))
             replies = [await self.handle_request(conn, m) for m in message]
@@ -371,10 +375,10 @@ def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.Tempor
 
 async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
                 pallet: str = "full", ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None, guard: Guard | None = None) -> None:
+                stop: asyncio.Event | None = None, guard: Guard | None = None, batches: bool = True) -> None:
     """Run a devnet until ``stop`` is set (or SIGINT/SIGTERM when run from :func:`run`)."""
     chain, tmp = open_chain(db_path, pallet)
-    node = Node(chain, block_time)
+    node = Node(chain, block_time, batches=batches)
     runner = web.AppRunner(make_app(node, guard), handle_signals=False)
     try:
         await runner.setup()
@@ -396,7 +400,7 @@ async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0
 
 
 def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
-        pallet: str = "full", guard: Guard | None = None) -> None:
+        pallet: str = "full", guard: Guard | None = None, batches: bool = True) -> None:
     """Blocking entry point for the CLI: serve until SIGINT or SIGTERM, then stop cleanly."""
 
     async def main() -> None:
@@ -404,6 +408,6 @@ def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_p
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(host, port, block_time, db_path, pallet, stop=stop, guard=guard)
+        await serve(host, port, block_time, db_path, pallet, stop=stop, guard=guard, batches=batches)
 
     asyncio.run(main())
