@@ -85,10 +85,14 @@ def side_by_side(rev: str, counts: list[int], tasks: int) -> int:
                 figures = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
                 rows.append({"code": label, "annotators": count, **figures})
     keys = ["tasks_per_s", "created_to_submitted_p50_ms", "submitted_to_paid_p50_ms", "annotators_rss_mb_total",
-            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "machine_busy", "paid"]
+            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "machine_busy", "cpu_s", "paid"]
+
+    def shown(value) -> str:  # cpu_s: devnet/creator/annotators/sandboxes
+        return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else str(value)
+
     print(f"{'code':<12} {'annot':>5} " + " ".join(f"{k:>28}" for k in keys))
     for r in rows:
-        print(f"{r['code']:<12} {r['annotators']:>5} " + " ".join(f"{str(r.get(k, '-')):>28}" for k in keys))
+        print(f"{r['code']:<12} {r['annotators']:>5} " + " ".join(f"{shown(r.get(k, '-')):>28}" for k in keys))
     for label in (rev, "this tree"):
         rates = {r["annotators"]: r.get("tasks_per_s") or 0 for r in rows if r["code"] == label}
         lo, hi = min(counts), max(counts)
