@@ -17,6 +17,7 @@ on 8 files: ~3,000 commits/s against ~350 for one, ext4 batching their fsyncs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import sqlite3
@@ -83,8 +84,11 @@ class _Writer:
     that fails (a full disk) fails every write of its transaction — none of them is on disk."""
 
     def __init__(self, path: Path) -> None:
+        # opened here, so a journal that cannot be opened fails its first write's caller, not the thread
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=FULL")  # per connection: this one's commits are the durable ones
         self.queue: queue.SimpleQueue[tuple[Write, Done | None] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, args=(path,), name=f"journal {path}", daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(db,), name=f"journal {path}", daemon=True)
         self.thread.start()
 
     def submit(self, write: Write, done: Done | None) -> None:
@@ -95,9 +99,7 @@ class _Writer:
         self.queue.put(None)
         self.thread.join()
 
-    def _run(self, path: Path) -> None:
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=FULL")  # per connection: this one's commits are the durable ones
+    def _run(self, db: sqlite3.Connection) -> None:
         try:
             while True:
                 batch = [self.queue.get()]
@@ -129,8 +131,9 @@ class _Writer:
                 db.execute("RELEASE one")
             db.execute("COMMIT")
         except Exception as exc:  # the transaction as a whole (locked past the timeout, disk full): nothing is on disk
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the thread must live on to answer every caller
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
             outcomes = [(None, exc)] * len(writes)
         for (_, done), (value, error) in zip(writes, outcomes, strict=True):
             if done is not None:
