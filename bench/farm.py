@@ -7,7 +7,7 @@ seconds of the devnet, the creator (its start-up included), the annotators and t
 and how busy the whole machine was (``machine_busy``: 1.0 = every core busy, ours or anyone's) — a
 market that cannot go faster with more workers is either waiting on something or out of CPU.
 
-    python bench/farm.py [--tasks 200] [--annotators 8] [--json]
+    python bench/farm.py [--tasks 200] [--annotators 8] [--script-s 0] [--json]
 
 The annotators run as one engine (``decentralml farm engine``: one process, one chain connection);
 ``--layout processes`` runs each as its own ``agent run`` instead. ``--before REV --sweep 1,8`` runs
@@ -111,6 +111,8 @@ def main() -> int:
     parser.add_argument("--layout", choices=("engine", "processes"), default="engine",
                         help="annotators as one engine process (default) or one process each")
     parser.add_argument("--before", metavar="REV", help="also run REV's bench/farm.py; print both side by side")
+    parser.add_argument("--script-s", type=float, default=0.0,
+                        help="each task's script sleeps this long first: tasks that take time but no CPU")
     args = parser.parse_args()
     logs.configure("warning")
     if args.before:
@@ -125,7 +127,7 @@ def main() -> int:
         tmp = Path(scratch)
         uris = [f"//Alice//farm/{i}" for i in range(args.annotators)]
         start_block = asyncio.run(fund(node.url, [Keypair.create_from_uri(u) for u in uris]))
-        folder = assets(tmp / "assets")
+        folder = assets(tmp / "assets", args.script_s)
         store = str(tmp / "store")
         bare_ms, boxed_ms = asyncio.run(sandbox_overhead(tmp))  # on a quiet machine, before the agents
         policy = {"min_blocks_left": 0, "max_concurrent": 4}
@@ -162,7 +164,7 @@ def main() -> int:
         codes = [proc.wait(timeout=60) for proc in (creator, *workers)]
     to_submit = [seen["submitted"][t] - seen["created"][t] for t in seen["submitted"] if t in seen["created"]]
     to_paid = [seen["paid"][t] - seen["submitted"][t] for t in seen["paid"] if t in seen["submitted"]]
-    figures = {"tasks": args.tasks, "annotators": args.annotators, "paid": len(seen["paid"]),
+    figures = {"tasks": args.tasks, "annotators": args.annotators, "script_s": args.script_s, "paid": len(seen["paid"]),
                "total_s": round(total, 2), "created_span_s": round(max(seen["created"].values(), default=0)
                                                                   - min(seen["created"].values(), default=0), 2), "tasks_per_s": round(len(seen["paid"]) / total, 1) if total else 0,
                "created_to_submitted_p50_ms": pct(to_submit, 50), "created_to_submitted_p95_ms": pct(to_submit, 95),
