@@ -103,7 +103,7 @@ class Engine:
             for task_id in await self.market.open_task_ids():
                 await self.dispatch(task_id, now, fresh)
             for worker in fresh:
-                worker.journal.set_meta("checkpoint", [now + 1, -1])
+                await worker.journal.write_metas({"checkpoint": [now + 1, -1]})
                 worker.resume_from((now + 1, -1))
             known.append((now + 1, -1))
         return min(known)
@@ -147,7 +147,7 @@ class Engine:
             except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
                 refusal = f"unreadable task: {type(exc).__name__}: {exc}"[:300]
             if refusal is not None and worker.entry_step(task_id) is None:
-                worker.decline(task_id, refusal)
+                await worker.decline(task_id, refusal)
             elif refusal is None:
                 willing.append(worker)
         wanted = willing
@@ -160,13 +160,13 @@ class Engine:
                 break
             reason = await worker.assess(task, now)
             if reason is not None:
-                worker.decline(task_id, reason)
+                await worker.decline(task_id, reason)
                 continue
             delay = grace_for(task_id, worker.address, self.peers, self.grace_s)
             if reopened and worker.entry_step(task_id) == "lost":
-                worker.retake(task_id)
+                await worker.retake(task_id)
             else:
-                worker.take(task_id, seen_at, delay)
+                await worker.take(task_id, seen_at, delay)
             log.debug("task_dispatched", task_id=task_id, worker=worker.name, grace_s=delay)
             given += 1
         self.dispatched += given

@@ -46,8 +46,10 @@ class Checkpointer:
             self.flush()
 
     def flush(self) -> None:
+        """Queued to the journal's writer, not awaited: nothing waits on a checkpoint, and every event
+        handled before it has its rows queued (or committed) first, so it never runs ahead of them."""
         if self.pending is not None:
-            self.journal.set_metas({"checkpoint": self.pending, "anchor": self.anchor})  # anchor: journal.claim_chain
+            self.journal.write_metas_soon({"checkpoint": self.pending, "anchor": self.anchor})  # anchor: journal.claim_chain
             self.pending, self.written = None, time.monotonic()
 
 

@@ -183,21 +183,21 @@ class WorkerAgent:
         except Exception as exc:  # chain data this agent cannot make sense of: skip the task, say why
             return f"unreadable task: {type(exc).__name__}: {exc}"[:300]
 
-    def decline(self, task_id: int, reason: str) -> None:
-        self.journal.set(KIND, task_id, "skipped", reason=reason)
+    async def decline(self, task_id: int, reason: str) -> None:
+        await self.journal.write(KIND, task_id, "skipped", reason=reason)
         log.info("task_skipped", task_id=task_id, reason=reason, worker=self.name)
 
-    def take(self, task_id: int, seen_at: float | None = None, delay_s: float = 0.0) -> None:
+    async def take(self, task_id: int, seen_at: float | None = None, delay_s: float = 0.0) -> None:
         """Go for a slot of ``task_id`` (the engine chose this worker for it), after ``delay_s`` (the
         rendezvous grace: a better-ranked worker elsewhere may take it first)."""
-        self.journal.set(KIND, task_id, "claiming", seen_at=seen_at or time.time())
+        await self.journal.write(KIND, task_id, "claiming", seen_at=seen_at or time.time())
         self._fresh.add(task_id)
         self._spawn(task_id, delay_s)
 
-    def retake(self, task_id: int) -> None:
+    async def retake(self, task_id: int) -> None:
         """A slot of a task this worker lost was abandoned by its holder: try again."""
         log.info("task_slot_reopened", task_id=task_id, worker=self.name)
-        self.take(task_id)
+        await self.take(task_id)
 
     async def unqualified(self, task: Task) -> str | None:
         """Why assign_task would refuse this worker (the task's qualifications against its on-chain
@@ -242,7 +242,7 @@ class WorkerAgent:
                     if self.stopping:
                         return
             except Exception as exc:  # malformed chain data included: this task fails, the agent goes on
-                self.journal.set(KIND, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                await self.journal.write(KIND, task_id, "failed", error=f"{type(exc).__name__}: {exc}")
                 self.metrics.inc("tasks_failed")
                 log.error("task_failed", task_id=task_id, error=str(exc), error_type=type(exc).__name__)
 
@@ -276,13 +276,13 @@ class WorkerAgent:
         task = await self.market.task_as_posted(task_id)
         taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
         if existing is None and task is not None and (taken or 0) >= task.max_assignments:
-            self.journal.set(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
+            await self.journal.write(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
             self.metrics.inc("tasks_lost")
             log.info("task_lost", task_id=task_id, reason="all assignments taken")
             return
         unqualified = None if existing is not None or task is None else await self.unqualified(task)
         if unqualified is not None:  # the record changed since the task was considered (a rejection came)
-            self.journal.set(KIND, task_id, "skipped", reason=unqualified)
+            await self.journal.write(KIND, task_id, "skipped", reason=unqualified)
             log.info("task_skipped", task_id=task_id, reason=unqualified)
             return
         if existing is None:
@@ -294,11 +294,11 @@ class WorkerAgent:
                 elif exc.error not in RACE_LOST:
                     raise
                 if existing is None:
-                    self.journal.set(KIND, task_id, "lost", reason=exc.error)
+                    await self.journal.write(KIND, task_id, "lost", reason=exc.error)
                     self.metrics.inc("tasks_lost")
                     log.info("task_lost", task_id=task_id, reason=exc.error)
                     return
-        self.journal.set(KIND, task_id, "claimed", submission_id=existing, claimed_at=time.time())
+        await self.journal.write(KIND, task_id, "claimed", submission_id=existing, claimed_at=time.time())
         self.metrics.inc("tasks_claimed")
         if data.get("seen_at"):
             self.metrics.observe("created_to_claimed_seconds", time.time() - data["seen_at"])
@@ -312,7 +312,7 @@ class WorkerAgent:
             store = open_store(work.storage_of(task), self.config.storage.config())
             limit = self.config.policy.max_asset_mb * 1024 * 1024
             await self.assets.copy_to(store, task, folder, Limits(max_total=limit, max_file=limit))
-        self.journal.set(KIND, task_id, "fetched", folder=str(folder))
+        await self.journal.write(KIND, task_id, "fetched", folder=str(folder))
         log.info("task_fetched", task_id=task_id, folder=str(folder))
 
     async def run_script(self, task_id: int, data: dict) -> None:
@@ -329,7 +329,7 @@ class WorkerAgent:
                                        self.config.sandbox.allow_unsandboxed, data_dir=self.config.data)
         self.metrics.inc("sandbox_seconds", report.wall_s)
         if report.status != "ok":
-            self.journal.set(KIND, task_id, "failed", error="; ".join(report.errors), sandbox=report.as_dict())
+            await self.journal.write(KIND, task_id, "failed", error="; ".join(report.errors), sandbox=report.as_dict())
             self.metrics.inc("tasks_failed")
             log.warning("task_script_failed", task_id=task_id, status=report.status, errors=report.errors,
                         stderr=report.stderr_tail[-512:])
@@ -340,11 +340,11 @@ class WorkerAgent:
 
             problem = contribution_problem(folder)
         if problem is not None:  # private data on this host: only a model update may leave it
-            self.journal.set(KIND, task_id, "failed", error=problem)
+            await self.journal.write(KIND, task_id, "failed", error=problem)
             self.metrics.inc("tasks_failed")
             log.warning("task_outputs_refused", task_id=task_id, reason=problem)
             return
-        self.journal.set(KIND, task_id, "ran", outputs=report.outputs)
+        await self.journal.write(KIND, task_id, "ran", outputs=report.outputs)
 
     async def upload_outputs(self, task_id: int, data: dict) -> None:
         """``ran``: the outputs folder into the task's storage."""
@@ -352,7 +352,7 @@ class WorkerAgent:
         storage = work.storage_of(task)
         ref = await work.publish_outputs(open_store(storage, self.config.storage.config()),
                                          Path(data["folder"]) / "outputs")
-        self.journal.set(KIND, task_id, "uploaded", result_path=ref, storage=storage, ready_at=time.time())
+        await self.journal.write(KIND, task_id, "uploaded", result_path=ref, storage=storage, ready_at=time.time())
 
     async def submit_result(self, task_id: int, data: dict) -> None:
         """``uploaded``: send_task_result (once: the chain is read first), then watch for the verdict."""
@@ -372,12 +372,12 @@ class WorkerAgent:
                         SubmissionStatus.PENDING_VALIDATION, SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):
                     log.info("task_already_submitted", task_id=task_id, submission_id=sid)  # an earlier send landed
                 elif exc.error in TOO_LATE:
-                    self._abandoned(task_id, sid, f"{TOO_LATE[exc.error]} while the result was on its way")
+                    await self._abandoned(task_id, sid, f"{TOO_LATE[exc.error]} while the result was on its way")
                     return
                 else:
                     raise
         await self._await_decision(task_id, sid)
-        self.journal.set(KIND, task_id, "submitted", submitted_at=time.time())
+        await self.journal.write(KIND, task_id, "submitted", submitted_at=time.time())
         self.metrics.inc("tasks_completed")
         if data.get("claimed_at"):
             self.metrics.observe("claimed_to_submitted_seconds", time.time() - data["claimed_at"])
@@ -392,16 +392,18 @@ class WorkerAgent:
         if entry is None or "verdict" in entry.data:  # not ours, or counted before a restart
             return
         reason = str(attributes.get("reason") or "")[:300]
-        self.journal.set(KIND, task_id, entry.step, verdict=verdict, **({"verdict_reason": reason} if reason else {}))
+        await self.journal.write(KIND, task_id, entry.step, verdict=verdict, **({"verdict_reason": reason} if reason else {}))
         self.metrics.inc(f"results_{verdict}")
         if verdict == "accepted" and entry.data.get("submitted_at"):
             self.metrics.observe("submitted_to_paid_seconds", time.time() - entry.data["submitted_at"])
         task = await self.market.task_as_posted(task_id)
         creator = task.creator if task else "?"
-        tallies = self.journal.meta("verdicts", {})
-        tally = tallies.setdefault(creator, {"accepted": 0, "rejected": 0})
-        tally[verdict] += 1
-        self.journal.set_meta("verdicts", tallies)
+
+        def count(tallies: dict) -> dict:
+            tallies.setdefault(creator, {"accepted": 0, "rejected": 0})[verdict] += 1
+            return tallies
+
+        tally = (await self.journal.update_meta("verdicts", count, {}))[creator]
         if verdict == "rejected":
             log.warning("result_rejected", task_id=task_id, creator=creator, reason=reason, **tally)
             limit = self.config.policy.distrust_after
@@ -420,15 +422,15 @@ class WorkerAgent:
                 SubmissionStatus.ASSIGNED, SubmissionStatus.ABANDONED):
             return False
         if current.status == SubmissionStatus.ABANDONED:
-            self._abandoned(task_id, sid, "abandoned on chain")
+            await self._abandoned(task_id, sid, "abandoned on chain")
             return True
         if await self.client.block_number() >= current.submit_deadline_block:
-            self._abandoned(task_id, sid, f"due by block {current.submit_deadline_block}")
+            await self._abandoned(task_id, sid, f"due by block {current.submit_deadline_block}")
             return True
         return False
 
-    def _abandoned(self, task_id: int, sid: int, reason: str) -> None:
-        self.journal.set(KIND, task_id, "abandoned", reason=reason)
+    async def _abandoned(self, task_id: int, sid: int, reason: str) -> None:
+        await self.journal.write(KIND, task_id, "abandoned", reason=reason)
         self.metrics.inc("tasks_abandoned")
         log.warning("task_abandoned", task_id=task_id, submission_id=sid, reason=reason)
 
@@ -439,7 +441,7 @@ class WorkerAgent:
             return
         task = await self.market.task_as_posted(task_id)
         if task is not None and task.terms.review_window is not None:
-            self.journal.set(PAYMENT_CLAIM, sid, "waiting", task_id=task_id)
+            await self.journal.write(PAYMENT_CLAIM, sid, "waiting", task_id=task_id)
 
     async def sweep_payment_claims(self) -> None:
         """Claim every waiting result whose review window has passed; never raises (the loop goes on)."""
@@ -465,30 +467,30 @@ class WorkerAgent:
         if current is None:
             return
         if current.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # the creator decided (or we did)
-            self.journal.set(PAYMENT_CLAIM, sid, "decided", status=str(current.status), amount=current.paid_amount)
+            await self.journal.write(PAYMENT_CLAIM, sid, "decided", status=str(current.status), amount=current.paid_amount)
             return
         deadline = current.review_deadline_block
         if current.status != SubmissionStatus.PENDING_VALIDATION or deadline is None:
-            self.journal.set(PAYMENT_CLAIM, sid, "decided", status=str(current.status))
+            await self.journal.write(PAYMENT_CLAIM, sid, "decided", status=str(current.status))
             return
         if now <= deadline:
-            self.journal.set(PAYMENT_CLAIM, sid, "waiting", deadline=deadline)
+            await self.journal.write(PAYMENT_CLAIM, sid, "waiting", deadline=deadline)
             return
-        self.journal.set(PAYMENT_CLAIM, sid, "claiming", deadline=deadline)
+        await self.journal.write(PAYMENT_CLAIM, sid, "claiming", deadline=deadline)
         try:
             receipt = await self.market.claim_payment(self.keypair, sid)
         except DispatchFailed as exc:
             if exc.error == "ReviewWindowOpen":  # our view of the head was behind
-                self.journal.set(PAYMENT_CLAIM, sid, "waiting")
+                await self.journal.write(PAYMENT_CLAIM, sid, "waiting")
                 return
             if exc.error != "AlreadyDecided":  # e.g. InsufficientEscrow: say so once, do not pay fees forever
-                self.journal.set(PAYMENT_CLAIM, sid, "failed", error=exc.error)
+                await self.journal.write(PAYMENT_CLAIM, sid, "failed", error=exc.error)
                 log.error("claim_refused", submission_id=sid, error=exc.error)
                 return
-            self.journal.set(PAYMENT_CLAIM, sid, "decided", status="decided as the claim was sent")
+            await self.journal.write(PAYMENT_CLAIM, sid, "decided", status="decided as the claim was sent")
             return
         (claimed,) = receipt.find("DecentralMLModule", "PaymentClaimed")
-        self.journal.set(PAYMENT_CLAIM, sid, "claimed", amount=claimed["amount"], block=receipt.block_number)
+        await self.journal.write(PAYMENT_CLAIM, sid, "claimed", amount=claimed["amount"], block=receipt.block_number)
         self.metrics.inc("payments_claimed")
         self.metrics.inc("amount_claimed", claimed["amount"])
         log.info("payment_claimed", submission_id=sid, amount=claimed["amount"], review_deadline_block=deadline)

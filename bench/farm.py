@@ -2,9 +2,12 @@
 
 Reports total time (first TaskCreated → last payment), tasks/s, p50/p95 latency TaskCreated → result
 submitted and result submitted → paid (wall clock at the observer), the agents' RSS once idle, and
-the sandbox's overhead against a bare subprocess running the same script.
+the sandbox's overhead against a bare subprocess running the same script. For the task phase: the CPU
+seconds of the devnet, the creator (its start-up included), the annotators and their sandboxed scripts,
+and how busy the whole machine was (``machine_busy``: 1.0 = every core busy, ours or anyone's) — a
+market that cannot go faster with more workers is either waiting on something or out of CPU.
 
-    python bench/farm.py [--tasks 200] [--annotators 8] [--json]
+    python bench/farm.py [--tasks 200] [--annotators 8] [--script-s 0] [--json]
 
 The annotators run as one engine (``decentralml farm engine``: one process, one chain connection);
 ``--layout processes`` runs each as its own ``agent run`` instead. ``--before REV --sweep 1,8`` runs
@@ -41,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farm_parts import SCRIPT, agent, assets, cpu_s, engine, fund, observe, pct, rss_mb  # noqa: E402
+from farm_parts import SCRIPT, agent, assets, cpu_s, engine, fund, machine_ticks, observe, pct, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
 from decentralml_core.sandbox import run_task_script  # noqa: E402
@@ -82,10 +85,14 @@ def side_by_side(rev: str, counts: list[int], tasks: int) -> int:
                 figures = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
                 rows.append({"code": label, "annotators": count, **figures})
     keys = ["tasks_per_s", "created_to_submitted_p50_ms", "submitted_to_paid_p50_ms", "annotators_rss_mb_total",
-            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "paid"]
+            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "machine_busy", "cpu_s", "paid"]
+
+    def shown(value) -> str:  # cpu_s: devnet/creator/annotators/sandboxes
+        return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else str(value)
+
     print(f"{'code':<12} {'annot':>5} " + " ".join(f"{k:>28}" for k in keys))
     for r in rows:
-        print(f"{r['code']:<12} {r['annotators']:>5} " + " ".join(f"{str(r.get(k, '-')):>28}" for k in keys))
+        print(f"{r['code']:<12} {r['annotators']:>5} " + " ".join(f"{shown(r.get(k, '-')):>28}" for k in keys))
     for label in (rev, "this tree"):
         rates = {r["annotators"]: r.get("tasks_per_s") or 0 for r in rows if r["code"] == label}
         lo, hi = min(counts), max(counts)
@@ -104,6 +111,8 @@ def main() -> int:
     parser.add_argument("--layout", choices=("engine", "processes"), default="engine",
                         help="annotators as one engine process (default) or one process each")
     parser.add_argument("--before", metavar="REV", help="also run REV's bench/farm.py; print both side by side")
+    parser.add_argument("--script-s", type=float, default=0.0,
+                        help="each task's script sleeps this long first: tasks that take time but no CPU")
     args = parser.parse_args()
     logs.configure("warning")
     if args.before:
@@ -118,7 +127,7 @@ def main() -> int:
         tmp = Path(scratch)
         uris = [f"//Alice//farm/{i}" for i in range(args.annotators)]
         start_block = asyncio.run(fund(node.url, [Keypair.create_from_uri(u) for u in uris]))
-        folder = assets(tmp / "assets")
+        folder = assets(tmp / "assets", args.script_s)
         store = str(tmp / "store")
         bare_ms, boxed_ms = asyncio.run(sandbox_overhead(tmp))  # on a quiet machine, before the agents
         policy = {"min_blocks_left": 0, "max_concurrent": 4}
@@ -138,10 +147,16 @@ def main() -> int:
                              {"name": f"t{i}", "assets": str(folder), "question": "tiny", "pays": 10**12,
                               "max_assignments": 1, "expires_in": 10_000, "strategy": "AutoAccept"}
                              for i in range(args.tasks)]}, tmp / "creator.yaml", {})
-        cpu_before = sum(cpu_s(p.pid)[0] for p in workers)
+        cpu_before = [cpu_s(p.pid) for p in (node.proc, *workers)]
+        machine_before = machine_ticks()
         seen = asyncio.run(observe(node.url, args.tasks, start_block, started + 600))
+        machine_after = machine_ticks()
+        cpu_after = [cpu_s(p.pid) for p in (node.proc, *workers)]
         total = max(seen["paid"].values(), default=started) - min(seen["created"].values(), default=started)
-        worker_cpu = sum(cpu_s(p.pid)[0] for p in workers) - cpu_before
+        worker_cpu = sum(a[0] - b[0] for a, b in zip(cpu_after[1:], cpu_before[1:], strict=True))
+        sandbox_cpu = sum(a[1] - b[1] for a, b in zip(cpu_after[1:], cpu_before[1:], strict=True))
+        devnet_cpu = cpu_after[0][0] - cpu_before[0][0]
+        creator_cpu = cpu_s(creator.pid)[0]  # its start-up included (it starts with the task phase)
         time.sleep(2)  # idle
         rss = [rss_mb(p.pid) for p in [creator, *workers]]
         for proc in (creator, *workers):
@@ -149,13 +164,18 @@ def main() -> int:
         codes = [proc.wait(timeout=60) for proc in (creator, *workers)]
     to_submit = [seen["submitted"][t] - seen["created"][t] for t in seen["submitted"] if t in seen["created"]]
     to_paid = [seen["paid"][t] - seen["submitted"][t] for t in seen["paid"] if t in seen["submitted"]]
-    figures = {"tasks": args.tasks, "annotators": args.annotators, "paid": len(seen["paid"]),
-               "total_s": round(total, 2), "tasks_per_s": round(len(seen["paid"]) / total, 1) if total else 0,
+    figures = {"tasks": args.tasks, "annotators": args.annotators, "script_s": args.script_s, "paid": len(seen["paid"]),
+               "total_s": round(total, 2), "created_span_s": round(max(seen["created"].values(), default=0)
+                                                                  - min(seen["created"].values(), default=0), 2), "tasks_per_s": round(len(seen["paid"]) / total, 1) if total else 0,
                "created_to_submitted_p50_ms": pct(to_submit, 50), "created_to_submitted_p95_ms": pct(to_submit, 95),
                "submitted_to_paid_p50_ms": pct(to_paid, 50), "submitted_to_paid_p95_ms": pct(to_paid, 95),
                "creator_rss_mb": round(rss[0], 1), "annotator_rss_mb_max": round(max(rss[1:]), 1),
                "annotators_rss_mb_total": round(sum(rss[1:]), 1), "layout": args.layout,
                "annotator_cpu_ms_per_task": round(worker_cpu * 1000 / max(1, len(seen["paid"])), 1),
+               "cpu_s": {"devnet": round(devnet_cpu, 2), "creator": round(creator_cpu, 2),
+                         "annotators": round(worker_cpu, 2), "sandboxes": round(sandbox_cpu, 2)},
+               "machine_busy": round((machine_after[0] - machine_before[0])
+                                     / max(1, machine_after[1] - machine_before[1]), 2),
                "bare_subprocess_ms": round(bare_ms, 1), "sandboxed_ms": round(boxed_ms, 1),
                "sandbox_overhead_ms": round(boxed_ms - bare_ms, 1), "agent_exit_codes": sorted(set(codes)),
                "cpus": os.cpu_count(), "python": platform.python_version()}

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
-from farm_parts import assets, cpu_s, fund, observe, pct
+from farm_parts import assets, cpu_s, fund, machine_ticks, observe, pct
 from substrateinterface import Keypair
 
 from decentralml_core.testing.testnet import TestNetwork, unavailable
@@ -37,13 +37,6 @@ def join_netns(path: str) -> None:
             raise OSError(ctypes.get_errno(), f"setns {path}")
     finally:
         os.close(fd)
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) CPU ticks of the whole machine so far (every process, ours or not)."""
-    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
 
 
 def lost_claims(state_roots: list[Path]) -> tuple[int, int]:

@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "mkdir -p outputs\necho '{\"boxes\": []}' > outputs/file_1.json\n"
 
 
-def assets(folder: Path) -> Path:
+def assets(folder: Path, sleep_s: float = 0.0) -> Path:
+    """A tiny task's assets; its script first waits ``sleep_s`` (work that takes time, not CPU) if asked."""
     (folder / "annotation_files").mkdir(parents=True)
     (folder / "annotation_files" / "file_1.jpg").write_bytes(os.urandom(1000))
-    (folder / "start_task.sh").write_text(SCRIPT)
+    (folder / "start_task.sh").write_text((f"sleep {sleep_s}\n" if sleep_s else "") + SCRIPT)
     return folder
 
 
@@ -56,6 +57,13 @@ def cpu_s(pid: int) -> tuple[float, float]:
     ticks = os.sysconf("SC_CLK_TCK")
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
     return (utime + stime) / ticks, (cutime + cstime) / ticks
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (every process, ours or not)."""
+    values = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
 
 
 def rss_mb(pid: int) -> float:
