@@ -28,12 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS work (
     kind TEXT NOT NULL, id TEXT NOT NULL, step TEXT NOT NULL, data TEXT NOT NULL, updated REAL NOT NULL,
     PRIMARY KEY (kind, id));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+log = structlog.get_logger("agent.journal")
 
 
 @dataclass(frozen=True)
@@ -240,8 +244,14 @@ class Journal:
         """Queue meta keys without waiting for them: the event checkpoint, which no action waits on (lost
         in a crash, it replays a few seconds of events, each handled once). Committed in order after every
         write queued before it; :meth:`close` commits it. One whose commit fails is dropped: the next
-        checkpoint carries the place again, and until then the events replay."""
-        self._queue(lambda db: _put_metas(db, values), None)
+        checkpoint carries the place again, and until then the events replay; the drop is logged."""
+        path = str(self.path)
+
+        def dropped(_: Any, error: BaseException | None) -> None:  # on the writer's thread
+            if error is not None:
+                log.warning("checkpoint_not_saved", journal=path, error=str(error), error_type=type(error).__name__)
+
+        self._queue(lambda db: _put_metas(db, values), dropped)
 
     async def _queued(self, write: Write) -> Any:
         loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ import textwrap
 import threading
 
 import pytest
+from structlog.testing import capture_logs
 
 from agents.journal import Journal
 
@@ -99,6 +100,21 @@ async def test_a_checkpoint_queued_unawaited_lands_after_the_rows_before_it_and_
     reopened = Journal(tmp_path / "journal.sqlite")
     try:
         assert reopened.meta("checkpoint") == [7, 0] and reopened.get("task", 1).step == "claimed"
+    finally:
+        reopened.close()
+
+
+def test_a_checkpoint_that_cannot_be_saved_is_one_warning_and_the_next_one_lands(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite")
+    with capture_logs() as logs:
+        journal.write_metas_soon({"checkpoint": {1, 2}})  # no JSON for a set: this commit's write fails
+        journal.write_metas_soon({"checkpoint": [8, -1]})
+        journal.close()
+    assert [(e["event"], e["log_level"], e["error_type"]) for e in logs] == \
+        [("checkpoint_not_saved", "warning", "TypeError")]
+    reopened = Journal(tmp_path / "journal.sqlite")
+    try:
+        assert reopened.meta("checkpoint") == [8, -1]
     finally:
         reopened.close()
 
