@@ -198,7 +198,7 @@ class Runtime:
         self._key: RuntimeKey = (schema.key, genesis)
         if si is not None:
             _loaded.setdefault(self._key, si)
-        self._si: SubstrateInterface | None = _loaded.get(self._key)
+        self._si = si  # this client's, once it needs it: the process's shared one when there is one
         self._thread = _thread_for(self._key)
         self.ss58_format = schema.ss58_format
         self._events_type_string: str | None = None
