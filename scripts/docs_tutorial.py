@@ -12,9 +12,9 @@ lines up to the next command are what it prints on stdout (log lines go to stder
 Every command must exit 0. Other fenced blocks (```sh, ```yaml, …) are for reading only.
 
 ``decentralml`` commands (except ``agent``, which runs for real) go through a small shim to a
-process that has imported the CLI already and forks one child per command, with the command's
-cwd, environment and output: the same ``agents.cli.main``, without ~2 s of imports each
-(``--slow`` starts ``.venv/bin/decentralml`` every time instead).
+process that has imported the CLI and loaded the devnet's runtime already and forks one child per
+command, with the command's cwd, environment and output: the same ``agents.cli.main``, without ~2 s of
+imports and ~1 s of metadata decoding each (``--slow`` starts ``.venv/bin/decentralml`` every time instead).
 
 The commands run one after another in one bash (so ``cd``, variables and ``&`` jobs carry over) in a
 scratch directory holding a link to the repository's ``assets/``, with the repository's
@@ -103,19 +103,25 @@ exit "${code:-98}"
 FALLBACK = 111  # the shim's cue to run the real command instead
 
 
-def serve_cli(port_file: Path) -> None:
+def serve_cli(port_file: Path, node: str | None = None) -> None:
     """Fork one child per shim connection; it takes the shim's cwd, environment, stdout and stderr
-    (through /proc), runs ``agents.cli.main(argv)`` and its exit status goes back to the shim."""
+    (through /proc), runs ``agents.cli.main(argv)`` and its exit status goes back to the shim. With
+    ``node``, its runtime is loaded first, so every child signs with it (the chain client shares a loaded
+    runtime within a process: ``decentralml_core.chain.runtime``)."""
+    import asyncio
     import importlib
     import socket
 
     from agents import cli
+    from decentralml_core.chain.runtime import Runtime
 
     cli.build_parser()  # every subcommand's module, and what the commands import when they run (the CLI
     for name in ("decentralml_core.chain.client", "decentralml_core.chain.market", "decentralml_core.tasks",
                  "decentralml_core.work", "decentralml_core.storage", "decentralml_core.sandbox.runner",
                  "agents.validators", "rich.console", "rich.table"):  # itself imports them lazily)
         importlib.import_module(name)
+    if node:
+        asyncio.run(_load_runtime(Runtime, node))
     parent = os.getppid()
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(1.0)
@@ -145,6 +151,12 @@ def serve_cli(port_file: Path) -> None:
         _, status = os.waitpid(child, 0)
         conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
         conn.close()
+
+
+async def _load_runtime(runtime_class, node: str) -> None:
+    runtime = await runtime_class.load(node)
+    await runtime.full()
+    await runtime.close()
 
 
 def _run_cli(cli, pid: str, cwd: str, argv: list[str]) -> int:
@@ -218,7 +230,7 @@ def run_page(steps: list[Step], progress=None, fast: bool = True) -> list[str]:
         server = None
         if fast:
             port_file, shim = cwd / ".cli-port", cwd / ".bin" / "decentralml"
-            server = subprocess.Popen([sys.executable, __file__, "--serve-cli", str(port_file)], cwd=ROOT,
+            server = subprocess.Popen([sys.executable, __file__, "--serve-cli", str(port_file), "--node", node.url], cwd=ROOT,
                                       start_new_session=True)
             shim.parent.mkdir()
             shim.write_text(SHIM)
@@ -303,12 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--write", action="store_true", help="rewrite the page with real outputs")
     mode.add_argument("--check", action="store_true", help="exit 1 if the page differs from what the commands print")
     mode.add_argument("--serve-cli", type=Path, metavar="PORT_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--node", help=argparse.SUPPRESS)  # --serve-cli's: load this node's runtime first
     parser.add_argument("--verbose", action="store_true", help="print each command as it runs")
     parser.add_argument("--slow", action="store_true", help="start every decentralml command as its own process")
     parser.add_argument("--page", type=Path, default=PAGE, help="the page (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.serve_cli:
-        serve_cli(args.serve_cli)
+        serve_cli(args.serve_cli, args.node)
         return 0
     path = args.page.resolve()
     page = path.read_text()

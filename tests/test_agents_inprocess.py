@@ -230,3 +230,39 @@ async def test_an_agent_started_before_its_node_waits_for_it(tmp_path):
             agent.task.cancel()
         await devnet.__aexit__(None, None, None)
 
+
+
+async def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(market, monkeypatch):
+    """An unfunded worker logs ``account_cannot_pay_fees`` once (not once per poll of its balance), fails
+    nothing, and takes the task once funded. Counted in balance polls (sped up to 0.5 s), not a fixed
+    sleep (this test ran as an agent process with 12 s of sleep, 22–30 s under load)."""
+    from agents import worker as worker_module
+    from decentralml_core.chain import ChainClient
+
+    monkeypatch.setattr(worker_module, "FUNDS_POLL_S", 0.5)
+    monkeypatch.setenv("UNFUNDED_KEY", "//unfunded-worker")
+    address = Keypair.create_from_uri("//unfunded-worker").ss58_address
+    polls: list[str] = []
+    free_balance = ChainClient.free_balance
+
+    async def counted(client, who: str) -> int:
+        if who == address:
+            polls.append(who)
+        return await free_balance(client, who)
+
+    monkeypatch.setattr(ChainClient, "free_balance", counted)
+    with capture_logs() as logs:
+        poor = market.agent("poor", {"role": "annotator", "key": {"env": "UNFUNDED_KEY"},
+                                     "policy": {"min_blocks_left": 0}, "sandbox": {"timeout_s": 5}}).start()
+        await poor.wait_ready()
+        market.creator([task_decl("for the poor worker", market.assets())])
+        await poor.wait_until(lambda: events(logs, "account_cannot_pay_fees"), 60, "never said it cannot pay fees")
+        polled = len(polls)
+        await poor.wait_until(lambda: len(polls) >= polled + 2, 30, "two more polls of its balance")
+        assert len(events(logs, "account_cannot_pay_fees")) == 1
+        assert not events(logs, "task_failed")
+        await market.client.submit(Keypair.create_from_uri("//Alice"), "Balances", "transfer_keep_alive",
+                                   {"dest": address, "value": 10**12})
+        await poor.wait_until(lambda: events(logs, "account_funded"), 60, "never saw its funds")
+        await poor.wait_until(lambda: events(logs, "task_submitted"), 60, "never submitted once funded")
+    assert len(events(logs, "account_cannot_pay_fees")) == 1 and not events(logs, "task_failed")

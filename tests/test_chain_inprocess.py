@@ -78,3 +78,22 @@ async def test_a_node_that_is_down_is_dialled_until_it_is_back():
         reconnected = [e for e in logs if e["event"] == "chain_reconnected"]
         assert reconnected and reconnected[0]["attempt"] > 1 and reconnected[0]["url"] == devnet.url
         assert client.health["chain"] == "ok"
+
+
+async def test_clients_of_one_chain_share_one_loaded_runtime_and_another_metadata_gets_its_own():
+    """Decoding the metadata costs 0.7–1 s of CPU per load: a process loads it once per chain and metadata
+    (``chain.runtime``), and a client made after another has closed still signs with it."""
+    dest = fresh()
+    async with InProcessDevnet() as devnet:
+        async with await devnet.client() as first:
+            await first.submit(ALICE, "Balances", "transfer_keep_alive", {"dest": dest, "value": UNIT})
+            loaded = await first.runtime.full()
+        async with await devnet.client() as second:
+            await second.submit(ALICE, "Balances", "transfer_keep_alive", {"dest": dest, "value": UNIT})
+            assert await second.runtime.full() is loaded
+            assert await second.free_balance(dest) == 2 * UNIT
+    async with InProcessDevnet(pallet="upstream") as other, await other.client() as client:
+        assert client.runtime.schema.key != second.runtime.schema.key
+        await client.submit(ALICE, "Balances", "transfer_keep_alive", {"dest": dest, "value": UNIT})
+        assert await client.runtime.full() is not loaded
+        assert await client.free_balance(dest) == UNIT

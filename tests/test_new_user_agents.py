@@ -1,6 +1,7 @@
 """A new user's agents and farm on a real devnet, as in tests/test_new_user.py (which holds the command's
 mistakes; split so two test workers share the two): a config mistake or a journal from another chain is one
-line, an unfunded worker says so once and waits, and the example farm runs as docs/operations.md says."""
+line, and the example farm runs as docs/operations.md says (an unfunded worker saying so once and waiting is
+tests/test_agents_inprocess.py's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 
 import yaml
@@ -108,31 +108,6 @@ def test_the_example_farm_runs_on_a_devnet_as_the_docs_say(tmp_path):
                 code = proc.wait(timeout=180)
                 assert code == 0, "\n".join([(tmp_path / "farm.log").read_text()[-2000:]] + [
                     f"--- {log.name}:\n{log.read_text()[-1500:]}" for log in (tmp_path / ".state" / "farm" / ".logs").glob("*.log")])
-
-
-def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(devnet, tmp_path, monkeypatch):
-    from substrateinterface import Keypair
-
-    monkeypatch.setenv("UNFUNDED_KEY", "//unfunded-worker")
-    address = Keypair.create_from_uri("//unfunded-worker").ss58_address
-    agent = Agent(tmp_path, "poor", {"role": "annotator", "node": devnet.url, "key": {"env": "UNFUNDED_KEY"},
-                                     "storage": {"root": str(tmp_path / "store")}}).start()
-    try:
-        assets = tmp_path / "assets"
-        (assets / "annotation_files").mkdir(parents=True)
-        (assets / "annotation_files" / "a.jpg").write_bytes(b"not really a jpeg")
-        (assets / "start_task.sh").write_text("mkdir -p outputs; echo '[]' > outputs/boxes.json\n")
-        js(devnet, "task", "create", "--dev-key", "alice", "--question", "for the poor worker", "--pays", "0.1",
-           "--strategy", "AutoAccept", "--annotation-type", "Image", "--assets", str(assets),
-           "--store-root", str(tmp_path / "store"))
-        agent.wait_log('"account_cannot_pay_fees"', timeout=120)
-        time.sleep(12)  # two more polls of its balance: still one line
-        assert agent.log.read_text().count('"account_cannot_pay_fees"') == 1
-        assert '"task_failed"' not in agent.log.read_text()
-        js(devnet, "account", "transfer", address, "1", "--dev-key", "alice")
-        agent.wait_log('"account_funded"', timeout=120).wait_log('"task_submitted"', timeout=180)
-    finally:
-        assert agent.stop() == 0
 
 
 def test_agent_check_finds_what_agent_run_would_trip_on(devnet, tmp_path):

@@ -7,12 +7,20 @@ decodes the whole metadata (1.9 s → see docs/benchmarks.md).
 
 substrate-interface is synchronous and its objects are not thread-safe, so every use goes through
 one worker thread (a one-thread executor): the event loop never blocks on it and calls never interleave.
+
+A loaded substrate-interface is shared by every :class:`Runtime` of the process for the same chain (genesis
+hash) and metadata, and so is its thread: decoding the metadata costs 0.7–1 s of CPU per client, paid once
+per process instead of once per client (a farm engine runs a client per worker; a test process runs
+dozens). After loading it is local data (compose, sign and decode never ask the node), so sharing it
+changes no answer; sharing its one thread keeps its calls from interleaving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -99,6 +107,34 @@ def _substrate(url: str, through: RpcTransport | None = None,
     return si
 
 
+RuntimeKey = tuple[str, str]
+"""(metadata hash, genesis hash): a loaded substrate-interface signs for one chain and decodes one metadata."""
+
+_loaded: dict[RuntimeKey, SubstrateInterface] = {}
+_threads: dict[RuntimeKey, ThreadPoolExecutor] = {}
+_threads_lock = threading.Lock()
+
+
+def _thread_for(key: RuntimeKey) -> ThreadPoolExecutor:
+    """The one thread on which the substrate-interface of ``key`` is used, made on first need."""
+    with _threads_lock:
+        thread = _threads.get(key)
+        if thread is None:
+            thread = _threads[key] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
+        return thread
+
+
+def _after_fork_in_child() -> None:
+    """Threads do not survive a fork (an executor copied with its thread gone would never run a call); the
+    loaded runtimes, plain data, do: the child makes new threads for them."""
+    global _threads_lock
+    _threads.clear()
+    _threads_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _given(value: Any) -> Any:
     return value
 
@@ -157,9 +193,13 @@ class Runtime:
 
     def __init__(self, schema: ReadSchema, genesis: str, url: str, si: SubstrateInterface | None = None,
                  through: RpcTransport | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.schema, self.url, self._genesis, self._si = schema, url, genesis, si
+        self.schema, self.url, self._genesis = schema, url, genesis
         self._through, self._loop = through, loop
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime")
+        self._key: RuntimeKey = (schema.key, genesis)
+        if si is not None:
+            _loaded.setdefault(self._key, si)
+        self._si = si  # this client's, once it needs it: the process's shared one when there is one
+        self._thread = _thread_for(self._key)
         self.ss58_format = schema.ss58_format
         self._events_type_string: str | None = None
         self._event_reader: tuple[EventLayout, EventDecoder] | None = None
@@ -205,9 +245,12 @@ class Runtime:
     def si(self) -> SubstrateInterface:
         """substrate-interface with the runtime loaded (here, blocking, on first use: prefer :meth:`full`)."""
         if self._si is None:
-            if self._loop is not None and self._loop.is_running() and _in_loop(self._loop):
-                raise RuntimeError("the runtime loads over the client's transport: await runtime.full() first")
-            self._si = _substrate(self.url, self._through, self._loop)
+            shared = _loaded.get(self._key)
+            if shared is None:
+                if self._loop is not None and self._loop.is_running() and _in_loop(self._loop):
+                    raise RuntimeError("the runtime loads over the client's transport: await runtime.full() first")
+                shared = _loaded.setdefault(self._key, _substrate(self.url, self._through, self._loop))
+            self._si = shared
         return self._si
 
     async def full(self) -> SubstrateInterface:
@@ -233,9 +276,8 @@ class Runtime:
             raise ConnectionLost(f"node connection of the runtime: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
-        if self._si is not None:
-            await self.run(self._si.close)
-        self._thread.shutdown(wait=False)
+        """Nothing to release: the loaded runtime and its thread stay for the process's next client of the
+        same chain (its socket was closed after loading)."""
 
     # -- calls ------------------------------------------------------------------------------------
     def has_call(self, pallet: str, call: str) -> bool:
