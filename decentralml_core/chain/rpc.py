@@ -31,6 +31,11 @@ from .errors import ConnectionLost
 log = get_logger(__name__)
 MAX_MESSAGE = 64 * 1024 * 1024  # metadata and large blocks fit
 HEARTBEAT_S = 10.0  # a ping this often; no pong within half of it and the connection is lost
+# How long a closing handshake may take: one round trip with a live peer. A silent one never answers, and
+# the websockets library waits this long before it reports the connection closed, after a missed pong
+# too: at the connect timeout (10 s) a frozen link took 11.5 s to be given up instead of 1.5 heartbeats,
+# and closing a client 10 s more.
+CLOSE_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 30.0  # a node that answers no request for this long is treated as lost
 
 
@@ -243,7 +248,7 @@ class WebSocketRpc(FramedRpc):
         try:  # proxy=None: a node is dialled directly, whatever proxy the environment names
             ws = await asyncio.wait_for(ws_connect(url, max_size=MAX_MESSAGE, ping_interval=HEARTBEAT_S,
                                                    ping_timeout=HEARTBEAT_S / 2, open_timeout=timeout,
-                                                   close_timeout=timeout, compression=None, proxy=None,
+                                                   close_timeout=CLOSE_TIMEOUT_S, compression=None, proxy=None,
                                                    additional_headers=bearer_headers(NODE_TOKEN_ENV)), timeout)
         except (TimeoutError, WebSocketException, OSError) as exc:
             raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
