@@ -23,6 +23,7 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,7 @@ class _Writer:
         self.queue: queue.SimpleQueue[tuple[Write, Done | None] | None] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._run, args=(db,), name=f"journal {path}", daemon=True)
         self.thread.start()
+        _live_writers.add(self)
 
     def submit(self, write: Write, done: Done | None) -> None:
         self.queue.put((write, done))
@@ -142,6 +144,41 @@ class _Writer:
         for (_, done), (value, error) in zip(writes, outcomes, strict=True):
             if done is not None:
                 done(value, error)
+
+
+_live_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
+
+
+async def writes_settled(timeout: float = 10.0) -> None:
+    """Every journal write queued in this process so far is committed, and each caller it woke has run
+    its next step: for whoever reads a journal through another connection and then expects what its
+    writer did right after the write (an in-process test that sees a step, then looks for its log line).
+
+    A row is visible to other connections at its COMMIT, a moment before the writer thread wakes its
+    caller; a no-op queued behind it on each writer is answered after those callers were woken (one
+    thread, one FIFO of callbacks into the loop), so their next steps have run when this returns."""
+    loop = asyncio.get_running_loop()
+    answers = []
+    for writer in list(_live_writers):
+        if writer.thread.is_alive():
+            answer = loop.create_future()
+            writer.submit(lambda db: None, _answer(loop, answer))
+            answers.append(answer)
+    if answers:
+        await asyncio.wait(answers, timeout=timeout)  # a writer stopping meanwhile answers no one
+    for _ in range(3):  # the woken callers' steps, queued before ours
+        await asyncio.sleep(0)
+
+
+def _answer(loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> Done:
+    """A writer's callback that settles ``future`` on ``loop`` (from the writer's thread)."""
+    def done(value: Any, error: BaseException | None) -> None:
+        try:
+            loop.call_soon_threadsafe(_settle, future, value, error)
+        except RuntimeError:  # the loop is closed: nobody waits for this write
+            pass
+
+    return done
 
 
 def _settle(future: asyncio.Future, value: Any, error: BaseException | None) -> None:
@@ -256,14 +293,7 @@ class Journal:
     async def _queued(self, write: Write) -> Any:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-
-        def done(value: Any, error: BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(_settle, future, value, error)
-            except RuntimeError:  # the loop is closed: nobody waits for this write
-                pass
-
-        self._queue(write, done)
+        self._queue(write, _answer(loop, future))
         return await future
 
     def _queue(self, write: Write, done: Done | None) -> None:

@@ -14,6 +14,7 @@ import pytest
 from agent_process import GOOD_SCRIPT, Agent, make_assets, settle_on
 
 from agents.config import load_config
+from agents.journal import writes_settled
 from agents.runtime import run_agent
 from decentralml_core.chain import ChainClient
 from decentralml_core.devnet.inprocess import InProcessDevnet
@@ -44,10 +45,14 @@ class InProcessAgent(Agent):
             raise AssertionError(f"{self.name} stopped")
 
     async def wait_until(self, check, timeout: float = 30, what: str = "condition"):
-        """``check()``'s first truthy value, polled every 0.05 s while the agent runs."""
+        """``check()``'s first truthy value, polled every 0.05 s while the agent runs; by then the agents
+        have done what follows the journal writes it saw (their log lines), as in one process before
+        an engine's workers committed through the journal's thread (a run at -n 4 saw a step, then
+        no ``task_script_failed`` yet)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if value := check():
+                await writes_settled()
                 return value
             self._check_alive()
             await asyncio.sleep(0.05)

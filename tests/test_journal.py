@@ -14,7 +14,7 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from agents.journal import Journal
+from agents.journal import Journal, writes_settled
 
 
 def test_a_journal_being_created_opens_for_every_reader(tmp_path):
@@ -102,6 +102,33 @@ async def test_a_checkpoint_queued_unawaited_lands_after_the_rows_before_it_and_
         assert reopened.meta("checkpoint") == [7, 0] and reopened.get("task", 1).step == "claimed"
     finally:
         reopened.close()
+
+
+async def test_once_writes_settle_the_writers_have_done_what_follows_them(tmp_path):
+    """A reader on another connection may see a row before its writer has resumed; after
+    ``writes_settled`` every writer whose row it saw has run its next step (here: noting it)."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    reader = Journal(tmp_path / "journal.sqlite")
+    noted: list[int] = []
+
+    async def worker(n: int) -> None:
+        await journal.write("task", n, "failed")
+        noted.append(n)  # what a worker logs right after its write
+
+    try:
+        for _ in range(20):
+            noted.clear()
+            workers = [asyncio.create_task(worker(n)) for n in range(4)]
+            while len(reader.entries("task", steps=("failed",))) < 4:
+                await asyncio.sleep(0)
+            await writes_settled()
+            assert sorted(noted) == [0, 1, 2, 3]
+            await asyncio.gather(*workers)
+            for n in range(4):
+                await journal.write("task", n, "claiming")
+    finally:
+        reader.close()
+        journal.close()
 
 
 def test_a_checkpoint_that_cannot_be_saved_is_one_warning_and_the_next_one_lands(tmp_path):
