@@ -46,6 +46,14 @@ async def test_a_good_script_yields_its_outputs(tmp_path):
     assert (report.status, report.exit_code, report.outputs) == ("ok", 0, ["labels/a.json"])
 
 
+@pytest.mark.parametrize("nice", [10, 0])
+async def test_a_script_runs_at_its_cpu_priority(tmp_path, nice):
+    """A busy script leaves the agent its share of the CPU (sandbox.nice, 10 by default)."""
+    report = await run_task_script(task(tmp_path, "nice > outputs/nice"), limits=dataclasses.replace(LIMITS, nice=nice))
+    assert report.status == "ok", report
+    assert int((tmp_path / "task" / "outputs" / "nice").read_text()) == os.nice(0) + nice
+
+
 @pytest.mark.parametrize("body,status,reason", [
     ("exit 3", "failed", "exited with 3"),
     ("while true; do :; done", "timeout", "timed out after 3 s"),

@@ -22,5 +22,7 @@ class SandboxLimits:
                                         "(an inode fill; watchdog)", gt=0)
     min_free_disk_mb: int = setting(256, "stop a run that leaves less free space on the work dir's disk "
                                          "(the agent's journal lives there too)", ge=0)
+    nice: int = setting(10, "CPU priority of the script (nice 0-19): the higher, the more a busy script leaves "
+                            "the agent (and the host's other work) their share of the CPU", ge=0, le=19)
     share_python: bool = setting(False, "scripts may run the agent's python3 and its packages (numpy), "
                                         "bound read-only, first on PATH")

@@ -111,7 +111,12 @@ def limited(argv: list[str], limits: SandboxLimits, cgroup: RunCgroup | None) ->
     (its page tables, then copy-on-write faults while the child runs Python) instead of vfork-ing it:
     a sandboxed run from a 100 MB process took 159 ms median, 84 ms through ``sh`` (tiny script, 30 runs
     each, alternating, loaded machine). ``set -e``: a limit that cannot be set stops the run before
-    the script starts. ``ulimit -f`` counts 512-byte blocks, ``-v`` KiB."""
+    the script starts. ``ulimit -f`` counts 512-byte blocks, ``-v`` KiB.
+
+    The script runs at ``nice`` (10 by default): on 2 cores a script that keeps every core busy (a
+    training run, a hostile busy loop) otherwise takes an equal share from the agent, whose heartbeats,
+    chain following and other tasks must go on; at nice 10 the kernel gives the agent ~9 parts in 10 of
+    a contended core."""
     steps = ["set -e"]
     steps += [f"echo $$ > {shlex.quote(str(path / 'cgroup.procs'))}" for path in (cgroup.dirs if cgroup else [])]
     steps += [f"ulimit -S -t {limits.cpu_s}", f"ulimit -H -t {limits.cpu_s + 5}",
@@ -119,7 +124,9 @@ def limited(argv: list[str], limits: SandboxLimits, cgroup: RunCgroup | None) ->
     if cgroup is None or not cgroup.active:  # no memory cgroup: cap the address space instead
         steps.append(f"ulimit -v {limits.memory_mb * 1024}")
     program = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0]) or argv[0]
-    return ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', "sh", program, *argv[1:]]
+    nice = shutil.which("nice") if limits.nice else None
+    lowered = [nice, "-n", str(limits.nice)] if nice else []  # a busy script leaves the agent its CPU share
+    return ["/bin/sh", "-c", "; ".join(steps) + '; exec "$@"', "sh", *lowered, program, *argv[1:]]
 
 
 async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", limits: SandboxLimits = SandboxLimits(),
