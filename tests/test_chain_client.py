@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from devnet_process import DevnetProcess, free_port
+from proxies import FaultProxy
 from substrateinterface import Keypair, SubstrateInterface
 
 from decentralml_core.chain import ChainClient, Checkpoint, DispatchFailed, FieldTooLong, TransactionRejected
@@ -348,31 +349,41 @@ async def remark_blocks(client: ChainClient, count: int) -> tuple[int, int]:
     return start, await client.block_number()
 
 
+async def blocks_and_their_events(url: str, count: int) -> tuple[int, int, list]:
+    """``count`` blocks with a remark each: (first, last, every event's position in them, in chain order)."""
+    async with await ChainClient.connect(url) as client:
+        start, head = await remark_blocks(client, count)
+        return start, head, [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+
+
+async def stream_until(client: ChainClient, start: int, last, on_event=lambda seen: None) -> list:
+    """The positions ``client``'s event stream yields from block ``start`` up to the event at ``last``."""
+    seen: list = []
+    async for event in client.events(Checkpoint(start)):
+        seen.append(event.position)
+        on_event(seen)
+        if event.position == last:
+            break
+    return seen
+
+
+def small_catch_up_windows(monkeypatch, window: int, batch: int) -> None:
+    from decentralml_core.chain import client as client_module
+
+    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", window)
+    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", batch)
+
+
 async def test_catch_up_keeps_many_blocks_in_flight_and_yields_them_in_order(devnet, monkeypatch):
     """Through a link that delays every chunk 20 ms each way (so answers to the batches in flight arrive
     together, in any order), the stream yields exactly the blocks' events, in chain order. How fast:
     bench/catch_up.py."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from proxies import FaultProxy
-
-    from decentralml_core.chain import client as client_module
-
-    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", 24)  # 60 blocks: several batches, 4 in flight
-    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", 6)
-    async with await ChainClient.connect(devnet.url) as client:
-        start, head = await remark_blocks(client, 60)
-        expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+    small_catch_up_windows(monkeypatch, 24, 6)  # 60 blocks: several batches, 4 in flight
+    start, head, expected = await blocks_and_their_events(devnet.url, 60)
     proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
     try:
         async with await ChainClient.connect(f"ws://127.0.0.1:{proxy.port}") as slow:
-            seen = []
-            async for event in slow.events(Checkpoint(start)):
-                seen.append(event.position)
-                if event.position == expected[-1]:
-                    break
+            seen = await stream_until(slow, start, expected[-1])
     finally:
         await proxy.close()
     assert seen == expected and len({n for n, _ in seen}) == head - start + 1
@@ -396,14 +407,9 @@ async def test_catch_up_from_a_node_that_refuses_batches_reads_block_by_block(tm
             with pytest.raises(BatchRefused):
                 await client._rpc.batch([("system_chain", []), ("system_name", [])])
             assert await client.request("system_chain") == "Development"  # the connection still serves
-            start, head = await remark_blocks(client, 12)
-            expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+        start, _, expected = await blocks_and_their_events(node.url, 12)
         async with await ChainClient.connect(node.url) as fresh:  # nothing decoded yet: every block asked
-            seen = []
-            async for event in fresh.events(Checkpoint(start)):
-                seen.append(event.position)
-                if event.position == expected[-1]:
-                    break
+            seen = await stream_until(fresh, start, expected[-1])
             assert seen == expected and fresh._batches_refused
 
 
@@ -411,29 +417,18 @@ async def test_a_connection_dropped_while_batches_are_in_flight_resumes_the_catc
     """The proxy cuts every connection while the stream is a few blocks into its catch-up, batches still in
     flight: the client reconnects and the stream goes on from the block it was at, missing and repeating
     nothing."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from proxies import FaultProxy
-
-    from decentralml_core.chain import client as client_module
-
-    monkeypatch.setattr(client_module, "CATCH_UP_WINDOW", 16)
-    monkeypatch.setattr(client_module, "CATCH_UP_BATCH", 4)
-    async with await ChainClient.connect(devnet.url) as client:
-        start, head = await remark_blocks(client, 40)
-        expected = [e.position for n in range(start, head + 1) for e in await client.events_at(n)]
+    small_catch_up_windows(monkeypatch, 16, 4)
+    start, _, expected = await blocks_and_their_events(devnet.url, 40)
     proxy = await FaultProxy(devnet.port, delay_s=0.02).start()
+
+    def cut_ten_events_in(seen: list) -> None:  # block start + 2: batches up to start + 15 asked, most unanswered
+        if len(seen) == 10:
+            proxy.drop()
+
     try:
         async with await ChainClient.connect(f"ws://127.0.0.1:{proxy.port}") as cut:
-            first, seen = cut._rpc, []
-            async for event in cut.events(Checkpoint(start)):
-                seen.append(event.position)
-                if len(seen) == 10:  # block start + 2: batches up to start + 15 asked, most not answered
-                    proxy.drop()
-                if event.position == expected[-1]:
-                    break
+            first = cut._rpc
+            seen = await stream_until(cut, start, expected[-1], cut_ten_events_in)
             assert cut._rpc is not first and cut.health["chain"] == "ok"  # reconnected, and caught up
     finally:
         await proxy.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import aiohttp
 import structlog
 
 from agents.journal import Journal
+from decentralml_core.processes import pid_alive
 
 from .config import Farm
 from .supervisor import STATE_FILE
@@ -53,15 +53,7 @@ def summarize_journal(state_dir: Path, role: str) -> JournalSummary | None:
 
 def supervisor_alive(state: dict) -> bool:
     pid = state.get("supervisor_pid")
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(pid) and pid_alive(pid)
 
 
 def row(agent: dict, alive: bool, health: dict | None, journal: JournalSummary | None,

@@ -15,19 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
+from ..processes import pid_alive
+
 ROOT = Path("/sys/fs/cgroup")
 PREFIX = "decentralml-"
 _swept = False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_stale_groups(root: Path = ROOT, legacy_age_s: float = 3600.0) -> int:
@@ -46,7 +38,7 @@ def sweep_stale_groups(root: Path = ROOT, legacy_age_s: float = 3600.0) -> int:
             owner = group.name[len(PREFIX):].split("-", 1)[0]
             try:
                 if "-" in group.name[len(PREFIX):] and owner.isdigit():
-                    if _alive(int(owner)):
+                    if pid_alive(int(owner)):
                         continue
                 elif now - group.stat().st_mtime < legacy_age_s:
                     continue
