@@ -100,21 +100,20 @@ class RunCgroup:
 
     def out_of_memory(self) -> bool:
         """Whether the kernel killed something in the group for reaching its memory limit."""
-        for path in self.dirs:
-            control = path / "memory.oom_control"
-            if control.exists():
-                fields = dict(line.split() for line in control.read_text().splitlines() if line.strip())
-                return int(fields.get("oom_kill", 0)) > 0
-        return False
+        return self._count("memory.oom_control", "oom_kill") > 0
 
     def process_limit_reached(self) -> bool:
         """Whether a fork in the group was refused for reaching ``pids.max`` (``pids.events``: max N)."""
+        return self._count("pids.events", "max") > 0
+
+    def _count(self, name: str, key: str) -> int:
+        """``key``'s number in the group's ``name`` file of ``key value`` lines (0 where there is none)."""
         for path in self.dirs:
-            events = path / "pids.events"
-            if events.exists():
-                fields = dict(line.split() for line in events.read_text().splitlines() if line.strip())
-                return int(fields.get("max", 0)) > 0
-        return False
+            counters = path / name
+            if counters.exists():
+                fields = dict(line.split() for line in counters.read_text().splitlines() if line.strip())
+                return int(fields.get(key, 0))
+        return 0
 
     def kill_all_and_remove(self, wait_s: float = 5.0) -> int:
         """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
