@@ -98,7 +98,7 @@ class FramedRpc:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._subs: dict[str, Subscription] = {}
         self._early: dict[str, list[Any]] = {}  # notifications that beat their subscription's reply
-        self._batches: dict[asyncio.Future[Any], list[int]] = {}  # batches in flight: their calls' ids
+        self._batches: set[asyncio.Future[Any]] = set()  # batches in flight: set when one is refused whole
         self.closed = False
 
     async def _send_frame(self, text: str) -> None:
@@ -146,25 +146,16 @@ class FramedRpc:
         ids = [next(self._ids) for _ in calls]
         futures = [loop.create_future() for _ in calls]
         self._pending.update(zip(ids, futures, strict=True))
-        answered, refused = loop.create_future(), loop.create_future()
-        left = len(futures)
-
-        def one_answered(_: asyncio.Future[Any]) -> None:
-            nonlocal left
-            left -= 1
-            if not left and not answered.done():
-                answered.set_result(None)
-
-        for future in futures:
-            future.add_done_callback(one_answered)
-        self._batches[refused] = ids
+        answered = asyncio.gather(*futures, return_exceptions=True)  # each answer, or the error in its place
+        refused = loop.create_future()
+        self._batches.add(refused)
         try:
             await self._send_frame(json.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p or []}
                                                for i, (m, p) in zip(ids, calls, strict=True)]))
             done, _ = await asyncio.wait((answered, refused), timeout=REQUEST_TIMEOUT_S,
                                          return_when=asyncio.FIRST_COMPLETED)
             if answered in done:
-                results = [f.exception() or f.result() for f in futures]
+                results = answered.result()
                 lost = next((r for r in results if isinstance(r, ConnectionLost)), None)
                 if lost is not None:
                     raise lost
@@ -176,13 +167,10 @@ class FramedRpc:
             await self._lose(timed_out)
             raise timed_out
         finally:
-            del self._batches[refused]
+            self._batches.discard(refused)
             for i, future in zip(ids, futures, strict=True):
                 self._pending.pop(i, None)
-                if not future.done():
-                    future.cancel()
-                elif not future.cancelled():
-                    future.exception()  # seen: an answer no one waits for any more logs nothing
+                future.cancel()  # unanswered ones; the gather has seen every answer
 
     async def subscribe(self, method: str, params: list[Any], unsubscribe: str) -> Subscription:
         sub_id = await self.request(method, params)
