@@ -248,11 +248,7 @@ class Journal:
         return self._blocking(lambda db: _put_entry(db, kind, key, step, data))
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.set_metas({key: value})
-
-    def set_metas(self, values: dict[str, Any]) -> None:
-        """Several meta keys in one transaction: one fsync, not one each."""
-        self._blocking(lambda db: _put_metas(db, values))
+        self._blocking(lambda db: _put_metas(db, {key: value}))
 
     def _blocking(self, write: Write) -> Any:
         with self.db:  # isolation_level None: an explicit transaction, the write lock taken before the read
