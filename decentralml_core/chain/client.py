@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -60,6 +60,7 @@ CATCH_UP_WINDOW = 256
 CATCH_UP_BATCH = 64
 DECODED_KEPT = 128  # recent blocks whose decoded events are kept (the follower and a stream read the same)
 FILLER = ("System", "remark", {"remark": "0x"})  # what fills a nonce no extrinsic holds any more
+T = TypeVar("T")
 Dial = Callable[[], Awaitable[RpcTransport]]  # a new connection to the node, or ConnectionLost
 
 
@@ -274,36 +275,35 @@ class ChainClient:
 
     async def request(self, method: str, params: list[Any] | None = None) -> Any:
         """A read: retried across reconnects until ``reconnect_for`` seconds have passed."""
-        while True:
-            if self._failure is not None:
-                raise self._failure
-            rpc = self._rpc
-            try:
-                return await rpc.request(method, params)
-            except ConnectionLost:
-                if self.closed:
-                    raise
-                await self._reconnect(rpc)
+        return await self._retried(lambda rpc: rpc.request(method, params))
 
     async def requests(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """Many reads in one frame (a JSON-RPC batch; one by one, all in flight, from a node that refuses
         batches): each one's result, or the :class:`RpcError` it got. Retried across reconnects like
         :meth:`request`."""
+        async def on(rpc: RpcTransport) -> list[Any]:
+            if not self._batches_refused:
+                try:
+                    return await rpc.batch(calls)
+                except BatchRefused:
+                    self._batches_refused = True
+            results = await asyncio.gather(*(rpc.request(m, p) for m, p in calls), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(result, RpcError):
+                    raise result
+            return results
+
+        return await self._retried(on)
+
+    async def _retried(self, call: Callable[[RpcTransport], Awaitable[T]]) -> T:
+        """``call`` on the current connection, again on the next one after a loss, until the client fails
+        for good (``reconnect_for`` passed, another chain) or is closed."""
         while True:
             if self._failure is not None:
                 raise self._failure
             rpc = self._rpc
             try:
-                if not self._batches_refused:
-                    try:
-                        return await rpc.batch(calls)
-                    except BatchRefused:
-                        self._batches_refused = True
-                results = await asyncio.gather(*(rpc.request(m, p) for m, p in calls), return_exceptions=True)
-                for result in results:
-                    if isinstance(result, BaseException) and not isinstance(result, RpcError):
-                        raise result
-                return results
+                return await call(rpc)
             except ConnectionLost:
                 if self.closed:
                     raise
