@@ -35,9 +35,9 @@ def sweep_stale_groups(root: Path = ROOT, legacy_age_s: float = 3600.0) -> int:
         except OSError:
             continue
         for group in groups:
-            owner = group.name[len(PREFIX):].split("-", 1)[0]
+            owner, named_by_pid, _ = group.name.removeprefix(PREFIX).partition("-")
             try:
-                if "-" in group.name[len(PREFIX):] and owner.isdigit():
+                if named_by_pid and owner.isdigit():
                     if pid_alive(int(owner)):
                         continue
                 elif now - group.stat().st_mtime < legacy_age_s:
