@@ -113,7 +113,6 @@ def serve_cli(port_file: Path, node: str | None = None) -> None:
     import socket
 
     from agents import cli
-    from decentralml_core.chain.runtime import Runtime
 
     cli.build_parser()  # every subcommand's module, and what the commands import when they run (the CLI
     for name in ("decentralml_core.chain.client", "decentralml_core.chain.market", "decentralml_core.tasks",
@@ -121,7 +120,7 @@ def serve_cli(port_file: Path, node: str | None = None) -> None:
                  "agents.validators", "rich.console", "rich.table"):  # itself imports them lazily)
         importlib.import_module(name)
     if node:
-        asyncio.run(_load_runtime(Runtime, node))
+        asyncio.run(_load_runtime(node))
     parent = os.getppid()
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(1.0)
@@ -153,8 +152,10 @@ def serve_cli(port_file: Path, node: str | None = None) -> None:
         conn.close()
 
 
-async def _load_runtime(runtime_class, node: str) -> None:
-    runtime = await runtime_class.load(node)
+async def _load_runtime(node: str) -> None:
+    from decentralml_core.chain.runtime import Runtime
+
+    runtime = await Runtime.load(node)
     await runtime.full()
     await runtime.close()
 
