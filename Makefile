@@ -30,7 +30,7 @@ demo: $(RUN_STAMP)
 # tests stay in one worker, so module fixtures such as a devnet are shared as before). TEST_JOBS=1: serial.
 TEST_JOBS ?= 3
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --durations=30
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder --durations=30
 
 bench: $(STAMP)
 	$(PY) bench/devnet_throughput.py
