@@ -250,6 +250,10 @@ class Journal:
     def set_meta(self, key: str, value: Any) -> None:
         self._blocking(lambda db: _put_metas(db, {key: value}))
 
+    def rename_kind(self, old: str, new: str) -> int:
+        """Rows of kind ``old`` become kind ``new`` (a journal written before a kind was renamed); how many."""
+        return self._blocking(lambda db: db.execute("UPDATE work SET kind=? WHERE kind=?", (new, old)).rowcount)
+
     def _blocking(self, write: Write) -> Any:
         with self.db:  # isolation_level None: an explicit transaction, the write lock taken before the read
             self.db.execute("BEGIN IMMEDIATE")

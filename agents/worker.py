@@ -56,7 +56,8 @@ DONE = ("submitted", "skipped", "failed", "lost", "abandoned")
 TOO_LATE = {"SubmissionDeadlinePassed": "the deadline passed", "TaskExpired": "the task expired",
             "TaskClosed": "the task was closed"}
 ACTIVE = ("claiming", "claimed", "fetched", "ran", "uploaded")  # a slot this worker holds or goes for
-PAYMENT_CLAIM = "claim"  # the journal kind of a payment claim (claim_payment), stored as "claim"
+PAYMENT_CLAIM = "payment_claim"  # the journal kind of a payment claim (claim_payment); "claim" until 2026-12-02
+OLD_PAYMENT_CLAIM = "claim"  # read as PAYMENT_CLAIM: a journal written before the rename
 STEP_TRANSIENT = (*TRANSIENT, Unreachable)  # a step failing with these is tried again
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_FOR_S = 1.0, 30.0, 600.0
 FUNDS_POLL_S = 5.0  # an unfunded worker looks at its balance this often
@@ -91,6 +92,7 @@ class WorkerAgent:
     async def start(self, stop: asyncio.Event) -> bool:
         """Let an earlier process's extrinsics land, then resume every unfinished task; False if stopped."""
         log.info("worker_started", role=self.config.role, worker=self.address, name=self.name)
+        self.journal.rename_kind(OLD_PAYMENT_CLAIM, PAYMENT_CLAIM)  # "claim" alone now means a slot
         self.resume_from(self.since)
         if not await settle_account(self.client, self.address, stop):
             return False
@@ -451,7 +453,7 @@ class WorkerAgent:
         try:
             now = await self.client.block_number()
         except STEP_TRANSIENT as exc:
-            log.warning("claim_sweep_skipped", error=str(exc))
+            log.warning("payment_claim_sweep_skipped", error=str(exc))
             return
         for entry in entries:
             deadline = entry.data.get("deadline")
@@ -460,7 +462,7 @@ class WorkerAgent:
             try:
                 await self.claim_payment(int(entry.id), now)
             except Exception as exc:  # a chain error: this claim waits for the next sweep, the agent goes on
-                log.error("claim_failed", submission_id=int(entry.id), error=str(exc), error_type=type(exc).__name__)
+                log.error("payment_claim_failed", submission_id=int(entry.id), error=str(exc), error_type=type(exc).__name__)
 
     async def claim_payment(self, sid: int, now: int) -> None:
         current = await self.market.submission(sid)
@@ -485,7 +487,7 @@ class WorkerAgent:
                 return
             if exc.error != "AlreadyDecided":  # e.g. InsufficientEscrow: say so once, do not pay fees forever
                 await self.journal.write(PAYMENT_CLAIM, sid, "failed", error=exc.error)
-                log.error("claim_refused", submission_id=sid, error=exc.error)
+                log.error("payment_claim_refused", submission_id=sid, error=exc.error)
                 return
             await self.journal.write(PAYMENT_CLAIM, sid, "decided", status="decided as the claim was sent")
             return

@@ -101,7 +101,7 @@ FAULTS = ("kill_devnet", "kill_agent", "drop_connections", "disk_full", "storage
 # Engine runs: kill -9 of the engine aimed at a phase — the journal rows that show it there, and how long to
 # wait for one (a phase may never come again: every slot claimed, every result decided)
 AIMED = {"kill_dispatching": ("task", "claiming", 20.0), "kill_uploading": ("task", "ran", 30.0),
-         "kill_claiming": ("claim", "claiming", 40.0)}
+         "kill_claiming": ("payment_claim", "claiming", 40.0)}
 ENGINE_FAULTS = (*AIMED, "cut_catch_up")
 ENGINE_EXPIRES_S = 40.0  # an engine killed in one phase restarts in time for the next ones (a start took up to 11 s
 # on 2 loaded cores: with 120 blocks, 24 s at instant seal, every slot of a run with three kills expired unsubmitted)

@@ -49,7 +49,7 @@ async def test_unreviewed_result_is_claimed_by_the_worker_once(market):
         task, subs = await market.settle("window", lambda t, s: s and s[0].status == SubmissionStatus.ACCEPTED,
                                          timeout=90)
         (sub,) = subs
-        await bob.wait_step("claim", sub.submission_id, "claimed")
+        await bob.wait_step("payment_claim", sub.submission_id, "claimed")
         await boss.wait_step("submission", sub.submission_id, "paid")
     assert task.terms == TaskTerms(submit_within=60, review_window=3)
     token = boss.entry("published", "window").data["client_token"]

@@ -100,7 +100,7 @@ def test_one_engine_gives_each_slot_to_one_of_its_workers(devnet, tmp_path):
         health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read())
         assert health["ok"] and sorted(health["workers"]) == [f"annotator-{i}" for i in range(WORKERS)]
         log_text = (tmp_path / "engine.log").read_text()
-        assert log_text.count('"event": "worker_started"') == WORKERS and "claim_refused" not in log_text
+        assert log_text.count('"event": "worker_started"') == WORKERS and "payment_claim_refused" not in log_text
     finally:
         for proc in (engine, creator.proc if creator else None):
             if proc is not None and proc.poll() is None:

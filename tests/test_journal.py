@@ -185,3 +185,21 @@ def test_every_write_acted_on_before_a_kill_9_is_in_the_journal(tmp_path):
             assert journal.get("task", task).data["n"] >= step, (task, step)
     finally:
         journal.close()
+
+
+def test_a_renamed_kind_keeps_its_rows_steps_and_data(tmp_path):
+    """A worker's payment claims were journaled as kind ``claim`` until "claim" came to mean only a slot:
+    a journal written then is read as ``payment_claim`` (the worker renames at start), nothing lost."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    try:
+        journal.set("claim", 7, "claiming", deadline=120)
+        journal.set("claim", 8, "claimed", amount=5, block=130)
+        journal.set("task", 7, "submitted", submission_id=7)
+        assert journal.rename_kind("claim", "payment_claim") == 2
+        assert journal.rename_kind("claim", "payment_claim") == 0  # again at the next start: nothing to do
+        assert journal.entries("claim") == []
+        moved = {e.id: (e.step, e.data) for e in journal.entries("payment_claim")}
+        assert moved == {"7": ("claiming", {"deadline": 120}), "8": ("claimed", {"amount": 5, "block": 130})}
+        assert journal.get("task", 7).step == "submitted"
+    finally:
+        journal.close()
