@@ -20,9 +20,10 @@ so that worker's host claims at once (without counting the slots a second time).
 fallback claim for ``grace_s`` per worker ranked ahead of its own that could take the task (up to
 :data:`~agents.rendezvous.RANKS_WAITED`), then drops it if the chain shows the slot taken: nothing
 journaled, no claim refused on chain (a fee). Waiting for every better-ranked worker, busy or not,
-cost +17–20 % on created→claimed p50 to halve the refused claims; with the plan, ``bench/farm_grace.py``
-measured 85–107 refused claims → 1–16 and the tasks taken 1.5–3× fewer blocks after their creation
-(``docs/benchmarks.md``). ``grace_s: 0`` races as before.
+cost +17–20 % on created→claimed p50 to halve the refused claims; with the plan and a 2 s grace at
+0.5 s blocks, ``bench/farm_grace.py`` measured 90–114 refused claims → 0–2, tasks taken 4–5 blocks after
+their creation instead of 5–14, the winner's created→claimed p50 −26 % to +60 % (``docs/benchmarks.md``).
+``grace_s: 0`` races as before.
 
 ``agent run`` of a worker role is this engine with one worker.
 """
@@ -208,6 +209,9 @@ class Engine:
         free = task.max_assignments - taken - pending
         full = self._full(task_id)
         ahead = list(self.peers)  # the workers that may claim before this host's next one
+        # slots planned to this host's workers: claimed at once, by the planned worker or, if its hands are
+        # full here (its last result landed, its step not yet ended), by the best-ranked one with room
+        planned_here = sum(w in self.by_address for w in self.ledger.planned_for(task_id)) if self.ledger else 0
         given = 0
         for worker in self._order(task_id, wanted, full):
             if given >= free:
@@ -216,7 +220,8 @@ class Engine:
             if reason is not None:
                 await worker.decline(task_id, reason)
                 continue
-            delay = grace_for(task_id, worker.address, ahead, self.grace_s, slots=free + pending, full=full)
+            delay = 0.0 if given < planned_here else grace_for(
+                task_id, worker.address, ahead, self.grace_s, slots=free + pending, full=full)
             ahead.append(worker.address)
             if reopened and worker.entry_step(task_id) == "lost":
                 await worker.retake(task_id)
@@ -268,7 +273,8 @@ class Engine:
         def key(pair):
             i, w = pair
             if self.grace_s > 0:
-                return claim_key(task_id, w.address, full)
+                busy = full | ({w.address} if w.load >= w.config.policy.max_concurrent else set())
+                return claim_key(task_id, w.address, busy)
             return w.address in full, w.load, (i - self._turn) % n
 
         return [w for _, w in sorted(enumerate(workers), key=key)]

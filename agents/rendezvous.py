@@ -106,6 +106,10 @@ class ClaimLedger:
                 self._unplan(task_id, 0)
 
     # -- planning ---------------------------------------------------------------------------------
+    def planned_for(self, task_id: int) -> list[str]:
+        """The workers planned for ``task_id``'s free slots whose claims have not landed, best first."""
+        return [w for w, _ in self.plans.get(task_id, ())]
+
     def holders(self, task_id: int) -> set[str]:
         return {w for w, mine in self.open.items() if task_id in mine.values()}
 
@@ -125,7 +129,7 @@ class ClaimLedger:
         (the best-ranked of all when every one is: its host queues the claim, the others wait). The same
         task planned again (its event handled again) keeps its plan."""
         if task_id in self.plans:
-            return [w for w, _ in self.plans[task_id]]
+            return self.planned_for(task_id)
         full = self.full()
         order = sorted((w for w in self.capacity if w not in exclude), key=lambda w: claim_key(task_id, w, full))
         chosen = order[:max(0, slots)]

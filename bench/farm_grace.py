@@ -89,6 +89,7 @@ def run(grace: float, hosts: int, workers: int, tasks: int, block_time: float) -
                   if t in seen["created_block"]]
         return {"grace_s": grace, "block_time_s": block_time, "hosts": hosts, "workers_per_host": workers, "paid": len(seen["paid"]),
                 "tasks_per_s": round(len(seen["paid"]) / total, 1) if total else 0, **outcomes(tmp),
+                "created_to_assigned_blocks_p50": statistics.median(blocks) if blocks else 0,
                 "created_to_assigned_blocks_mean": round(statistics.fmean(blocks), 2) if blocks else 0.0}
 
 
