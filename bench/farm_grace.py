@@ -9,7 +9,7 @@ the blocks from a task's creation to its first assignment (the chain's own clock
 finds the slot taken when its grace ends is dropped by the engine unjournaled: "given up" counts only
 those dropped later, by the worker.
 
-    python bench/farm_grace.py [--hosts 4] [--workers 4] [--tasks 100] [--graces 0,0.6] [--block-time 0.5]
+    python bench/farm_grace.py [--hosts 4] [--workers 4] [--tasks 100] [--graces 0,2.0] [--block-time 0.5]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=100)
-    parser.add_argument("--graces", default="0,0.6", help="grace_s values, compared in this run")
+    parser.add_argument("--graces", default="0,2.0", help="grace_s values, compared in this run")
     parser.add_argument("--block-time", type=float, default=0.5,
                         help="devnet block time: claims wait in the pool this long, as on a real chain "
                              "(0: instant seal, where a claim lands before the other hosts look)")
