@@ -38,6 +38,7 @@ import structlog
 
 from decentralml_core.chain import ChainClient, Checkpoint
 from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import Task
 
 from .metrics import Metrics
 from .rendezvous import ClaimLedger, claim_key, grace_for
@@ -236,7 +237,7 @@ class Engine:
         self.dispatched += given
         return given
 
-    async def _after_grace(self, worker: WorkerAgent, task, seen_at: float, delay: float) -> None:
+    async def _after_grace(self, worker: WorkerAgent, task: Task, seen_at: float, delay: float) -> None:
         """The fallback claim: after the grace, ``worker`` takes the slot only if the chain still shows
         it free. Held here, not as a journaled claim in the worker: most never go out (the planned
         host's claim landed), and queued among the worker's running tasks they held up its next planned
