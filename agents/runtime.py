@@ -8,12 +8,14 @@ import faulthandler
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import structlog
 
 from decentralml_core.chain import ChainClient, ConnectionLost
 from decentralml_core.chain.client import Dial
+from decentralml_core.chain.market import Market
 
 from .assets import AssetCache
 from .config import AgentConfig
@@ -151,7 +153,7 @@ def _health(client: ChainClient, metrics: Metrics, role: str, engine: Engine | N
 
 
 async def run_engine(configs: list[tuple[str, AgentConfig]], metrics_port: int | None, *,
-                     grace_s: float = 0.0, peers: tuple[str, ...] = (), asset_root: Path | None = None,
+                     grace_s: float = 0.0, peers: Mapping[str, int | None] | tuple[str, ...] = (), asset_root: Path | None = None,
                      stop: asyncio.Event | None = None, dial: Dial | None = None) -> None:
     """Worker accounts ``(name, config)`` of one node in one process: one connection, one follower,
     one asset cache (``asset_root``, else the first worker's state dir), one /metrics page."""
@@ -173,10 +175,11 @@ async def run_engine(configs: list[tuple[str, AgentConfig]], metrics_port: int |
         engine_role = first.role if len(configs) == 1 else "engine"
         metrics = Metrics(engine_role, configs[0][0] if len(configs) == 1 else "engine")
         assets = AssetCache(asset_root or first.state_dir / "assets")
+        market = Market(client)  # one cache of posted tasks for the engine and its workers
         workers = [WorkerAgent(config, client, journal, metrics if len(configs) == 1 else metrics.view(config.role, name),
-                               name=name, assets=assets)
+                               name=name, assets=assets, market=market)
                    for (name, config), journal in zip(configs, journals, strict=True)]
-        engine = Engine(client, workers, metrics, grace_s=grace_s, peers=peers)
+        engine = Engine(client, workers, metrics, grace_s=grace_s, peers=peers, market=market)
         metrics.watch("chain_block", lambda: client.followed_block if client.followed_block >= 0 else None)
         if metrics_port is not None:
             runner = await serve_metrics(metrics, metrics_port, _health(client, metrics, engine_role, engine))

@@ -69,10 +69,10 @@ RACE_LOST = {"MaxAssignmentsReached", "TaskExpired", "TaskClosed", "TaskNotFound
 
 class WorkerAgent:
     def __init__(self, config: AgentConfig, client: ChainClient, journal: Journal, metrics: Metrics,
-                 *, name: str | None = None, assets: AssetCache | None = None) -> None:
+                 *, name: str | None = None, assets: AssetCache | None = None, market: Market | None = None) -> None:
         self.config, self.client, self.journal, self.metrics = config, client, journal, metrics
         self.name = name or config.role
-        self.market = Market(client)
+        self.market = market or Market(client)  # the engine's: a task read once per host
         self.keypair = config.key.load()
         self.address = self.keypair.ss58_address
         self.slots = asyncio.Semaphore(config.policy.max_concurrent)
@@ -82,6 +82,7 @@ class WorkerAgent:
         self.checkpoint = Checkpointer(journal)
         self.stopping = False
         self._fresh: set[int] = set()  # claims this process is about to send: nothing on chain yet to check
+        self._counted: set[int] = set()  # fresh claims whose free slot the engine counted just now (no wait since)
         self._unfunded = False  # said once that the account cannot pay fees; tasks wait for funds
         self._resume_at: tuple[int, int] | None = None
         self.steps: dict[str, Callable[[int, dict], Awaitable[None]]] = {
@@ -189,11 +190,16 @@ class WorkerAgent:
         await self.journal.write(KIND, task_id, "skipped", reason=reason)
         log.info("task_skipped", task_id=task_id, reason=reason, worker=self.name)
 
-    async def take(self, task_id: int, seen_at: float | None = None, delay_s: float = 0.0) -> None:
+    async def take(self, task_id: int, seen_at: float | None = None, delay_s: float = 0.0,
+                   counted: bool = False) -> None:
         """Go for a slot of ``task_id`` (the engine chose this worker for it), after ``delay_s`` (the
-        rendezvous grace: a better-ranked worker elsewhere may take it first)."""
+        rendezvous grace: a better-ranked worker elsewhere may take it first). ``counted``: the engine
+        just counted a free slot and every other host leaves it to this worker (the rendezvous plan), so
+        the claim goes out without counting again unless it has to wait for a slot of this worker."""
         await self.journal.write(KIND, task_id, "claiming", seen_at=seen_at or time.time())
         self._fresh.add(task_id)
+        if counted and delay_s <= 0:
+            self._counted.add(task_id)
         self._spawn(task_id, delay_s)
 
     async def retake(self, task_id: int) -> None:
@@ -217,6 +223,8 @@ class WorkerAgent:
     async def work_on(self, task_id: int, delay_s: float = 0.0) -> None:
         if delay_s > 0 and not await self._pause(delay_s):
             return  # stopping: the claim is journaled and resumes (checked against the chain) at the next start
+        if self.slots.locked():
+            self._counted.discard(task_id)  # it waits for a slot: the engine's count will be stale
         async with self.slots:
             delay, give_up = RETRY_FIRST_S, time.monotonic() + RETRY_FOR_S
             try:
@@ -276,7 +284,12 @@ class WorkerAgent:
         existing = None if task_id in self._fresh else await self._my_submission(task_id)
         self._fresh.discard(task_id)
         task = await self.market.task_as_posted(task_id)
-        taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
+        # planned for this worker, counted free just before, no grace or queue since: not read again (a
+        # round trip less before the claim goes out; a claim the chain then refuses is a lost race, as ever)
+        counted = task_id in self._counted
+        self._counted.discard(task_id)
+        taken = 0 if counted else await self.client.storage(
+            "DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
         if existing is None and task is not None and (taken or 0) >= task.max_assignments:
             await self.journal.write(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
             self.metrics.inc("tasks_lost")

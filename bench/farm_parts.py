@@ -74,8 +74,9 @@ def rss_mb(pid: int) -> float:
 
 
 async def observe(url: str, n_tasks: int, start_block: int, deadline: float) -> dict[str, dict]:
-    """Wall-clock arrival of each task's creation, submission and payment events."""
-    seen: dict[str, dict] = {"created": {}, "submitted": {}, "paid": {}}
+    """Wall-clock arrival of each task's creation, submission and payment events; the blocks of its
+    creation and first assignment."""
+    seen: dict[str, dict] = {"created": {}, "submitted": {}, "paid": {}, "created_block": {}, "assigned_block": {}}
     async with await ChainClient.connect(url) as client:
         async for event in client.events(Checkpoint(start_block)):
             now = time.perf_counter()
@@ -83,6 +84,9 @@ async def observe(url: str, n_tasks: int, start_block: int, deadline: float) -> 
                 continue
             if event.name == "TaskCreated":
                 seen["created"][event.attributes["taskid"]] = now
+                seen["created_block"][event.attributes["taskid"]] = event.block_number
+            elif event.name == "TaskAssigned":
+                seen["assigned_block"].setdefault(event.attributes["task_id"], event.block_number)
             elif event.name == "TaskResultSubmitted":
                 seen["submitted"][event.attributes["task_id"]] = now
             elif event.name == "TaskResultAccepted":

@@ -13,14 +13,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_process import CLI, Agent, settle, task_decl, wait_for
+from agent_process import CLI, Agent, decided, make_assets, settle, settle_on, task_decl, wait_for
+from agents_inprocess import InProcessAgent
 from devnet_process import free_port
+from structlog.testing import capture_logs
 from substrateinterface import Keypair
 
-from agents.engine import RANKS_WAITED, grace_for, rendezvous_score
+from agents.config import validate_config
+from agents.engine import Engine
 from agents.journal import Journal
+from agents.metrics import Metrics
+from agents.rendezvous import RANKS_WAITED, grace_for, rendezvous_score
+from agents.runtime import run_engine
+from agents.worker import WorkerAgent
 from decentralml_core.chain import ChainClient
 from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.chain.runtime import Event
+from decentralml_core.devnet.inprocess import InProcessDevnet
 from decentralml_core.sandbox import bubblewrap_works
 
 WORKERS = 4
@@ -108,3 +117,111 @@ def test_one_engine_gives_each_slot_to_one_of_its_workers(devnet, tmp_path):
         assert engine.wait(timeout=60) == 0
         if creator:
             creator.proc.wait(timeout=60)
+
+
+async def run_hosts(tmp_path: Path, running: int, hosts: int, per_host: int, n_tasks: int, grace_s: float):
+    """``hosts`` engines of ``per_host`` annotators (max_concurrent 1) listing one another's workers as
+    peers, of which the first ``running`` run (the others are hosts that are down), on a devnet in this
+    event loop sealing a block every 0.3 s; a burst of ``n_tasks`` one-slot tasks. Returns the log
+    events, each task's holder on chain, and the worker keys by host."""
+    async with InProcessDevnet(block_time=0.3) as devnet:
+        client = await devnet.client()
+        try:
+            keys = [[Keypair.create_from_uri(f"//Dave//rv/{h}/{i}") for i in range(per_host)] for h in range(hosts)]
+            await asyncio.gather(*[client.submit(Keypair.create_from_uri("//Dave"), "Balances", "transfer_keep_alive",
+                                                 {"dest": k.ss58_address, "value": 10**15}) for row in keys for k in row])
+            store = str(tmp_path / "store")
+            everyone = {k.ss58_address: None for row in keys for k in row}
+            configs = [[(f"annotator-{i}", validate_config({
+                "role": "annotator", "node": devnet.url, "key": {"dev": "Dave", "derive": f"//rv/{h}/{i}"},
+                "state_dir": str(tmp_path / f"host-{h}" / f"annotator-{i}"), "storage": {"root": store},
+                "policy": {"min_blocks_left": 0, "max_concurrent": 1}, "sandbox": {"timeout_s": 20}}))
+                for i in range(per_host)] for h in range(running)]
+            stop = asyncio.Event()
+            with capture_logs() as logs:
+                engines = [asyncio.create_task(run_engine(configs[h], None, grace_s=grace_s, peers=everyone, stop=stop,
+                                                          asset_root=tmp_path / f"host-{h}" / ".assets",
+                                                          dial=devnet.dial)) for h in range(running)]
+                for _ in range(600):
+                    if sum(e["event"] == "worker_started" for e in logs) == running * per_host and all(
+                            (tmp_path / f"host-{h}" / f"annotator-{i}" / "journal.sqlite").exists()
+                            for h in range(running) for i in range(per_host)):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1)  # the engines follow the chain
+                creator = InProcessAgent(tmp_path, "creator", {
+                    "role": "creator", "key": {"dev": "Alice"}, "storage": {"root": store},
+                    "tasks": [task_decl(f"rv-{t}", make_assets(tmp_path)) for t in range(n_tasks)]}, devnet).start()
+                holders = {}
+                for t in range(n_tasks):
+                    task, subs = await settle_on(client, f"rv-{t}", decided(1), timeout=120)
+                    holders[task.task_id] = subs[0].worker
+                stop.set()
+                await creator.stop()
+                await asyncio.gather(*engines)
+        finally:
+            await client.close()
+    assert not [e for e in logs if e["event"] == "rendezvous_unreadable"]
+    lost = [e for e in logs if e["event"] == "task_lost"]
+    assert all(e["reason"] == "all assignments taken" for e in lost)  # given up before sending, never refused
+    return logs, holders, keys
+
+
+@pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+async def test_two_hosts_plan_alike_and_the_planned_host_claims_at_once(tmp_path):
+    """Every task of a burst is dispatched without a grace on exactly one host — the one whose worker
+    the shared plan chose — and that worker holds the task on chain; the other host waits and never
+    sends a doomed claim. (Before the plan, a task whose best-ranked worker was busy had no host claim
+    at once: this failed.)"""
+    hosts, per_host = 2, 2
+    logs, holders, keys = await run_hosts(tmp_path, hosts, hosts, per_host, n_tasks=4, grace_s=3.0)
+    dispatched = [e for e in logs if e["event"] == "task_dispatched"]
+    names = {f"annotator-{i}": [keys[h][i].ss58_address for h in range(hosts)] for i in range(per_host)}
+    for task_id, holder in holders.items():
+        at_once = [e for e in dispatched if e["task_id"] == task_id and e["grace_s"] == 0]
+        assert len(at_once) == 1 and holder in names[at_once[0]["worker"]], (task_id, at_once)
+        assert len([e for e in dispatched if e["task_id"] == task_id]) == hosts  # the other host waited
+
+
+@pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+async def test_a_task_planned_to_a_host_that_is_down_is_claimed_after_the_grace(tmp_path):
+    """Two hosts listed, one running: the tasks the plan gives the other host's workers wait a grace,
+    then the running host claims them; every task is paid to a worker of the running host."""
+    logs, holders, keys = await run_hosts(tmp_path, 1, 2, 2, n_tasks=4, grace_s=0.5)
+    assert set(holders.values()) <= {k.ss58_address for k in keys[0]} and len(holders) == 4
+    graces = {e["task_id"]: e["grace_s"] for e in logs if e["event"] == "task_dispatched"}
+    assert sorted(graces) == sorted(holders) and any(g > 0 for g in graces.values())
+
+
+async def test_odd_market_events_are_passed_over_with_one_line_each(tmp_path):
+    """Hostile or odd event data reaching the rendezvous ledger: one warning each, nothing tracked, the
+    engine's handler returns normally."""
+    peer = Keypair.create_from_uri("//Dave//odd/peer").ss58_address
+    async with InProcessDevnet() as devnet:
+        client = await devnet.client()
+        journal = Journal(tmp_path / "journal.sqlite")
+        try:
+            config = validate_config({"role": "annotator", "node": devnet.url, "key": {"dev": "Dave", "derive": "//odd"},
+                                      "state_dir": str(tmp_path / "annotator")})
+            worker = WorkerAgent(config, client, journal, Metrics("annotator", "annotator"))
+            engine = Engine(client, [worker], Metrics("engine", "engine"), grace_s=1.0, peers={peer: 2})
+
+            def event(name, attributes):
+                return Event(7, "0x" + "00" * 32, 0, 1, "DecentralMLModule", name, lambda: attributes)
+
+            with capture_logs() as logs:
+                await engine.track(event("TaskAssigned", {"task_id": "x", "submission_index": 1}))
+                await engine.track(event("TaskAssigned", {"task_id": 1, "submission_index": 99}))  # no such submission
+                await engine.track(event("TaskAssigned", {"task_id": 1, "submission_index": 2**40}))  # not a u32
+                await engine.track(event("TaskResultSubmitted", None))
+                await engine.track(event("TaskClosed", {"task_id": [1]}))
+                await engine.track(event("AssignmentAbandoned", {"submission_id": 10**30}))
+                assert await engine.handle(event("TaskCreated", {"taskid": 10**6})) is True  # no such task
+        finally:
+            journal.close()
+            await client.close()
+    unreadable = [e for e in logs if e["event"] == "rendezvous_unreadable"]
+    assert [e["event"] for e in logs] == ["rendezvous_unreadable"] * 4
+    assert {e["block"] for e in unreadable} == {7} and all(e["error"] for e in unreadable)
+    assert engine.ledger.holder == {} and engine.ledger.plans == {} and engine.ledger.capacity == {
+        peer: 2, worker.address: config.policy.max_concurrent}

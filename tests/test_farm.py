@@ -60,6 +60,15 @@ def test_farm_file_errors_name_the_key_path(tmp_path):
     assert load_farm(Path(__file__).parents[1] / "configs" / "farm.yaml").agents  # the example validates
 
 
+def test_rendezvous_peers_are_addresses_or_addresses_with_their_capacity(tmp_path):
+    farm = {"state_root": "state", "rendezvous": {"grace_s": 1, "peers": ["5Peer", {"address": "5Big", "max_concurrent": 8}]},
+            "agents": {"annotator": {"overrides": {"role": "annotator", "key": {"dev": "Bob"}}}}}
+    assert load_farm(write(tmp_path / "farm.yaml", farm)).rendezvous.capacities() == {"5Peer": None, "5Big": 8}
+    farm["rendezvous"]["peers"][1]["max_concurrent"] = 0
+    with pytest.raises(ConfigError, match=r"rendezvous\.peers\.1\.max_concurrent: Input should be greater"):
+        load_farm(write(tmp_path / "farm.yaml", farm))
+
+
 def farm_status(farm: Path, *extra: str) -> list[dict]:
     out = decentralml("farm", "status", str(farm), "--json", *extra, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -122,7 +122,7 @@ def engine_command(args) -> int:
               + ": add a group with role annotator, engineer or contributor", file=sys.stderr)
         return 2
     return run_daemon(args, run_engine([(s.name, s.config) for s in chosen], chosen[0].config.metrics_port,
-                                       grace_s=farm.rendezvous.grace_s, peers=tuple(farm.rendezvous.peers),
+                                       grace_s=farm.rendezvous.grace_s, peers=farm.rendezvous.capacities(),
                                        asset_root=farm.state_root / ".assets"), f"a journal under {farm.state_root}")
 
 

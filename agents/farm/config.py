@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.config import AgentConfig, ConfigError, absolute_paths, read_yaml_mapping, validate_config
 
@@ -38,10 +38,28 @@ class RestartPolicy(Strict):
     stop_timeout_s: float = Field(120.0, gt=0, description="on SIGTERM, how long agents may finish work in flight")
 
 
+class Peer(Strict):
+    address: str = Field(..., min_length=1, description="the SS58 address of another host's worker")
+    max_concurrent: int | None = Field(None, ge=1, le=256, description="its policy.max_concurrent (a worker "
+                                       "holding this many assignments on chain is not waited for); unset: as "
+                                       "this host's workers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _address_alone(cls, value: Any) -> Any:
+        return {"address": value} if isinstance(value, str) else value  # a plain address: its capacity unset
+
+
 class Rendezvous(Strict):
-    grace_s: float = Field(0.0, ge=0, le=60, description="per better-ranked worker of another host (up to 3), "
-                                                          "wait this long before claiming a task: 0 races as before")
-    peers: list[str] = Field([], description="the SS58 addresses of the other hosts' workers, for the ranking")
+    grace_s: float = Field(0.0, ge=0, le=60, description="per better-ranked worker of another host that can take "
+                                                          "the task (up to 3), wait this long before claiming it: "
+                                                          "0 races as before")
+    peers: list[Peer] = Field([], description="the other hosts' workers, for the ranking: each an SS58 address, or "
+                                              "{address, max_concurrent}")
+
+    def capacities(self) -> dict[str, int | None]:
+        """Each peer's address → its max_concurrent (None: as this host's workers)."""
+        return {p.address: p.max_concurrent for p in self.peers}
 
 
 class Group(Strict):

@@ -1,0 +1,148 @@
+"""Which worker of which host claims a task: decided alike on every host, from the chain alone.
+
+Rendezvous (highest-random-weight) hashing of (task, worker) orders every worker for every task, the
+same on every host. A host that waited for *every* better-ranked worker of other hosts waited for
+busy ones too: on tiny tasks in a burst the best-ranked worker often holds ``max_concurrent`` tasks,
+its host sends no claim, and the task waited graces for nobody (``bench/farm_grace.py``: halving the
+refused claims cost +17–20 % on created→claimed p50, whatever the grace).
+
+So every host keeps a :class:`ClaimLedger` of every known worker (its own and ``peers``) built from
+events every host sees in the same order: ``TaskAssigned`` adds an open assignment, its end
+(``TaskResultSubmitted``, ``AssignmentAbandoned``, a verdict, ``TaskClosed``) removes it — the same
+steps that end a worker's own ``load``. A task just created is *planned*, greedily, to its
+best-ranked workers that are not full (open assignments plus planned claims not yet on chain, against
+each worker's ``max_concurrent``), so every host computes the same plan for a burst of several
+``TaskCreated`` in one block and the planned worker's host claims at once. Every other host waits a
+grace per worker ranked ahead of its own that could take the task (:func:`grace_for` with the full
+ones passed over): the fallback for a planned host that is down, or whose worker refuses the task.
+
+Pure logic, no I/O: the engine reads the chain and feeds the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+
+RANKS_WAITED = 3  # a host waits at most this many graces: the next few hosts' claims land in that time
+# A planned claim not on chain after this many blocks is forgotten (its host is down, or its worker refused
+# the task, and nobody else took it): a claim lands 1–2 blocks after its grace, and graces are ~a block.
+PLAN_BLOCKS = 10
+OPEN_KEPT = 256  # per worker: a chain that never says an assignment ended cannot grow the ledger without bound
+
+
+def rendezvous_score(task_id: int, address: str) -> bytes:
+    """The (task, worker) weight of highest-random-weight hashing: every host computes the same order."""
+    return hashlib.blake2b(f"{task_id}:{address}".encode(), digest_size=8).digest()
+
+
+def claim_key(task_id: int, address: str, full: Collection[str] = ()) -> tuple[bool, int]:
+    """Where ``address`` stands for ``task_id`` (smaller first): workers that can take it, then by rank."""
+    return address in full, -int.from_bytes(rendezvous_score(task_id, address), "big")
+
+
+def grace_for(task_id: int, address: str, peers: Iterable[str], grace_s: float, *, slots: int = 1,
+              full: Collection[str] = ()) -> float:
+    """How long the host whose chosen worker is ``address`` waits before claiming ``task_id``: ``grace_s``
+    per worker of ``peers`` (the others that may claim it) ahead of it — by rank, those that are not
+    ``full`` first — beyond the task's other ``slots - 1`` slots, at most :data:`RANKS_WAITED` graces."""
+    if grace_s <= 0:
+        return 0.0
+    mine = claim_key(task_id, address, full)
+    ahead = sum(claim_key(task_id, peer, full) < mine for peer in peers if peer != address)
+    return grace_s * min(max(0, ahead - (max(slots, 1) - 1)), RANKS_WAITED)
+
+
+class ClaimLedger:
+    """Every known worker's open assignments as the chain shows them, plus the claims planned for tasks
+    just created. Fed in event order, it holds the same on every host that follows the same blocks (a
+    host started later knows fewer of the older assignments; it catches up as they end)."""
+
+    def __init__(self, capacity: Mapping[str, int]) -> None:
+        self.capacity = {address: max(1, int(n)) for address, n in capacity.items()}
+        self.open: dict[str, dict[int, int]] = {a: {} for a in self.capacity}  # worker -> {submission: task}
+        self.holder: dict[int, str] = {}  # submission -> worker (known workers only)
+        self.plans: dict[int, list[tuple[str, int]]] = {}  # task -> [(worker, block planned)], best first
+        self.planned: Counter[str] = Counter()
+
+    # -- what the chain says -----------------------------------------------------------------------
+    def assigned(self, task_id: int, submission_id: int, worker: str) -> None:
+        """``TaskAssigned``: ``worker`` holds a slot of ``task_id`` (a planned claim landed, or another's)."""
+        if submission_id in self.holder:
+            return  # the event handled again
+        plans = self.plans.get(task_id)
+        if plans:
+            at = next((i for i, (w, _) in enumerate(plans) if w == worker), len(plans) - 1)
+            self._unplan(task_id, at)  # the slot went to ``worker``: the worst-ranked plan of it will not land
+        mine = self.open.get(worker)
+        if mine is None:
+            return  # a worker nobody listed: not in anyone's ranking
+        mine[submission_id] = task_id
+        self.holder[submission_id] = worker
+        if len(mine) > OPEN_KEPT:
+            oldest = next(iter(mine))
+            del mine[oldest], self.holder[oldest]
+
+    def released(self, submission_id: int) -> None:
+        """The assignment ended: its result sent, abandoned, or decided."""
+        worker = self.holder.pop(submission_id, None)
+        if worker is not None:
+            self.open[worker].pop(submission_id, None)
+
+    def closed(self, task_id: int) -> None:
+        """``TaskClosed``: no claim of it will land, and its open assignments end."""
+        while self.plans.get(task_id):
+            self._unplan(task_id, 0)
+        for mine in self.open.values():
+            for sid in [s for s, t in mine.items() if t == task_id]:
+                del mine[sid]
+                self.holder.pop(sid, None)
+
+    def expire(self, block: int) -> None:
+        """Forget the claims planned more than :data:`PLAN_BLOCKS` before ``block`` that never landed."""
+        for task_id in [t for t, plans in self.plans.items() if plans[0][1] + PLAN_BLOCKS < block]:
+            while self.plans.get(task_id):
+                self._unplan(task_id, 0)
+
+    # -- planning ---------------------------------------------------------------------------------
+    def planned_for(self, task_id: int) -> list[str]:
+        """The workers planned for ``task_id``'s free slots whose claims have not landed, best first."""
+        return [w for w, _ in self.plans.get(task_id, ())]
+
+    def holders(self, task_id: int) -> set[str]:
+        return {w for w, mine in self.open.items() if task_id in mine.values()}
+
+    def load(self, address: str) -> int:
+        """Assignments open on chain plus claims planned, of one known worker."""
+        return len(self.open.get(address, ())) + self.planned[address]
+
+    def full(self, besides: int | None = None) -> set[str]:
+        """The known workers with ``max_concurrent`` assignments open or planned (not counting the plans
+        for task ``besides``)."""
+        extra = Counter(w for w, _ in self.plans.get(besides, ())) if besides is not None else Counter()
+        return {w for w, n in self.capacity.items()
+                if len(self.open[w]) + self.planned[w] - extra[w] >= n}
+
+    def plan(self, task_id: int, slots: int, block: int, exclude: Collection[str] = ()) -> list[str]:
+        """The workers planned for ``slots`` free slots of ``task_id``: the best-ranked that are not full
+        (the best-ranked of all when every one is: its host queues the claim, the others wait). The same
+        task planned again (its event handled again) keeps its plan."""
+        if task_id in self.plans:
+            return self.planned_for(task_id)
+        full = self.full()
+        order = sorted((w for w in self.capacity if w not in exclude), key=lambda w: claim_key(task_id, w, full))
+        chosen = order[:max(0, slots)]
+        if chosen:
+            self.plans[task_id] = [(w, block) for w in chosen]
+            self.planned.update(chosen)
+        return chosen
+
+    def _unplan(self, task_id: int, at: int) -> None:
+        plans = self.plans[task_id]
+        worker, _ = plans.pop(at)
+        self.planned[worker] -= 1
+        if self.planned[worker] <= 0:
+            del self.planned[worker]
+        if not plans:
+            del self.plans[task_id]
