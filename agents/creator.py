@@ -137,10 +137,10 @@ class CreatorAgent:
         checkpoint = Checkpointer(self.journal)
         try:
             await follow_events(self.client, Checkpoint(*since), stop, handle=self.handle, handled=checkpoint.advance,
-                                sweep=self.sweep_all, metrics=self.metrics)
+                                sweep=self.sweep_all, metrics=self.metrics, grace=self.config.stop_grace_s)
         finally:
             checkpoint.flush()
-            await finish_within(self._validating)  # decisions in flight finish, or resume at the next start
+            await finish_within(self._validating, self.config.stop_grace_s)  # decisions in flight finish, or resume at the next start
             log.info("creator_stopped", creator=self.keypair.ss58_address)
 
     async def handle(self, event) -> bool:
