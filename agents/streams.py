@@ -146,10 +146,12 @@ async def within_stop(work: Awaitable[T], stop: asyncio.Event, grace: float = ST
 
 async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Event, *,
                         handle: Callable[[Event], Awaitable[object]], handled: Callable[[Event], None],
-                        sweep: Callable[[], Awaitable[None]], metrics, grace: float = STOP_GRACE_S) -> None:
+                        sweep: Callable[[], Awaitable[None]], metrics, grace: float = STOP_GRACE_S,
+                        wake: asyncio.Event | None = None) -> None:
     """The loop every agent runs until ``stop``: its ``sweep`` every SWEEP_S, each event from ``since`` on
     ``handle``d (again while the node is away, never raising for it) and then ``handled`` (checkpointed).
     An event the stop cut short (``grace`` seconds after it) is left unhandled: the next start handles it.
+    ``wake`` set: the next sweep runs at once (what it waits on has happened), then the timer starts over.
 
     The stream itself may end with the node: a block's events decoded while the runtime loads over its
     own socket, and that socket cut (``make faults``: an engine whose connections were cut as the first
@@ -159,19 +161,23 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
     position = since
     events = client.events(position)
     waiter = asyncio.ensure_future(stop.wait())
+    woken = asyncio.ensure_future((wake or asyncio.Event()).wait())
     nxt: asyncio.Future[Event] | None = None
     last_sweep = 0.0
     delay = RETRY_FIRST_S
     try:
         while not stop.is_set():
-            if time.monotonic() - last_sweep >= SWEEP_S:
+            if woken.done() or time.monotonic() - last_sweep >= SWEEP_S:
+                if woken.done() and wake is not None:  # cleared before the sweep: a wake during it sweeps again
+                    wake.clear()
+                    woken = asyncio.ensure_future(wake.wait())
                 try:
                     await within_stop(sweep(), stop, grace)
                 except Interrupted:
                     break
                 last_sweep = time.monotonic()
             nxt = nxt if nxt is not None and not nxt.done() else asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({nxt, waiter}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({nxt, waiter, woken}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
             if waiter in done:
                 break
             if nxt not in done:
@@ -201,4 +207,5 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
             position = Checkpoint.after(event)
     finally:
         waiter.cancel()
+        woken.cancel()
         await close_stream(nxt, events)
