@@ -104,6 +104,15 @@ class Campaign:
 
     # -- the state machine ------------------------------------------------------------------------------
     async def step(self) -> None:
+        """Move the campaign on until it waits for the chain (a round's results, a node away): a round
+        aggregated publishes the next one, and the last hands the model to an engineer, in the same sweep.
+        One move per sweep (SWEEP_S, 2 s, after the chain's last event) added ~2.3 s to every round."""
+        for _ in range(self.section.rounds + 2):  # each pass moves one round on at most
+            if not await self._step():
+                return
+
+    async def _step(self) -> bool:
+        """One move; True if the campaign went on to its next round or finished (move again at once)."""
         s = self.section
         entry = self.journal.get("campaign", s.name)
         if entry is None:
@@ -117,24 +126,25 @@ class Campaign:
                      aggregation=s.aggregation.rule)
         if entry.step == "done":
             await self.hand_to_engineer()
-            return
+            return False
         if entry.step != "running":
-            return
+            return False
         number = entry.data["round"]
         self._register(number)
         task_id = await self.creator.publish(self.declared(number))
         if task_id is None:
-            return
+            return False
         name = round_name(s.name, number)
         current = self.journal.get("round", name)
         if current is None:
             accepted = await self.closed_round(task_id, number)
             if accepted is None:
-                return
+                return False
             current = self.journal.set("round", name, "aggregating", task_id=task_id, accepted=accepted)
         if current.step == "aggregating":
             current = await self.aggregate(number, current.data)
         await self.advance(entry.data, number, current.data)
+        return True
 
     async def closed_round(self, task_id: int, number: int) -> list[int] | None:
         """The accepted submissions once the round is over — every slot's result decided, or the task

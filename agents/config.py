@@ -38,6 +38,7 @@ from decentralml_core.keys import load_keypair
 from decentralml_core.sandbox import SandboxLimits
 from decentralml_core.storage import StorageConfig
 
+from .streams import STOP_GRACE_S
 from .validators import ModelUpdateParams, ValidatorParams
 
 ROLE_TASK_TYPES = {"annotator": TaskType.DATA_ANNOTATORS, "engineer": TaskType.MODEL_ENGINEER,
@@ -318,6 +319,11 @@ class AgentConfig(Strict):
                                                 "in the sandbox ($DECENTRALML_DATA); never uploaded")
     review: ReviewSection = Field(ReviewSection(), description="ManualAccept review (creator)")
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve /metrics and /healthz on 127.0.0.1")
+    # At most the default: a creator may take it twice (a handler, then the decisions in flight), and an agent
+    # still running 30 s after SIGTERM reports itself stuck (runtime.STOP_OVERDUE_S).
+    stop_grace_s: float = Field(STOP_GRACE_S, ge=0, le=STOP_GRACE_S, description="after SIGTERM, how long the steps "
+                                "in flight get to finish; then they are cancelled where they stand and resume at the "
+                                "next start (a service manager's stop timeout must be longer)")
 
     @model_validator(mode="after")
     def role_sections(self) -> AgentConfig:

@@ -122,6 +122,9 @@ class CreatorAgent:
         self.validators = {t.name: load_validator(t.validator) for t in config.tasks if t.validator}
         self._fetching: dict[int, asyncio.Lock] = {}
         self._validating: dict[int, asyncio.Task] = {}
+        # Set by a verdict on chain when campaigns run: a round may close, or an update wait no more for its
+        # peers, so the sweep that does it runs at once, not up to SWEEP_S (2 s) later — twice a round.
+        self.sweep_soon = asyncio.Event()
         self._paying_now: set[int] = set()  # payments this process started (others predate a restart)
         self.campaigns = [Campaign(self, section) for section in config.campaigns]  # register round validators
 
@@ -137,10 +140,11 @@ class CreatorAgent:
         checkpoint = Checkpointer(self.journal)
         try:
             await follow_events(self.client, Checkpoint(*since), stop, handle=self.handle, handled=checkpoint.advance,
-                                sweep=self.sweep_all, metrics=self.metrics)
+                                sweep=self.sweep_all, metrics=self.metrics, grace=self.config.stop_grace_s,
+                                wake=self.sweep_soon if self.campaigns else None)
         finally:
             checkpoint.flush()
-            await finish_within(self._validating)  # decisions in flight finish, or resume at the next start
+            await finish_within(self._validating, self.config.stop_grace_s)  # decisions in flight finish, or resume at the next start
             log.info("creator_stopped", creator=self.keypair.ss58_address)
 
     async def handle(self, event) -> bool:
@@ -479,6 +483,7 @@ class CreatorAgent:
         self.metrics.inc("amount_paid", task.pays_amount)
         log.info("result_accepted", submission_id=sid, task_id=task.task_id, worker=submission.worker,
                  amount=task.pays_amount)
+        self.sweep_soon.set()
 
     async def reject(self, task: Task, submission: Submission, reason: str) -> None:
         sid = submission.submission_id
@@ -501,3 +506,4 @@ class CreatorAgent:
         for refund in receipt.find("DecentralMLModule", "EscrowRefunded"):  # rejected after the task closed
             self.metrics.inc("escrow_reclaimed", refund["refunded"])
         log.info("result_rejected", submission_id=sid, task_id=task.task_id, reason=reason)
+        self.sweep_soon.set()

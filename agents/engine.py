@@ -42,7 +42,7 @@ from decentralml_core.chain.model import Task
 
 from .metrics import Metrics
 from .rendezvous import ClaimLedger, claim_key, grace_for
-from .streams import TRANSIENT, follow_events, handle_with_retry
+from .streams import STOP_GRACE_S, TRANSIENT, follow_events, handle_with_retry
 from .worker import ACTIVE, VERDICTS, WorkerAgent
 
 log = structlog.get_logger("agent.engine")
@@ -99,7 +99,8 @@ class Engine:
 
     async def follow(self, since: Checkpoint, stop: asyncio.Event) -> None:
         await follow_events(self.client, since, stop, handle=self.handle, handled=self._handled,
-                            sweep=self._sweep, metrics=self.metrics)
+                            sweep=self._sweep, metrics=self.metrics,  # no worker's grace cut short
+                            grace=max((w.config.stop_grace_s for w in self.workers), default=STOP_GRACE_S))
 
     async def _sweep(self) -> None:
         for worker in self.workers:

@@ -65,7 +65,8 @@ async def close_stream(pending: asyncio.Future | None, events: AsyncIterator) ->
 # -- riding out a node that goes away --------------------------------------------------------------------
 TRANSIENT = (ConnectionLost, InclusionTimeout, ExtrinsicDropped)  # the node, not the work: do it again later
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0
-STOP_GRACE_S = 10.0  # a step in flight when SIGTERM came gets this long to finish; then it resumes at the next start
+STOP_GRACE_S = 10.0  # a step in flight when SIGTERM came gets this long to finish (an agent's stop_grace_s); then
+# it resumes at the next start
 SETTLE_S = 30.0  # at start, how long to let an earlier process's extrinsics still in the pool land first
 
 
@@ -145,10 +146,12 @@ async def within_stop(work: Awaitable[T], stop: asyncio.Event, grace: float = ST
 
 async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Event, *,
                         handle: Callable[[Event], Awaitable[object]], handled: Callable[[Event], None],
-                        sweep: Callable[[], Awaitable[None]], metrics) -> None:
+                        sweep: Callable[[], Awaitable[None]], metrics, grace: float = STOP_GRACE_S,
+                        wake: asyncio.Event | None = None) -> None:
     """The loop every agent runs until ``stop``: its ``sweep`` every SWEEP_S, each event from ``since`` on
     ``handle``d (again while the node is away, never raising for it) and then ``handled`` (checkpointed).
-    An event the stop cut short is left unhandled: the next start handles it.
+    An event the stop cut short (``grace`` seconds after it) is left unhandled: the next start handles it.
+    ``wake`` set: the next sweep runs at once (what it waits on has happened), then the timer starts over.
 
     The stream itself may end with the node: a block's events decoded while the runtime loads over its
     own socket, and that socket cut (``make faults``: an engine whose connections were cut as the first
@@ -158,19 +161,23 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
     position = since
     events = client.events(position)
     waiter = asyncio.ensure_future(stop.wait())
+    woken = asyncio.ensure_future((wake or asyncio.Event()).wait())
     nxt: asyncio.Future[Event] | None = None
     last_sweep = 0.0
     delay = RETRY_FIRST_S
     try:
         while not stop.is_set():
-            if time.monotonic() - last_sweep >= SWEEP_S:
+            if woken.done() or time.monotonic() - last_sweep >= SWEEP_S:
+                if woken.done() and wake is not None:  # cleared before the sweep: a wake during it sweeps again
+                    wake.clear()
+                    woken = asyncio.ensure_future(wake.wait())
                 try:
-                    await within_stop(sweep(), stop)
+                    await within_stop(sweep(), stop, grace)
                 except Interrupted:
                     break
                 last_sweep = time.monotonic()
             nxt = nxt if nxt is not None and not nxt.done() else asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({nxt, waiter}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({nxt, waiter, woken}, timeout=SWEEP_S, return_when=asyncio.FIRST_COMPLETED)
             if waiter in done:
                 break
             if nxt not in done:
@@ -192,7 +199,7 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
             delay = RETRY_FIRST_S
             metrics.set("chain_block", event.block_number)
             try:
-                if await handle_with_retry(lambda e=event: within_stop(handle(e), stop), stop, event.name) is None:
+                if await handle_with_retry(lambda e=event: within_stop(handle(e), stop, grace), stop, event.name) is None:
                     break  # stopped while the node was away: the event is handled again at the next start
             except Interrupted:
                 break
@@ -200,4 +207,5 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
             position = Checkpoint.after(event)
     finally:
         waiter.cancel()
+        woken.cancel()
         await close_stream(nxt, events)

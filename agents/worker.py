@@ -106,7 +106,7 @@ class WorkerAgent:
         """Take no new work; the steps in flight finish (or resume at the next start)."""
         self.checkpoint.flush()
         self.stopping = True
-        await finish_within(self.running)
+        await finish_within(self.running, self.config.stop_grace_s)
         log.info("worker_stopped", worker=self.address, name=self.name)
 
     @property

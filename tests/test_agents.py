@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from agent_process import CLI, GOOD_SCRIPT, PAYS, Agent, decided, free, make_assets, settle, task_decl
+from agent_process import CLI, GOOD_SCRIPT, PAYS, Agent, decided, free, make_assets, settle, stop_all, task_decl
 from cli_runner import decentralml
 from devnet_process import free_port
 
@@ -51,7 +51,7 @@ def market_setup(devnet, tmp_path):
         return agent.wait_ready()
 
     yield assets, creator, worker
-    codes = {a.name: a.stop() for a in started if a.proc.poll() is None}
+    codes = stop_all([a for a in started if a.proc.poll() is None])
     assert all(code == 0 for code in codes.values()), codes
 
 

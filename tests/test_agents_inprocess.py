@@ -94,7 +94,7 @@ async def test_manual_review_auto_approves_after_the_delay(market):
 async def test_a_hostile_script_fails_its_task_and_nothing_is_submitted(market):
     with capture_logs() as logs:
         market.creator([task_decl("hostile", market.assets("while true; do :; done"))])
-        eve = await market.worker("Eve")
+        eve = await market.worker("Eve", sandbox={"timeout_s": 1})  # the busy loop runs until it: 1 s shows it
         task, subs = await market.settle("hostile", lambda t, s: len(s) == 1)
         await eve.wait_step("task", task.task_id, "failed")
     assert "timed out" in eve.entry("task", task.task_id).data["error"]

@@ -9,6 +9,7 @@ what the node lost, agents stay up, SIGTERM is honoured within a bound, and the 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 
@@ -25,14 +26,26 @@ pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="agents run task 
 SCRIPT = "mkdir -p outputs\necho '{\"ok\": true}' > outputs/result.json\n"
 
 
+# After SIGTERM the steps in flight get this long (stop_grace_s; 10 s by default, which the tests waited out):
+# the same bound, the same interrupted steps, sooner.
+GRACE_S = 2.0
+
+
 def alice_and_bob(tmp_path, url: str, task: dict, script_timeout_s: float) -> tuple[Agent, Agent]:
     """Alice's creator publishing ``task`` and Bob's annotator taking it, as processes sharing one local store."""
     store = {"root": str(tmp_path / "store")}
     creator = Agent(tmp_path, "creator", {"role": "creator", "node": url, "key": {"dev": "Alice"},
-                                          "storage": store, "tasks": [task]})
+                                          "storage": store, "tasks": [task], "stop_grace_s": GRACE_S})
     bob = Agent(tmp_path, "bob", {"role": "annotator", "node": url, "key": {"dev": "Bob"}, "storage": store,
-                                  "policy": {"min_blocks_left": 0}, "sandbox": {"timeout_s": script_timeout_s}})
+                                  "policy": {"min_blocks_left": 0}, "sandbox": {"timeout_s": script_timeout_s},
+                                  "stop_grace_s": GRACE_S})
     return creator, bob
+
+
+def logged(agent: Agent, event: str) -> list[dict]:
+    """The agent's JSON log lines of ``event``."""
+    lines = [json.loads(line) for line in agent.log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == event]
 
 
 def wait_step(agent: Agent, kind: str, step: str, timeout: float = 120) -> None:
@@ -97,7 +110,7 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
         assert bob.proc.poll() is None, "the worker exited because its node restarted"
         bob_log = bob.log.read_text()
         assert '"extrinsics_recovered"' in bob_log and '"reason": "reconnected"' in bob_log, bob_log[-3000:]
-        assert '"steps_interrupted"' in creator.log.read_text()
+        assert [e["after_s"] for e in logged(creator, "steps_interrupted")] == [GRACE_S]
         wait_step(bob, "task", "submitted")
     finally:
         for agent in (creator, bob):
@@ -107,19 +120,22 @@ def test_a_node_killed_with_the_workers_send_and_the_creators_accept_in_its_pool
 
 
 def test_sigterm_while_a_task_script_runs_stops_the_worker_within_the_grace(devnet, tmp_path):
-    """A long script (a detector on a loaded host) is killed once the 10 s grace is over, its step kept
+    """A long script (a detector on a loaded host) is killed once the grace is over, its step kept
     where it stands for the next start: a farm's SIGTERM never waits out the script (CI once saw an
     annotator outlive the farm's 120 s stop timeout)."""
-    creator, bob = alice_and_bob(tmp_path, devnet.url, task_decl("long", make_assets(tmp_path, "sleep 300\n" + SCRIPT)),
-                                 script_timeout_s=600)
+    creator, bob = alice_and_bob(tmp_path, devnet.url, task_decl("long", make_assets(tmp_path, "touch started\nsleep 300\n"
+                                                                                     + SCRIPT)), script_timeout_s=600)
     try:
         creator.start()
         bob.start()
         wait_step(bob, "task", "fetched")
-        time.sleep(2)  # the script is running
-        assert bob.stop(signal.SIGTERM) == 0  # within Agent.stop's 30 s: the 10 s grace, then the exit
+        deadline = time.monotonic() + 60  # the script is running: it marks its work dir as it starts
+        while not list(bob.state.glob("work/task-*/submission-*/started")):
+            assert time.monotonic() < deadline, "the script never started"
+            time.sleep(0.05)
+        assert bob.stop(signal.SIGTERM) == 0  # within Agent.stop's 30 s: the grace, then the exit
         assert '"agent_stop_overdue"' not in bob.log.read_text()
-        assert '"steps_interrupted"' in bob.log.read_text()
+        assert [e["after_s"] for e in logged(bob, "steps_interrupted")] == [GRACE_S]
         assert bob.journal()[("task", next(i for (k, i) in bob.journal() if k == "task"))] == "fetched"
     finally:
         for agent in (creator, bob):

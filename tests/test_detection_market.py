@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from agent_process import PAYS, Agent, decided, free, task_decl
+from agent_process import PAYS, Agent, decided, free, stop_all, task_decl
 from agents_inprocess import events, market_fixture
 from devnet_process import free_port
 from structlog.testing import capture_logs
@@ -71,7 +71,7 @@ def detection(devnet, tmp_path):
         return task_decl(name, assets, class_labels="circle,square,triangle", **terms)
 
     yield tmp_path, creator, annotator, task
-    codes = {a.name: a.stop() for a in started if a.proc.poll() is None}
+    codes = stop_all([a for a in started if a.proc.poll() is None])
     assert all(code == 0 for code in codes.values()), codes
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_process import Agent, free
+from agent_process import Agent, free, stop_all
 from agents_inprocess import events, market_fixture
 from cli_runner import decentralml
 from devnet_process import free_port
@@ -140,7 +140,7 @@ def test_a_campaign_improves_the_model_and_pays_only_useful_updates_once(devnet,
             shown = plot_width(f"http://127.0.0.1:{port}", (agents["creator"].state / "review.token").read_text().strip())
             assert shown > 100
     finally:
-        codes = {n: a.stop() for n, a in agents.items()}
+        codes = stop_all(agents.values())
     assert all(code == 0 for code in codes.values()), codes
 
 
@@ -227,5 +227,5 @@ def test_kill_9_of_the_creator_at_a_rounds_close_and_of_a_contributor_mid_traini
         spent = alice - free(devnet.url, "Alice")
         assert 7 * PAYS <= spent < 7 * PAYS + 10**10  # six updates and the engineering paid once each, plus fees
     finally:
-        codes = {n: a.stop() for n, a in agents.items()}
+        codes = stop_all(agents.values())
     assert all(code == 0 for code in codes.values()), codes

@@ -105,3 +105,28 @@ async def test_a_client_failed_for_good_ends_the_loop():
     """Closed, or another chain: no retrying forever; the agent ends and says why."""
     with pytest.raises(ConnectionLost):
         await follow(CutStream(blocks(2), cut_after=1, health="failed"), 4)
+
+
+async def test_a_wake_runs_the_sweep_at_once_and_each_wake_once():
+    """A creator's verdict on chain wakes its sweep (a campaign round may close) instead of it waiting out
+    SWEEP_S; a wake that comes during a sweep gets a sweep of its own, and without one the timer rules."""
+    stop, wake, swept = asyncio.Event(), asyncio.Event(), []
+
+    async def sweep() -> None:
+        swept.append(time.monotonic())
+        if len(swept) == 2:
+            wake.set()  # during the woken sweep: one more
+        if len(swept) == 3:
+            stop.set()
+
+    async def handle(event: Event) -> bool:
+        return True
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.1, wake.set)
+    began = time.monotonic()
+    await asyncio.wait_for(follow_events(CutStream([], cut_after=-1), Checkpoint(1), stop, handle=handle,
+                                         handled=lambda e: None, sweep=sweep, metrics=Metrics("creator"),
+                                         wake=wake), 10)
+    assert len(swept) == 3 and swept[2] - began < streams.SWEEP_S  # the first at start, then two woken
+    assert not wake.is_set()

@@ -24,6 +24,13 @@ def _block_time(text: str) -> float:
     return value
 
 
+def _stall(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
 def add_arguments(devnet: argparse.ArgumentParser) -> None:
     devnet.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s); "
                         "beyond loopback only with --token-env or --allow")
@@ -37,6 +44,9 @@ def add_arguments(devnet: argparse.ArgumentParser) -> None:
                         help="full: upstream calls plus accept/reject/close; upstream: only calls 0-2")
     devnet.add_argument("--rpc-disable-batch-requests", action="store_true",
                         help="refuse JSON-RPC batches, as a Substrate node started with this flag does")
+    devnet.add_argument("--client-stall", type=_stall, metavar="SECONDS",  # None: server.SEND_STALL_S
+                        help="drop a client that leaves a reply or notification untaken this long "
+                             "(default: 10; what it may leave queued is 16 MB either way)")
     add_exposure_options(devnet, NODE_TOKEN_ENV)
 
 
@@ -50,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         serve(host=args.host, port=args.port, block_time=args.block_time, db_path=args.db, pallet=args.pallet,
-              guard=guard, batches=not args.rpc_disable_batch_requests)
+              guard=guard, batches=not args.rpc_disable_batch_requests,
+              **({} if args.client_stall is None else {"stall_s": args.client_stall}))
     except ValueError as exc:  # e.g. a database made with the other --pallet mode
         print(f"decentralml devnet: {exc}", file=sys.stderr)
         return 2

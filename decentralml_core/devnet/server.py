@@ -375,10 +375,11 @@ def open_chain(db_path: str | None, pallet: str) -> tuple[Chain, tempfile.Tempor
 
 async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
                 pallet: str = "full", ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None, guard: Guard | None = None, batches: bool = True) -> None:
+                stop: asyncio.Event | None = None, guard: Guard | None = None, batches: bool = True,
+                stall_s: float = SEND_STALL_S) -> None:
     """Run a devnet until ``stop`` is set (or SIGINT/SIGTERM when run from :func:`run`)."""
     chain, tmp = open_chain(db_path, pallet)
-    node = Node(chain, block_time, batches=batches)
+    node = Node(chain, block_time, stall_s=stall_s, batches=batches)
     runner = web.AppRunner(make_app(node, guard), handle_signals=False)
     try:
         await runner.setup()
@@ -400,7 +401,7 @@ async def serve(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0
 
 
 def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_path: str | None = None,
-        pallet: str = "full", guard: Guard | None = None, batches: bool = True) -> None:
+        pallet: str = "full", guard: Guard | None = None, batches: bool = True, stall_s: float = SEND_STALL_S) -> None:
     """Blocking entry point for the CLI: serve until SIGINT or SIGTERM, then stop cleanly."""
 
     async def main() -> None:
@@ -408,6 +409,6 @@ def run(host: str = "127.0.0.1", port: int = 9944, block_time: float = 0.0, db_p
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(host, port, block_time, db_path, pallet, stop=stop, guard=guard, batches=batches)
+        await serve(host, port, block_time, db_path, pallet, stop=stop, guard=guard, batches=batches, stall_s=stall_s)
 
     asyncio.run(main())
