@@ -141,14 +141,19 @@ class CreatorAgent:
         try:
             await follow_events(self.client, Checkpoint(*since), stop, handle=self.handle, handled=checkpoint.advance,
                                 sweep=self.sweep_all, metrics=self.metrics, grace=self.config.stop_grace_s,
-                                wake=self.sweep_soon if self.campaigns else None)
+                                wake=self.sweep_soon if self.campaigns else None, reads=self.reads)
         finally:
             checkpoint.flush()
             await finish_within(self._validating, self.config.stop_grace_s)  # decisions in flight finish, or resume at the next start
             log.info("creator_stopped", creator=self.keypair.ss58_address)
 
+    @staticmethod
+    def reads(event) -> bool:
+        """The events :meth:`handle` acts on (the others are only checkpointed)."""
+        return event.pallet == "DecentralMLModule" and event.name == "TaskResultSubmitted"
+
     async def handle(self, event) -> bool:
-        if event.pallet == "DecentralMLModule" and event.name == "TaskResultSubmitted":
+        if self.reads(event):
             self.start_validation(event.attributes["submission_id"])
         return True
 

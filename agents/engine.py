@@ -49,6 +49,7 @@ log = structlog.get_logger("agent.engine")
 # the events that end an assignment, as they end the worker's own ``load`` (upstream's pallet sends no
 # TaskResultSubmitted: its verdicts end them)
 RELEASES = frozenset({"TaskResultSubmitted", "AssignmentAbandoned", *VERDICTS})
+READ_EVENTS = frozenset({"TaskCreated", "AssignmentAbandoned", *VERDICTS})  # what dispatching acts on
 
 
 class Engine:
@@ -100,7 +101,7 @@ class Engine:
     async def follow(self, since: Checkpoint, stop: asyncio.Event) -> None:
         await follow_events(self.client, since, stop, handle=self.handle, handled=self._handled,
                             sweep=self._sweep, metrics=self.metrics,  # no worker's grace cut short
-                            grace=max((w.config.stop_grace_s for w in self.workers), default=STOP_GRACE_S))
+                            grace=max((w.config.stop_grace_s for w in self.workers), default=STOP_GRACE_S), reads=self.reads)
 
     async def _sweep(self) -> None:
         for worker in self.workers:
@@ -125,8 +126,13 @@ class Engine:
             known.append((now + 1, -1))
         return min(known)
 
+    def reads(self, event) -> bool:
+        """The events :meth:`handle` acts on (the others are only checkpointed): with a ledger (a grace
+        and peers), every market event (it tracks assignments begun and ended)."""
+        return event.pallet == "DecentralMLModule" and (self.ledger is not None or event.name in READ_EVENTS)
+
     async def handle(self, event) -> bool:
-        if event.pallet != "DecentralMLModule":
+        if not self.reads(event):
             return True
         if self.ledger is not None:
             await self.track(event)
