@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-MAP_ROWS_KEPT = 20_000
-"""Decoded map rows a runtime remembers (:meth:`Runtime.decode_map`): a few hundred bytes each."""
+MAP_ROWS_KEPT = 50_000
+"""Decoded map rows a runtime remembers at most (:meth:`Runtime.decode_map`), oldest dropped first: ~1 kB each."""
 INLINE_HEX = 4096
 """Storage values and single blocks' events up to this many hex characters are decoded on the caller's
 thread, with the schema's own registry (never substrate-interface's): the hop to the runtime's thread and
@@ -214,10 +214,11 @@ class Runtime:
         self._events_type_string: str | None = None
         self._event_reader: tuple[EventLayout, EventDecoder] | None = None
         self._event_reader_built = asyncio.Lock()
-        # Map rows decoded lately, by their (key, value) bytes, oldest first: a creator's sweep reads every
-        # submission every 2 s, and decoding rows unchanged since was ~10 % of its CPU (60 tasks, yappi). The
-        # key bytes hold the item's prefix, so rows of different items never meet. Used on the runtime's thread only.
-        self._map_rows: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # Map rows decoded lately, by their key bytes (which hold the item's prefix): the value's bytes and the
+        # decoded row, one version a key (as many rows as the maps read hold). A creator's sweep reads every
+        # submission every 2 s, and decoding rows unchanged since was ~10 % of its CPU (60 tasks, yappi).
+        # Used on the runtime's thread only.
+        self._map_rows: dict[str, tuple[str, tuple[Any, Any]]] = {}
 
     @classmethod
     async def load(cls, url: str, rpc: RpcTransport | None = None, cache: SchemaCache | None = None) -> Runtime:
@@ -445,14 +446,14 @@ class Runtime:
             for key_hex, value_hex in changes:
                 if value_hex is None:
                     continue
-                known = seen.get((key_hex, value_hex))
-                if known is None:
+                known = seen.get(key_hex)
+                if known is None or known[0] != value_hex:  # new, or changed since: its new value replaces it
                     parts = decode_as(key_type, "0x" + key_hex[len(prefix):])
                     key = parts[1] if len(key_types) == 1 else tuple(parts[1::2])
-                    known = seen[(key_hex, value_hex)] = (key, decode_as(value_type, value_hex))
+                    known = seen[key_hex] = (value_hex, (key, decode_as(value_type, value_hex)))
                     if len(seen) > MAP_ROWS_KEPT:
                         del seen[next(iter(seen))]
-                rows.append(copy.deepcopy(known))  # the caller's own copy: a remembered row is never changed
+                rows.append(copy.deepcopy(known[1]))  # the caller's own copy: a remembered row is never changed
             return rows
 
         return await self.run(decode)
