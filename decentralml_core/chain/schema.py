@@ -87,7 +87,7 @@ class ReadSchema:
         self.key: str = data["metadata_hash"]
         self.ss58_format: int = data["ss58_format"]
         self._config: Any = None
-        self._keys: dict[tuple, str | None] = {}  # storage keys encoded lately, oldest first
+        self._keys: dict[tuple[str, str, tuple[Any, ...]], str | None] = {}  # storage keys encoded lately, oldest first
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
