@@ -31,6 +31,7 @@ their creation instead of 5–14, the winner's created→claimed p50 −26 % to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 
@@ -49,6 +50,7 @@ log = structlog.get_logger("agent.engine")
 # the events that end an assignment, as they end the worker's own ``load`` (upstream's pallet sends no
 # TaskResultSubmitted: its verdicts end them)
 RELEASES = frozenset({"TaskResultSubmitted", "AssignmentAbandoned", *VERDICTS})
+READ_EVENTS = frozenset({"TaskCreated", "AssignmentAbandoned", *VERDICTS})  # what dispatching acts on
 
 
 class Engine:
@@ -79,6 +81,7 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         log.info("engine_started", workers=len(self.workers), grace_s=self.grace_s, peers=len(self.peers))
+        signing = asyncio.create_task(self._load_signing())
         try:
             if not all(await asyncio.gather(*[w.start(stop) for w in self.workers])):
                 return
@@ -90,6 +93,7 @@ class Engine:
                 return
             await self.follow(Checkpoint(*since), stop)
         finally:
+            signing.cancel()
             self.stopping = True
             for waiting in self._fallbacks:
                 waiting.cancel()  # nothing journaled yet: another host's grace covers the task
@@ -97,10 +101,18 @@ class Engine:
             await asyncio.gather(*[w.stop() for w in self.workers])
             log.info("engine_stopped", workers=len(self.workers), dispatched=self.dispatched)
 
+    async def _load_signing(self) -> None:
+        """The full runtime claims are signed with, loaded while the engine starts: decoding the metadata
+        costs 0.5-1 s of CPU, which the first claim waited for, and every decode queued behind it on the
+        runtime's thread (``bench/farm.py``: inside the task phase, 10-20 % of a 60-task run's engine CPU).
+        Should it fail, the first signature loads it again and says why."""
+        with contextlib.suppress(Exception):
+            await self.client.runtime.full()
+
     async def follow(self, since: Checkpoint, stop: asyncio.Event) -> None:
         await follow_events(self.client, since, stop, handle=self.handle, handled=self._handled,
                             sweep=self._sweep, metrics=self.metrics,  # no worker's grace cut short
-                            grace=max((w.config.stop_grace_s for w in self.workers), default=STOP_GRACE_S))
+                            grace=max((w.config.stop_grace_s for w in self.workers), default=STOP_GRACE_S), reads=self.reads)
 
     async def _sweep(self) -> None:
         for worker in self.workers:
@@ -125,8 +137,13 @@ class Engine:
             known.append((now + 1, -1))
         return min(known)
 
+    def reads(self, event) -> bool:
+        """The events :meth:`handle` acts on (the others are only checkpointed): with a ledger (a grace
+        and peers), every market event (it tracks assignments begun and ended)."""
+        return event.pallet == "DecentralMLModule" and (self.ledger is not None or event.name in READ_EVENTS)
+
     async def handle(self, event) -> bool:
-        if event.pallet != "DecentralMLModule":
+        if not self.reads(event):
             return True
         if self.ledger is not None:
             await self.track(event)

@@ -103,12 +103,13 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
     # The creator's modules (validators' numpy and pycocotools, the review page's jinja2 and OpenCV) are
     # imported by the creator only: a worker never runs them, and they were ~45 MB of an idle annotator.
     from .creator import CreatorAgent
-    from .review_web import review_token, serve_review_page
 
     if stop is None:
         stop = _stop_on_signals()
     config.state_dir.mkdir(parents=True, exist_ok=True)
-    if config.review.web_port is not None:
+    if config.review.web_port is not None:  # the review page (jinja2, its queries) loads when served only
+        from .review_web import review_token
+
         review_token(config.review.token_env, config.state_dir)  # a weak login token stops start-up here
     journal, metrics = Journal(journal_path(config)), Metrics(config.role)
     client = await connect_when_up(config.node, stop, dial)
@@ -127,6 +128,8 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None, dial
         runner = await serve_metrics(metrics, config.metrics_port, _health(client, metrics, config.role))
     review = None
     if config.review.web_port is not None:
+        from .review_web import serve_review_page
+
         review = await serve_review_page(agent)
     log.info("agent_running", role=config.role, node=config.node, state_dir=str(config.state_dir))
     try:

@@ -36,7 +36,7 @@ import structlog
 from decentralml_core import work
 from decentralml_core.chain import ChainClient, DispatchFailed, TransactionRejected
 from decentralml_core.chain.market import Market
-from decentralml_core.chain.model import ResultSpec, SubmissionStatus, Task
+from decentralml_core.chain.model import ResultSpec, Submission, SubmissionStatus, Task
 from decentralml_core.sandbox import run_task_script
 from decentralml_core.storage import Limits, StorageError, Unreachable, open_store
 from decentralml_core.units import MIN_FEE_BALANCE
@@ -332,7 +332,7 @@ class WorkerAgent:
 
     async def run_script(self, task_id: int, data: dict) -> None:
         """``fetched``: start_task.sh in the sandbox, on a clean outputs folder."""
-        if await self._past_deadline(task_id, data["submission_id"]):
+        if await self._past_deadline(task_id, data["submission_id"], await self.market.submission(data["submission_id"])):
             return
         folder = Path(data["folder"])
         shutil.rmtree(folder / "outputs", ignore_errors=True)  # a run cut short starts again clean
@@ -372,9 +372,9 @@ class WorkerAgent:
     async def submit_result(self, task_id: int, data: dict) -> None:
         """``uploaded``: send_task_result (once: the chain is read first), then watch for the verdict."""
         sid = data["submission_id"]
-        if await self._past_deadline(task_id, sid):
+        current = await self.market.submission(sid)  # one read for the deadline and for a send before a crash
+        if await self._past_deadline(task_id, sid, current):
             return
-        current = await self.market.submission(sid)
         if current is not None and current.status != SubmissionStatus.ASSIGNED:
             log.info("task_already_submitted", task_id=task_id, submission_id=sid)  # sent before a crash
         else:
@@ -429,10 +429,10 @@ class WorkerAgent:
             log.info("result_paid", task_id=task_id, amount=attributes.get("amount"))
 
     # -- the assignment deadline --------------------------------------------------------------------
-    async def _past_deadline(self, task_id: int, sid: int) -> bool:
+    async def _past_deadline(self, task_id: int, sid: int, current: Submission | None) -> bool:
         """True (and the task journaled ``abandoned``) if the result can no longer be sent: the chain
-        abandoned the assignment, or the next block is past its deadline."""
-        current = await self.market.submission(sid)
+        abandoned the assignment, or the next block is past its deadline. ``current``: the submission as
+        the caller just read it."""
         if current is None or current.submit_deadline_block is None or current.status not in (
                 SubmissionStatus.ASSIGNED, SubmissionStatus.ABANDONED):
             return False

@@ -448,3 +448,49 @@ async def test_odd_items_in_a_frame_are_passed_over_and_the_connection_keeps_ans
         framed._receive(junk)
     framed._receive('{"jsonrpc": "2.0", "id": 7, "result": "0x01"}')
     assert waiting.result() == "0x01"
+
+
+async def test_following_with_an_extrinsic_in_flight_asks_each_block_once(client):
+    """The follower settling our extrinsic and the event stream read the same block: its hash is asked
+    once, its body and events come in one batch, and the stream yields the events the receipt holds."""
+    asked: list[tuple[str, list]] = []
+    batched: list[list[str]] = []
+    rpc, request, batch = client._rpc, client._rpc.request, client._rpc.batch
+
+    async def counted_request(method, params=None):
+        asked.append((method, params))
+        return await request(method, params)
+
+    async def counted_batch(calls):
+        batched.append([method for method, _ in calls])
+        return await batch(calls)
+
+    rpc.request, rpc.batch = counted_request, counted_batch
+    start = await client.block_number() + 1
+    receipt = await client.submit(Keypair.create_from_uri("//Alice"), "Balances", "transfer_keep_alive",
+                                  {"dest": fresh().ss58_address, "value": 10**12})
+    mine = [(receipt.block_number, e.index) for e in receipt.events]
+    seen = await asyncio.wait_for(stream_until(client, start, mine[-1]), 30)
+    assert set(mine) <= set(seen)
+    assert asked.count(("chain_getBlockHash", [receipt.block_number])) == 1
+    assert ["chain_getBlock", "state_getStorage"] in batched
+    assert not [p for m, p in asked if m in ("chain_getBlock", "state_getStorage") and receipt.block_hash in p]
+
+
+async def test_a_maps_rows_unchanged_since_the_last_read_are_not_decoded_again(client, monkeypatch):
+    """A creator's sweep reads every submission every 2 s: rows whose bytes did not change are taken from
+    what was decoded before, as copies (a caller changing its rows changes no later read)."""
+    first = await client.storage_map("System", "Account")
+    first[0][1]["data"]["free"] = -1
+    decodes = []
+    schema_decode = client.runtime.schema.decode
+    monkeypatch.setattr(client.runtime.schema, "decode", lambda *a: decodes.append(a) or schema_decode(*a))
+    again = await client.storage_map("System", "Account")
+    assert decodes == [] and len(again) == len(first) >= 3
+    async with await ChainClient.connect(client.url) as other:  # decoded afresh
+        assert sorted(map(repr, again)) == sorted(map(repr, await other.storage_map("System", "Account")))
+    dest = fresh().ss58_address
+    await client.submit(Keypair.create_from_uri("//Alice"), "Balances", "transfer_keep_alive",
+                        {"dest": dest, "value": 10**12})
+    changed = dict(await client.storage_map("System", "Account"))
+    assert changed[dest]["data"]["free"] == 10**12 and len(decodes) >= 4  # the new row and Alice's: key and value each

@@ -99,8 +99,8 @@ class DroppingEndpoint:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
                     break
-                req = json.loads(msg.data)
-                if req.get("method") == "author_submitExtrinsic" and self.drops > 0:
+                req = json.loads(msg.data)  # a batch (a list) is relayed as it is: no extrinsic goes in one
+                if isinstance(req, dict) and req.get("method") == "author_submitExtrinsic" and self.drops > 0:
                     self.drops -= 1
                     self.dropped.append(req["params"][0])
                     await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0x" + "00" * 32}))

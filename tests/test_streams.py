@@ -72,10 +72,12 @@ def blocks(n: int) -> list[Event]:
             for b in range(1, n + 1) for i in range(2)]
 
 
-async def follow(stream: CutStream, until: int) -> list[Event]:
+async def follow(stream: CutStream, until: int, reads=None, given: list | None = None) -> list[Event]:
     handled, stop = [], asyncio.Event()
 
     async def handle(event: Event) -> bool:
+        if given is not None:
+            given.append(event)
         return True
 
     def done(event: Event) -> None:
@@ -87,7 +89,7 @@ async def follow(stream: CutStream, until: int) -> list[Event]:
         pass
 
     await asyncio.wait_for(follow_events(stream, Checkpoint(1), stop, handle=handle, handled=done, sweep=sweep,
-                                         metrics=Metrics("annotator")), 10)
+                                         metrics=Metrics("annotator"), reads=reads), 10)
     return handled
 
 
@@ -130,3 +132,16 @@ async def test_a_wake_runs_the_sweep_at_once_and_each_wake_once():
                                          wake=wake), 10)
     assert len(swept) == 3 and swept[2] - began < streams.SWEEP_S  # the first at start, then two woken
     assert not wake.is_set()
+
+
+async def test_events_the_agent_does_not_read_are_checkpointed_without_being_handled():
+    """Fees and system records pass by the handler (no retry loop, no stop watch for each) and are still
+    checkpointed in order, so a restart resumes after them as before."""
+    events = [Event(b, f"0x{b:02x}", i, 0, pallet, name, {})
+              for b in range(1, 4) for i, (pallet, name) in enumerate(
+                  [("Balances", "Withdraw"), ("DecentralMLModule", "TaskCreated"), ("System", "ExtrinsicSuccess")])]
+    given: list[Event] = []
+    handled = await follow(CutStream(events, cut_after=99), len(events), reads=lambda e: e.name == "TaskCreated",
+                           given=given)
+    assert handled == events
+    assert given == [e for e in events if e.name == "TaskCreated"]

@@ -18,6 +18,7 @@ extrinsics with one nonce, never a gap, never lost finished work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import time
@@ -59,6 +60,7 @@ WATCH_EVERY_S = 1.0
 CATCH_UP_WINDOW = 256
 CATCH_UP_BATCH = 64
 DECODED_KEPT = 128  # recent blocks whose decoded events are kept (the follower and a stream read the same)
+HASHES_KEPT = 256  # recent finalized blocks' hashes kept by number (the follower and a stream ask the same)
 FILLER = ("System", "remark", {"remark": "0x"})  # what fills a nonce no extrinsic holds any more
 T = TypeVar("T")
 Dial = Callable[[], Awaitable[RpcTransport]]  # a new connection to the node, or ConnectionLost
@@ -131,6 +133,8 @@ class ChainClient:
         self.genesis: str | None = None
         self._seen: tuple[int, str] | None = None  # a block the follower saw, by number and hash
         self._decoded: OrderedDict[str, list[Event]] = OrderedDict()  # recent blocks' events, by block hash
+        self._hashes: OrderedDict[int, str] = OrderedDict()  # recent finalized blocks' hashes, by number
+        self._heads_to = -1  # the newest finalized head the follower was told of
         self._batches_refused = False  # the node answers no JSON-RPC batch: reads go one by one
         self.outage_since: float | None = None  # monotonic time the node was first found unreachable
         self.recoveries = 0
@@ -226,6 +230,7 @@ class ChainClient:
                     self._fail(changed)
                     raise changed
                 await self._check_same_chain(rpc)
+                self._hashes.clear()  # asked again of the node we now talk to (the same chain: the same answers)
                 self._rpc = rpc
                 outage = None if self.outage_since is None else round(time.monotonic() - self.outage_since, 1)
                 self.outage_since = None
@@ -315,7 +320,18 @@ class ChainClient:
         return int(head["number"], 16)
 
     async def block_hash(self, number: int) -> str | None:
+        """The hash of block ``number``; a finalized block's is asked once and remembered (it cannot change
+        on this chain): the follower settling our extrinsics and the event stream asked the node for the
+        same block's hash one after the other, a round trip a block each (``bench/farm.py``: ~15 % of
+        the devnet's requests)."""
+        known = self._hashes.get(number)
+        if known is not None:
+            return known
         block_hash: str | None = await self.request("chain_getBlockHash", [number])
+        if block_hash is not None and number <= max(self._finalized, self._heads_to):
+            self._hashes[number] = block_hash
+            while len(self._hashes) > HASHES_KEPT:
+                self._hashes.popitem(last=False)
         return block_hash
 
     async def storage(self, pallet: str, item: str, params: list[Any] | None = None, block_hash: str | None = None) -> Any:
@@ -412,8 +428,14 @@ class ChainClient:
             refused = next((r for r in raws if isinstance(r, RpcError)), None)
             if refused is not None:
                 raise refused
-        decoded = await self.runtime.decode_blocks_events([(n, h, raw) for (n, h), raw in zip(todo, raws, strict=True)])
-        for (n, h), events in zip(todo, decoded, strict=True):
+        found.update(await self._decode_events(todo, raws))
+        return found
+
+    async def _decode_events(self, blocks: list[tuple[int, str]], raws: list[Any]) -> dict[int, list[Event]]:
+        """The events of (number, hash) blocks from their ``System.Events`` bytes, decoded and remembered."""
+        decoded = await self.runtime.decode_blocks_events([(n, h, raw) for (n, h), raw in zip(blocks, raws, strict=True)])
+        found = {}
+        for (n, h), events in zip(blocks, decoded, strict=True):
             self._remember(h, events)
             found[n] = events
         return found
@@ -624,6 +646,7 @@ class ChainClient:
                 async for header in sub:
                     number = int(header["number"], 16)
                     self._note_parent(number - 1, header["parentHash"])
+                    self._heads_to = max(self._heads_to, number)
                     while cursor < number:
                         if len(self._inflight):
                             await self._resolve_inclusions(cursor + 1)
@@ -671,12 +694,24 @@ class ChainClient:
         block_hash = await self.block_hash(number)
         if block_hash is None:  # not "the best block" (what a null hash asks for): reconnect and ask again
             raise ConnectionLost(f"the node has no hash for finalized block {number}")
-        block = await self.request("chain_getBlock", [block_hash])
+        fetched = self._events_key is not None and block_hash not in self._decoded
+        if fetched:  # the block and its events in one frame: the event stream reads them next (one round trip, not two)
+            block, raw = await self.requests([("chain_getBlock", [block_hash]),
+                                              ("state_getStorage", [self._events_key, block_hash])])
+            for answer in (block, raw):
+                if isinstance(answer, RpcError):
+                    raise answer
+        else:
+            block = await self.request("chain_getBlock", [block_hash])
         mine = [(i, h) for i, h in enumerate(map(extrinsic_hash, block["block"]["extrinsics"]))
                 if self._inflight.find(h) is not None]
         if not mine:
+            if fetched:  # for the stream; events it cannot decode fail there, where they are read, as before
+                with contextlib.suppress(Exception):
+                    await self._decode_events([(number, block_hash)], [raw])
             return
-        events = await self._events_of(number, block_hash)
+        events = (await self._decode_events([(number, block_hash)], [raw]))[number] if fetched \
+            else await self._events_of(number, block_hash)
         now = time.monotonic()
         for i, xt_hash in mine:
             signed = self._inflight.find(xt_hash)

@@ -35,6 +35,8 @@ from .scale import scale_config
 SCHEMA_VERSION = 2  # 2: events_type
 READ_ITEMS: dict[str, tuple[str, ...] | None] = {"DecentralMLModule": None, "System": ("Account", "Number")}
 """Storage items read without the full runtime, by pallet (None: every item of the pallet)."""
+KEYS_KEPT = 4096
+"""Storage keys a schema remembers (~200 bytes each)."""
 CACHE_KEEP = 16
 """Schemas kept in the cache dir (oldest pruned): one per runtime a user talks to, a few kB each."""
 
@@ -85,6 +87,7 @@ class ReadSchema:
         self.key: str = data["metadata_hash"]
         self.ss58_format: int = data["ss58_format"]
         self._config: Any = None
+        self._keys: dict[tuple[str, str, tuple[Any, ...]], str | None] = {}  # storage keys encoded lately, oldest first
 
     # -- building -------------------------------------------------------------------------------
     @classmethod
@@ -155,7 +158,21 @@ class ReadSchema:
         return pallet["pallet"], name, docs
 
     def storage_key(self, pallet: str, item: str, params: list[Any] | None = None) -> str | None:
-        """The item's key as hex, or None when the schema cannot encode its params (not a read item)."""
+        """The item's key as hex, or None when the schema cannot encode its params (not a read item).
+        Remembered for the last :data:`KEYS_KEPT` (pallet, item, params): an agent reads the same few keys
+        again and again (its account, a task's records), and encoding an account's key cost 0.12 ms."""
+        try:
+            memo = (pallet, item, tuple(params or ()))
+            key = self._keys.get(memo)
+        except TypeError:  # a param that cannot be a dict key (a dict, a list): encoded each time
+            return self._storage_key(pallet, item, params)
+        if key is None:
+            key = self._keys[memo] = self._storage_key(pallet, item, params)
+            if len(self._keys) > KEYS_KEPT:
+                del self._keys[next(iter(self._keys))]
+        return key
+
+    def _storage_key(self, pallet: str, item: str, params: list[Any] | None = None) -> str | None:
         found = self.item(pallet, item)
         params = params or []
         if found is None or (params and not found["readable"]) or len(params) > len(found["hashers"]):
