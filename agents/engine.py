@@ -31,7 +31,6 @@ their creation instead of 5–14, the winner's created→claimed p50 −26 % to 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Iterable, Mapping
 
@@ -81,7 +80,6 @@ class Engine:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         log.info("engine_started", workers=len(self.workers), grace_s=self.grace_s, peers=len(self.peers))
-        signing = asyncio.create_task(self._load_signing())
         try:
             if not all(await asyncio.gather(*[w.start(stop) for w in self.workers])):
                 return
@@ -93,21 +91,12 @@ class Engine:
                 return
             await self.follow(Checkpoint(*since), stop)
         finally:
-            signing.cancel()
             self.stopping = True
             for waiting in self._fallbacks:
                 waiting.cancel()  # nothing journaled yet: another host's grace covers the task
             await asyncio.gather(*self._fallbacks, return_exceptions=True)
             await asyncio.gather(*[w.stop() for w in self.workers])
             log.info("engine_stopped", workers=len(self.workers), dispatched=self.dispatched)
-
-    async def _load_signing(self) -> None:
-        """The full runtime claims are signed with, loaded while the engine starts: decoding the metadata
-        costs 0.5-1 s of CPU, which the first claim waited for, and every decode queued behind it on the
-        runtime's thread (``bench/farm.py``: inside the task phase, 10-20 % of a 60-task run's engine CPU).
-        Should it fail, the first signature loads it again and says why."""
-        with contextlib.suppress(Exception):
-            await self.client.runtime.full()
 
     async def follow(self, since: Checkpoint, stop: asyncio.Event) -> None:
         await follow_events(self.client, since, stop, handle=self.handle, handled=self._handled,
