@@ -212,7 +212,7 @@ class Engine:
             elif refusal is None:
                 willing.append(worker)
         wanted = willing
-        taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id]) or 0
+        taken = await self.market.assignments_taken(task_id)
         pending = sum(w.entry_step(task_id) == "claiming" for w in self.workers)  # ours, maybe not on chain yet
         free = task.max_assignments - taken - pending
         full = self._full(task_id)
@@ -256,8 +256,8 @@ class Engine:
             pass
         task_id = task.task_id
         try:
-            taken = await self.client.storage("DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id]) or 0
-            if self.stopping or worker.entry_step(task_id) is not None or int(taken) >= task.max_assignments:
+            taken = await self.market.assignments_taken(task_id)
+            if self.stopping or worker.entry_step(task_id) is not None or taken >= task.max_assignments:
                 return
             await worker.take(task_id, seen_at, counted=True)
         except Exception as exc:  # the node away or odd data: this host's fallback is dropped, others' remain

@@ -288,9 +288,8 @@ class WorkerAgent:
         # round trip less before the claim goes out; a claim the chain then refuses is a lost race, as ever)
         counted = task_id in self._counted
         self._counted.discard(task_id)
-        taken = 0 if counted else await self.client.storage(
-            "DecentralMLModule", "TaskResultSubmissionCountByTaskId", [task_id])
-        if existing is None and task is not None and (taken or 0) >= task.max_assignments:
+        taken = 0 if counted else await self.market.assignments_taken(task_id)
+        if existing is None and task is not None and taken >= task.max_assignments:
             await self.journal.write(KIND, task_id, "lost", reason="all assignments taken")  # no doomed extrinsic
             self.metrics.inc("tasks_lost")
             log.info("task_lost", task_id=task_id, reason="all assignments taken")

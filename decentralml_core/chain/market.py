@@ -234,6 +234,10 @@ class Market:
         sent = await self.client.storage(PALLET, "ResultSubmittedAt", [submission_id])
         return submission.with_terms(task.terms if task else TaskTerms(), sent)
 
+    async def assignments_taken(self, task_id: int) -> int:
+        """How many of the task's slots are assigned on chain (``max_assignments`` less this: the free ones)."""
+        return int(await self.client.storage(PALLET, "TaskResultSubmissionCountByTaskId", [task_id]) or 0)
+
     async def open_task_ids(self) -> list[int]:
         return list(await self.client.storage(PALLET, "OpenTasks"))
 
