@@ -64,7 +64,6 @@ class ClaimLedger:
         self.open: dict[str, dict[int, int]] = {a: {} for a in self.capacity}  # worker -> {submission: task}
         self.holder: dict[int, str] = {}  # submission -> worker (known workers only)
         self.plans: dict[int, list[tuple[str, int]]] = {}  # task -> [(worker, block planned)], best first
-        self.planned: Counter[str] = Counter()
 
     # -- what the chain says -----------------------------------------------------------------------
     def assigned(self, task_id: int, submission_id: int, worker: str) -> None:
@@ -115,14 +114,18 @@ class ClaimLedger:
 
     def load(self, address: str) -> int:
         """Assignments open on chain plus claims planned, of one known worker."""
-        return len(self.open.get(address, ())) + self.planned[address]
+        return len(self.open.get(address, ())) + self.planned()[address]
 
     def full(self, besides: int | None = None) -> set[str]:
         """The known workers with ``max_concurrent`` assignments open or planned (not counting the plans
         for task ``besides``)."""
-        extra = Counter(w for w, _ in self.plans.get(besides, ())) if besides is not None else Counter()
-        return {w for w, n in self.capacity.items()
-                if len(self.open[w]) + self.planned[w] - extra[w] >= n}
+        planned = self.planned()
+        planned.subtract(w for w, _ in self.plans.get(besides, ()))  # besides=None: no plan subtracted
+        return {w for w, n in self.capacity.items() if len(self.open[w]) + planned[w] >= n}
+
+    def planned(self) -> Counter[str]:
+        """Each worker's claims planned and not yet on chain (a few tasks' worth: the last PLAN_BLOCKS)."""
+        return Counter(w for plans in self.plans.values() for w, _ in plans)
 
     def plan(self, task_id: int, slots: int, block: int, exclude: Collection[str] = ()) -> list[str]:
         """The workers planned for ``slots`` free slots of ``task_id``: the best-ranked that are not full
@@ -135,14 +138,10 @@ class ClaimLedger:
         chosen = order[:max(0, slots)]
         if chosen:
             self.plans[task_id] = [(w, block) for w in chosen]
-            self.planned.update(chosen)
         return chosen
 
     def _unplan(self, task_id: int, at: int) -> None:
         plans = self.plans[task_id]
-        worker, _ = plans.pop(at)
-        self.planned[worker] -= 1
-        if self.planned[worker] <= 0:
-            del self.planned[worker]
+        plans.pop(at)
         if not plans:
             del self.plans[task_id]

@@ -91,7 +91,7 @@ def test_claims_that_never_land_are_forgotten_and_the_ledger_stays_bounded():
     ledger.expire(100 + PLAN_BLOCKS)
     assert set(ledger.plans) == {1, 2}
     ledger.expire(101 + PLAN_BLOCKS)
-    assert set(ledger.plans) == {2} and sum(ledger.planned.values()) == 1
+    assert set(ledger.plans) == {2} and sum(ledger.planned().values()) == 1
     # a chain that never says an assignment ended cannot grow the ledger without bound
     for sid in range(OPEN_KEPT + 10):
         ledger.assigned(1000 + sid, sid, a)
