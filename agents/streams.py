@@ -201,15 +201,13 @@ async def follow_events(client: ChainClient, since: Checkpoint, stop: asyncio.Ev
                 continue
             delay = RETRY_FIRST_S
             metrics.set("chain_block", event.block_number)
-            if reads is not None and not reads(event):
-                handled(event)
-                position = Checkpoint.after(event)
-                continue
-            try:
-                if await handle_with_retry(lambda e=event: within_stop(handle(e), stop, grace), stop, event.name) is None:
-                    break  # stopped while the node was away: the event is handled again at the next start
-            except Interrupted:
-                break
+            if reads is None or reads(event):  # an event nobody reads is only checkpointed
+                try:
+                    if await handle_with_retry(lambda e=event: within_stop(handle(e), stop, grace), stop,
+                                               event.name) is None:
+                        break  # stopped while the node was away: the event is handled again at the next start
+                except Interrupted:
+                    break
             handled(event)
             position = Checkpoint.after(event)
     finally:
