@@ -41,3 +41,14 @@ def test_errors_name_the_problem_not_the_secret(tmp_path, monkeypatch):
         load_keypair("//Alice", keyfile=keyfile)
     with pytest.raises(KeyLoadError, match="cannot read"):
         load_keypair(keyfile=tmp_path / "missing.json", password="x")
+
+
+def test_the_devnets_dev_public_keys_are_the_dev_uris_keys():
+    """The devnet endows these without deriving them (keys.DEV_PUBLIC_KEYS): each is ``//Name``'s and
+    ``//Name//stash``'s key as substrate-interface derives it, for every dev account."""
+    from decentralml_core.keys import DEV_ACCOUNTS, DEV_PUBLIC_KEYS
+
+    assert tuple(DEV_PUBLIC_KEYS) == DEV_ACCOUNTS
+    for name, (account, stash) in DEV_PUBLIC_KEYS.items():
+        assert Keypair.create_from_uri(f"//{name}").public_key.hex() == account
+        assert Keypair.create_from_uri(f"//{name}//stash").public_key.hex() == stash

@@ -11,9 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from substrateinterface import Keypair
-
-from ..keys import DEV_ACCOUNTS
+from ..keys import DEV_PUBLIC_KEYS
 from .codec import compact_bytes, decode_compact
 from .executive import STALE, Executive, Extrinsic, InvalidTransaction, invalid
 from .hashing import blake2_256
@@ -113,15 +111,14 @@ class Chain:
     def _genesis(self) -> None:
         s = self.storage
         total = 0
-        for name in DEV_ACCOUNTS:
-            for uri in (f"//{name}", f"//{name}//stash"):
-                who = Keypair.create_from_uri(uri).public_key
+        for keys in DEV_PUBLIC_KEYS.values():
+            for who in map(bytes.fromhex, keys):
                 s.set("System", "Account", who, {
                     "nonce": 0, "consumers": 0, "providers": 1, "sufficients": 0,
                     "data": {"free": DEV_ENDOWMENT, "reserved": 0, "frozen": 0, "flags": 1 << 127}})
                 total += DEV_ENDOWMENT
         s.set("Balances", "TotalIssuance", total)
-        s.set("Sudo", "Key", Keypair.create_from_uri("//Alice").public_key)
+        s.set("Sudo", "Key", bytes.fromhex(DEV_PUBLIC_KEYS["Alice"][0]))
         s.set("System", "BlockHash", 0, GENESIS_BLOCK_HASH_PLACEHOLDER)
         s.set("System", "ParentHash", GENESIS_BLOCK_HASH_PLACEHOLDER)
         s.set("System", "LastRuntimeUpgrade", {"spec_version": 100, "spec_name": "node-template"})
