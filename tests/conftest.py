@@ -10,22 +10,21 @@ from real_runtime import Chopsticks
 from substrateinterface import Keypair, SubstrateInterface
 
 # Seconds each long test file took in one `make test` run (``pytest --durations=0``, the call, setup and
-# teardown of its tests summed; 2026-12-02, 3 workers on 2 loaded cores, 567 tests, 2,227 s in all). The
-# files run longest first, so the longest start at once instead of being dealt last: pytest-xdist deals
-# whole files (``--dist loadfile``) in the order it is given (``--no-loadscope-reorder``; its own order is
-# by number of tests, which dealt the five-test, 216 s federated file after the quick hundred-test ones).
-# Measured in that run: the workers' busy time summed to 2,227 s, 742 s each if evenly shared, and the run
-# took 860 s — 118 s of tail, one worker finishing long files while the others idled. A file not listed
-# runs after these, in collection order; a stale figure only makes the order a little less good.
+# teardown of its tests summed; 2026-12-02 08:23, 3 workers on 2 quiet cores, 583 tests, 820 s in all, 295 s
+# wall). The files run longest first, so the longest start at once instead of being dealt last: pytest-xdist
+# deals whole files (``--dist loadfile``) in the order it is given (``--no-loadscope-reorder``; its own order is
+# by number of tests, which dealt the five-test federated file after the quick hundred-test ones, and a run
+# of 860 s ended with 118 s of tail, one worker finishing long files while the others idled). A file not
+# listed runs after these, in collection order; a stale figure only makes the order a little less good.
 FILE_SECONDS = {
-    "test_federated_agents.py": 216, "test_differential.py": 116, "test_real_runtime.py": 115,
-    "test_review_page.py": 111, "test_detection_market.py": 106, "test_agents_recovery.py": 104,
-    "test_new_user_agents.py": 102, "test_docs_tutorial.py": 98, "test_chain_client.py": 83,
-    "test_agents_inprocess.py": 70, "test_hostile_market.py": 65, "test_agents.py": 64,
-    "test_agents_market_rules.py": 61, "test_engine.py": 56, "test_new_user.py": 54,
-    "test_chain_recovery.py": 52, "test_cli_market.py": 51, "test_devnet_slow_clients.py": 49,
-    "test_farm.py": 47, "test_polkadot_js.py": 41, "test_devnet_persistence.py": 40, "test_storage.py": 35,
-    "test_fuzz.py": 34, "test_farm_network.py": 34, "test_detection_task.py": 34,
+    "test_real_runtime.py": 83, "test_federated_agents.py": 63, "test_differential.py": 53,
+    "test_docs_tutorial.py": 50, "test_agents_market_rules.py": 47, "test_review_page.py": 41,
+    "test_agents_recovery.py": 39, "test_new_user_agents.py": 34, "test_farm_network.py": 34,
+    "test_chain_client.py": 29, "test_detection_market.py": 25, "test_agents_inprocess.py": 24,
+    "test_devnet_slow_clients.py": 24, "test_chain_recovery.py": 23, "test_hostile_market.py": 23,
+    "test_farm.py": 20, "test_agents.py": 20, "test_engine.py": 16, "test_detection_task.py": 15,
+    "test_chain_schema.py": 13, "test_devnet_persistence.py": 10, "test_cli_market.py": 9,
+    "test_sandbox_hostile.py": 9, "test_new_user.py": 9, "test_chain_inprocess.py": 8,
 }
 
 
