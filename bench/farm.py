@@ -2,7 +2,8 @@
 
 Reports total time (first TaskCreated → last payment), tasks/s, p50/p95 latency TaskCreated → result
 submitted and result submitted → paid (wall clock at the observer), the agents' RSS once idle, and
-the sandbox's overhead against a bare subprocess running the same script. For the task phase: the CPU
+the sandbox's overhead against a bare subprocess running the same script (before the agents start, and
+while the farm runs its tasks: ``sandbox_overhead_during_ms``). For the task phase: the CPU
 seconds of the devnet, the creator (its start-up included), the annotators and their sandboxed scripts,
 and how busy the whole machine was (``machine_busy``: 1.0 = every core busy, ours or anyone's) — a
 market that cannot go faster with more workers is either waiting on something or out of CPU.
@@ -35,6 +36,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,12 +55,14 @@ from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def sandbox_overhead(tmp: Path, runs: int = 30) -> tuple[float, float]:
-    folder = tmp / "overhead"
+async def sandbox_overhead(tmp: Path, runs: int = 30, until: threading.Event | None = None) -> tuple[float, float]:
+    """Median ms of the tiny script run bare and sandboxed, ``runs`` pairs (with ``until``: pairs until it is set,
+    at least 5 — the overhead while the farm runs its tasks, as issue 18's goal has it)."""
+    folder = tmp / ("overhead-during" if until else "overhead")
     folder.mkdir()
     (folder / "start_task.sh").write_text(SCRIPT)
     bare, boxed = [], []
-    for _ in range(runs):
+    while (len(bare) < runs) if until is None else (len(bare) < 5 or not until.is_set()):
         t = time.perf_counter()
         proc = await asyncio.create_subprocess_exec("sh", "start_task.sh", cwd=folder)
         await proc.wait()
@@ -85,7 +89,8 @@ def side_by_side(rev: str, counts: list[int], tasks: int) -> int:
                 figures = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
                 rows.append({"code": label, "annotators": count, **figures})
     keys = ["tasks_per_s", "created_to_submitted_p50_ms", "submitted_to_paid_p50_ms", "annotators_rss_mb_total",
-            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "machine_busy", "cpu_s", "paid"]
+            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "sandbox_overhead_during_ms", "machine_busy", "cpu_s",
+            "paid"]
 
     def shown(value) -> str:  # cpu_s: devnet/creator/annotators/sandboxes
         return "/".join(str(v) for v in value.values()) if isinstance(value, dict) else str(value)
@@ -149,7 +154,14 @@ def main() -> int:
                              for i in range(args.tasks)]}, tmp / "creator.yaml", {})
         cpu_before = [cpu_s(p.pid) for p in (node.proc, *workers)]
         machine_before = machine_ticks()
-        seen = asyncio.run(observe(node.url, args.tasks, start_block, started + 600))
+        done, during = threading.Event(), {}
+        meter = threading.Thread(target=lambda: during.update(ms=asyncio.run(sandbox_overhead(tmp, until=done))))
+        meter.start()  # the sandbox's overhead while the farm runs (it adds a little load of its own)
+        try:
+            seen = asyncio.run(observe(node.url, args.tasks, start_block, started + 600))
+        finally:
+            done.set()
+            meter.join()
         machine_after = machine_ticks()
         cpu_after = [cpu_s(p.pid) for p in (node.proc, *workers)]
         total = max(seen["paid"].values(), default=started) - min(seen["created"].values(), default=started)
@@ -177,7 +189,9 @@ def main() -> int:
                "machine_busy": round((machine_after[0] - machine_before[0])
                                      / max(1, machine_after[1] - machine_before[1]), 2),
                "bare_subprocess_ms": round(bare_ms, 1), "sandboxed_ms": round(boxed_ms, 1),
-               "sandbox_overhead_ms": round(boxed_ms - bare_ms, 1), "agent_exit_codes": sorted(set(codes)),
+               "sandbox_overhead_ms": round(boxed_ms - bare_ms, 1),
+               "sandbox_overhead_during_ms": round(during["ms"][1] - during["ms"][0], 1),
+               "sandboxed_during_ms": round(during["ms"][1], 1), "agent_exit_codes": sorted(set(codes)),
                "cpus": os.cpu_count(), "python": platform.python_version()}
     if args.json:
         print(json.dumps(figures))
