@@ -15,7 +15,8 @@ Across hosts, without coordination (:mod:`agents.rendezvous`): rendezvous hashin
 orders every worker for every task. With ``grace_s`` and ``peers`` (the other hosts' workers) the
 engine keeps a :class:`~agents.rendezvous.ClaimLedger` of every known worker's open assignments from
 the chain (``TaskAssigned`` read once for its worker; results, abandonments, verdicts and closings end
-them) and plans each new task to its best-ranked worker that is not full — the same plan on every host,
+them; at start, seeded with the assignments open where the stream begins: :meth:`Engine.seed_ledger`)
+and plans each new task to its best-ranked worker that is not full — the same plan on every host,
 so that worker's host claims at once (without counting the slots a second time). Another host holds a
 fallback claim for ``grace_s`` per worker ranked ahead of its own that could take the task (up to
 :data:`~agents.rendezvous.RANKS_WAITED`), then drops it if the chain shows the slot taken: nothing
@@ -39,6 +40,7 @@ import structlog
 from decentralml_core.chain import ChainClient, Checkpoint
 from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import Task
+from decentralml_core.chain.rpc import RpcError
 
 from .metrics import Metrics
 from .rendezvous import ClaimLedger, claim_key, grace_for
@@ -112,19 +114,64 @@ class Engine:
             worker.checkpoint.advance(event)
 
     async def first_look(self) -> tuple[int, int]:
-        """Where the stream starts: the earliest worker checkpoint. Workers on their first start are
-        dispatched every open task now, then follow from the next block on."""
+        """Where the stream starts: the earliest worker checkpoint (the ledger, if any, seeded there).
+        Workers on their first start are dispatched every open task now, then follow from the next block on."""
         known = [w.since for w in self.workers if w.since is not None]
         fresh = [w for w in self.workers if w.since is None]
-        if fresh:
-            now = await self.client.block_number()
+        now = await self.client.block_number() if fresh else None
+        since = min([*known, *([] if now is None else [(now + 1, -1)])])
+        if self.ledger is not None:
+            await self.seed_ledger(Checkpoint(*since))
+        if now is not None:
             for task_id in await self.market.open_task_ids():
                 await self.dispatch(task_id, now, fresh)
             for worker in fresh:
                 await worker.journal.write_metas({"checkpoint": [now + 1, -1]})
                 worker.resume_from((now + 1, -1))
-            known.append((now + 1, -1))
-        return min(known)
+        return since
+
+    async def seed_ledger(self, since: Checkpoint) -> int:
+        """Begin the ledger from the chain's state where the stream starts: every known worker's assignments
+        open there (:meth:`~decentralml_core.chain.market.Market.open_assignments`). Following events
+        alone, a host started after the others (or afresh, its journal gone) knew none of the assignments
+        begun before it: its plans differed from theirs, and races and refused claims came back until
+        those assignments ended. How many were seeded.
+
+        Read at the block before ``since``, then the events of ``since``'s own block up to its index fed
+        in as the stream would have: exactly what following from the first block holds. A node that no
+        longer has that block's state (a pruning node keeps the last 256 blocks' by default) is read at its
+        head: the events replayed from ``since`` onto it end the same (an assignment seen again is passed
+        over, one ended since is ended again); only plans made while catching up may differ. Data it
+        cannot read: one line, and the ledger starts from the events alone, as before."""
+        assert self.ledger is not None
+        block = since.block_number - 1
+        at_head: str | None = None  # why the state was read at the head instead
+        if block < 0:
+            return 0  # from the first block on: the stream brings every assignment
+        try:
+            at = await self.client.block_hash(block)
+            try:
+                if at is None:
+                    raise LookupError(f"the node has no block {block}")
+                found = await self.market.open_assignments(self.ledger.capacity, at)
+            except (RpcError, LookupError) as exc:  # the block's state discarded (a pruning node), or no such block
+                at, at_head = None, f"{type(exc).__name__}: {exc}"[:300]
+                found = await self.market.open_assignments(self.ledger.capacity)
+            self.ledger.seed((s.task_id, s.submission_id, s.worker) for s in found)
+            if at is not None and since.index >= 0:  # the part of since's block handled before the restart
+                for event in await self.client.events_at(since.block_number):
+                    if event.index <= since.index and self.reads(event):
+                        await self.track(event)
+            seeded = len(self.ledger.holder)
+        except TRANSIENT:
+            raise  # the node away: first_look is tried again, and seeding again starts over
+        except Exception as exc:
+            log.warning("rendezvous_unreadable", market_event="seed", block=block,
+                        error=f"{type(exc).__name__}: {exc}"[:300])
+            return 0
+        log.info("rendezvous_seeded", block=block, assignments=seeded, workers=len(self.ledger.capacity),
+                 **({} if at_head is None else {"read_at": "head", "reason": at_head}))
+        return seeded
 
     def reads(self, event) -> bool:
         """The events :meth:`handle` acts on (the others are only checkpointed): with a ledger (a grace

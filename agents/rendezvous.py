@@ -9,7 +9,8 @@ refused claims cost +17–20 % on created→claimed p50, whatever the grace).
 So every host keeps a :class:`ClaimLedger` of every known worker (its own and ``peers``) built from
 events every host sees in the same order: ``TaskAssigned`` adds an open assignment, its end
 (``TaskResultSubmitted``, ``AssignmentAbandoned``, a verdict, ``TaskClosed``) removes it — the same
-steps that end a worker's own ``load``. A task just created is *planned*, greedily, to its
+steps that end a worker's own ``load``; a host starting later begins it from the chain's state where it
+starts following (:meth:`ClaimLedger.seed`). A task just created is *planned*, greedily, to its
 best-ranked workers that are not full (open assignments plus planned claims not yet on chain, against
 each worker's ``max_concurrent``), so every host computes the same plan for a burst of several
 ``TaskCreated`` in one block and the planned worker's host claims at once. Every other host waits a
@@ -56,8 +57,10 @@ def grace_for(task_id: int, address: str, peers: Iterable[str], grace_s: float, 
 
 class ClaimLedger:
     """Every known worker's open assignments as the chain shows them, plus the claims planned for tasks
-    just created. Fed in event order, it holds the same on every host that follows the same blocks (a
-    host started later knows fewer of the older assignments; it catches up as they end)."""
+    just created. Fed in event order, it holds the same on every host that follows the same blocks; a
+    host that starts later is :meth:`seed`-ed with the assignments open where it starts following, so
+    it holds the same too (only the plans of the last :data:`PLAN_BLOCKS` blocks are not seeded: made
+    before it started, they land or are forgotten within those blocks)."""
 
     def __init__(self, capacity: Mapping[str, int]) -> None:
         self.capacity = {address: max(1, int(n)) for address, n in capacity.items()}
@@ -74,14 +77,22 @@ class ClaimLedger:
         if plans:
             at = next((i for i, (w, _) in enumerate(plans) if w == worker), len(plans) - 1)
             self._unplan(task_id, at)  # the slot went to ``worker``: the worst-ranked plan of it will not land
-        mine = self.open.get(worker)
-        if mine is None:
-            return  # a worker nobody listed: not in anyone's ranking
-        mine[submission_id] = task_id
-        self.holder[submission_id] = worker
-        if len(mine) > OPEN_KEPT:
-            oldest = next(iter(mine))
-            del mine[oldest], self.holder[oldest]
+        self._hold(task_id, submission_id, worker)
+
+    def seed(self, open_assignments: Iterable[tuple[int, int, str]]) -> int:
+        """The (task, submission, worker) assignments open at the block this host resumes from, read from
+        the chain's state: what following every block since the first would have added and not removed.
+        Given before the first event, so a host started (or started afresh) after others plans as they do
+        at once, not only once the assignments it never saw begin have ended. They replace the open
+        assignments held (a start tried again seeds again); workers nobody listed are passed over. How
+        many are held."""
+        for mine in self.open.values():
+            mine.clear()
+        self.holder.clear()
+        for task_id, submission_id, worker in sorted(open_assignments, key=lambda a: a[1]):  # oldest first
+            if submission_id not in self.holder:
+                self._hold(task_id, submission_id, worker)
+        return len(self.holder)
 
     def released(self, submission_id: int) -> None:
         """The assignment ended: its result sent, abandoned, or decided."""
@@ -139,6 +150,16 @@ class ClaimLedger:
         if chosen:
             self.plans[task_id] = [(w, block) for w in chosen]
         return chosen
+
+    def _hold(self, task_id: int, submission_id: int, worker: str) -> None:
+        mine = self.open.get(worker)
+        if mine is None:
+            return  # a worker nobody listed: not in anyone's ranking
+        mine[submission_id] = task_id
+        self.holder[submission_id] = worker
+        if len(mine) > OPEN_KEPT:
+            oldest = next(iter(mine))
+            del mine[oldest], self.holder[oldest]
 
     def _unplan(self, task_id: int, at: int) -> None:
         plans = self.plans[task_id]

@@ -23,11 +23,21 @@ from agents.config import validate_config
 from agents.engine import Engine
 from agents.journal import Journal
 from agents.metrics import Metrics
-from agents.rendezvous import RANKS_WAITED, grace_for, rendezvous_score
+from agents.rendezvous import RANKS_WAITED, ClaimLedger, grace_for, rendezvous_score
 from agents.runtime import run_engine
 from agents.worker import WorkerAgent
-from decentralml_core.chain import ChainClient
-from decentralml_core.chain.model import SubmissionStatus
+from decentralml_core.chain import ChainClient, Checkpoint
+from decentralml_core.chain.market import Market
+from decentralml_core.chain.model import (
+    AnnotationType,
+    ResultSpec,
+    StorageType,
+    SubmissionStatus,
+    TaskSpec,
+    TaskTerms,
+    TaskType,
+    ValidationStrategy,
+)
 from decentralml_core.chain.runtime import Event
 from decentralml_core.devnet.inprocess import InProcessDevnet
 from decentralml_core.sandbox import bubblewrap_works
@@ -225,3 +235,117 @@ async def test_odd_market_events_are_passed_over_with_one_line_each(tmp_path):
     assert {e["block"] for e in unreadable} == {7} and all(e["error"] for e in unreadable)
     assert engine.ledger.holder == {} and engine.ledger.plans == {} and engine.ledger.capacity == {
         peer: 2, worker.address: config.policy.max_concurrent}
+
+
+def seed_spec(expiration_block: int, max_assignments: int = 1) -> TaskSpec:
+    return TaskSpec(task_type=TaskType.DATA_ANNOTATORS, question="seed", pays_amount=10**12,
+                    expiration_block=expiration_block, max_assignments=max_assignments,
+                    validation_strategy=ValidationStrategy.MANUAL_ACCEPT, annotation_type=AnnotationType.IMAGE,
+                    annotation_files=["file_1.jpg"], annotation_files_storage_type=StorageType.IPFS)
+
+
+async def test_a_host_started_after_assignments_exist_plans_as_one_that_saw_them(tmp_path):
+    """Another host's workers hold, send, abandon and lose (closed task) assignments before this host
+    starts. Started then, its ledger is seeded from the chain's state: it holds and plans exactly as an
+    engine that followed every block — also when resuming from a checkpoint inside a block, and when
+    the state is read at the head and the events replayed onto it. Unseeded (as before), it planned
+    other workers."""
+    alice, ferdie = Keypair.create_from_uri("//Alice"), Keypair.create_from_uri("//Ferdie")
+    p0, p1, p2 = peers = [Keypair.create_from_uri(f"//Dave//seed/{i}") for i in range(3)]
+    capacity = {p.ss58_address: 2 for p in peers}
+    async with InProcessDevnet() as devnet:
+        client = await devnet.client()
+        journals: list[Journal] = []
+        try:
+            market = Market(client)
+
+            async def advance(blocks: int) -> None:
+                for i in range(blocks):
+                    await client.submit(ferdie, "System", "remark", {"remark": f"0x{i:02x}"})
+
+            async def assign(worker: Keypair, task_id: int) -> int:
+                return (await market.assign_task(worker, task_id))[0]
+
+            def engine(name: str) -> Engine:
+                config = validate_config({"role": "annotator", "node": devnet.url, "key": {"dev": "Dave", "derive": "//seed/own"},
+                                          "state_dir": str(tmp_path / name), "policy": {"max_concurrent": 2}})
+                journals.append(Journal(tmp_path / f"{name}.sqlite"))
+                worker = WorkerAgent(config, client, journals[-1], Metrics("annotator", "annotator"))
+                return Engine(client, [worker], Metrics("engine", "engine"), grace_s=1.0, peers=capacity)
+
+            async def replay(into: Engine, since: Checkpoint, head: int) -> None:
+                for n in range(since.block_number, head + 1):
+                    for event in await client.events_at(n):
+                        if (n, event.index) > (since.block_number, since.index) and into.reads(event):
+                            await into.track(event)
+
+            await asyncio.gather(*[client.submit(Keypair.create_from_uri("//Dave"), "Balances", "transfer_keep_alive",
+                                                 {"dest": p.ss58_address, "value": 10**15}) for p in peers])
+            end = await client.block_number() + 1000
+            t0 = (await market.create_task(alice, seed_spec(end, max_assignments=2)))[0]
+            t1, t2, t5 = [(await market.create_task(alice, seed_spec(end)))[0] for _ in range(3)]
+            t3 = (await market.create_task(alice, seed_spec(end), TaskTerms(submit_within=1)))[0]
+            for worker, task_id in [(p0, t0), (p1, t0), (p0, t1)]:  # open
+                await assign(worker, task_id)
+            sent = await assign(p1, t2)
+            await market.send_task_result(p1, ResultSpec(sent, result="ok"))
+            await market.accept_task_result(alice, sent)  # sent, then decided
+            await assign(p2, t3)
+            await advance(2)  # abandoned past submit_within: the slot goes to another worker
+            t4 = (await market.create_task(alice, seed_spec(await client.block_number() + 3)))[0]
+            closing = await assign(p2, t4)
+            await advance(3)
+            await market.close_task(alice, t4)  # expired and closed: its assignment (still Assigned) ends
+            for worker, task_id in [(p1, t3), (p2, t5)]:  # open
+                await assign(worker, task_id)
+            assert await market.open_task_ids() == []  # nothing for a fresh worker to claim
+            head = await client.block_number()
+
+            genesis = engine("genesis")  # followed every block
+            await replay(genesis, Checkpoint(0), head)
+            held = {p0.ss58_address: {t0, t1}, p1.ss58_address: {t0, t3}, p2.ss58_address: {t5}}
+            assert {w: set(mine.values()) for w, mine in genesis.ledger.open.items() if mine} == held
+
+            late = engine("late")  # this host's first start, after all that
+            with capture_logs() as logs:
+                assert await late.first_look() == (head + 1, -1)
+            assert late.ledger.open == genesis.ledger.open and late.ledger.full() == {p0.ss58_address, p1.ss58_address}
+            assert [(e["event"], e["block"], e["assignments"]) for e in logs] == [("rendezvous_seeded", head, 5)]
+
+            # resumed inside a block: its state before the block, then the block's events up to the checkpoint
+            (closing_event,) = [e for e in await client.events_at(
+                (await market.submission(closing)).created_block) if e.name == "TaskAssigned"]
+            resumed = engine("resumed")
+            checkpoint = Checkpoint.after(closing_event)
+            assert await resumed.seed_ledger(checkpoint) == 4 and closing in resumed.ledger.holder
+            await replay(resumed, checkpoint, head)  # ... then what the stream brings: t4 closed, t3 and t5 taken
+            assert resumed.ledger.open == genesis.ledger.open
+
+            # read at the head (a node that pruned the block's state), the events replayed onto it
+            at_head = engine("at_head")
+            with capture_logs() as logs:
+                assert await at_head.seed_ledger(Checkpoint(head + 10)) == 5  # a block the node does not have
+            assert logs[0]["read_at"] == "head" and "LookupError" in logs[0]["reason"]
+            await replay(at_head, Checkpoint(0), head)
+            assert at_head.ledger.open == genesis.ledger.open
+
+            unseeded, differed = ClaimLedger(late.ledger.capacity), 0
+            for task_id in range(1000, 1020):  # a burst of new tasks: the same plan on both hosts
+                planned = genesis.ledger.plan(task_id, 1, head)
+                assert late.ledger.plan(task_id, 1, head) == planned
+                differed += unseeded.plan(task_id, 1, head) != planned
+            assert differed  # unseeded, it planned workers that are full
+
+            # odd data where the open assignments are read (a node serving garbage): one line, and the engine
+            # starts with the ledger unseeded, as before
+            key = await client.runtime.storage_key("DecentralMLModule", "TaskResultSubmissions", [10**6])
+            devnet.chain.state.put(bytes.fromhex(key.removeprefix("0x")), b"\x07")
+            odd = engine("odd")
+            with capture_logs() as logs:
+                assert await odd.first_look() == (head + 1, -1)
+            assert [(e["event"], e["market_event"]) for e in logs] == [("rendezvous_unreadable", "seed")]
+            assert odd.ledger.holder == {}
+        finally:
+            for journal in journals:
+                journal.close()
+            await client.close()

@@ -1,8 +1,11 @@
 """The rendezvous ledger and grace, as pure logic: every host computes the same plan from the same events,
-full workers are not waited for, and odd event sequences (replays, unknown workers, closings, claims
-that never land) leave it consistent and bounded."""
+full workers are not waited for, odd event sequences (replays, unknown workers, closings, claims that
+never land) leave it consistent and bounded, and a host started late, seeded from the chain's state,
+plans as one that followed from the first block."""
 
 from __future__ import annotations
+
+import random
 
 from substrateinterface import Keypair
 
@@ -98,3 +101,84 @@ def test_claims_that_never_land_are_forgotten_and_the_ledger_stays_bounded():
     assert ledger.load(a) == OPEN_KEPT and len(ledger.holder) == OPEN_KEPT and 0 not in ledger.holder
     # a plan asking for more slots than there are workers plans each worker once
     assert sorted(ledger.plan(9, 10**9, 200)) == sorted([a, b])
+
+
+class SimulatedMarket:
+    """A chain's market as a host reads its state (submission statuses, closed tasks), and the events it
+    sends; the planned workers claim each new task (as the planning host of each does)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng, self.next_task, self.next_sid = rng, 0, 0
+        self.status: dict[int, tuple[int, str, str]] = {}  # submission -> (task, worker, status)
+        self.closed: set[int] = set()
+
+    def open_assignments(self) -> list[tuple[int, int, str]]:
+        """As ``Market.open_assignments`` reads them: assigned, on a task not closed."""
+        return [(t, sid, w) for sid, (t, w, status) in self.status.items() if status == "Assigned" and t not in self.closed]
+
+    def step(self, block: int, planner: ClaimLedger) -> list[tuple]:
+        """One market call's events: a task created and its slots claimed as ``planner`` plans them, a
+        result sent or an assignment abandoned (both end it), or a task closed."""
+        live = [sid for sid, (t, _, status) in self.status.items() if status == "Assigned" and t not in self.closed]
+        # more assignments end the more are open: ~8 open around 8 workers of 2, some of them full
+        action = "create" if self.rng.random() >= len(live) / 12 else self.rng.choice(["send", "send", "abandon", "close"])
+        if action == "create":
+            task_id, slots = self.next_task, self.rng.randint(1, 3)
+            self.next_task += 1
+            events: list[tuple] = [("created", task_id, slots, planner.plan(task_id, slots, block))]
+            for worker in events[0][3]:
+                self.status[self.next_sid] = (task_id, worker, "Assigned")
+                events.append(("assigned", task_id, self.next_sid, worker))
+                self.next_sid += 1
+            return events
+        sid = self.rng.choice(live)
+        task_id, worker, _ = self.status[sid]
+        if action == "close":
+            self.closed.add(task_id)
+            return [("closed", task_id)]
+        self.status[sid] = (task_id, worker, "PendingValidation" if action == "send" else "Abandoned")
+        return [("released", sid)]
+
+
+def follow(ledger: ClaimLedger, events: list[tuple], block: int) -> list[str] | None:
+    """Feed a step's events to ``ledger`` as the engine does; the plan it made for a task created."""
+    planned = None
+    for kind, *args in events:
+        if kind == "created":
+            planned = ledger.plan(args[0], args[1], block)
+        elif kind == "assigned":
+            ledger.assigned(*args)
+        elif kind == "released":
+            ledger.released(args[0])
+        else:
+            ledger.closed(args[0])
+    return planned
+
+
+def test_a_ledger_seeded_from_the_chains_state_plans_like_one_that_followed_from_the_first_block():
+    """A host started late, seeded with the assignments open where it starts following, holds and plans
+    exactly as one that followed every block; unseeded (as before), it planned tasks to other workers."""
+    rng = random.Random(18)
+    capacity = dict.fromkeys(ADDRESSES, 2)
+    market, genesis = SimulatedMarket(rng), ClaimLedger(capacity)
+    for block in range(300):
+        follow(genesis, market.step(block, genesis), block)  # the events it planned itself: handled again
+    assert genesis.plans == {}  # every planned claim landed
+    late, unseeded = ClaimLedger(capacity), ClaimLedger(capacity)
+    assert late.seed(market.open_assignments()) == len(genesis.holder) > 3
+    assert late.open == genesis.open and late.holder == genesis.holder
+    assert late.seed(reversed(market.open_assignments())) == len(genesis.holder)  # a start tried again
+    assert late.open == genesis.open and list(late.holder) == list(genesis.holder)  # oldest first, as followed
+    plans, differed = 0, 0
+    for block in range(300, 600):
+        events = market.step(block, genesis)
+        follow(genesis, events, block)
+        if events[0][0] == "created":
+            plans += 1
+            assert follow(late, events, block) == events[0][3]
+            differed += follow(unseeded, events, block) != events[0][3]
+        else:
+            follow(late, events, block)
+            follow(unseeded, events, block)
+        assert late.open == genesis.open and late.full() == genesis.full()
+    assert plans > 100 and differed > 0

@@ -339,11 +339,13 @@ class ChainClient:
         raw = await self.request("state_getStorage", [key] + ([block_hash] if block_hash else []))
         return await self.runtime.decode_storage(pallet, item, raw)
 
-    async def storage_map(self, pallet: str, item: str, page: int = 1000) -> list[tuple[Any, Any]]:
-        """Every (key, value) of a map, as of one block (pages of keys, then their values, all at the
-        head's hash read first), through this client's connection and its reconnects."""
+    async def storage_map(self, pallet: str, item: str, page: int = 1000,
+                          block_hash: str | None = None) -> list[tuple[Any, Any]]:
+        """Every (key, value) of a map, as of one block (pages of keys, then their values, all at
+        ``block_hash``, else at the head's hash read first), through this client's connection and its
+        reconnects."""
         prefix = await self.runtime.storage_key(pallet, item)
-        at = await self.request("chain_getBlockHash", [])
+        at = block_hash or await self.request("chain_getBlockHash", [])
         keys: list[str] = []
         while True:
             found = await self.request("state_getKeysPaged", [prefix, page, keys[-1] if keys else prefix, at])
