@@ -119,7 +119,7 @@ class Campaign:
             initial = s.model / "global.npz"
             weights = model.load(initial)
             self.build_round(1, initial)
-            entry = self.journal.set("campaign", s.name, "running", round=1,
+            entry = await self.journal.write("campaign", s.name, "running", round=1,
                                      history=[{"round": 0, "test_acc": self.metric(weights)}])
             self.plot(entry.data["history"])
             log.info("campaign_started", campaign=s.name, rounds=s.rounds, contributors=s.max_assignments,
@@ -140,7 +140,7 @@ class Campaign:
             accepted = await self.closed_round(task_id, number)
             if accepted is None:
                 return False
-            current = self.journal.set("round", name, "aggregating", task_id=task_id, accepted=accepted)
+            current = await self.journal.write("round", name, "aggregating", task_id=task_id, accepted=accepted)
         if current.step == "aggregating":
             current = await self.aggregate(number, current.data)
         await self.advance(entry.data, number, current.data)
@@ -160,14 +160,14 @@ class Campaign:
             if await self.creator.client.block_number() <= task.expiration_block:
                 return None
             if len(accepted) < s.min_updates:
-                self.journal.set("campaign", s.name, "stalled", reason=f"round {number} expired with "
+                await self.journal.write("campaign", s.name, "stalled", reason=f"round {number} expired with "
                                  f"{len(accepted)} accepted updates, fewer than min_updates {s.min_updates}")
                 log.error("campaign_stalled", campaign=s.name, round=number, accepted=len(accepted),
                           min_updates=s.min_updates, action="lower min_updates or raise expires_in, "
                                                             "then journal the campaign running again")
                 return None
         elif len(accepted) < s.min_updates:
-            self.journal.set("campaign", s.name, "stalled", reason=f"round {number}: {len(accepted)} of "
+            await self.journal.write("campaign", s.name, "stalled", reason=f"round {number}: {len(accepted)} of "
                              f"{len(sent)} updates accepted, fewer than min_updates {s.min_updates}")
             log.error("campaign_stalled", campaign=s.name, round=number, accepted=len(accepted),
                       min_updates=s.min_updates, action="read the rejection reasons (`decentralml campaign status`)")
@@ -189,7 +189,7 @@ class Campaign:
         model.save(target, merged)
         accuracy = self.metric(merged)
         name = round_name(s.name, number)
-        entry = self.journal.set("round", name, "aggregated", model=str(target), test_acc=accuracy,
+        entry = await self.journal.write("round", name, "aggregated", model=str(target), test_acc=accuracy,
                                  examples=sum(n for _, n in updates))
         self.creator.metrics.inc("campaign_rounds")
         log.info("campaign_aggregated", campaign=s.name, round=number, rule=rule.rule, updates=len(updates),
@@ -221,12 +221,12 @@ class Campaign:
         await asyncio.to_thread(self.plot, history)
         reached = s.target_accuracy is not None and aggregated["test_acc"] >= s.target_accuracy
         if number >= s.rounds or reached:
-            self.journal.set("campaign", s.name, "done", history=history, model=aggregated["model"])
+            await self.journal.write("campaign", s.name, "done", history=history, model=aggregated["model"])
             log.info("campaign_done", campaign=s.name, rounds=number, test_acc=aggregated["test_acc"],
                      reason="target accuracy reached" if reached else "all rounds done")
             return
         self.build_round(number + 1, Path(aggregated["model"]))
-        self.journal.set("campaign", s.name, "running", round=number + 1, history=history)
+        await self.journal.write("campaign", s.name, "running", round=number + 1, history=history)
 
     def metric(self, weights) -> float:
         return round(model.accuracy(weights, *digits.load_xy(self.test_set)), 4)

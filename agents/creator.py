@@ -200,9 +200,9 @@ class CreatorAgent:
         if entry is not None:  # "publishing": the create may have reached the chain before a crash
             found = await self._created_before(token, annotation_json)
             if found is not None:
-                return self._published(declared, found)
+                return await self._published(declared, found)
         token = token or (secrets.token_hex(16) if rules else None)
-        self.journal.set("published", declared.name, "publishing", assets=assets.ref, client_token=token)
+        await self.journal.write("published", declared.name, "publishing", assets=assets.ref, client_token=token)
         spec = TaskSpec.for_type(
             declared.task_type, assets.ref, declared.storage_type, "",
             annotation=dict(annotation_type=declared.annotation_type,
@@ -228,11 +228,11 @@ class CreatorAgent:
                     log.warning("task_publish_retry", name=declared.name, error=exc.error, attempt=attempt,
                                 expires_in=declared.expires_in)
                     continue
-                self.journal.set("published", declared.name, "refused", reason=str(exc), client_token=token)
+                await self.journal.write("published", declared.name, "refused", reason=str(exc), client_token=token)
                 log.error("task_publish_refused", name=declared.name, error=exc.error, reason=str(exc),
                           action="fix the task in the YAML and restart the creator (its other tasks go on)")
                 return None
-        return self._published(declared, task_id)
+        return await self._published(declared, task_id)
 
     async def _created_before(self, token: str | None, annotation_json: str) -> int | None:
         """The task an interrupted publish created, if it reached the chain: by its client token where the
@@ -244,8 +244,8 @@ class CreatorAgent:
                 return task.task_id
         return None
 
-    def _published(self, declared: PublishedTask, task_id: int) -> int:
-        self.journal.set("published", declared.name, "published", task_id=task_id)
+    async def _published(self, declared: PublishedTask, task_id: int) -> int:
+        await self.journal.write("published", declared.name, "published", task_id=task_id)
         self.metrics.inc("tasks_published")
         log.info("task_published", name=declared.name, task_id=task_id)
         return task_id
@@ -296,7 +296,7 @@ class CreatorAgent:
         else:
             refunded = receipt.find("DecentralMLModule", "TaskClosed")[0]["refunded"]
             self.metrics.inc("escrow_reclaimed", refunded)
-        self.journal.set("published", name, "closed", refunded=refunded)
+        await self.journal.write("published", name, "closed", refunded=refunded)
         log.info("task_closed", task_id=task.task_id, refunded=refunded)
 
     # -- validation, paid at most once ---------------------------------------------------------------
@@ -310,18 +310,18 @@ class CreatorAgent:
             return
         if submission.status in (SubmissionStatus.ACCEPTED, SubmissionStatus.REJECTED):  # decided before a crash
             step = "paid" if submission.status == SubmissionStatus.ACCEPTED else "rejected"
-            self.journal.set("submission", sid, step, task_id=task.task_id, amount=submission.paid_amount)
+            await self.journal.write("submission", sid, step, task_id=task.task_id, amount=submission.paid_amount)
             return
         if submission.status != SubmissionStatus.PENDING_VALIDATION:
             return
         if entry is None:
-            entry = self.journal.set("submission", sid, "seen", task_id=task.task_id, worker=submission.worker,
+            entry = await self.journal.write("submission", sid, "seen", task_id=task.task_id, worker=submission.worker,
                                      seen_at=time.time())
             self.metrics.inc("results_seen")
         strategy = task.validation_strategy
         if entry.step == "paying" and not self.market.capabilities.verdict_calls and sid not in self._paying_now:
             # an upstream node keeps no verdict: a payment may have left before the crash. Never pay twice.
-            self.journal.set("submission", sid, "check_payment")
+            await self.journal.write("submission", sid, "check_payment")
             log.error("payment_unknown_after_restart", submission_id=sid, worker=submission.worker,
                       action="check the worker's transfers and decide with `decentralml review`")
             return
@@ -345,7 +345,7 @@ class CreatorAgent:
             waited = time.time() - entry.data.get("seen_at", entry.updated)
             if validator.wait_s is None or waited < validator.wait_s:
                 if entry.step != "undecided" or entry.data.get("verdict") != verdict.record():
-                    self.journal.set("submission", sid, "undecided", verdict=verdict.record())
+                    await self.journal.write("submission", sid, "undecided", verdict=verdict.record())
                     log.info("result_undecided", submission_id=sid, task_id=task.task_id, reason=verdict.reason)
                 return
             log.info("result_undecided_in_time", submission_id=sid, waited_s=round(waited), then=validator.on_timeout)
@@ -354,14 +354,14 @@ class CreatorAgent:
                 return
             verdict = Verdict(validator.on_timeout == "accept", f"{verdict.reason}; undecided after "
                               f"{validator.wait_s:g} s", verdict.scores)
-        self.journal.set("submission", sid, entry.step, verdict=verdict.record())
+        await self.journal.write("submission", sid, entry.step, verdict=verdict.record())
         if verdict.accept:
             await self.accept(task, submission)
         else:
             await self.reject(task, submission, verdict.for_chain() or "rejected by the validator")
 
     async def to_review(self, task: Task, submission: Submission, verdict: Verdict | None) -> None:
-        self.journal.set("submission", submission.submission_id, "review", review_since=time.time(),
+        await self.journal.write("submission", submission.submission_id, "review", review_since=time.time(),
                          verdict=verdict.record() if verdict else None)
         log.info("result_waiting_for_review", submission_id=submission.submission_id, task_id=task.task_id,
                  advice=verdict.reason if verdict else None, review_deadline_block=submission.review_deadline_block)
@@ -473,12 +473,12 @@ class CreatorAgent:
         """After AlreadyDecided: journal what the chain holds (a person or another process decided)."""
         current = await self.market.submission(sid)
         step = "paid" if current.status == SubmissionStatus.ACCEPTED else "rejected"
-        self.journal.set("submission", sid, step, amount=current.paid_amount)
+        await self.journal.write("submission", sid, step, amount=current.paid_amount)
         log.info("result_decided_elsewhere", submission_id=sid, task_id=task.task_id, step=step)
 
     async def accept(self, task: Task, submission: Submission) -> None:
         sid = submission.submission_id
-        self.journal.set("submission", sid, "paying")
+        await self.journal.write("submission", sid, "paying")
         self._paying_now.add(sid)
         try:
             await self.market.accept_task_result(self.keypair, sid)
@@ -489,7 +489,7 @@ class CreatorAgent:
             return
         finally:
             self._paying_now.discard(sid)
-        self.journal.set("submission", sid, "paid", amount=task.pays_amount)
+        await self.journal.write("submission", sid, "paid", amount=task.pays_amount)
         self.metrics.inc("results_accepted")
         self.metrics.inc("amount_paid", task.pays_amount)
         log.info("result_accepted", submission_id=sid, task_id=task.task_id, worker=submission.worker,
@@ -498,12 +498,12 @@ class CreatorAgent:
 
     async def reject(self, task: Task, submission: Submission, reason: str) -> None:
         sid = submission.submission_id
-        self.journal.set("submission", sid, "rejecting", reason=reason)
+        await self.journal.write("submission", sid, "rejecting", reason=reason)
         try:
             receipt = await self.market.reject_task_result(self.keypair, sid, reason[:1024])
         except DispatchFailed as exc:
             if exc.error == "ReviewWindowClosed":  # decided too late: the worker may now claim the pay
-                self.journal.set("submission", sid, "window_closed", reason=reason)
+                await self.journal.write("submission", sid, "window_closed", reason=reason)
                 self.metrics.inc("review_windows_missed")
                 log.warning("review_window_closed", submission_id=sid, task_id=task.task_id,
                             review_deadline_block=submission.review_deadline_block, reason=reason)
@@ -512,7 +512,7 @@ class CreatorAgent:
                 raise
             await self._decided_elsewhere(sid, task)
             return
-        self.journal.set("submission", sid, "rejected")
+        await self.journal.write("submission", sid, "rejected")
         self.metrics.inc("results_rejected")
         for refund in receipt.find("DecentralMLModule", "EscrowRefunded"):  # rejected after the task closed
             self.metrics.inc("escrow_reclaimed", refund["refunded"])
