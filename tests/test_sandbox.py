@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -182,3 +183,41 @@ def test_sandbox_run_command_reports_json(tmp_path):
     out = subprocess.run([CLI, "sandbox", "run", str(needs_numpy), "--share-python", "--json"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and json.loads(out.stdout)["stderr_tail"] == "numpy", out.stdout
+
+
+def test_bubblewrap_itself_is_not_counted_as_a_process_the_script_left(tmp_path):
+    """The process bubblewrap forks into the run's pid namespace can still be exiting in the run's cgroup
+    when the outer one has returned: a clean script was then reported with ``leftover_processes: 1``. It is
+    killed with the group all the same; the count is of the script's processes."""
+    from decentralml_core.sandbox.runner import bwrap_argv, is_bubblewrap
+
+    (tmp_path / "start_task.sh").write_text("sleep 30\n")
+    box = subprocess.Popen(bwrap_argv(tmp_path, "start_task.sh", SandboxLimits()))
+    try:
+        assert is_bubblewrap(box.pid)
+        assert not is_bubblewrap(os.getpid())
+        sleeper = subprocess.Popen(["sleep", "30"])
+        try:
+            assert not is_bubblewrap(sleeper.pid)
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+    finally:
+        box.kill()
+        box.wait()
+    assert not is_bubblewrap(box.pid)  # gone: read as not bubblewrap (and so counted, as any process)
+
+
+def test_a_groups_machinery_is_killed_but_not_counted(tmp_path):
+    cgroup = RunCgroup(max_procs=64, memory_mb=256)
+    if not cgroup.dirs:
+        pytest.skip("no cgroup v1/v2 hierarchy we may write here")
+    procs = [subprocess.Popen(["sh", "-c", f"echo $$ > {path / 'cgroup.procs'}; exec sleep 30"])
+             for path in cgroup.dirs[:1] for _ in range(2)]
+    deadline = time.monotonic() + 10
+    while len(cgroup.pids()) < 2:
+        assert time.monotonic() < deadline, "the processes never joined the group"
+        time.sleep(0.01)
+    machinery = procs[0].pid
+    assert cgroup.kill_all_and_remove(machinery=lambda pid: pid == machinery) == 1
+    assert [p.wait(timeout=10) for p in procs] == [-9, -9]  # both killed

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..processes import pid_alive
@@ -115,14 +116,15 @@ class RunCgroup:
                 return int(fields.get(key, 0))
         return 0
 
-    def kill_all_and_remove(self, wait_s: float = 5.0) -> int:
+    def kill_all_and_remove(self, wait_s: float = 5.0, machinery: Callable[[int], bool] = lambda pid: False) -> int:
         """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
-        and removed, so that nothing of the run is alive when this returns; how many were left running."""
+        and removed, so that nothing of the run is alive when this returns; how many were left running,
+        not counting those ``machinery`` names the sandbox's own (still exiting after the script's end)."""
         left: set[int] = set()
         deadline = time.monotonic() + wait_s
         while self.dirs and time.monotonic() < deadline:
             running = self.pids()
-            left |= running
+            left |= {pid for pid in running - left if not machinery(pid)}
             for pid in running:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -77,6 +77,23 @@ def bubblewrap_works() -> bool:
     return probe.returncode == 0
 
 
+def is_bubblewrap(pid: int) -> bool:
+    """Whether ``pid`` is bubblewrap itself, not the script: the process bubblewrap forks into the new pid
+    namespace can still be exiting in the run's cgroup when the outer one has returned (2 runs of 60, a
+    clean script on 2 busy cores, were reported with ``leftover_processes: 1``, that process, in state R).
+    It is killed with the group all the same; only the count passes it over. A script that names itself
+    ``bwrap`` only hides from this count, never from the kill."""
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip() == "bwrap"
+    except OSError:
+        return False  # gone already, or unreadable: counted, as any process of the run
+
+
+def _never(pid: int) -> bool:
+    return False
+
+
 def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits, data_dir: Path | None = None) -> list[str]:
     path = "/usr/local/bin:/usr/bin:/bin"
     shared: list[str] = []
@@ -159,7 +176,8 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     code, stopped, stop_reason = await _spawn(argv, env, task_dir, logs, limits, cgroup)
     peak = cgroup.peak_memory()
     out_of_memory, process_limit = cgroup.out_of_memory(), cgroup.process_limit_reached()
-    leftover = await asyncio.to_thread(cgroup.kill_all_and_remove)  # waits until the group is empty
+    # waits until the group is empty
+    leftover = await asyncio.to_thread(cgroup.kill_all_and_remove, machinery=is_bubblewrap if isolated else _never)
     wall = time.monotonic() - started
     tail = _tail(logs / "stderr.log", STDERR_TAIL)
     status, errors = classify(script, limits, Observed(
