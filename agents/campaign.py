@@ -120,7 +120,7 @@ class Campaign:
             weights = model.load(initial)
             self.build_round(1, initial)
             entry = await self.journal.write("campaign", s.name, "running", round=1,
-                                     history=[{"round": 0, "test_acc": self.metric(weights)}])
+                                             history=[{"round": 0, "test_acc": self.metric(weights)}])
             self.plot(entry.data["history"])
             log.info("campaign_started", campaign=s.name, rounds=s.rounds, contributors=s.max_assignments,
                      aggregation=s.aggregation.rule)
@@ -161,14 +161,14 @@ class Campaign:
                 return None
             if len(accepted) < s.min_updates:
                 await self.journal.write("campaign", s.name, "stalled", reason=f"round {number} expired with "
-                                 f"{len(accepted)} accepted updates, fewer than min_updates {s.min_updates}")
+                                         f"{len(accepted)} accepted updates, fewer than min_updates {s.min_updates}")
                 log.error("campaign_stalled", campaign=s.name, round=number, accepted=len(accepted),
                           min_updates=s.min_updates, action="lower min_updates or raise expires_in, "
                                                             "then journal the campaign running again")
                 return None
         elif len(accepted) < s.min_updates:
             await self.journal.write("campaign", s.name, "stalled", reason=f"round {number}: {len(accepted)} of "
-                             f"{len(sent)} updates accepted, fewer than min_updates {s.min_updates}")
+                                     f"{len(sent)} updates accepted, fewer than min_updates {s.min_updates}")
             log.error("campaign_stalled", campaign=s.name, round=number, accepted=len(accepted),
                       min_updates=s.min_updates, action="read the rejection reasons (`decentralml campaign status`)")
             return None
@@ -190,7 +190,7 @@ class Campaign:
         accuracy = self.metric(merged)
         name = round_name(s.name, number)
         entry = await self.journal.write("round", name, "aggregated", model=str(target), test_acc=accuracy,
-                                 examples=sum(n for _, n in updates))
+                                         examples=sum(n for _, n in updates))
         self.creator.metrics.inc("campaign_rounds")
         log.info("campaign_aggregated", campaign=s.name, round=number, rule=rule.rule, updates=len(updates),
                  test_acc=accuracy)

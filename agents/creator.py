@@ -316,7 +316,7 @@ class CreatorAgent:
             return
         if entry is None:
             entry = await self.journal.write("submission", sid, "seen", task_id=task.task_id, worker=submission.worker,
-                                     seen_at=time.time())
+                                             seen_at=time.time())
             self.metrics.inc("results_seen")
         strategy = task.validation_strategy
         if entry.step == "paying" and not self.market.capabilities.verdict_calls and sid not in self._paying_now:
@@ -362,7 +362,7 @@ class CreatorAgent:
 
     async def to_review(self, task: Task, submission: Submission, verdict: Verdict | None) -> None:
         await self.journal.write("submission", submission.submission_id, "review", review_since=time.time(),
-                         verdict=verdict.record() if verdict else None)
+                                 verdict=verdict.record() if verdict else None)
         log.info("result_waiting_for_review", submission_id=submission.submission_id, task_id=task.task_id,
                  advice=verdict.reason if verdict else None, review_deadline_block=submission.review_deadline_block)
 
