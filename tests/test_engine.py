@@ -281,6 +281,8 @@ async def test_odd_market_events_are_passed_over_with_one_line_each(tmp_path):
     assert {e["block"] for e in unreadable} == {7} and all(e["error"] for e in unreadable)
     assert engine.ledger.holder == {} and engine.ledger.plans == {} and engine.ledger.capacity == {
         peer: 2, worker.address: config.policy.max_concurrent}
+    # the peer's role unset: this host's workers' one task type (they all are annotators)
+    assert engine.ledger.task_types == {peer: "DataAnnotators", worker.address: "DataAnnotators"}
 
 
 def seed_spec(expiration_block: int, max_assignments: int = 1) -> TaskSpec:
