@@ -17,7 +17,10 @@ engine keeps a :class:`~agents.rendezvous.ClaimLedger` of every known worker's o
 the chain (``TaskAssigned`` read once for its worker; results, abandonments, verdicts and closings end
 them; at start, seeded with the assignments open where the stream begins: :meth:`Engine.seed_ledger`)
 and plans each new task to its best-ranked worker that is not full — the same plan on every host,
-so that worker's host claims at once (without counting the slots a second time). Another host holds a
+so that worker's host claims at once (without counting the slots a second time). A task is planned, and
+graces counted, only among the known workers of its type (a peer's ``role``, this host's workers' roles):
+ranked among all, a ModelContributor task could be planned to an annotator, whose host never claims it.
+Another host holds a
 fallback claim for ``grace_s`` per worker ranked ahead of its own that could take the task (up to
 :data:`~agents.rendezvous.RANKS_WAITED`), then drops it if the chain shows the slot taken: nothing
 journaled, no claim refused on chain (a fee). Waiting for every better-ranked worker, busy or not,
@@ -42,6 +45,7 @@ from decentralml_core.chain.market import Market
 from decentralml_core.chain.model import Task
 from decentralml_core.chain.rpc import RpcError
 
+from .config import ROLE_TASK_TYPES
 from .metrics import Metrics
 from .rendezvous import ClaimLedger, claim_key, grace_for
 from .streams import STOP_GRACE_S, TRANSIENT, follow_events, handle_with_retry
@@ -57,26 +61,37 @@ READ_EVENTS = frozenset({"TaskCreated", "AssignmentAbandoned", *VERDICTS})  # wh
 class Engine:
     def __init__(self, client: ChainClient, workers: list[WorkerAgent], metrics: Metrics, *,
                  grace_s: float = 0.0, peers: Iterable[str] | Mapping[str, int | None] = (),
-                 market: Market | None = None) -> None:
+                 peer_roles: Mapping[str, str] | None = None, market: Market | None = None) -> None:
         """``peers``: the other hosts' worker addresses, or address → its ``max_concurrent`` (None: as the
-        most of this host's workers)."""
+        most of this host's workers). ``peer_roles``: address → its role (annotator, engineer, contributor);
+        a peer not listed takes this host's workers' task type when they share one, else any type."""
         self.client, self.workers, self.metrics = client, workers, metrics
         self.market = market or Market(client)  # shared with the workers: a task read once per host
         self.by_address = {w.address: w for w in workers}
         capacity = dict(peers) if isinstance(peers, Mapping) else dict.fromkeys(peers)
         self.peers = [p for p in capacity if p not in self.by_address]
         self.grace_s = grace_s
-        self.task_types = {w.config.task_type for w in workers}
         self.ledger: ClaimLedger | None = None
         if grace_s > 0 and self.peers:
             default = max((w.config.policy.max_concurrent for w in workers), default=1)
             self.ledger = ClaimLedger({**{p: capacity[p] or default for p in self.peers},
-                                       **{w.address: w.config.policy.max_concurrent for w in workers}})
+                                       **{w.address: w.config.policy.max_concurrent for w in workers}},
+                                      task_types=self._task_types(peer_roles or {}))
         self.stopping = False
         self.dispatched = 0
         self._turn = 0  # round-robin among equally loaded workers
         self._stop = asyncio.Event()
         self._fallbacks: set[asyncio.Task] = set()  # claims waiting out a grace
+
+    def _task_types(self, peer_roles: Mapping[str, str]) -> dict[str, str]:
+        """Each known worker's task type: this host's from their roles, a peer's from its role, else (an
+        unset role) this host's workers' one type; with several, it is left unset (counted for every
+        type: ``farm check`` asks for the role instead)."""
+        own = {w.address: w.config.task_type for w in self.workers if w.config.task_type is not None}
+        shared = set(own.values())
+        types = {p: ROLE_TASK_TYPES[peer_roles[p]] if p in peer_roles else next(iter(shared))
+                 for p in self.peers if p in peer_roles or len(shared) == 1}
+        return {**types, **own}
 
     # -- the loop ------------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -243,9 +258,9 @@ class Engine:
         task = await self.market.task_as_posted(task_id)
         if task is None:
             return 0
-        if plan and task.task_type in self.task_types:
+        if plan:  # planned alike on every host, among the known workers of the task's type only
             self.ledger.plan(task_id, 1 if reopened else task.max_assignments, now,
-                             self.ledger.holders(task_id) | set(exclude))
+                             self.ledger.holders(task_id) | set(exclude), task_type=task.task_type)
         if not wanted:
             return 0
         willing = []
@@ -263,7 +278,8 @@ class Engine:
         pending = sum(w.entry_step(task_id) == "claiming" for w in self.workers)  # ours, maybe not on chain yet
         free = task.max_assignments - taken - pending
         full = self._full(task_id)
-        ahead = list(self.peers)  # the workers that may claim before this host's next one
+        # the workers that may claim before this host's next one: the peers that take the task's type
+        ahead = self.ledger.takers(task.task_type, among=self.peers) if self.ledger is not None else list(self.peers)
         # slots planned to this host's workers: claimed at once, by the planned worker or, if its hands are
         # full here (its last result landed, its step not yet ended), by the best-ranked one with room
         planned_here = sum(w in self.by_address for w in self.ledger.planned_for(task_id)) if self.ledger else 0

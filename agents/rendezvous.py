@@ -17,6 +17,11 @@ each worker's ``max_concurrent``), so every host computes the same plan for a bu
 grace per worker ranked ahead of its own that could take the task (:func:`grace_for` with the full
 ones passed over): the fallback for a planned host that is down, or whose worker refuses the task.
 
+A worker takes exactly one task type (its role's), so a task is planned, and graces counted, only among
+the known workers of its type (:meth:`ClaimLedger.takers`): ranked among all workers, a ModelContributor
+task on a market of annotators on one host and contributors on another was planned to an annotator
+whose host never claims it, and the contributors' host waited up to 3 graces for nobody.
+
 Pure logic, no I/O: the engine reads the chain and feeds the ledger.
 """
 
@@ -60,10 +65,15 @@ class ClaimLedger:
     just created. Fed in event order, it holds the same on every host that follows the same blocks; a
     host that starts later is :meth:`seed`-ed with the assignments open where it starts following, so
     it holds the same too (only the plans of the last :data:`PLAN_BLOCKS` blocks are not seeded: made
-    before it started, they land or are forgotten within those blocks)."""
+    before it started, they land or are forgotten within those blocks).
 
-    def __init__(self, capacity: Mapping[str, int]) -> None:
+    ``task_types``: the task type each known worker takes (its role's: ``worker.py`` refuses the others);
+    a task is planned only among the workers of its type, and a worker not listed is counted for every
+    type (a ledger built without types, as before types were known)."""
+
+    def __init__(self, capacity: Mapping[str, int], task_types: Mapping[str, str] | None = None) -> None:
         self.capacity = {address: max(1, int(n)) for address, n in capacity.items()}
+        self.task_types = {a: str(t) for a, t in (task_types or {}).items() if a in self.capacity}
         self.open: dict[str, dict[int, int]] = {a: {} for a in self.capacity}  # worker -> {submission: task}
         self.holder: dict[int, str] = {}  # submission -> worker (known workers only)
         self.plans: dict[int, list[tuple[str, int]]] = {}  # task -> [(worker, block planned)], best first
@@ -116,6 +126,16 @@ class ClaimLedger:
                 self._unplan(task_id, 0)
 
     # -- planning ---------------------------------------------------------------------------------
+    def takes(self, address: str, task_type: str | None) -> bool:
+        """Whether the known worker ``address`` can take a task of ``task_type`` (None: of any type)."""
+        mine = self.task_types.get(address)
+        return task_type is None or mine is None or mine == str(task_type)
+
+    def takers(self, task_type: str | None, among: Iterable[str] | None = None) -> list[str]:
+        """The workers of ``among`` (default: every known worker) that can take a task of ``task_type``:
+        the only ones a task of that type is planned to, and the only ones a host waits for."""
+        return [a for a in (self.capacity if among is None else among) if self.takes(a, task_type)]
+
     def planned_for(self, task_id: int) -> list[str]:
         """The workers planned for ``task_id``'s free slots whose claims have not landed, best first."""
         return [w for w, _ in self.plans.get(task_id, ())]
@@ -138,14 +158,16 @@ class ClaimLedger:
         """Each worker's claims planned and not yet on chain (a few tasks' worth: the last PLAN_BLOCKS)."""
         return Counter(w for plans in self.plans.values() for w, _ in plans)
 
-    def plan(self, task_id: int, slots: int, block: int, exclude: Collection[str] = ()) -> list[str]:
-        """The workers planned for ``slots`` free slots of ``task_id``: the best-ranked that are not full
-        (the best-ranked of all when every one is: its host queues the claim, the others wait). The same
-        task planned again (its event handled again) keeps its plan."""
+    def plan(self, task_id: int, slots: int, block: int, exclude: Collection[str] = (),
+             task_type: str | None = None) -> list[str]:
+        """The workers planned for ``slots`` free slots of ``task_id``, among those that take its
+        ``task_type`` (None: every known worker): the best-ranked that are not full (the best-ranked of all
+        when every one is: its host queues the claim, the others wait); none when no known worker takes
+        its type. The same task planned again (its event handled again) keeps its plan."""
         if task_id in self.plans:
             return self.planned_for(task_id)
         full = self.full()
-        order = sorted((w for w in self.capacity if w not in exclude), key=lambda w: claim_key(task_id, w, full))
+        order = sorted((w for w in self.takers(task_type) if w not in exclude), key=lambda w: claim_key(task_id, w, full))
         chosen = order[:max(0, slots)]
         if chosen:
             self.plans[task_id] = [(w, block) for w in chosen]

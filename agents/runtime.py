@@ -156,7 +156,8 @@ def _health(client: ChainClient, metrics: Metrics, role: str, engine: Engine | N
 
 
 async def run_engine(configs: list[tuple[str, AgentConfig]], metrics_port: int | None, *,
-                     grace_s: float = 0.0, peers: Mapping[str, int | None] | tuple[str, ...] = (), asset_root: Path | None = None,
+                     grace_s: float = 0.0, peers: Mapping[str, int | None] | tuple[str, ...] = (),
+                     peer_roles: Mapping[str, str] | None = None, asset_root: Path | None = None,
                      stop: asyncio.Event | None = None, dial: Dial | None = None) -> None:
     """Worker accounts ``(name, config)`` of one node in one process: one connection, one follower,
     one asset cache (``asset_root``, else the first worker's state dir), one /metrics page."""
@@ -182,7 +183,7 @@ async def run_engine(configs: list[tuple[str, AgentConfig]], metrics_port: int |
         workers = [WorkerAgent(config, client, journal, metrics if len(configs) == 1 else metrics.view(config.role, name),
                                name=name, assets=assets, market=market)
                    for (name, config), journal in zip(configs, journals, strict=True)]
-        engine = Engine(client, workers, metrics, grace_s=grace_s, peers=peers, market=market)
+        engine = Engine(client, workers, metrics, grace_s=grace_s, peers=peers, peer_roles=peer_roles, market=market)
         metrics.watch("chain_block", lambda: client.followed_block if client.followed_block >= 0 else None)
         if metrics_port is not None:
             runner = await serve_metrics(metrics, metrics_port, _health(client, metrics, engine_role, engine))

@@ -203,6 +203,52 @@ async def test_a_task_planned_to_a_host_that_is_down_is_claimed_after_the_grace(
     assert sorted(graces) == sorted(holders) and any(g > 0 for g in graces.values())
 
 
+@pytest.mark.skipif(not bubblewrap_works(), reason="agents run task scripts in bubblewrap")
+async def test_a_contributor_task_among_annotator_peers_is_claimed_without_a_grace(tmp_path):
+    """A host whose one worker is a contributor, listing another host's annotators (``role: annotator``)
+    as peers, with a 5 s grace: the ModelContributor task is planned to its contributor, dispatched
+    without a grace and claimed within a few blocks. Ranked among all workers (as before peers had a
+    role; here: ``peer_roles`` unset), the annotators ranked ahead of it had the plan, and it waited 15 s
+    (3 graces) for hosts that never claim such a task."""
+    grace_s = 5.0
+    annotators = [Keypair.create_from_uri(f"//Dave//types/a/{i}").ss58_address for i in range(8)]
+    async with InProcessDevnet(block_time=0.3) as devnet:
+        client = await devnet.client()
+        try:
+            await client.submit(Keypair.create_from_uri("//Dave"), "Balances", "transfer_keep_alive",
+                                {"dest": Keypair.create_from_uri("//Dave//types/c").ss58_address, "value": 10**15})
+            store = str(tmp_path / "store")
+            config = validate_config({"role": "contributor", "node": devnet.url, "key": {"dev": "Dave", "derive": "//types/c"},
+                                      "state_dir": str(tmp_path / "contributor"), "storage": {"root": store},
+                                      "policy": {"min_blocks_left": 0}, "sandbox": {"timeout_s": 20}})
+            contributor = config.key.load().ss58_address
+            stop = asyncio.Event()
+            with capture_logs() as logs:
+                engine = asyncio.create_task(run_engine(
+                    [("contributor", config)], None, grace_s=grace_s, peers=dict.fromkeys(annotators),
+                    peer_roles=dict.fromkeys(annotators, "annotator"), stop=stop, dial=devnet.dial))
+                for _ in range(200):
+                    if any(e["event"] == "engine_started" for e in logs):
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(1)  # the engine follows the chain
+                creator = InProcessAgent(tmp_path, "creator", {
+                    "role": "creator", "key": {"dev": "Alice"}, "storage": {"root": store},
+                    "tasks": [task_decl("types-0", make_assets(tmp_path), task_type="ModelContributor")]}, devnet).start()
+                task, subs = await settle_on(client, "types-0", decided(1), timeout=60)
+                stop.set()
+                await creator.stop()
+                await engine
+        finally:
+            await client.close()
+    # ranked among every worker, annotators come first for this task: the host would have waited for them
+    assert grace_for(task.task_id, contributor, annotators, grace_s) >= grace_s
+    assert subs[0].worker == contributor
+    assert [e["grace_s"] for e in logs if e["event"] == "task_dispatched" and e["task_id"] == task.task_id] == [0]
+    assert subs[0].created_block - task.creation_block <= 4  # a grace is ~17 blocks of 0.3 s
+    assert not [e for e in logs if e["event"] == "rendezvous_unreadable"]
+
+
 async def test_odd_market_events_are_passed_over_with_one_line_each(tmp_path):
     """Hostile or odd event data reaching the rendezvous ledger: one warning each, nothing tracked, the
     engine's handler returns normally."""
@@ -235,6 +281,8 @@ async def test_odd_market_events_are_passed_over_with_one_line_each(tmp_path):
     assert {e["block"] for e in unreadable} == {7} and all(e["error"] for e in unreadable)
     assert engine.ledger.holder == {} and engine.ledger.plans == {} and engine.ledger.capacity == {
         peer: 2, worker.address: config.policy.max_concurrent}
+    # the peer's role unset: this host's workers' one task type (they all are annotators)
+    assert engine.ledger.task_types == {peer: "DataAnnotators", worker.address: "DataAnnotators"}
 
 
 def seed_spec(expiration_block: int, max_assignments: int = 1) -> TaskSpec:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import get_args
 
 import pytest
 import yaml
@@ -67,6 +68,37 @@ def test_rendezvous_peers_are_addresses_or_addresses_with_their_capacity(tmp_pat
     farm["rendezvous"]["peers"][1]["max_concurrent"] = 0
     with pytest.raises(ConfigError, match=r"rendezvous\.peers\.1\.max_concurrent: Input should be greater"):
         load_farm(write(tmp_path / "farm.yaml", farm))
+
+
+def test_a_peer_says_its_role_or_takes_this_hosts_one_role(tmp_path):
+    """A peer's role fixes the one task type it is ranked for; unset, it is this host's workers' role
+    (one role: as before) — with several, the file is refused with one line saying which peer to fix."""
+    from agents.config import ROLE_TASK_TYPES
+    from agents.farm.config import Peer
+
+    roles, _ = get_args(Peer.model_fields["role"].annotation)  # Literal[...] | None
+    assert set(get_args(roles)) == set(ROLE_TASK_TYPES)  # the worker roles of agent configs
+    peers = ["5Peer", {"address": "5Big", "max_concurrent": 8, "role": "contributor"}]
+    farm = {"state_root": "state", "rendezvous": {"grace_s": 1, "peers": peers},
+            "agents": {"annotator": {"count": 2, "overrides": {"role": "annotator", "key": {"dev": "Bob", "derive": "//{index}"}}},
+                       "creator": {"overrides": {"role": "creator", "key": {"dev": "Alice"}}}}}  # a creator: no role
+    loaded = load_farm(write(tmp_path / "farm.yaml", farm))
+    assert loaded.rendezvous.roles() == {"5Peer": "annotator", "5Big": "contributor"}
+    assert loaded.rendezvous.capacities() == {"5Peer": None, "5Big": 8}
+    farm["rendezvous"]["peers"][1]["role"] = "labeller"
+    with pytest.raises(ConfigError) as bad:
+        load_farm(write(tmp_path / "farm.yaml", farm))
+    assert str(bad.value).endswith("rendezvous.peers.1.role: Input should be 'annotator', 'engineer' or 'contributor'")
+    farm["rendezvous"]["peers"][1]["role"] = "contributor"
+    farm["agents"]["contributor"] = {"overrides": {"role": "contributor", "key": {"dev": "Charlie"}}}
+    with pytest.raises(ConfigError) as mixed:
+        load_farm(path := write(tmp_path / "farm.yaml", farm))
+    assert str(mixed.value) == (f"{path}: rendezvous.peers.0: this host's workers have several roles (annotator, "
+                                "contributor): set role on this peer ({address: 5Peer, role: annotator|engineer|contributor})")
+    out = decentralml("farm", "check", str(path), timeout=60)  # the operator's view: one line, no traceback
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "set role on this peer" in out.stderr, out.stderr
+    farm["rendezvous"]["peers"][0] = {"address": "5Peer", "role": "engineer"}
+    assert load_farm(write(tmp_path / "farm.yaml", farm)).rendezvous.roles() == {"5Peer": "engineer", "5Big": "contributor"}
 
 
 def farm_status(farm: Path, *extra: str) -> list[dict]:

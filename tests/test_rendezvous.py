@@ -116,7 +116,7 @@ class SimulatedMarket:
         """As ``Market.open_assignments`` reads them: assigned, on a task not closed."""
         return [(t, sid, w) for sid, (t, w, status) in self.status.items() if status == "Assigned" and t not in self.closed]
 
-    def step(self, block: int, planner: ClaimLedger) -> list[tuple]:
+    def step(self, block: int, planner: ClaimLedger, task_type: str | None = None) -> list[tuple]:
         """One market call's events: a task created and its slots claimed as ``planner`` plans them, a
         result sent or an assignment abandoned (both end it), or a task closed."""
         live = [sid for sid, (t, _, status) in self.status.items() if status == "Assigned" and t not in self.closed]
@@ -125,7 +125,7 @@ class SimulatedMarket:
         if action == "create":
             task_id, slots = self.next_task, self.rng.randint(1, 3)
             self.next_task += 1
-            events: list[tuple] = [("created", task_id, slots, planner.plan(task_id, slots, block))]
+            events: list[tuple] = [("created", task_id, slots, planner.plan(task_id, slots, block, task_type=task_type))]
             for worker in events[0][3]:
                 self.status[self.next_sid] = (task_id, worker, "Assigned")
                 events.append(("assigned", task_id, self.next_sid, worker))
@@ -182,3 +182,62 @@ def test_a_ledger_seeded_from_the_chains_state_plans_like_one_that_followed_from
             follow(unseeded, events, block)
         assert late.open == genesis.open and late.full() == genesis.full()
     assert plans > 100 and differed > 0
+
+
+def test_a_task_is_planned_only_to_workers_of_its_type_and_waits_only_for_them():
+    """A market of annotators (host A) and contributors (host B): ranked among all workers, a
+    ModelContributor task was planned to an annotator whose host never claims it, and B's contributor
+    waited graces for annotators. Planned and counted among its type only, never; and both hosts (and a
+    ledger built with the workers listed in another order) plan alike."""
+    annotators, contributors = ADDRESSES[:4], ADDRESSES[4:]
+    types = {**dict.fromkeys(annotators, "DataAnnotators"), **dict.fromkeys(contributors, "ModelContributor")}
+    capacity = dict.fromkeys(ADDRESSES, 2)
+    hosts = [ClaimLedger(capacity, types), ClaimLedger(dict(reversed(capacity.items())), dict(reversed(types.items())))]
+    untyped = ClaimLedger(capacity)  # as before: every worker ranked for every task
+    mistaken = 0
+    for task_id in range(40):
+        task_type = "ModelContributor" if task_id % 2 else "DataAnnotators"
+        own = contributors if task_id % 2 else annotators
+        plans = [ledger.plan(task_id, 1, 100 + task_id, task_type=task_type) for ledger in hosts]
+        assert plans[0] == plans[1] and len(plans[0]) == 1 and plans[0][0] in own
+        assert hosts[0].takers(task_type) == own and hosts[0].takers(task_type, among=reversed(ADDRESSES)) == own[::-1]
+        mistaken += untyped.plan(task_id, 1, 100 + task_id)[0] not in own
+        # graces count only the workers of the task's type ahead: the best-ranked of them waits none, ...
+        order = ranked(task_id, own)
+        assert grace_for(task_id, order[0], hosts[0].takers(task_type), 0.5) == 0
+        assert [grace_for(task_id, a, hosts[0].takers(task_type), 0.5) for a in order[1:]] == [0.5, 1.0, 1.5]
+        # ... however many workers of the other type rank ahead of it
+        everyone = ranked(task_id)
+        assert grace_for(task_id, order[0], everyone, 0.5) == 0.5 * min(everyone.index(order[0]), RANKS_WAITED)
+    assert mistaken > 10  # untyped, about half the tasks went to a worker of the other type
+    # a type no known worker takes is planned to nobody; a worker without a type is counted for every type
+    assert hosts[0].plan(99, 1, 200, task_type="ModelEngineer") == [] and 99 not in hosts[0].plans
+    loose = ClaimLedger(capacity, {annotators[0]: "DataAnnotators"})
+    assert loose.takers("ModelContributor") == ADDRESSES[1:] and loose.takers(None) == ADDRESSES
+    assert ClaimLedger({"a": 1}, {"b": "DataAnnotators"}).task_types == {}  # types of unknown workers: not kept
+
+
+def test_a_mixed_market_keeps_every_host_planning_alike_and_in_type():
+    """Random mixed-type tasks, created and claimed as planned, results sent, tasks closed: two hosts
+    plan every task alike, always to a worker of the task's type."""
+    rng = random.Random(7)
+    types = {a: ("DataAnnotators", "ModelContributor", "ModelEngineer")[i % 3] for i, a in enumerate(ADDRESSES)}
+    capacity = dict.fromkeys(ADDRESSES, 2)
+    market, a, b = SimulatedMarket(rng), ClaimLedger(capacity, types), ClaimLedger(capacity, types)
+    created = 0
+    for block in range(400):
+        task_type = rng.choice(["DataAnnotators", "ModelContributor", "ModelEngineer"])
+        events = market.step(block, a, task_type)  # a task of that type, claimed as ``a`` plans it
+        if events[0][0] == "created":
+            created += 1
+            planned = events[0][3]
+            assert planned and all(types[w] == task_type for w in planned)
+            assert b.plan(events[0][1], events[0][2], block, task_type=task_type) == planned
+            for _, *args in events[1:]:
+                a.assigned(*args)
+                b.assigned(*args)
+        else:
+            follow(a, events, block)
+            follow(b, events, block)
+        assert a.open == b.open and a.full() == b.full()
+    assert created > 100

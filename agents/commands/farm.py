@@ -123,6 +123,7 @@ def engine_command(args) -> int:
         return 2
     return run_daemon(args, run_engine([(s.name, s.config) for s in chosen], chosen[0].config.metrics_port,
                                        grace_s=farm.rendezvous.grace_s, peers=farm.rendezvous.capacities(),
+                                       peer_roles=farm.rendezvous.roles(),
                                        asset_root=farm.state_root / ".assets"), f"a journal under {farm.state_root}")
 
 

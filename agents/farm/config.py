@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -43,6 +43,9 @@ class Peer(Strict):
     max_concurrent: int | None = Field(None, ge=1, le=256, description="its policy.max_concurrent (a worker "
                                        "holding this many assignments on chain is not waited for); unset: as "
                                        "this host's workers")
+    role: Literal["annotator", "engineer", "contributor"] | None = Field(
+        None, description="its role, which fixes the one task type it takes (it is ranked only for tasks of that "
+                          "type); unset: as this host's workers, when they all share one role")
 
     @model_validator(mode="before")
     @classmethod
@@ -55,11 +58,30 @@ class Rendezvous(Strict):
                                                           "the task (up to 3), wait this long before claiming it: "
                                                           "0 races as before")
     peers: list[Peer] = Field([], description="the other hosts' workers, for the ranking: each an SS58 address, or "
-                                              "{address, max_concurrent}")
+                                              "{address, max_concurrent, role}")
 
     def capacities(self) -> dict[str, int | None]:
         """Each peer's address → its max_concurrent (None: as this host's workers)."""
         return {p.address: p.max_concurrent for p in self.peers}
+
+    def roles(self) -> dict[str, str]:
+        """Each peer's address → its role, for the peers that have one (after :func:`load_farm`: all)."""
+        return {p.address: p.role for p in self.peers if p.role is not None}
+
+    def with_roles(self, worker_roles: set[str]) -> Rendezvous:
+        """The peers without a role given this host's workers' one role: a peer takes one task type, and
+        ranked for another type's tasks it made the host of the task's workers wait graces for nobody.
+        This host's workers of several roles and a peer without one: which type it takes is unknown."""
+        unset = [i for i, p in enumerate(self.peers) if p.role is None]
+        if not unset or not worker_roles:
+            return self
+        if len(worker_roles) > 1:
+            raise ValueError(f"rendezvous.peers.{unset[0]}: this host's workers have several roles "
+                             f"({', '.join(sorted(worker_roles))}): set role on this peer "
+                             f"({{address: {self.peers[unset[0]].address}, role: annotator|engineer|contributor}})")
+        (role,) = worker_roles
+        return self.model_copy(update={"peers": [p if p.role else p.model_copy(update={"role": role})
+                                                  for p in self.peers]})
 
 
 class Group(Strict):
@@ -161,7 +183,11 @@ def load_farm(path: str | Path) -> Farm:
                 raise ConfigError(f"{path}: {where}.{exc}") from None
             specs.append(AgentSpec(name, group_name, config, raw))
     _distinct_keys(path, specs)
-    return Farm(path, state_root, farm.restart, specs, farm.rendezvous)
+    try:
+        rendezvous = farm.rendezvous.with_roles({s.config.role for s in specs if s.config.task_type is not None})
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return Farm(path, state_root, farm.restart, specs, rendezvous)
 
 
 def _distinct_keys(path: Path, specs: list[AgentSpec]) -> None:
