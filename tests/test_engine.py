@@ -245,7 +245,7 @@ async def test_a_contributor_task_among_annotator_peers_is_claimed_without_a_gra
     assert grace_for(task.task_id, contributor, annotators, grace_s) >= grace_s
     assert subs[0].worker == contributor
     assert [e["grace_s"] for e in logs if e["event"] == "task_dispatched" and e["task_id"] == task.task_id] == [0]
-    assert subs[0].created_block - task.creation_block <= 4  # a grace is ~17 blocks of 0.3 s
+    assert subs[0].created_block - task.creation_block <= 8  # a grace is ~17 blocks of 0.3 s (room for a loaded CI)
     assert not [e for e in logs if e["event"] == "rendezvous_unreadable"]
 
 
