@@ -9,8 +9,8 @@ even on power loss): 3–6 ms on the disks measured. An engine's workers share o
 commit made on it stops every worker: 8 workers' ~480 commits for 60 tasks held the loop ~3 s of a
 10 s run, and 8 workers did 1.08× the tasks/s of one (``bench/farm.py``). The creator's ~300 commits for
 60 tasks held its loop 0.4 s (1 worker) to 1.3 s (8) of a 3.5–4.3 s run (cProfile), every result and
-verdict waiting behind them. Agents therefore commit through :meth:`Journal.write`: a thread of the journal's own commits while the loop goes on, and
-the caller awaits its write durable before acting on it. Writes queued while a commit runs share the
+verdict waiting behind them. Agents therefore commit through :meth:`Journal.write`: a thread of the
+journal's own commits while the loop goes on, and the caller awaits its write durable before acting on it. Writes queued while a commit runs share the
 next one (one transaction, one fsync); the journals of several workers commit in parallel (8 threads
 on 8 files: ~3,000 commits/s against ~350 for one, ext4 batching their fsyncs).
 """

@@ -116,7 +116,7 @@ class RunCgroup:
                 return int(fields.get(key, 0))
         return 0
 
-    def kill_all_and_remove(self, wait_s: float = 5.0, machinery: Callable[[int], bool] = lambda pid: False) -> int:
+    def kill_all_and_remove(self, wait_s: float = 5.0, machinery: Callable[[int], bool] | None = None) -> int:
         """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
         and removed, so that nothing of the run is alive when this returns; how many were left running,
         not counting those ``machinery`` names the sandbox's own (still exiting after the script's end)."""
@@ -124,7 +124,7 @@ class RunCgroup:
         deadline = time.monotonic() + wait_s
         while self.dirs and time.monotonic() < deadline:
             running = self.pids()
-            left |= {pid for pid in running - left if not machinery(pid)}
+            left |= {pid for pid in running - left if machinery is None or not machinery(pid)}
             for pid in running:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -90,10 +90,6 @@ def is_bubblewrap(pid: int) -> bool:
         return False  # gone already, or unreadable: counted, as any process of the run
 
 
-def _never(pid: int) -> bool:
-    return False
-
-
 def bwrap_argv(task_dir: Path, script: str, limits: SandboxLimits, data_dir: Path | None = None) -> list[str]:
     path = "/usr/local/bin:/usr/bin:/bin"
     shared: list[str] = []
@@ -177,7 +173,7 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     peak = cgroup.peak_memory()
     out_of_memory, process_limit = cgroup.out_of_memory(), cgroup.process_limit_reached()
     # waits until the group is empty
-    leftover = await asyncio.to_thread(cgroup.kill_all_and_remove, machinery=is_bubblewrap if isolated else _never)
+    leftover = await asyncio.to_thread(cgroup.kill_all_and_remove, machinery=is_bubblewrap if isolated else None)
     wall = time.monotonic() - started
     tail = _tail(logs / "stderr.log", STDERR_TAIL)
     status, errors = classify(script, limits, Observed(
