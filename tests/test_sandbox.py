@@ -185,6 +185,16 @@ def test_sandbox_run_command_reports_json(tmp_path):
     assert out.returncode == 0 and json.loads(out.stdout)["stderr_tail"] == "numpy", out.stdout
 
 
+def exec_done(pid: int, name: str, within: float = 10) -> bool:
+    """Whether process ``pid`` bears ``name`` within ``within`` seconds (its exec done)."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}/comm").read_text().strip() != name:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def test_bubblewrap_itself_is_not_counted_as_a_process_the_script_left(tmp_path):
     """The process bubblewrap forks into the run's pid namespace can still be exiting in the run's cgroup
     when the outer one has returned: a clean script was then reported with ``leftover_processes: 1``. It is
@@ -194,11 +204,12 @@ def test_bubblewrap_itself_is_not_counted_as_a_process_the_script_left(tmp_path)
     (tmp_path / "start_task.sh").write_text("sleep 30\n")
     box = subprocess.Popen(bwrap_argv(tmp_path, "start_task.sh", SandboxLimits()))
     try:
-        assert is_bubblewrap(box.pid)
+        # a vfork()ed child runs on before exec() has set its name: wait until it bears the program's
+        assert exec_done(box.pid, "bwrap") and is_bubblewrap(box.pid)
         assert not is_bubblewrap(os.getpid())
         sleeper = subprocess.Popen(["sleep", "30"])
         try:
-            assert not is_bubblewrap(sleeper.pid)
+            assert exec_done(sleeper.pid, "sleep") and not is_bubblewrap(sleeper.pid)
         finally:
             sleeper.kill()
             sleeper.wait()
