@@ -3,6 +3,7 @@ reported with a reason, and leaves nothing running or written outside its task d
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from decentralml_core.sandbox import SandboxLimits, bubblewrap_works, run_task_script
+from decentralml_core.sandbox import SandboxLimits, bubblewrap_works, prepare_task_run, run_task_script
 from decentralml_core.sandbox.cgroup import RunCgroup, sweep_stale_groups
 
 pytestmark = pytest.mark.skipif(not bubblewrap_works(), reason="bubblewrap cannot create namespaces here")
@@ -232,3 +233,69 @@ def test_a_groups_machinery_is_killed_but_not_counted(tmp_path):
     machinery = procs[0].pid
     assert cgroup.kill_all_and_remove(machinery=lambda pid: pid == machinery) == 1
     assert [p.wait(timeout=10) for p in procs] == [-9, -9]  # both killed
+
+
+# -- a sandbox started ahead of its script (PreparedRun) ------------------------------------------------------
+async def test_a_prepared_sandbox_runs_what_was_written_after_it_started_on_its_own_clock(tmp_path):
+    """Started on a task dir holding nothing yet, as a worker starts it before its last steps: the script,
+    its input and its parameters written afterwards are what runs, and the clock starts at the run (a 2 s
+    timeout, run 2.5 s after the start: a clock started at the start would have stopped it)."""
+    folder = tmp_path / "task"
+    folder.mkdir()
+    prepared = await prepare_task_run(folder, limits=dataclasses.replace(LIMITS, timeout_s=2))
+    (folder / "input.txt").write_text("written after the start")
+    (folder / "start_task.sh").write_text("sleep 0.3; cat input.txt > outputs/copy.txt")
+    await asyncio.sleep(2.5)
+    report = await prepared.run()
+    assert report.status == "ok", report
+    assert (folder / "outputs" / "copy.txt").read_text().strip() == "written after the start"
+    assert report.wall_s < 2
+    with pytest.raises(RuntimeError):  # one script, once
+        await prepared.run()
+
+
+async def test_a_prepared_sandbox_leaves_the_script_no_way_back_to_the_host(tmp_path):
+    """The socket the sandbox waited on is its first process's stdin only: the script's stdin is /dev/null and
+    no socket is open in it."""
+    folder = task(tmp_path, "readlink /proc/self/fd/0 > outputs/stdin; ls -l /proc/self/fd/ > outputs/fds")
+    report = await (await prepare_task_run(folder, limits=LIMITS)).run()
+    assert report.status == "ok", report
+    assert (folder / "outputs" / "stdin").read_text().strip() == "/dev/null"
+    assert "socket:" not in (folder / "outputs" / "fds").read_text()
+
+
+async def test_a_discarded_sandbox_never_runs_its_script_and_leaves_nothing(tmp_path):
+    folder = task(tmp_path, "echo ran > outputs/marker")
+    prepared = await prepare_task_run(folder, limits=LIMITS)
+    assert prepared.proc is not None and prepared.cgroup is not None
+    groups = list(prepared.cgroup.dirs)
+    await prepared.discard()
+    await prepared.discard()  # again: nothing to do
+    assert prepared.proc.returncode is not None
+    assert not any(path.exists() for path in groups)
+    assert not (folder / "outputs" / "marker").exists()
+    with pytest.raises(RuntimeError):
+        await prepared.run()
+
+
+async def test_a_prepared_run_refuses_a_script_made_a_symlink_meanwhile(tmp_path):
+    folder = task(tmp_path, "echo ran > outputs/marker")
+    prepared = await prepare_task_run(folder, limits=LIMITS)
+    (tmp_path / "elsewhere.sh").write_text("echo escaped > outputs/marker")
+    (folder / "start_task.sh").unlink()
+    (folder / "start_task.sh").symlink_to(tmp_path / "elsewhere.sh")
+    report = await prepared.run()
+    assert report.status == "rejected" and "not a regular file" in report.errors[0]
+    assert prepared.proc is not None and prepared.proc.returncode is not None  # ended, not left waiting
+    assert not (folder / "outputs" / "marker").exists()
+
+
+async def test_a_prepared_run_reports_a_failing_script_as_a_cold_one_does(tmp_path):
+    body = "echo 'no such model' >&2; exit 3"
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    cold = await run_task_script(task(tmp_path / "a", body), limits=LIMITS)
+    warm = await (await prepare_task_run(task(tmp_path / "b", body), limits=LIMITS)).run()
+    assert (cold.status, cold.exit_code, cold.errors, cold.stderr_tail) == (
+        warm.status, warm.exit_code, warm.errors, warm.stderr_tail) == (
+        "failed", 3, cold.errors, "no such model")

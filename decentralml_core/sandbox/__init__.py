@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from .limits import SandboxLimits
 
-__all__ = ["SandboxLimits", "SandboxReport", "SandboxUnavailable", "bubblewrap_works", "run_task_script"]
+__all__ = ["PreparedRun", "SandboxLimits", "SandboxReport", "SandboxUnavailable", "bubblewrap_works", "prepare_task_run",
+           "run_task_script"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,11 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from .runner import SandboxReport, SandboxUnavailable, bubblewrap_works, run_task_script
+    from .runner import (
+        PreparedRun,
+        SandboxReport,
+        SandboxUnavailable,
+        bubblewrap_works,
+        prepare_task_run,
+        run_task_script,
+    )

@@ -116,6 +116,21 @@ class RunCgroup:
                 return int(fields.get(key, 0))
         return 0
 
+    def remove_if_empty(self) -> bool:
+        """Remove the group at once if no process is left in it (a run's usual end); False if one is, or a
+        directory would not go: then :meth:`kill_all_and_remove`, which may wait, off the event loop."""
+        if self.pids():
+            return False
+        for path in list(self.dirs):
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return False
+            self.dirs.remove(path)
+        return True
+
     def kill_all_and_remove(self, wait_s: float = 5.0, machinery: Callable[[int], bool] | None = None) -> int:
         """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
         and removed, so that nothing of the run is alive when this returns; how many were left running,
