@@ -48,6 +48,40 @@ async def test_auto_accept_pays_every_worker_once(market):
     assert len(events(logs, "task_submitted", task_id=task.task_id)) == 2
     accepted = events(logs, "result_accepted", task_id=task.task_id)
     assert sorted(e["submission_id"] for e in accepted) == sorted(s.submission_id for s in subs)
+    assert len(events(logs, "sandbox_run", status="ok", ahead=True)) == 2  # each started at its fetch
+    for worker in (bob, charlie):  # what the run cost the task, for bench/farm.py and an operator
+        data = worker.entry("task", task.task_id).data
+        assert 0 < data["sandbox_s"] < 5 and 0 <= data["sandbox_start_wait_s"] <= data["sandbox_s"]
+
+
+async def test_a_worker_stopped_between_the_fetch_and_the_run_leaves_no_sandbox_and_resumes(market, monkeypatch):
+    """The sandbox started at the fetch is ended when the task's steps stop before its run (a SIGTERM during
+    the fetch); the run happens after the restart, in a sandbox started then."""
+    from agents.worker import WorkerAgent
+
+    started = []
+    fetch = WorkerAgent.fetch_assets
+
+    async def fetch_then_stop(self, task_id, data):
+        await fetch(self, task_id, data)
+        started.append(self._sandboxes[task_id])
+        self.stopping = True  # as when a SIGTERM comes during the fetch: the step ends, the run does not start
+
+    monkeypatch.setattr(WorkerAgent, "fetch_assets", fetch_then_stop)
+    market.creator([task_decl("halted", market.assets())])
+    bob = await market.worker("Bob")
+    sandbox = await bob.wait_until(lambda: started and started[0].proc.returncode is not None and started[0],
+                                   what="the sandbox started at the fetch ended")
+    task, _ = await market.settle("halted", lambda task, subs: task is not None and subs)
+    assert bob.journal()[("task", str(task.task_id))] == "fetched"
+    assert sandbox.cgroup is not None and not sandbox.cgroup.dirs  # its group removed
+    assert not (sandbox.task_dir / "outputs").exists()  # the script never ran
+    await bob.stop()
+    monkeypatch.undo()
+    with capture_logs() as logs:
+        bob.start()
+        await bob.wait_step("task", task.task_id, "submitted")
+    assert events(logs, "sandbox_run", status="ok")
 
 
 async def test_policy_filters_and_the_race_for_the_last_slot(market):
