@@ -2,8 +2,11 @@
 
 Reports total time (first TaskCreated → last payment), tasks/s, p50/p95 latency TaskCreated → result
 submitted and result submitted → paid (wall clock at the observer), the agents' RSS once idle, and
-the sandbox's overhead against a bare subprocess running the same script (before the agents start, and
-while the farm runs its tasks: ``sandbox_overhead_during_ms``). For the task phase: the CPU
+the sandbox's overhead against a bare subprocess running the same script: a sandbox started and run at once,
+before the agents start and while the farm runs its tasks (``sandbox_overhead_during_ms``), and as the farm's
+tasks met it (``task_sandbox_overhead_ms``: the median of the workers' own timings of their runs, from the word
+to go to the report, read from their journals, less the bare script's median while the farm ran; the workers
+start each sandbox ahead, while they take their last steps before the run). For the task phase: the CPU
 seconds of the devnet, the creator (its start-up included), the annotators and their sandboxed scripts,
 and how busy the whole machine was (``machine_busy``: 1.0 = every core busy, ours or anyone's) — a
 market that cannot go faster with more workers is either waiting on something or out of CPU.
@@ -49,19 +52,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from farm_parts import SCRIPT, agent, assets, cpu_s, engine, fund, machine_ticks, observe, pct, rss_mb  # noqa: E402
 
 from decentralml_core import logs  # noqa: E402
-from decentralml_core.sandbox import run_task_script  # noqa: E402
+from decentralml_core.sandbox import prepare_task_run, run_task_script  # noqa: E402
 from decentralml_core.testing.devnet_process import DevnetProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def sandbox_overhead(tmp: Path, runs: int = 30, until: threading.Event | None = None) -> tuple[float, float]:
-    """Median ms of the tiny script run bare and sandboxed, ``runs`` pairs (with ``until``: pairs until it is set,
-    at least 5 — the overhead while the farm runs its tasks, as issue 18's goal has it)."""
+async def sandbox_overhead(tmp: Path, runs: int = 30, until: threading.Event | None = None,
+                           gap_s: float = 0.0) -> tuple[float, float, float]:
+    """Median ms of the tiny script run bare, sandboxed (a sandbox started and run at once) and in a sandbox
+    started ahead (from the word to go, once it is set up: what a worker's task waits for when its sandbox was
+    started while it took its last steps), ``runs`` triples (with ``until``: triples until it is set, at least 5
+    — the overhead while the farm runs its tasks, as issue 18's goal has it), ``gap_s`` apart.
+
+    While the farm runs, runs back to back were a load of their own: ~40 ms of spawning in every ~45 ms, a
+    sizeable share of 2 cores taken from the market being measured. One triple every 0.25 s samples the same
+    machine state (a 5 s task phase still gives ~20) at a few % of one core."""
     folder = tmp / ("overhead-during" if until else "overhead")
     folder.mkdir()
     (folder / "start_task.sh").write_text(SCRIPT)
-    bare, boxed = [], []
+    bare, boxed, ahead = [], [], []
     while (len(bare) < runs) if until is None else (len(bare) < 5 or not until.is_set()):
         t = time.perf_counter()
         proc = await asyncio.create_subprocess_exec("sh", "start_task.sh", cwd=folder)
@@ -70,7 +80,32 @@ async def sandbox_overhead(tmp: Path, runs: int = 30, until: threading.Event | N
         t = time.perf_counter()
         await run_task_script(folder)
         boxed.append(time.perf_counter() - t)
-    return statistics.median(bare) * 1000, statistics.median(boxed) * 1000
+        prepared = await prepare_task_run(folder)
+        await prepared.ready()
+        t = time.perf_counter()
+        await prepared.run()
+        ahead.append(time.perf_counter() - t)
+        if gap_s:
+            await asyncio.sleep(gap_s)
+    return statistics.median(bare) * 1000, statistics.median(boxed) * 1000, statistics.median(ahead) * 1000
+
+
+def sandbox_walls_ms(state_root: Path) -> tuple[list[float], list[float]]:
+    """Each task's sandboxed run as its worker timed it (the ``ran`` row's ``sandbox_s``: from the word to go to the
+    report) and, of that, how long it waited for its sandbox to be set up (``sandbox_start_wait_s``), from every
+    journal under ``state_root``: the sandbox as the farm's tasks met it. Empty for code that records neither."""
+    import sqlite3
+
+    walls: list[float] = []
+    waits: list[float] = []
+    for path in state_root.rglob("journal.sqlite"):
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            for (data,) in db.execute("SELECT data FROM work"):
+                row = json.loads(data)
+                if "sandbox_s" in row:
+                    walls.append(row["sandbox_s"] * 1000)
+                    waits.append(row.get("sandbox_start_wait_s", 0.0) * 1000)
+    return walls, waits
 
 
 def side_by_side(rev: str, counts: list[int], tasks: int) -> int:
@@ -89,7 +124,8 @@ def side_by_side(rev: str, counts: list[int], tasks: int) -> int:
                 figures = json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
                 rows.append({"code": label, "annotators": count, **figures})
     keys = ["tasks_per_s", "created_to_submitted_p50_ms", "submitted_to_paid_p50_ms", "annotators_rss_mb_total",
-            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "sandbox_overhead_during_ms", "machine_busy", "cpu_s",
+            "annotator_rss_mb_max", "annotator_cpu_ms_per_task", "sandbox_overhead_ms", "sandbox_overhead_during_ms", "sandbox_ahead_overhead_during_ms", "task_sandbox_overhead_ms",
+            "machine_busy", "cpu_s",
             "paid"]
 
     def shown(value) -> str:  # cpu_s: devnet/creator/annotators/sandboxes
@@ -116,6 +152,9 @@ def main() -> int:
     parser.add_argument("--layout", choices=("engine", "processes"), default="engine",
                         help="annotators as one engine process (default) or one process each")
     parser.add_argument("--before", metavar="REV", help="also run REV's bench/farm.py; print both side by side")
+    parser.add_argument("--max-concurrent", type=int, default=4, help="task slots of each annotator")
+    parser.add_argument("--meter-gap-s", type=float, default=0.25,
+                        help="seconds between the sandbox meter's pairs while the farm runs (0: back to back)")
     parser.add_argument("--script-s", type=float, default=0.0,
                         help="each task's script sleeps this long first: tasks that take time but no CPU")
     args = parser.parse_args()
@@ -134,8 +173,8 @@ def main() -> int:
         start_block = asyncio.run(fund(node.url, [Keypair.create_from_uri(u) for u in uris]))
         folder = assets(tmp / "assets", args.script_s)
         store = str(tmp / "store")
-        bare_ms, boxed_ms = asyncio.run(sandbox_overhead(tmp))  # on a quiet machine, before the agents
-        policy = {"min_blocks_left": 0, "max_concurrent": 4}
+        bare_ms, boxed_ms, ahead_ms = asyncio.run(sandbox_overhead(tmp))  # on a quiet machine, before the agents
+        policy = {"min_blocks_left": 0, "max_concurrent": args.max_concurrent}
         if args.layout == "processes":
             workers = [agent({"role": "annotator", "node": node.url, "key": {"env": "FARM_KEY"},
                               "state_dir": str(tmp / f"annotator-{i}"), "storage": {"root": store}, "policy": policy},
@@ -155,7 +194,7 @@ def main() -> int:
         cpu_before = [cpu_s(p.pid) for p in (node.proc, *workers)]
         machine_before = machine_ticks()
         done, during = threading.Event(), {}
-        meter = threading.Thread(target=lambda: during.update(ms=asyncio.run(sandbox_overhead(tmp, until=done))))
+        meter = threading.Thread(target=lambda: during.update(ms=asyncio.run(sandbox_overhead(tmp, until=done, gap_s=args.meter_gap_s))))
         meter.start()  # the sandbox's overhead while the farm runs (it adds a little load of its own)
         try:
             seen = asyncio.run(observe(node.url, args.tasks, start_block, started + 600))
@@ -174,6 +213,7 @@ def main() -> int:
         for proc in (creator, *workers):
             proc.send_signal(signal.SIGTERM)
         codes = [proc.wait(timeout=60) for proc in (creator, *workers)]
+        walls, waits = sandbox_walls_ms(tmp)
     to_submit = [seen["submitted"][t] - seen["created"][t] for t in seen["submitted"] if t in seen["created"]]
     to_paid = [seen["paid"][t] - seen["submitted"][t] for t in seen["paid"] if t in seen["submitted"]]
     figures = {"tasks": args.tasks, "annotators": args.annotators, "script_s": args.script_s, "paid": len(seen["paid"]),
@@ -190,8 +230,15 @@ def main() -> int:
                                      / max(1, machine_after[1] - machine_before[1]), 2),
                "bare_subprocess_ms": round(bare_ms, 1), "sandboxed_ms": round(boxed_ms, 1),
                "sandbox_overhead_ms": round(boxed_ms - bare_ms, 1),
+               "sandbox_ahead_overhead_ms": round(ahead_ms - bare_ms, 1),
+               "sandbox_ahead_overhead_during_ms": round(during["ms"][2] - during["ms"][0], 1),
                "sandbox_overhead_during_ms": round(during["ms"][1] - during["ms"][0], 1),
-               "sandboxed_during_ms": round(during["ms"][1], 1), "agent_exit_codes": sorted(set(codes)),
+               "sandboxed_during_ms": round(during["ms"][1], 1), "bare_during_ms": round(during["ms"][0], 1),
+               # the sandbox as the tasks met it (started while the worker took its last steps before the run)
+               "task_sandboxed_p50_ms": round(statistics.median(walls), 1) if walls else None,
+               "task_sandbox_overhead_ms": round(statistics.median(walls) - during["ms"][0], 1) if walls else None,
+               "task_sandbox_start_wait_p50_ms": round(statistics.median(waits), 1) if waits else None,
+               "agent_exit_codes": sorted(set(codes)),
                "cpus": os.cpu_count(), "python": platform.python_version()}
     if args.json:
         print(json.dumps(figures))

@@ -1,6 +1,8 @@
 """The sandbox's own cost: a tiny script run by ``run_task_script`` against a bare ``sh`` subprocess, from a
 parent the size of a worker agent (``--parent-mb`` of touched memory: how a process starts a child depends on
-its size), and what bubblewrap alone costs (the same bwrap argv, spawned plainly) — the rest is ours.
+its size), and what bubblewrap alone costs (the same bwrap argv, spawned plainly) — the rest is ours; and the
+same script in a sandbox started ahead (``prepare_task_run``), timed from the word to go once it is set up, as
+a worker's task meets it when its sandbox was started at the fetch (``ahead_overhead_ms``).
 
     python bench/sandbox_start.py [--runs 30] [--parent-mb 90] [--before REV] [--json]
 
@@ -30,6 +32,11 @@ async def measure(runs: int) -> dict[str, float]:
     from decentralml_core.sandbox.limits import SandboxLimits
     from decentralml_core.sandbox.runner import bwrap_argv
 
+    try:
+        from decentralml_core.sandbox import prepare_task_run
+    except ImportError:  # --before REV: code from before a sandbox could be started ahead
+        prepare_task_run = None
+
     with tempfile.TemporaryDirectory(prefix="decentralml-sandbox-start-") as scratch:
         folder = Path(scratch) / "task"
         folder.mkdir()
@@ -49,9 +56,18 @@ async def measure(runs: int) -> dict[str, float]:
                                                         cwd=folder, env={}, stdin=subprocess.DEVNULL)
             await proc.wait()
             times["bwrap_alone"].append(time.perf_counter() - started)
+            if prepare_task_run is not None:  # started ahead, timed from the word to go once it is set up
+                prepared = await prepare_task_run(folder)
+                await prepared.ready()
+                started = time.perf_counter()
+                report = await prepared.run()
+                times.setdefault("started_ahead", []).append(time.perf_counter() - started)
+                assert report.status == "ok", report
     medians = {f"{k}_ms": round(statistics.median(v) * 1000, 1) for k, v in times.items()}
     medians["overhead_ms"] = round(medians["sandboxed_ms"] - medians["bare_sh_ms"], 1)
     medians["ours_ms"] = round(medians["sandboxed_ms"] - medians["bwrap_alone_ms"], 1)
+    if "started_ahead_ms" in medians:
+        medians["ahead_overhead_ms"] = round(medians["started_ahead_ms"] - medians["bare_sh_ms"], 1)
     return medians
 
 
@@ -76,7 +92,7 @@ def main() -> int:
                                          text=True, env={**os.environ, "PYTHONPATH": str(root)}, timeout=600)
                     rows[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
         for label, found in rows.items():
-            merged = {k: statistics.median(r[k] for r in found) for k in found[0]}
+            merged = {k: statistics.median(r[k] for r in found) for k in found[-1]}
             print(f"{label:<12} " + "  ".join(f"{k} {v:.1f}" for k, v in merged.items()))
         return 0
     from decentralml_core import logs
