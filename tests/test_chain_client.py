@@ -494,3 +494,35 @@ async def test_a_maps_rows_unchanged_since_the_last_read_are_not_decoded_again(c
                         {"dest": dest, "value": 10**12})
     changed = dict(await client.storage_map("System", "Account"))
     assert changed[dest]["data"]["free"] == 10**12 and len(decodes) >= 4  # the new row and Alice's: key and value each
+
+
+async def test_event_streams_cancelled_while_blocks_arrive_all_end_and_the_next_one_follows(client):
+    """Streams waiting for the next block, cancelled at odd moments while blocks come in (as an engine stops):
+    each ends at once, and a stream opened afterwards still follows. While streams waited on an
+    asyncio.Condition, a cancelled one had to re-acquire its lock, and an engine stopping after its tasks were
+    paid once never returned (its stream's task left "cancelling" on a lock future no one would set)."""
+    alice = Keypair.create_from_uri("//Alice")
+
+    async def remarks(count: int) -> None:
+        for i in range(count):
+            await client.submit(alice, "System", "remark_with_event", {"remark": f"0x{i % 256:02x}"})
+
+    producing = asyncio.create_task(remarks(30))
+    try:
+        for turn in range(40):
+            streams = [client.events() for _ in range(4)]
+            waiting = [asyncio.ensure_future(anext(s)) for s in streams]
+            for _ in range(turn % 5):
+                await asyncio.sleep(0)
+            for task in waiting:
+                task.cancel()
+            await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 5)
+            await asyncio.wait_for(asyncio.gather(*[s.aclose() for s in streams]), 5)
+    finally:
+        await producing
+    follower = client.events()
+    late = asyncio.create_task(remarks(1))
+    event = await asyncio.wait_for(anext(follower), 10)
+    assert event.block_number > 0
+    await late
+    await follower.aclose()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -123,7 +122,11 @@ class ChainClient:
         self._locks: dict[str, asyncio.Lock] = {}
         self._recovering: dict[str, asyncio.Task[None]] = {}
         self._reconnecting: asyncio.Task[None] | None = None
-        self._new_block = asyncio.Condition()
+        # set (and replaced) as each finalized block is processed: event streams wait on it. Not an asyncio.Condition:
+        # a stream cancelled while waiting must re-acquire the condition's lock, and on Python 3.11 that wait could
+        # hang for good (an engine stopping after its tasks were paid never returned: the stream's task sat
+        # "cancelling" on a lock future no one would set). An event has no lock: a cancelled wait just ends.
+        self._new_block = asyncio.Event()
         self._finalized = -1
         self.followed_block = -1  # the last block an event stream went through, with events or none
         self._follower: asyncio.Task[None] | None = None
@@ -171,8 +174,7 @@ class ChainClient:
         for task in (self._follower, self._watchdog, *self._recovering.values()):
             if task:
                 task.cancel()
-        async with self._new_block:  # event streams end with the failure
-            self._new_block.notify_all()
+        self._wake_streams()  # event streams end with the failure
         await self._rpc.close()
         await self.runtime.close()
 
@@ -688,9 +690,14 @@ class ChainClient:
         return self._finalized >= number or self._failure is not None
 
     async def _advance(self, number: int) -> None:
-        async with self._new_block:
-            self._finalized = number
-            self._new_block.notify_all()
+        self._finalized = number
+        self._wake_streams()
+
+    def _wake_streams(self) -> None:
+        """Wake every event stream waiting for a block; each checks what it waits for and waits again if it
+        has not come (a new event for the next wait: one set stays set)."""
+        woken, self._new_block = self._new_block, asyncio.Event()
+        woken.set()
 
     async def _resolve_inclusions(self, number: int) -> None:
         block_hash = await self.block_hash(number)
@@ -741,9 +748,8 @@ class ChainClient:
         batch = max(1, min(CATCH_UP_BATCH, CATCH_UP_WINDOW))
         try:
             while True:
-                if not self._reached(block):
-                    async with self._new_block:
-                        await self._new_block.wait_for(functools.partial(self._reached, block))
+                while not self._reached(block):
+                    await self._new_block.wait()
                 if self._failure is not None and self._finalized < block:
                     raise self._failure
                 if len(ahead) <= CATCH_UP_WINDOW - batch:  # topped up a batch at a time
