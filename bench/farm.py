@@ -1,4 +1,5 @@
-"""An annotation farm: 1 creator agent publishing N tiny AutoAccept tasks, A annotator agents, instant seal.
+"""An annotation farm: 1 creator agent publishing N tiny AutoAccept tasks, A annotator agents, instant seal
+(``--block-time``: a block every so many seconds instead).
 
 Reports total time (first TaskCreated → last payment), tasks/s, p50/p95 latency TaskCreated → result
 submitted and result submitted → paid (wall clock at the observer), the agents' RSS once idle, and
@@ -11,7 +12,7 @@ seconds of the devnet, the creator (its start-up included), the annotators and t
 and how busy the whole machine was (``machine_busy``: 1.0 = every core busy, ours or anyone's) — a
 market that cannot go faster with more workers is either waiting on something or out of CPU.
 
-    python bench/farm.py [--tasks 200] [--annotators 8] [--script-s 0] [--json]
+    python bench/farm.py [--tasks 200] [--annotators 8] [--script-s 0] [--max-concurrent 4] [--block-time 0] [--json]
 
 The annotators run as one engine (``decentralml farm engine``: one process, one chain connection);
 ``--layout processes`` runs each as its own ``agent run`` instead. ``--before REV --sweep 1,8`` runs
@@ -153,6 +154,9 @@ def main() -> int:
                         help="annotators as one engine process (default) or one process each")
     parser.add_argument("--before", metavar="REV", help="also run REV's bench/farm.py; print both side by side")
     parser.add_argument("--max-concurrent", type=int, default=4, help="task slots of each annotator")
+    parser.add_argument("--block-time", type=float, default=0.0,
+                        help="the devnet's block time in seconds (0: instant seal, a block as soon as a transaction "
+                             "waits; a real network's blocks come every 6 s)")
     parser.add_argument("--meter-gap-s", type=float, default=0.25,
                         help="seconds between the sandbox meter's pairs while the farm runs (0: back to back)")
     parser.add_argument("--script-s", type=float, default=0.0,
@@ -167,7 +171,7 @@ def main() -> int:
         return sweep([int(n) for n in args.sweep.split(",")], args.tasks or 100, args.json)
     args.tasks = args.tasks or 200
     with tempfile.TemporaryDirectory(prefix="decentralml-farm-") as scratch, \
-            DevnetProcess("--log-level", "warning") as node:
+            DevnetProcess("--log-level", "warning", "--block-time", str(args.block_time)) as node:
         tmp = Path(scratch)
         uris = [f"//Alice//farm/{i}" for i in range(args.annotators)]
         start_block = asyncio.run(fund(node.url, [Keypair.create_from_uri(u) for u in uris]))
@@ -216,7 +220,8 @@ def main() -> int:
         walls, waits = sandbox_walls_ms(tmp)
     to_submit = [seen["submitted"][t] - seen["created"][t] for t in seen["submitted"] if t in seen["created"]]
     to_paid = [seen["paid"][t] - seen["submitted"][t] for t in seen["paid"] if t in seen["submitted"]]
-    figures = {"tasks": args.tasks, "annotators": args.annotators, "script_s": args.script_s, "paid": len(seen["paid"]),
+    figures = {"tasks": args.tasks, "annotators": args.annotators, "script_s": args.script_s,
+               "max_concurrent": args.max_concurrent, "block_time_s": args.block_time, "paid": len(seen["paid"]),
                "total_s": round(total, 2), "created_span_s": round(max(seen["created"].values(), default=0)
                                                                   - min(seen["created"].values(), default=0), 2), "tasks_per_s": round(len(seen["paid"]) / total, 1) if total else 0,
                "created_to_submitted_p50_ms": pct(to_submit, 50), "created_to_submitted_p95_ms": pct(to_submit, 95),
