@@ -362,8 +362,10 @@ class WorkerAgent:
             terms = {k: v for k, v in dataclasses.asdict(task).items() if not k.endswith("credentials")}
             work.write_task_parameters(folder, terms)  # the script's parameters
             _, script = work.assets_of(task) or (None, work.SCRIPT)
+            timing: dict[str, float] = {}  # the run's wall clock, from the word to go to its report (bench/farm.py)
             if sandbox is not None and (sandbox.task_dir, sandbox.script) == (folder.resolve(), script):
-                report, sandbox = await sandbox.run(), None
+                report, ran, sandbox = await sandbox.run(), sandbox, None
+                timing["sandbox_start_wait_s"] = round(ran.start_wait_s, 4)  # what was left of its start
             else:
                 report = await run_task_script(folder, script, self.config.sandbox.limits(),
                                                self.config.sandbox.allow_unsandboxed, data_dir=self.config.data)
@@ -387,9 +389,7 @@ class WorkerAgent:
             self.metrics.inc("tasks_failed")
             log.warning("task_outputs_refused", task_id=task_id, reason=problem)
             return
-        # the run's wall clock, from the word to go to its report: what the sandbox cost this task (bench/farm.py)
-        await self.journal.write(KIND, task_id, "ran", outputs=report.outputs, sandbox_s=report.wall_s,
-                                 sandbox_start_wait_s=report.start_wait_s)
+        await self.journal.write(KIND, task_id, "ran", outputs=report.outputs, sandbox_s=report.wall_s, **timing)
 
     async def upload_outputs(self, task_id: int, data: dict) -> None:
         """``ran``: the outputs folder into the task's storage."""

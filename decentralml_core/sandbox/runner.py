@@ -59,8 +59,6 @@ class SandboxReport:
     leftover_processes: int = 0
     isolation: str = "bubblewrap"
     stderr_tail: str = ""  # the last STDERR_TAIL bytes the script wrote to stderr: why it failed, in its words
-    # of wall_s, the start: what was left of setting up a sandbox started ahead (0 when it was ready), else the spawn
-    start_wait_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +219,8 @@ class PreparedRun:
         self.proc: asyncio.subprocess.Process | None = None
         self._host: socket.socket | None = None  # our end of the waiting sandbox's stdin
         self.used = False
+        # of a run's wall_s, its start: what was left of setting up a sandbox started ahead (~0 when it was ready
+        # at the run), else the spawn
         self.start_wait_s = 0.0
         self._ready: bool | None = None  # None: not known yet
 
@@ -340,7 +340,7 @@ class PreparedRun:
         report = SandboxReport(status, code, errors=errors, wall_s=round(wall, 3),
                                peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
                                leftover_processes=leftover, isolation="bubblewrap" if self.isolated else "none",
-                               stderr_tail=tail, start_wait_s=round(self.start_wait_s, 4))
+                               stderr_tail=tail)
         if status == "ok":
             try:
                 found = walk_folder(outputs, limits.max_output_files, limits.max_output_mb * 1024 * 1024)
@@ -354,7 +354,7 @@ class PreparedRun:
                     report.status, report.outputs = "failed", []
                     report.errors.append(cut)
         log.info("sandbox_run", task_dir=str(self.task_dir), status=report.status, exit_code=code,
-                 wall_s=report.wall_s, start_wait_s=report.start_wait_s, outputs=len(report.outputs), leftover=leftover,
+                 wall_s=report.wall_s, start_wait_s=round(self.start_wait_s, 4), outputs=len(report.outputs), leftover=leftover,
                  isolation=report.isolation, ahead=self.ahead)
         return report
 
