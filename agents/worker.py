@@ -341,6 +341,9 @@ class WorkerAgent:
         bubblewrap sets up instead of after (23-30 ms of a tiny task's while a farm keeps 2 cores busy; see
         ``PreparedRun``). One that cannot be started now is started by :meth:`run_script` as before."""
         _, script = (None if task is None else work.assets_of(task)) or (None, work.SCRIPT)
+        earlier = self._sandboxes.pop(task_id, None)  # the step taken again (a retry): one sandbox a task
+        if earlier is not None:
+            await earlier.discard()
         try:
             self._sandboxes[task_id] = await prepare_task_run(
                 folder, script, self.config.sandbox.limits(), self.config.sandbox.allow_unsandboxed,
@@ -362,7 +365,7 @@ class WorkerAgent:
             terms = {k: v for k, v in dataclasses.asdict(task).items() if not k.endswith("credentials")}
             work.write_task_parameters(folder, terms)  # the script's parameters
             _, script = work.assets_of(task) or (None, work.SCRIPT)
-            timing: dict[str, float] = {}  # the run's wall clock, from the word to go to its report (bench/farm.py)
+            timing: dict[str, float] = {}  # journaled with the run's wall clock (bench/farm.py reads both)
             if sandbox is not None and (sandbox.task_dir, sandbox.script) == (folder.resolve(), script):
                 report, ran, sandbox = await sandbox.run(), sandbox, None
                 timing["sandbox_start_wait_s"] = round(ran.start_wait_s, 4)  # what was left of its start
@@ -389,6 +392,7 @@ class WorkerAgent:
             self.metrics.inc("tasks_failed")
             log.warning("task_outputs_refused", task_id=task_id, reason=problem)
             return
+        # the run's wall clock, from the word to go to its report: what the sandbox cost this task
         await self.journal.write(KIND, task_id, "ran", outputs=report.outputs, sandbox_s=report.wall_s, **timing)
 
     async def upload_outputs(self, task_id: int, data: dict) -> None:

@@ -300,3 +300,26 @@ async def test_a_worker_that_cannot_pay_fees_says_so_once_and_waits(market, monk
         await poor.wait_until(lambda: events(logs, "account_funded"), 60, "never saw its funds")
         await poor.wait_until(lambda: events(logs, "task_submitted"), 60, "never submitted once funded")
     assert len(events(logs, "account_cannot_pay_fees")) == 1 and not events(logs, "task_failed")
+
+
+async def test_a_fetch_taken_again_keeps_one_sandbox_for_its_task(market, monkeypatch):
+    """A step can be taken again (a retry after the node went away): the sandbox the first fetch started is
+    ended when the second starts another, and the task runs in the second."""
+    from agents.worker import WorkerAgent
+
+    started = []
+    fetch = WorkerAgent.fetch_assets
+
+    async def fetch_twice(self, task_id, data):
+        for _ in range(2):
+            await fetch(self, task_id, data)
+            started.append(self._sandboxes[task_id])
+
+    monkeypatch.setattr(WorkerAgent, "fetch_assets", fetch_twice)
+    market.creator([task_decl("twice-fetched", market.assets())])
+    bob = await market.worker("Bob")
+    task, _ = await market.settle("twice-fetched", lambda task, subs: task is not None and subs)
+    await bob.wait_step("task", task.task_id, "submitted")
+    first, second = started
+    assert first is not second and first.proc.returncode is not None and not first.cgroup.dirs
+    assert second.used and second.proc.returncode == 0  # the one that ran the script
