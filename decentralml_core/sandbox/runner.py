@@ -190,13 +190,13 @@ class PreparedRun:
     """A sandbox started ahead of its script: bubblewrap's namespaces and mounts set up, its first process
     waiting (:data:`WAIT_FOR_GO`) to become ``sh script``.
 
-    Why: a sandbox's start is work the script does not need to wait for. On a quiet machine it is 12-20 ms
+    Why: a sandbox's start is work the script does not need to wait for. On a quiet machine it is 12-22 ms
     over a bare ``sh``; while a farm keeps the 2 cores busy, 24-35 ms (``bench/farm.py``, issue 18), every
     step of it (our ``sh`` and ``nice``, bubblewrap's clone, namespaces and mounts) waiting for a core.
     Started while the worker still has its own steps to take (the ``fetched`` journal row, the deadline's
     read, the task's parameters), what is left on the task's path is a byte on a socket, the exec of
     ``sh`` and the end of the run: 1.4-1.9 ms over a bare ``sh`` on a quiet machine and 0.1-3.8 ms while
-    the farm runs (medians, 15 farm runs, ``docs/benchmarks.md``).
+    the farm runs (medians, 17 farm runs, ``docs/benchmarks.md``).
 
     What a run measures and limits (its wall clock, timeout, disk watchdog) starts at :meth:`run`; the
     run's cgroup and rlimits are in force from the start, while the sandbox waits using no CPU. A
