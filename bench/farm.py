@@ -3,8 +3,9 @@
 
 Reports total time (first TaskCreated → last payment), tasks/s, p50/p95 latency TaskCreated → result
 submitted and result submitted → paid (wall clock at the observer), the agents' RSS once idle, and
-the sandbox's overhead against a bare subprocess running the same script: a sandbox started and run at once,
-before the agents start and while the farm runs its tasks (``sandbox_overhead_during_ms``), and as the farm's
+the sandbox's overhead against a bare subprocess running the same script: a sandbox started and run at once
+and one started ahead (timed from the word to go), before the agents start and while the farm runs its tasks
+(``sandbox_overhead_during_ms``, ``sandbox_ahead_overhead_during_ms``), and as the farm's
 tasks met it (``task_sandbox_overhead_ms``: the median of the workers' own timings of their runs, from the word
 to go to the report, read from their journals, less the bare script's median while the farm ran; the workers
 start each sandbox ahead, while they take their last steps before the run). For the task phase: the CPU
@@ -158,7 +159,7 @@ def main() -> int:
                         help="the devnet's block time in seconds (0: instant seal, a block as soon as a transaction "
                              "waits; a real network's blocks come every 6 s)")
     parser.add_argument("--meter-gap-s", type=float, default=0.25,
-                        help="seconds between the sandbox meter's pairs while the farm runs (0: back to back)")
+                        help="seconds between the sandbox meter's runs while the farm runs (0: back to back)")
     parser.add_argument("--script-s", type=float, default=0.0,
                         help="each task's script sleeps this long first: tasks that take time but no CPU")
     args = parser.parse_args()
