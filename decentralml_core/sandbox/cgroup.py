@@ -78,11 +78,6 @@ class RunCgroup:
     def active(self) -> bool:
         return bool(self.dirs)
 
-    def join(self) -> None:
-        """Move the calling process in (called in the child between fork and exec)."""
-        for path in self.dirs:
-            (path / "cgroup.procs").write_text(str(os.getpid()))
-
     def pids(self) -> set[int]:
         found: set[int] = set()
         for path in self.dirs:
@@ -119,17 +114,20 @@ class RunCgroup:
     def remove_if_empty(self) -> bool:
         """Remove the group at once if no process is left in it (a run's usual end); False if one is, or a
         directory would not go: then :meth:`kill_all_and_remove`, which may wait, off the event loop."""
-        if self.pids():
-            return False
+        return not self.pids() and self._remove_dirs()
+
+    def _remove_dirs(self) -> bool:
+        """Remove the group's directories that will go (the kernel refuses one while a process, even one
+        being killed, is still in it); whether none is left."""
         for path in list(self.dirs):
             try:
                 path.rmdir()
             except FileNotFoundError:
-                pass
+                pass  # already gone
             except OSError:
-                return False
+                continue
             self.dirs.remove(path)
-        return True
+        return not self.dirs
 
     def kill_all_and_remove(self, wait_s: float = 5.0, machinery: Callable[[int], bool] | None = None) -> int:
         """Kill every process still in the group and wait (up to ``wait_s``) until the group is empty
@@ -145,14 +143,6 @@ class RunCgroup:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            for path in list(self.dirs):
-                try:
-                    path.rmdir()  # refused while a process, even one being killed, is still in it
-                except FileNotFoundError:
-                    pass  # already gone
-                except OSError:
-                    continue
-                self.dirs.remove(path)
-            if self.dirs:
+            if not self._remove_dirs():
                 time.sleep(0.01)
         return len(left)
