@@ -314,3 +314,21 @@ async def test_a_prepared_run_reports_a_failing_script_as_a_cold_one_does(tmp_pa
     assert (cold.status, cold.exit_code, cold.errors, cold.stderr_tail) == (
         warm.status, warm.exit_code, warm.errors, warm.stderr_tail) == (
         "failed", 3, cold.errors, "no such model")
+
+
+async def test_without_bubblewrap_a_run_is_refused_in_one_line_unless_allowed(tmp_path, monkeypatch):
+    """No isolation on the host: a run is refused (SandboxUnavailable, one line naming the override) at the start
+    or at the run; a script that is not there is reported as such first, as it always was; allowed, it runs
+    without isolation and says so."""
+    from decentralml_core.sandbox import SandboxUnavailable, runner
+
+    monkeypatch.setattr(runner, "bubblewrap_works", lambda: False)
+    folder = task(tmp_path, "echo ran > outputs/marker")
+    for attempt in (run_task_script(folder, limits=LIMITS), prepare_task_run(folder, limits=LIMITS)):
+        with pytest.raises(SandboxUnavailable, match="allow_unsandboxed: true overrides"):
+            await attempt
+    missing = await run_task_script(folder, "absent.sh", limits=LIMITS)
+    assert missing.status == "rejected" and "not a regular file" in missing.errors[0]
+    report = await (await prepare_task_run(folder, limits=LIMITS, allow_unsandboxed=True)).run()
+    assert (report.status, report.isolation) == ("ok", "none")
+    assert (folder / "outputs" / "marker").read_text().strip() == "ran"

@@ -157,12 +157,7 @@ async def run_task_script(task_dir: str | Path, script: str = "start_task.sh", l
     """Run ``sh script`` in ``task_dir`` under the sandbox; never raises for what the script does.
     ``data_dir``: a folder the script may read (only) at ``/data``. A sandbox started and run at once: a caller
     with other work to do first starts it earlier with :func:`prepare_task_run`."""
-    refused = _refusal(Path(task_dir).resolve(), safe_name(script))
-    if refused is not None:
-        return refused
-    prepared = PreparedRun(Path(task_dir).resolve(), safe_name(script), limits, allow_unsandboxed,
-                           None if data_dir is None else Path(data_dir).resolve(), ahead=False)
-    return await prepared.run()
+    return await PreparedRun(task_dir, script, limits, allow_unsandboxed, data_dir, ahead=False).run()
 
 
 async def prepare_task_run(task_dir: str | Path, script: str = "start_task.sh", limits: SandboxLimits = SandboxLimits(),
@@ -170,8 +165,7 @@ async def prepare_task_run(task_dir: str | Path, script: str = "start_task.sh", 
     """The sandbox for ``sh script`` in ``task_dir``, started now and waiting: :meth:`PreparedRun.run` runs the
     script in it, :meth:`PreparedRun.discard` ends it unused. Raises :class:`SandboxUnavailable` as
     :func:`run_task_script` does; the script itself is checked when it is run, not here."""
-    prepared = PreparedRun(Path(task_dir).resolve(), safe_name(script), limits, allow_unsandboxed,
-                           None if data_dir is None else Path(data_dir).resolve())
+    prepared = PreparedRun(task_dir, script, limits, allow_unsandboxed, data_dir)
     await prepared.start()
     return prepared
 
@@ -204,17 +198,16 @@ class PreparedRun:
     it, and its cgroup is swept at the next start (``cgroup.sweep_stale_groups``). Without bubblewrap
     (``allow_unsandboxed``), or not ``ahead`` (:func:`run_task_script`), nothing is started before :meth:`run`."""
 
-    def __init__(self, task_dir: Path, script: str, limits: SandboxLimits, allow_unsandboxed: bool,
-                 data_dir: Path | None, ahead: bool = True) -> None:
-        self.task_dir, self.script, self.limits, self.data_dir = task_dir, script, limits, data_dir
+    def __init__(self, task_dir: str | Path, script: str, limits: SandboxLimits, allow_unsandboxed: bool,
+                 data_dir: str | Path | None, ahead: bool = True) -> None:
+        self.task_dir, self.script, self.limits = Path(task_dir).resolve(), safe_name(script), limits
+        self.data_dir = None if data_dir is None else Path(data_dir).resolve()
         self.isolated = bubblewrap_works()
-        if not self.isolated and not allow_unsandboxed:
-            raise SandboxUnavailable("bubblewrap cannot isolate task scripts here; refusing to run untrusted code "
-                                     "(sandbox.allow_unsandboxed: true overrides, at your risk)")
+        self.allow_unsandboxed = allow_unsandboxed
         # started ahead: behind WAIT_FOR_GO. Not ahead (run_task_script): bubblewrap runs ``sh script`` itself, one
         # exec and one round trip fewer (1-3 ms of a cold start's 16-19 ms, 40 runs each, three times alternating)
         self.ahead = ahead and self.isolated
-        self.logs = task_dir.parent / f".{task_dir.name}.logs"
+        self.logs = self.task_dir.parent / f".{self.task_dir.name}.logs"
         self.cgroup: RunCgroup | None = None
         self.proc: asyncio.subprocess.Process | None = None
         self._host: socket.socket | None = None  # our end of the waiting sandbox's stdin
@@ -224,8 +217,14 @@ class PreparedRun:
         self.start_wait_s = 0.0
         self._ready: bool | None = None  # None: not known yet
 
+    def _check_isolation(self) -> None:
+        if not self.isolated and not self.allow_unsandboxed:
+            raise SandboxUnavailable("bubblewrap cannot isolate task scripts here; refusing to run untrusted code "
+                                     "(sandbox.allow_unsandboxed: true overrides, at your risk)")
+
     async def start(self) -> None:
-        """Start the sandbox (bubblewrap only); it waits for :meth:`run`."""
+        """Start the sandbox (bubblewrap only); it waits for :meth:`run`. Raises :class:`SandboxUnavailable`."""
+        self._check_isolation()
         self.logs.mkdir(exist_ok=True)
         if not self.ahead:
             return
@@ -264,10 +263,11 @@ class PreparedRun:
         """Run the script in the prepared sandbox (at most once); never raises for what the script does."""
         if self.used:
             raise RuntimeError("a prepared sandbox runs one script, once")
-        refused = _refusal(self.task_dir, self.script)
+        refused = _refusal(self.task_dir, self.script)  # checked before the isolation, as it always was
         if refused is not None:
             await self.discard()
             return refused
+        self._check_isolation()
         self.used = True
         outputs = self.task_dir / OUTPUTS
         outputs.mkdir(exist_ok=True)
