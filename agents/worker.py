@@ -340,7 +340,7 @@ class WorkerAgent:
         path before it runs (this step's journal row, the deadline's read, the parameters) is time in which
         bubblewrap sets up instead of after (23-30 ms of a tiny task's while a farm keeps 2 cores busy; see
         ``PreparedRun``). One that cannot be started now is started by :meth:`run_script` as before."""
-        _, script = (None if task is None else work.assets_of(task)) or (None, work.SCRIPT)
+        script = _script_of(task)
         earlier = self._sandboxes.pop(task_id, None)  # the step taken again (a retry): one sandbox a task
         if earlier is not None:
             await earlier.discard()
@@ -364,7 +364,7 @@ class WorkerAgent:
             task = await self.market.task_as_posted(task_id)
             terms = {k: v for k, v in dataclasses.asdict(task).items() if not k.endswith("credentials")}
             work.write_task_parameters(folder, terms)  # the script's parameters
-            _, script = work.assets_of(task) or (None, work.SCRIPT)
+            script = _script_of(task)
             timing: dict[str, float] = {}  # journaled with the run's wall clock (bench/farm.py reads both)
             if sandbox is not None and (sandbox.task_dir, sandbox.script) == (folder.resolve(), script):
                 report, ran, sandbox = await sandbox.run(), sandbox, None
@@ -550,3 +550,8 @@ class WorkerAgent:
             if sub is not None and sub.task_id == task_id:
                 return sid
         return None
+
+
+def _script_of(task: Task | None) -> str:
+    """The script a task's assets name (``start_task.sh`` when they name none): what its sandbox runs."""
+    return ((None if task is None else work.assets_of(task)) or (None, work.SCRIPT))[1]
